@@ -1,0 +1,384 @@
+//! Request kinds and the postcard-encoded heads of requests and responses.
+//!
+//! Every request type implements [`Request`], which ties it to its kind,
+//! version and response type. Heads are encoded with postcard; record
+//! batches never go through postcard but travel in the frame body (see
+//! [`crate::frame`]), described by byte counts in the head.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::WireError;
+use crate::frame::{FrameError, FrameHeader, HEADER_BYTES};
+
+/// What a request asks for. The number is the frame's `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum RequestKind {
+    /// Append record batches to partitions.
+    Produce = 1,
+    /// Read record batches from partitions, long-polling if asked.
+    Fetch = 2,
+    /// Create a topic.
+    CreateTopic = 3,
+    /// Delete a topic and its data.
+    DeleteTopic = 4,
+    /// List topics.
+    ListTopics = 5,
+    /// Describe one topic's partitions and configuration.
+    DescribeTopic = 6,
+}
+
+impl RequestKind {
+    /// The kind for a frame's `kind` field, if known.
+    pub fn from_u16(kind: u16) -> Option<Self> {
+        Some(match kind {
+            1 => Self::Produce,
+            2 => Self::Fetch,
+            3 => Self::CreateTopic,
+            4 => Self::DeleteTopic,
+            5 => Self::ListTopics,
+            6 => Self::DescribeTopic,
+            _ => return None,
+        })
+    }
+}
+
+/// A request type: its kind, the version this crate speaks, and its response.
+pub trait Request: Serialize + DeserializeOwned {
+    /// The frame's kind.
+    const KIND: RequestKind;
+    /// The version this crate encodes and the broker accepts.
+    const VERSION: u16 = 1;
+    /// The response head type.
+    type Response: Serialize + DeserializeOwned;
+}
+
+/// A head that would not encode or decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The frame around the head breaks a limit or is truncated.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// postcard could not decode or encode the head.
+    #[error("head does not decode: {0}")]
+    Postcard(#[from] postcard::Error),
+    /// The head decoded but bytes were left over.
+    #[error("{0} stray bytes after the head")]
+    TrailingBytes(usize),
+}
+
+/// Encodes a request's frame header and head; the caller sends `body_len`
+/// bytes of body after it.
+pub fn encode_request<R: Request>(request: &R, body_len: usize) -> Result<Vec<u8>, CodecError> {
+    encode_frame(R::KIND as u16, R::VERSION, request, body_len)
+}
+
+/// Encodes a successful response's frame header and head.
+pub fn encode_response<T: Serialize>(
+    version: u16,
+    response: &T,
+    body_len: usize,
+) -> Result<Vec<u8>, CodecError> {
+    encode_frame(0, version, response, body_len)
+}
+
+/// Encodes an error response (no body).
+pub fn encode_error(version: u16, error: &WireError) -> Result<Vec<u8>, CodecError> {
+    encode_frame(error.code.code() as u16, version, error, 0)
+}
+
+/// Decodes a head, refusing trailing bytes.
+pub fn decode_head<T: DeserializeOwned>(head: &[u8]) -> Result<T, CodecError> {
+    let (value, rest) = postcard::take_from_bytes(head)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(CodecError::TrailingBytes(rest.len()))
+    }
+}
+
+fn encode_frame<T: Serialize>(
+    tag: u16,
+    version: u16,
+    head: &T,
+    body_len: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![0u8; HEADER_BYTES];
+    out = postcard::to_extend(head, out)?;
+    let header = FrameHeader::for_parts(tag, version, out.len() - HEADER_BYTES, body_len)?;
+    out[..HEADER_BYTES].copy_from_slice(&header.to_bytes());
+    Ok(out)
+}
+
+/// Per-topic settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Keep data at least this long (ms); `None` keeps it forever.
+    pub retention_ms: Option<u64>,
+    /// Keep at most about this many bytes per partition; `None` for no limit.
+    pub retention_bytes: Option<u64>,
+}
+
+/// Produce: append batches. The body holds the batches back to back, in the
+/// order of `batches`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceRequest {
+    /// The topic.
+    pub topic: String,
+    /// One entry per batch in the body.
+    pub batches: Vec<ProduceBatch>,
+}
+
+/// One batch in a produce body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceBatch {
+    /// Target partition.
+    pub partition: u32,
+    /// The batch's size in the body.
+    pub bytes: u32,
+}
+
+impl Request for ProduceRequest {
+    const KIND: RequestKind = RequestKind::Produce;
+    type Response = ProduceResponse;
+}
+
+/// The outcome of each batch, in request order. A batch is acknowledged only
+/// once the commit holding it is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    /// One result per batch.
+    pub results: Vec<ProduceResult>,
+}
+
+/// One batch's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResult {
+    /// The partition.
+    pub partition: u32,
+    /// The offset given to the batch's first record, or why it was refused.
+    pub outcome: Result<u64, WireError>,
+}
+
+/// Fetch: read batches from partitions. The broker waits up to
+/// `max_wait_ms` for `min_bytes` to be available.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// Longest wait, capped at [`crate::limits::MAX_FETCH_WAIT_MS`].
+    pub max_wait_ms: u32,
+    /// Answer as soon as this many bytes are available (0 = at once).
+    pub min_bytes: u32,
+    /// Total bytes to return at most (at least one batch is returned).
+    pub max_bytes: u32,
+    /// Where to read.
+    pub partitions: Vec<FetchPartition>,
+}
+
+/// One partition to fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The first offset wanted.
+    pub offset: u64,
+    /// Bytes to return for this partition at most.
+    pub max_bytes: u32,
+}
+
+impl Request for FetchRequest {
+    const KIND: RequestKind = RequestKind::Fetch;
+    type Response = FetchResponse;
+}
+
+/// Fetch results in request order; the body holds each partition's batches
+/// back to back, in that order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchResponse {
+    /// One result per requested partition.
+    pub partitions: Vec<FetchResult>,
+}
+
+/// One partition's fetch result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchResult {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The data's place in the body, or why there is none.
+    pub outcome: Result<FetchedData, WireError>,
+}
+
+/// Where a partition's batches are and where the partition stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedData {
+    /// The first offset still stored.
+    pub log_start_offset: u64,
+    /// The offset the next record will get.
+    pub high_watermark: u64,
+    /// Bytes of whole batches in the body for this partition. The first
+    /// batch may start before the requested offset.
+    pub bytes: u32,
+}
+
+/// Create a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopicRequest {
+    /// Its name (Kafka's rule).
+    pub name: String,
+    /// How many partitions.
+    pub partitions: u32,
+    /// Settings.
+    pub config: TopicConfig,
+}
+
+impl Request for CreateTopicRequest {
+    const KIND: RequestKind = RequestKind::CreateTopic;
+    type Response = TopicDescription;
+}
+
+/// Delete a topic and its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteTopicRequest {
+    /// The topic.
+    pub name: String,
+}
+
+impl Request for DeleteTopicRequest {
+    const KIND: RequestKind = RequestKind::DeleteTopic;
+    type Response = ();
+}
+
+/// List every topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTopicsRequest;
+
+impl Request for ListTopicsRequest {
+    const KIND: RequestKind = RequestKind::ListTopics;
+    type Response = ListTopicsResponse;
+}
+
+/// The topics, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTopicsResponse {
+    /// Name, partition count and settings of each.
+    pub topics: Vec<TopicSummary>,
+}
+
+/// A topic in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSummary {
+    /// The name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: u32,
+    /// Settings.
+    pub config: TopicConfig,
+}
+
+/// Describe one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeTopicRequest {
+    /// The topic.
+    pub name: String,
+}
+
+impl Request for DescribeTopicRequest {
+    const KIND: RequestKind = RequestKind::DescribeTopic;
+    type Response = TopicDescription;
+}
+
+/// A topic and where each of its partitions stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDescription {
+    /// The name.
+    pub name: String,
+    /// Settings.
+    pub config: TopicConfig,
+    /// Each partition, in order.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// Where a partition stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDescription {
+    /// The partition.
+    pub partition: u32,
+    /// The first offset still stored.
+    pub log_start_offset: u64,
+    /// The offset the next record will get.
+    pub high_watermark: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use crate::frame::split;
+
+    fn round_trip<R: Request + PartialEq + std::fmt::Debug>(request: &R) {
+        let bytes = encode_request(request, 0).unwrap();
+        let header = FrameHeader::parse(bytes[..HEADER_BYTES].try_into().unwrap()).unwrap();
+        assert_eq!(RequestKind::from_u16(header.tag), Some(R::KIND));
+        assert_eq!(header.version, R::VERSION);
+        let (head, body) = split(&header, &bytes[HEADER_BYTES..]).unwrap();
+        assert!(body.is_empty());
+        assert_eq!(&decode_head::<R>(head).unwrap(), request);
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        round_trip(&ProduceRequest {
+            topic: "click".into(),
+            batches: vec![ProduceBatch { partition: 3, bytes: 170 }],
+        });
+        round_trip(&FetchRequest {
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            partitions: vec![FetchPartition {
+                topic: "click".into(),
+                partition: 0,
+                offset: 42,
+                max_bytes: 1 << 20,
+            }],
+        });
+        round_trip(&CreateTopicRequest {
+            name: "t".into(),
+            partitions: 4,
+            config: TopicConfig {
+                retention_ms: Some(60_000),
+                retention_bytes: None,
+            },
+        });
+        round_trip(&DeleteTopicRequest { name: "t".into() });
+        round_trip(&ListTopicsRequest);
+        round_trip(&DescribeTopicRequest { name: "t".into() });
+    }
+
+    #[test]
+    fn error_response_carries_its_code() {
+        let error = WireError::new(ErrorCode::UnknownTopic, "no topic \"x\"");
+        let bytes = encode_error(1, &error).unwrap();
+        let header = FrameHeader::parse(bytes[..HEADER_BYTES].try_into().unwrap()).unwrap();
+        assert_eq!(header.code(), 3);
+        let (head, _) = split(&header, &bytes[HEADER_BYTES..]).unwrap();
+        assert_eq!(decode_head::<WireError>(head).unwrap(), error);
+    }
+
+    #[test]
+    fn trailing_bytes_and_garbage_are_refused() {
+        let mut head = postcard::to_stdvec(&DeleteTopicRequest { name: "t".into() }).unwrap();
+        head.push(0);
+        assert!(matches!(
+            decode_head::<DeleteTopicRequest>(&head),
+            Err(CodecError::TrailingBytes(1))
+        ));
+        assert!(decode_head::<FetchRequest>(&[0xff; 9]).is_err());
+    }
+}

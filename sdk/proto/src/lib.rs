@@ -1,0 +1,27 @@
+//! Quiver's wire format: a pure codec with no I/O and no async, shared by the
+//! broker (`quiver-host`) and the SDK (`quiver-client`).
+//!
+//! # Layout
+//! - [`frame`]: the length-prefixed request and response frames that travel on
+//!   one QUIC bidirectional stream each, drawn byte by byte in its docs.
+//! - [`api`]: the request kinds and their postcard-encoded heads.
+//! - [`batch`]: Kafka's RecordBatch v2 layout: building, validating and reading
+//!   batches, and rewriting the base offset in place.
+//! - [`varint`]: the zig-zag varints the record layout uses.
+//! - [`error`]: stable numeric error codes ([`ErrorCode`]) and the error body
+//!   carried on the wire ([`WireError`]).
+//! - [`limits`]: every size and count the protocol bounds, in one place.
+//! - [`topic`]: topic-name rules shared by client-side and broker-side checks.
+
+pub mod api;
+pub mod batch;
+pub mod error;
+pub mod frame;
+pub mod limits;
+pub mod topic;
+pub mod varint;
+
+pub use error::{ErrorCode, ErrorDetail, WireError};
+
+/// The ALPN protocol id Quiver speaks over QUIC.
+pub const ALPN: &[u8] = b"quiver/1";

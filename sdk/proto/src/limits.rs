@@ -1,0 +1,44 @@
+//! Every bound the protocol puts on sizes and counts. Units are in the names.
+//!
+//! The broker checks each of these before it allocates or loops, and answers a
+//! request that exceeds one with a typed error, never a panic.
+
+/// Largest frame (everything after the 4-byte length prefix) a peer accepts.
+pub const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Largest postcard-encoded head inside a frame.
+pub const MAX_HEAD_BYTES: u32 = 1024 * 1024;
+
+/// Largest single record batch the broker stores (Kafka's `max.message.bytes`
+/// plays this role; ours is larger so that 1,000 records of 1 KiB fit).
+pub const MAX_BATCH_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Most records in one batch.
+pub const MAX_RECORDS_PER_BATCH: u32 = 100_000;
+
+/// Most headers on one record.
+pub const MAX_HEADERS_PER_RECORD: u32 = 1_024;
+
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS_PER_TOPIC: u32 = 1_024;
+
+/// Most partition entries in one produce, fetch or list request.
+pub const MAX_PARTITIONS_PER_REQUEST: usize = 4_096;
+
+/// Longest topic name, as in Kafka.
+pub const MAX_TOPIC_NAME_BYTES: usize = 249;
+
+/// Longest a fetch may wait for `min_bytes` to arrive.
+pub const MAX_FETCH_WAIT_MS: u32 = 30_000;
+
+/// Most bytes one fetch response carries (a fetch returns at least one whole
+/// batch even when that batch is larger than the requested maximum).
+pub const MAX_FETCH_BYTES: u32 = 16 * 1024 * 1024 - MAX_HEAD_BYTES - 64;
+
+/// Concurrent bidirectional streams (requests in flight) per connection;
+/// QUIC flow control makes a client wait for a free stream beyond this.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// Concurrent client connections per broker; more are closed with
+/// [`crate::ErrorCode::TooManyConnections`] as the close code.
+pub const MAX_CONNECTIONS: usize = 1_024;
