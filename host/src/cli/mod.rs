@@ -1,0 +1,1 @@
+//! The `quiver` command line.

@@ -1,0 +1,31 @@
+//! CreateTopic: check the name and partition count, then create.
+
+use quiver_proto::api::{CreateTopicRequest, TopicDescription};
+use quiver_proto::limits::MAX_PARTITIONS_PER_TOPIC;
+use quiver_proto::topic::validate_topic_name;
+use quiver_proto::{ErrorCode, WireError};
+
+use super::describe_topic::describe;
+use crate::server::Context;
+
+pub(super) async fn handle(
+    context: &Context,
+    request: CreateTopicRequest,
+) -> Result<TopicDescription, WireError> {
+    validate_topic_name(&request.name)
+        .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
+    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&request.partitions) {
+        return Err(WireError::new(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "a topic needs 1 to {MAX_PARTITIONS_PER_TOPIC} partitions, not {}",
+                request.partitions
+            ),
+        ));
+    }
+    let topic = context
+        .storage
+        .create_topic(request.name, request.partitions, request.config)
+        .await?;
+    Ok(describe(&topic))
+}

@@ -1,0 +1,11 @@
+//! DeleteTopic: remove the topic and all its batches.
+
+use quiver_proto::WireError;
+use quiver_proto::api::DeleteTopicRequest;
+
+use crate::server::Context;
+
+pub(super) async fn handle(context: &Context, request: DeleteTopicRequest) -> Result<(), WireError> {
+    context.storage.delete_topic(request.name).await?;
+    Ok(())
+}

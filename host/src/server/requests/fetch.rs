@@ -1,0 +1,131 @@
+//! Fetch: read whole batches from many partitions, long-polling until
+//! `min_bytes` are there, `max_wait_ms` passes, or the broker shuts down.
+//!
+//! An offset at or past the high watermark waits for data; one below the log
+//! start offset is answered with `OffsetOutOfRange` and the valid range.
+//! Any per-partition error ends the wait at once, as in Kafka.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+use quiver_proto::api::{FetchRequest, FetchResponse, FetchResult, FetchedData};
+use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS, MAX_PARTITIONS_PER_REQUEST};
+use quiver_proto::{ErrorCode, WireError};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::server::Context;
+use crate::storage::{Offsets, Partition, ReadResult, Storage};
+
+pub(super) async fn handle(
+    context: &Context,
+    request: FetchRequest,
+) -> Result<(FetchResponse, Vec<Bytes>), WireError> {
+    if request.partitions.len() > MAX_PARTITIONS_PER_REQUEST {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{} partitions in one fetch; the limit is {MAX_PARTITIONS_PER_REQUEST}",
+                request.partitions.len()
+            ),
+        ));
+    }
+    let wait = Duration::from_millis(u64::from(request.max_wait_ms.min(MAX_FETCH_WAIT_MS)));
+    let deadline = Instant::now() + wait;
+    let max_bytes = request.max_bytes.min(MAX_FETCH_BYTES) as usize;
+    let targets: Vec<Result<Arc<Partition>, WireError>> = request
+        .partitions
+        .iter()
+        .map(|p| Ok(context.storage.partition(&p.topic, p.partition)?))
+        .collect();
+
+    loop {
+        // Subscribe before reading, so a commit after the read wakes us.
+        let mut wakers: Vec<watch::Receiver<Offsets>> =
+            targets.iter().flatten().map(|p| p.subscribe()).collect();
+        let reads = read_all(&context.storage, &request, &targets, max_bytes).await?;
+        let total: usize = reads.iter().flatten().map(|r| r.batches.len()).sum();
+        let any_error = reads.iter().any(Result::is_err);
+        let expired = Instant::now() >= deadline || context.shutdown.is_cancelled();
+        if total >= request.min_bytes as usize || any_error || expired {
+            return Ok(respond(&request, reads));
+        }
+        let changed = async {
+            if wakers.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            let _ = select_all(wakers.iter_mut().map(|w| Box::pin(w.changed()))).await;
+        };
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            () = context.shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Reads every partition on a blocking thread, sharing `max_bytes` among them.
+async fn read_all(
+    storage: &Arc<Storage>,
+    request: &FetchRequest,
+    targets: &[Result<Arc<Partition>, WireError>],
+    max_bytes: usize,
+) -> Result<Vec<Result<ReadResult, WireError>>, WireError> {
+    let work: Vec<(Result<Arc<Partition>, WireError>, u64, usize)> = request
+        .partitions
+        .iter()
+        .zip(targets)
+        .map(|(p, t)| (t.clone(), p.offset, p.max_bytes as usize))
+        .collect();
+    let storage = Arc::clone(storage);
+    tokio::task::spawn_blocking(move || {
+        let mut remaining = max_bytes;
+        work.into_iter()
+            .map(|(partition, offset, partition_max)| {
+                let partition = partition?;
+                if remaining == 0 {
+                    // Budget spent: report where the partition stands only.
+                    return Ok(ReadResult {
+                        offsets: partition.offsets(),
+                        batches: Vec::new(),
+                    });
+                }
+                let read = storage.read(&partition, offset, partition_max.min(remaining))?;
+                remaining = remaining.saturating_sub(read.batches.len());
+                Ok(read)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| WireError::new(ErrorCode::UnknownServerError, format!("read task failed: {e}")))
+}
+
+fn respond(
+    request: &FetchRequest,
+    reads: Vec<Result<ReadResult, WireError>>,
+) -> (FetchResponse, Vec<Bytes>) {
+    let mut body = Vec::new();
+    let partitions = request
+        .partitions
+        .iter()
+        .zip(reads)
+        .map(|(p, read)| FetchResult {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            outcome: read.map(|read| {
+                let data = FetchedData {
+                    log_start_offset: read.offsets.log_start_offset,
+                    high_watermark: read.offsets.high_watermark,
+                    bytes: read.batches.len() as u32,
+                };
+                if !read.batches.is_empty() {
+                    body.push(Bytes::from(read.batches));
+                }
+                data
+            }),
+        })
+        .collect();
+    (FetchResponse { partitions }, body)
+}

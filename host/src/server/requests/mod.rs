@@ -1,0 +1,122 @@
+//! Request dispatch, and one file per request kind.
+//!
+//! Each handler takes its decoded head (and, for produce, the body) and
+//! returns its response head plus body chunks, or a [`WireError`].
+
+mod create_topic;
+mod delete_topic;
+mod describe_topic;
+mod fetch;
+mod list_topics;
+mod produce;
+
+use bytes::{Bytes, BytesMut};
+use quiver_proto::api::{
+    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
+    ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head, encode_response,
+};
+use quiver_proto::{ErrorCode, WireError};
+use serde::Serialize;
+
+use super::Context;
+use crate::storage::StorageError;
+
+/// A response ready to write: frame header and head, then body chunks.
+pub(crate) struct Reply {
+    pub(crate) version: u16,
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Vec<Bytes>,
+}
+
+impl Reply {
+    fn new<T: Serialize>(version: u16, head: &T, body: Vec<Bytes>) -> Result<Self, WireError> {
+        let body_len = body.iter().map(Bytes::len).sum();
+        let head = encode_response(version, head, body_len).map_err(|e| {
+            WireError::new(ErrorCode::UnknownServerError, format!("cannot encode response: {e}"))
+        })?;
+        Ok(Self {
+            version,
+            head,
+            body,
+        })
+    }
+}
+
+/// Decodes the head for `kind` and runs its handler.
+pub(crate) async fn dispatch(
+    context: &Context,
+    kind: u16,
+    version: u16,
+    head: &[u8],
+    body: BytesMut,
+) -> Result<Reply, WireError> {
+    let Some(kind) = RequestKind::from_u16(kind) else {
+        return Err(WireError::new(
+            ErrorCode::UnknownRequestKind,
+            format!("unknown request kind {kind}"),
+        ));
+    };
+    if context.shutdown.is_cancelled() {
+        return Err(WireError::new(ErrorCode::ShuttingDown, "broker shutting down"));
+    }
+    if kind != RequestKind::Produce && !body.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("{kind:?} takes no body, but {} bytes came", body.len()),
+        ));
+    }
+    match kind {
+        RequestKind::Produce => {
+            let request = decode::<ProduceRequest>(version, head)?;
+            let response = produce::handle(context, request, body).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::Fetch => {
+            let request = decode::<FetchRequest>(version, head)?;
+            let (response, body) = fetch::handle(context, request).await?;
+            Reply::new(version, &response, body)
+        }
+        RequestKind::CreateTopic => {
+            let request = decode::<CreateTopicRequest>(version, head)?;
+            Reply::new(version, &create_topic::handle(context, request).await?, Vec::new())
+        }
+        RequestKind::DeleteTopic => {
+            let request = decode::<DeleteTopicRequest>(version, head)?;
+            Reply::new(version, &delete_topic::handle(context, request).await?, Vec::new())
+        }
+        RequestKind::ListTopics => {
+            let request = decode::<ListTopicsRequest>(version, head)?;
+            Reply::new(version, &list_topics::handle(context, request), Vec::new())
+        }
+        RequestKind::DescribeTopic => {
+            let request = decode::<DescribeTopicRequest>(version, head)?;
+            Reply::new(version, &describe_topic::handle(context, &request)?, Vec::new())
+        }
+        _ => Err(WireError::new(
+            ErrorCode::UnknownRequestKind,
+            format!("request kind {kind:?} is not served"),
+        )),
+    }
+}
+
+fn decode<R: Request>(version: u16, head: &[u8]) -> Result<R, WireError> {
+    if version != R::VERSION {
+        return Err(WireError::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "{:?} version {version} is not supported; this broker speaks version {}",
+                R::KIND,
+                R::VERSION
+            ),
+        ));
+    }
+    decode_head(head).map_err(|e| {
+        WireError::new(ErrorCode::InvalidRequest, format!("malformed {:?} request: {e}", R::KIND))
+    })
+}
+
+impl From<StorageError> for WireError {
+    fn from(e: StorageError) -> Self {
+        WireError::from(&e)
+    }
+}

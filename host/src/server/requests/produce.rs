@@ -1,0 +1,93 @@
+//! Produce: validate each batch, hand it to the group-commit writer, and
+//! answer once the commit holding it is durable.
+//!
+//! Batches are validated in full (CRC, counts, record framing) but never
+//! re-encoded: the writer only rewrites the base offset, outside the CRC.
+
+use bytes::BytesMut;
+use futures_util::future::join_all;
+use quiver_proto::api::{ProduceRequest, ProduceResponse, ProduceResult};
+use quiver_proto::batch::{BatchError, validate};
+use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
+use quiver_proto::{ErrorCode, ErrorDetail, WireError};
+
+use crate::server::Context;
+
+pub(super) async fn handle(
+    context: &Context,
+    request: ProduceRequest,
+    mut body: BytesMut,
+) -> Result<ProduceResponse, WireError> {
+    if request.batches.len() > MAX_PARTITIONS_PER_REQUEST {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{} batches in one request; the limit is {MAX_PARTITIONS_PER_REQUEST}",
+                request.batches.len()
+            ),
+        ));
+    }
+    let declared: u64 = request.batches.iter().map(|b| u64::from(b.bytes)).sum();
+    if declared != body.len() as u64 {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("the head describes {declared} batch bytes but the body has {}", body.len()),
+        ));
+    }
+    let topic = context.storage.topic(&request.topic)?;
+
+    let mut appends = Vec::with_capacity(request.batches.len());
+    for entry in &request.batches {
+        let batch = body.split_to(entry.bytes as usize);
+        let partition = entry.partition;
+        let checked = topic
+            .partition(partition)
+            .ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::UnknownPartition,
+                    format!(
+                        "topic {:?} has no partition {partition} (it has {})",
+                        request.topic,
+                        topic.partitions.len()
+                    ),
+                )
+            })
+            .and_then(|p| Ok((p.clone(), check_batch(&batch)?)));
+        appends.push(async move {
+            let outcome = match checked {
+                Ok((partition, records)) => context
+                    .storage
+                    .append(partition, batch, records)
+                    .await
+                    .map_err(WireError::from),
+                Err(e) => Err(e),
+            };
+            ProduceResult { partition, outcome }
+        });
+    }
+    Ok(ProduceResponse {
+        results: join_all(appends).await,
+    })
+}
+
+/// Validates one batch; returns its record count.
+fn check_batch(batch: &[u8]) -> Result<u32, WireError> {
+    match validate(batch) {
+        Ok(summary) => Ok(summary.record_count),
+        Err(e @ BatchError::TooLarge { size, .. }) => Err(WireError::new(
+            ErrorCode::BatchTooLarge,
+            e.to_string(),
+        )
+        .with_detail(ErrorDetail::Size {
+            size: size as u64,
+            max: u64::from(MAX_BATCH_BYTES),
+        })),
+        Err(e @ BatchError::UnsupportedCompression(_)) => {
+            Err(WireError::new(ErrorCode::UnsupportedCompression, e.to_string()))
+        }
+        Err(e) => Err(WireError::new(
+            ErrorCode::CorruptBatch,
+            format!("corrupt batch: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,331 @@
+//! Durable storage: topics, partitions and record batches in one embedded
+//! redb database under the data directory.
+//!
+//! - [`tables`]: every table and its layout.
+//! - [`writer`]: the group-commit writer thread that owns all writes.
+//! - [`partition`]: in-memory handles (offsets, long-poll wake-ups).
+//! - [`error`]: [`StorageError`] and its wire mapping.
+//!
+//! Reads run on the caller's thread against a redb snapshot and never block
+//! the writer.
+
+mod error;
+mod partition;
+mod tables;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::BytesMut;
+use quiver_proto::api::TopicConfig;
+use quiver_proto::batch::BatchView;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::StorageError;
+pub use partition::{Offsets, Partition, Topic};
+pub use writer::{MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, WRITER_QUEUE_CAPACITY};
+
+use tables::{BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITION_STATE, TOPICS, TopicRecord};
+use writer::{Append, Command, Topics, read_topics, topic_handle};
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "quiver.redb";
+
+/// Default size of redb's page cache; it bounds the broker's memory for
+/// stored data, however much is stored.
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// How the storage is opened.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// redb page cache size in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// Batches read from one partition.
+#[derive(Debug)]
+pub struct ReadResult {
+    /// The partition's offsets when the read began.
+    pub offsets: Offsets,
+    /// Whole batches back to back; empty when there is nothing at `offset` yet.
+    pub batches: Vec<u8>,
+}
+
+/// The broker's storage. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Storage {
+    db: Arc<Database>,
+    path: PathBuf,
+    topics: Arc<Topics>,
+    writer: mpsc::Sender<Command>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Storage {
+    /// Opens (or creates) the database in `dir` and starts the writer.
+    pub fn open(dir: &Path, options: &StorageOptions) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Engine(e.into()))?;
+        let path = dir.join(DATABASE_FILE);
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)?;
+        stamp_format_version(&db)?;
+        let topics = Arc::new(RwLock::new(load_topics(&db)?));
+        let db = Arc::new(db);
+        let (writer, thread) = writer::spawn(Arc::clone(&db), Arc::clone(&topics))
+            .map_err(|e| StorageError::Engine(e.into()))?;
+        Ok(Self {
+            db,
+            path,
+            topics,
+            writer,
+            writer_thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, StorageError> {
+        read_topics(&self.topics)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StorageError::UnknownTopic(name.into()))
+    }
+
+    /// A partition by topic name and number.
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>, StorageError> {
+        let handle = self.topic(topic)?;
+        handle
+            .partition(partition)
+            .cloned()
+            .ok_or(StorageError::UnknownPartition {
+                topic: topic.into(),
+                partition,
+                count: handle.partitions.len() as u32,
+            })
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = read_topics(&self.topics).values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Creates a topic. The caller has checked the name and partition count.
+    pub async fn create_topic(
+        &self,
+        name: String,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<Arc<Topic>, StorageError> {
+        self.call(|reply| Command::CreateTopic {
+            name,
+            partitions,
+            config,
+            reply,
+        })
+        .await?
+    }
+
+    /// Deletes a topic and all its batches.
+    pub async fn delete_topic(&self, name: String) -> Result<(), StorageError> {
+        self.call(|reply| Command::DeleteTopic { name, reply })
+            .await?
+    }
+
+    /// Appends one validated batch holding `records` records; resolves to its
+    /// base offset once the commit holding it is durable.
+    pub async fn append(
+        &self,
+        partition: Arc<Partition>,
+        batch: BytesMut,
+        records: u32,
+    ) -> Result<u64, StorageError> {
+        self.call(|reply| {
+            Command::Append(Append {
+                partition,
+                batch,
+                records,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Reads whole batches from `offset` on, up to about `max_bytes` (at least
+    /// one batch when any is there). Blocking: call it off the async threads.
+    pub fn read(
+        &self,
+        partition: &Partition,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, StorageError> {
+        if partition.is_deleted() {
+            return Err(StorageError::UnknownTopic(partition.topic().into()));
+        }
+        // The offsets are read before the snapshot, so the snapshot holds at
+        // least everything below this high watermark.
+        let offsets = partition.offsets();
+        if offset < offsets.log_start_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: offsets.log_start_offset,
+                high_watermark: offsets.high_watermark,
+            });
+        }
+        let mut batches = Vec::new();
+        if offset >= offsets.high_watermark {
+            return Ok(ReadResult { offsets, batches });
+        }
+        let (id, index) = (partition.topic_id(), partition.index());
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BATCHES)?;
+        // The batch holding `offset` starts at or before it.
+        let start = table
+            .range((id, index, 0)..=(id, index, offset))?
+            .next_back()
+            .transpose()?
+            .map_or(offset, |(key, _)| key.value().2);
+        for entry in table.range((id, index, start)..(id, index, offsets.high_watermark))? {
+            let (_, value) = entry?;
+            let bytes = value.value();
+            let view = BatchView::parse(bytes).map_err(|e| StorageError::CorruptMetadata {
+                what: format!("batch in {}/{index}", partition.topic()),
+                reason: e.to_string(),
+            })?;
+            if view.last_offset() < offset {
+                continue;
+            }
+            if !batches.is_empty() && batches.len() + bytes.len() > max_bytes {
+                break;
+            }
+            batches.extend_from_slice(bytes);
+            if batches.len() >= max_bytes {
+                break;
+            }
+        }
+        Ok(ReadResult { offsets, batches })
+    }
+
+    /// Commits everything queued, stops the writer and waits for it.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        let thread = self
+            .writer_thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, StorageError> {
+        let (reply, response) = oneshot::channel();
+        self.writer
+            .send(command(reply))
+            .await
+            .map_err(|_| StorageError::WriterStopped)?;
+        response.await.map_err(|_| StorageError::WriterStopped)
+    }
+}
+
+fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(FORMAT_VERSION_KEY)?.map(|v| v.value());
+        match found {
+            Some(FORMAT_VERSION) => {}
+            Some(found) => {
+                return Err(StorageError::UnsupportedFormat {
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            None => {
+                meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)?;
+            }
+        }
+        // Create the other tables so readers never meet a missing one.
+        txn.open_table(TOPICS)?;
+        txn.open_table(PARTITION_STATE)?;
+        txn.open_table(BATCHES)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Loads every topic, checking each partition's stored high watermark
+/// against its last stored batch.
+fn load_topics(db: &Database) -> Result<HashMap<String, Arc<Topic>>, StorageError> {
+    let txn = db.begin_read()?;
+    let topics = txn.open_table(TOPICS)?;
+    let state = txn.open_table(PARTITION_STATE)?;
+    let batches = txn.open_table(BATCHES)?;
+    let mut out = HashMap::new();
+    for entry in topics.iter()? {
+        let (name, value) = entry?;
+        let name = name.value().to_owned();
+        let record: TopicRecord =
+            postcard::from_bytes(value.value()).map_err(|e| StorageError::CorruptMetadata {
+                what: format!("topic {name:?}"),
+                reason: e.to_string(),
+            })?;
+        let mut offsets = Vec::with_capacity(record.partitions as usize);
+        for partition in 0..record.partitions {
+            let (log_start_offset, high_watermark) = state
+                .get((record.id, partition))?
+                .map_or((0, 0), |v| v.value());
+            let last = batches
+                .range((record.id, partition, 0)..=(record.id, partition, u64::MAX))?
+                .next_back()
+                .transpose()?;
+            if let Some((_, value)) = last {
+                let end = BatchView::parse(value.value())
+                    .map(|view| view.last_offset() + 1)
+                    .map_err(|e| e.to_string());
+                if end != Ok(high_watermark) {
+                    return Err(StorageError::CorruptMetadata {
+                        what: format!("partition {name}/{partition}"),
+                        reason: format!(
+                            "stored high watermark {high_watermark} disagrees with the last batch ({end:?})"
+                        ),
+                    });
+                }
+            }
+            offsets.push(Offsets {
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let topic = topic_handle(&name, record, |i| offsets[i as usize]);
+        out.insert(name, Arc::new(topic));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
