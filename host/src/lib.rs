@@ -7,10 +7,10 @@
 //! - [`tls`]: the broker's certificate: loaded, or generated and kept.
 //! - [`broker`]: [`Broker`], which ties storage and server together and
 //!   shuts them down in order.
-//! - [`cli`]: the `quiver` command line (serve, topic, produce, consume, bench).
+//!
+//! The `quiver` binary's command line lives beside `main.rs` in `src/cli/`.
 
 pub mod broker;
-pub mod cli;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -1,1 +1,38 @@
-//! placeholder
+//! The async Rust SDK for Quiver.
+//!
+//! # Layout
+//! - [`Client`] (`client.rs`): one QUIC connection to a broker; every other
+//!   type sends its requests through it. [`ClientConfig`] says where and
+//!   which certificate authority to trust.
+//! - [`Producer`] (`producer.rs`): batching by size and linger, keyed
+//!   partitioning ([`partitioner`]), durable acknowledgements.
+//! - [`Consumer`] (`consumer.rs`): assigned partitions, seek, long-poll.
+//! - [`Admin`] (`admin.rs`): create, list, describe and delete topics.
+//! - [`ClientError`] (`error.rs`): every failure, typed, with the broker's
+//!   stable error code where there is one.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), quiver_client::ClientError> {
+//! use quiver_client::{Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+//! let client = Client::connect(ClientConfig::new("127.0.0.1:7400").ca_file("quiver-data/tls/cert.pem")).await?;
+//! let producer = Producer::new(client.clone(), ProducerConfig::default());
+//! let ack = producer.send(ProducerRecord::new("click", "hello").key("user-1")).await?;
+//! println!("stored at {}/{}", ack.partition, ack.offset);
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod client;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+
+pub use admin::Admin;
+pub use client::{Client, ClientConfig, DEFAULT_BROKER};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
+pub use error::ClientError;
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use quiver_proto::api::{PartitionDescription, TopicConfig, TopicDescription, TopicSummary};
+pub use quiver_proto::batch::Header;
+pub use quiver_proto::{ErrorCode, ErrorDetail, WireError};

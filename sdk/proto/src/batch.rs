@@ -304,9 +304,12 @@ impl<'a> BatchView<'a> {
         be_i64(self.bytes, 0) as u64
     }
 
-    /// Offset of the last record.
+    /// Offset of the last record. Saturates at `u64::MAX` rather than
+    /// overflow when a corrupt or hostile header carries a huge base offset
+    /// (which [`validate`] does not check: the broker assigns it).
     pub fn last_offset(&self) -> u64 {
-        self.base_offset() + u64::from(self.last_offset_delta().max(0) as u32)
+        self.base_offset()
+            .saturating_add(u64::from(self.last_offset_delta().max(0) as u32))
     }
 
     /// The partition leader epoch field.

@@ -1,0 +1,298 @@
+//! `quiver bench produce|consume`: throughput and latency against a running
+//! broker, with a progress bar on a terminal and `--json` for scripts.
+//!
+//! Produce latency is measured per record, from `enqueue` to its durable
+//! acknowledgement, on every [`LATENCY_SAMPLE_EVERY`]-th record. Consume
+//! latency is the round trip of each fetch that returned data.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use quiver_client::{
+    Admin, ClientError, Consumer, ConsumerConfig, ErrorCode, Offset, Producer, ProducerConfig,
+    ProducerRecord, TopicConfig, TopicPartition,
+};
+use tokio::sync::mpsc;
+
+use super::ClientArgs;
+
+/// One produce latency sample per this many records.
+const LATENCY_SAMPLE_EVERY: u64 = 16;
+/// Samples waiting for their acknowledgement, at most, per producer.
+const MAX_PENDING_SAMPLES: usize = 65_536;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Produce records as fast as the broker acknowledges them.
+    Produce(ProduceBench),
+    /// Consume a topic from the start.
+    Consume(ConsumeBench),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Common {
+    /// Topic to use; created if missing.
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Records in total.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProduceBench {
+    #[command(flatten)]
+    common: Common,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1_000)]
+    batch_size: u32,
+    /// Concurrent producers, each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    producers: u32,
+    /// Producer linger in ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeBench {
+    #[command(flatten)]
+    common: Common,
+    /// Concurrent consumers, each on its own connection with a share of the partitions.
+    #[arg(long, default_value_t = 1)]
+    consumers: u32,
+}
+
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Produce(args) => produce(args).await,
+        BenchCommand::Consume(args) => consume(args).await,
+    }
+}
+
+async fn produce(args: ProduceBench) -> anyhow::Result<()> {
+    let common = &args.common;
+    if args.producers == 0 || args.batch_size == 0 || common.records == 0 {
+        bail!("--producers, --batch-size and --records must be at least 1");
+    }
+    ensure_topic(common).await?;
+    let progress = progress_bar(common);
+    let value = Bytes::from(vec![b'x'; args.record_size]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..u64::from(args.producers) {
+        let share = common.records / u64::from(args.producers)
+            + u64::from(i < common.records % u64::from(args.producers));
+        let client = common.client.connect().await?;
+        let config = ProducerConfig {
+            batch_max_records: args.batch_size,
+            batch_max_bytes: usize::MAX,
+            linger: Duration::from_millis(args.linger_ms),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client, config);
+        let (topic, value, progress) = (common.topic.clone(), value.clone(), progress.clone());
+        tasks.push(tokio::spawn(async move {
+            produce_share(producer, &topic, &value, share, &progress).await
+        }));
+    }
+    let mut histogram = new_histogram();
+    for task in tasks {
+        histogram.add(task.await.context("producer task failed")??)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    let bytes = common.records * args.record_size as u64;
+    report(common, "produce", bytes, seconds, &histogram);
+    Ok(())
+}
+
+async fn produce_share(
+    producer: Producer,
+    topic: &str,
+    value: &Bytes,
+    records: u64,
+    progress: &ProgressBar,
+) -> Result<Histogram<u64>, ClientError> {
+    let (samples, mut acks) = mpsc::channel(MAX_PENDING_SAMPLES);
+    let collector = tokio::spawn(async move {
+        let mut histogram = new_histogram();
+        while let Some((sent, ack)) = acks.recv().await {
+            let ack: quiver_client::DeliveryFuture = ack;
+            ack.await?;
+            let _ = histogram.record(micros(sent));
+        }
+        Ok::<_, ClientError>(histogram)
+    });
+    for i in 0..records {
+        let sent = Instant::now();
+        let ack = producer
+            .enqueue(ProducerRecord::new(topic, value.clone()))
+            .await?;
+        if i % LATENCY_SAMPLE_EVERY == 0 {
+            samples.send((sent, ack)).await.map_err(|_| ClientError::Closed)?;
+        }
+        if i % 1_000 == 999 {
+            progress.inc(1_000);
+        }
+    }
+    producer.flush().await?;
+    drop(samples);
+    collector.await.map_err(|_| ClientError::Closed)?
+}
+
+async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
+    let common = &args.common;
+    if args.consumers == 0 {
+        bail!("--consumers must be at least 1");
+    }
+    let partitions = ensure_topic(common).await?;
+    let progress = progress_bar(common);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..args.consumers {
+        let mine: Vec<u32> = (0..partitions).filter(|p| p % args.consumers == i).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let share = common.records * mine.len() as u64 / u64::from(partitions);
+        let client = common.client.connect().await?;
+        let mut consumer = Consumer::new(
+            client,
+            ConsumerConfig {
+                start: Offset::Earliest,
+                ..ConsumerConfig::default()
+            },
+        );
+        consumer.assign(mine.iter().map(|&p| TopicPartition::new(&common.topic, p)));
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            consume_share(consumer, share, &progress).await
+        }));
+    }
+    let mut histogram = new_histogram();
+    let (mut consumed, mut bytes) = (0, 0);
+    for task in tasks {
+        let (count, size, h) = task.await.context("consumer task failed")??;
+        consumed += count;
+        bytes += size;
+        histogram.add(h)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    if consumed < common.records {
+        bail!(
+            "only {consumed} of {} records were there to consume; run `quiver bench produce` first",
+            common.records
+        );
+    }
+    report(common, "consume", bytes, seconds, &histogram);
+    Ok(())
+}
+
+/// Reads until `records` have come or a poll finds nothing more.
+async fn consume_share(
+    mut consumer: Consumer,
+    records: u64,
+    progress: &ProgressBar,
+) -> Result<(u64, u64, Histogram<u64>), ClientError> {
+    let mut histogram = new_histogram();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while count < records {
+        let sent = Instant::now();
+        let batch = consumer.poll(Duration::from_millis(1_000)).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let _ = histogram.record(micros(sent));
+        count += batch.len() as u64;
+        bytes += batch.iter().map(|r| r.value.len() as u64).sum::<u64>();
+        progress.inc(batch.len() as u64);
+    }
+    Ok((count, bytes, histogram))
+}
+
+async fn ensure_topic(common: &Common) -> anyhow::Result<u32> {
+    let admin = Admin::new(common.client.connect().await?);
+    match admin
+        .create_topic(&common.topic, common.partitions, TopicConfig::default())
+        .await
+    {
+        Ok(topic) => Ok(topic.partitions.len() as u32),
+        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
+            Ok(admin.describe_topic(&common.topic).await?.partitions.len() as u32)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn progress_bar(common: &Common) -> Arc<ProgressBar> {
+    let bar = if !common.json && std::io::stderr().is_terminal() {
+        ProgressBar::new(common.records)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}") {
+        bar.set_style(style);
+    }
+    Arc::new(bar)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs to 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros().max(1) as u64
+}
+
+/// Prints the summary; `bytes` counts record values.
+fn report(common: &Common, what: &str, bytes: u64, seconds: f64, histogram: &Histogram<u64>) {
+    let records = common.records;
+    let record_size = bytes / records.max(1);
+    let records_per_sec = records as f64 / seconds;
+    let mb_per_sec = bytes as f64 / seconds / 1e6;
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1_000.0;
+    if common.json {
+        let summary = serde_json::json!({
+            "bench": what,
+            "records": records,
+            "record_size": record_size,
+            "seconds": seconds,
+            "records_per_sec": records_per_sec,
+            "mb_per_sec": mb_per_sec,
+            "p50_ms": ms(0.5),
+            "p99_ms": ms(0.99),
+            "p999_ms": ms(0.999),
+            "latency_samples": histogram.len(),
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "{what}: {records} records of {record_size} B in {seconds:.2} s: {records_per_sec:.0} records/s, \
+             {mb_per_sec:.1} MB/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms ({} samples)",
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            histogram.len()
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! `quiver topic create|list|describe|delete`.
+
+use clap::Subcommand;
+use quiver_client::{Admin, TopicConfig};
+
+use super::ClientArgs;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name: 1 to 249 of a-z A-Z 0-9 . _ -
+        name: String,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Keep records at least this long (ms); forever when unset.
+        #[arg(long)]
+        retention_ms: Option<u64>,
+        /// Keep about this many bytes per partition; unlimited when unset.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List topics.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a topic's partitions with log start offset and high watermark.
+    Describe {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            client,
+        } => {
+            let admin = Admin::new(client.connect().await?);
+            let config = TopicConfig {
+                retention_ms,
+                retention_bytes,
+            };
+            admin.create_topic(&name, partitions, config).await?;
+            println!("created topic {name} with {partitions} partitions");
+        }
+        TopicCommand::List { client } => {
+            let admin = Admin::new(client.connect().await?);
+            for topic in admin.list_topics().await? {
+                println!("{}\tpartitions={}", topic.name, topic.partitions);
+            }
+        }
+        TopicCommand::Describe { name, client } => {
+            let admin = Admin::new(client.connect().await?);
+            let topic = admin.describe_topic(&name).await?;
+            let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+            println!(
+                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}",
+                topic.name,
+                topic.partitions.len(),
+                show(topic.config.retention_ms),
+                show(topic.config.retention_bytes)
+            );
+            println!("partition\tlog_start_offset\thigh_watermark");
+            for p in topic.partitions {
+                println!("{}\t{}\t{}", p.partition, p.log_start_offset, p.high_watermark);
+            }
+        }
+        TopicCommand::Delete { name, client } => {
+            let admin = Admin::new(client.connect().await?);
+            admin.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The consumer: assigned partitions, a position per partition, and
+//! long-polling fetches over all of them at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_proto::api::{FetchPartition, FetchRequest};
+use quiver_proto::batch::{Header, split_batches};
+use quiver_proto::limits::MAX_FETCH_BYTES;
+
+use crate::admin::Admin;
+use crate::client::Client;
+use crate::error::ClientError;
+
+/// A topic and partition number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// `topic`/`partition`.
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// Where to (re)start reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// The first stored record (the log start offset).
+    Earliest,
+    /// After the last stored record (the high watermark): only new records.
+    Latest,
+    /// This offset.
+    At(u64),
+}
+
+/// How the consumer fetches.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Answer as soon as this many bytes are there.
+    pub min_bytes: u32,
+    /// Bytes per fetch, at most (at least one batch is always returned).
+    pub max_bytes: u32,
+    /// Bytes per partition per fetch, at most.
+    pub partition_max_bytes: u32,
+    /// Where a newly assigned partition starts (Kafka's `auto.offset.reset`).
+    pub start: Offset,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            min_bytes: 1,
+            max_bytes: MAX_FETCH_BYTES,
+            partition_max_bytes: 8 * 1024 * 1024,
+            start: Offset::Latest,
+        }
+    }
+}
+
+/// A record as consumed. Key, value and header values share the fetched
+/// buffer; nothing is copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: u32,
+    /// The record's offset.
+    pub offset: u64,
+    /// Timestamp, ms since the epoch.
+    pub timestamp: i64,
+    /// The key, if any.
+    pub key: Option<Bytes>,
+    /// The value.
+    pub value: Bytes,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug)]
+struct Assigned {
+    topic: Arc<str>,
+    partition: u32,
+    position: Option<u64>,
+    seek: Option<Offset>,
+    high_watermark: Option<u64>,
+}
+
+/// Reads records from assigned partitions.
+#[derive(Debug)]
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    assigned: Vec<Assigned>,
+}
+
+impl Consumer {
+    /// A consumer over `client`'s connection with nothing assigned.
+    pub fn new(client: Client, config: ConsumerConfig) -> Self {
+        Self {
+            client,
+            config,
+            assigned: Vec::new(),
+        }
+    }
+
+    /// Replaces the assignment. Each partition starts at
+    /// [`ConsumerConfig::start`] unless [`seek`](Self::seek) says otherwise.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let start = self.config.start;
+        self.assigned = partitions
+            .into_iter()
+            .map(|tp| Assigned {
+                topic: tp.topic.into(),
+                partition: tp.partition,
+                position: None,
+                seek: Some(start),
+                high_watermark: None,
+            })
+            .collect();
+    }
+
+    /// Assigns every partition of `topic`; returns how many there are.
+    pub async fn assign_topic(&mut self, topic: &str) -> Result<u32, ClientError> {
+        let description = Admin::new(self.client.clone()).describe_topic(topic).await?;
+        let count = description.partitions.len() as u32;
+        self.assign((0..count).map(|p| TopicPartition::new(topic, p)));
+        Ok(count)
+    }
+
+    /// The current assignment.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.assigned
+            .iter()
+            .map(|a| TopicPartition::new(&*a.topic, a.partition))
+            .collect()
+    }
+
+    /// Moves a partition's position; takes effect at the next poll.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: Offset) -> Result<(), ClientError> {
+        let assigned = self.find(tp)?;
+        assigned.seek = Some(offset);
+        Ok(())
+    }
+
+    /// Moves every assigned partition's position.
+    pub fn seek_all(&mut self, offset: Offset) {
+        for assigned in &mut self.assigned {
+            assigned.seek = Some(offset);
+        }
+    }
+
+    /// The next offset to be returned for a partition, once known.
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.assigned
+            .iter()
+            .find(|a| *a.topic == *tp.topic && a.partition == tp.partition)
+            .and_then(|a| a.position)
+    }
+
+    /// The high watermark the last fetch saw for a partition.
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Option<u64> {
+        self.assigned
+            .iter()
+            .find(|a| *a.topic == *tp.topic && a.partition == tp.partition)
+            .and_then(|a| a.high_watermark)
+    }
+
+    /// Fetches from every assigned partition, waiting up to `timeout` for
+    /// data. Returns the records in offset order per partition; an empty
+    /// list when the wait ran out.
+    ///
+    /// On any partition error (e.g. `OffsetOutOfRange`) nothing is returned
+    /// and no position moves; the error says which partition and why.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        self.resolve_seeks().await?;
+        if self.assigned.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(Vec::new());
+        }
+        let request = FetchRequest {
+            max_wait_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            min_bytes: self.config.min_bytes,
+            max_bytes: self.config.max_bytes,
+            partitions: self
+                .assigned
+                .iter()
+                .map(|a| FetchPartition {
+                    topic: a.topic.to_string(),
+                    partition: a.partition,
+                    offset: a.position.unwrap_or(0),
+                    max_bytes: self.config.partition_max_bytes,
+                })
+                .collect(),
+        };
+        let (response, body) = self
+            .client
+            .request_with_wait(&request, Vec::new(), timeout)
+            .await?;
+        if response.partitions.len() != self.assigned.len() {
+            return Err(ClientError::Protocol(format!(
+                "{} fetch results for {} partitions",
+                response.partitions.len(),
+                self.assigned.len()
+            )));
+        }
+        let mut records = Vec::new();
+        let mut updates = Vec::with_capacity(self.assigned.len());
+        let mut cursor = 0usize;
+        for (assigned, result) in self.assigned.iter().zip(response.partitions) {
+            let data = result.outcome.map_err(ClientError::Broker)?;
+            let end = cursor + data.bytes as usize;
+            let bytes = body
+                .get(cursor..end)
+                .ok_or_else(|| ClientError::Protocol("fetch body shorter than its head says".into()))?;
+            cursor = end;
+            let from = assigned.position.unwrap_or(0);
+            let next = decode_into(&body.slice_ref(bytes), assigned, from, &mut records)?;
+            updates.push((next, data.high_watermark));
+        }
+        for (assigned, (next, high_watermark)) in self.assigned.iter_mut().zip(updates) {
+            assigned.position = Some(next);
+            assigned.high_watermark = Some(high_watermark);
+        }
+        Ok(records)
+    }
+
+    async fn resolve_seeks(&mut self) -> Result<(), ClientError> {
+        let mut described = HashMap::new();
+        for assigned in &mut self.assigned {
+            let Some(seek) = assigned.seek else { continue };
+            let position = match seek {
+                Offset::At(offset) => offset,
+                Offset::Earliest | Offset::Latest => {
+                    if !described.contains_key(&assigned.topic) {
+                        let description = Admin::new(self.client.clone())
+                            .describe_topic(&assigned.topic)
+                            .await?;
+                        described.insert(Arc::clone(&assigned.topic), description);
+                    }
+                    let partition = described
+                        .get(&assigned.topic)
+                        .and_then(|d| d.partitions.get(assigned.partition as usize))
+                        .ok_or_else(|| {
+                            ClientError::Broker(quiver_proto::WireError::new(
+                                quiver_proto::ErrorCode::UnknownPartition,
+                                format!(
+                                    "topic {:?} has no partition {}",
+                                    assigned.topic, assigned.partition
+                                ),
+                            ))
+                        })?;
+                    assigned.high_watermark = Some(partition.high_watermark);
+                    if seek == Offset::Earliest {
+                        partition.log_start_offset
+                    } else {
+                        partition.high_watermark
+                    }
+                }
+            };
+            assigned.position = Some(position);
+            assigned.seek = None;
+        }
+        Ok(())
+    }
+
+    fn find(&mut self, tp: &TopicPartition) -> Result<&mut Assigned, ClientError> {
+        self.assigned
+            .iter_mut()
+            .find(|a| *a.topic == *tp.topic && a.partition == tp.partition)
+            .ok_or_else(|| ClientError::NotAssigned {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            })
+    }
+}
+
+/// Decodes one partition's batches, keeping records at or after `from`;
+/// returns the next position.
+fn decode_into(
+    bytes: &Bytes,
+    assigned: &Assigned,
+    from: u64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<u64, ClientError> {
+    let corrupt = |e: quiver_proto::batch::BatchError| {
+        ClientError::Protocol(format!(
+            "corrupt batch from {}/{}: {e}",
+            assigned.topic, assigned.partition
+        ))
+    };
+    let mut next = from;
+    for view in split_batches(bytes) {
+        let view = view.map_err(corrupt)?;
+        // The broker checked the CRC before storing; check it again here.
+        view.verify_crc().map_err(corrupt)?;
+        for record in view.records() {
+            let record = record.map_err(corrupt)?;
+            let offset = view.base_offset() + u64::from(record.offset_delta.max(0) as u32);
+            if offset < from {
+                continue;
+            }
+            out.push(ConsumerRecord {
+                topic: Arc::clone(&assigned.topic),
+                partition: assigned.partition,
+                offset,
+                timestamp: record.timestamp,
+                key: record.key.map(|k| bytes.slice_ref(k)),
+                value: if record.value.is_empty() {
+                    Bytes::new()
+                } else {
+                    bytes.slice_ref(record.value)
+                },
+                headers: record
+                    .headers()
+                    .map(|(key, value)| Header {
+                        key: key.to_owned(),
+                        value: value.map(|v| if v.is_empty() { Bytes::new() } else { bytes.slice_ref(v) }),
+                    })
+                    .collect(),
+            });
+            next = offset + 1;
+        }
+    }
+    Ok(next)
+}

@@ -1,0 +1,510 @@
+//! The producer: records accumulate per partition into Kafka v2 batches,
+//! which are sent when full or when `linger` has passed.
+//!
+//! Order: each partition has at most one produce request in flight; batches
+//! that fill up meanwhile wait and go together in the next request. Because
+//! the broker appends a request's batches in order, records of one partition
+//! (and so of one key) are stored in the order they were sent.
+//!
+//! Memory: records waiting or in flight hold at most
+//! [`ProducerConfig::buffer_bytes`]; `enqueue` waits for room beyond that.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use quiver_proto::api::{ProduceBatch, ProduceRequest};
+use quiver_proto::batch::{BatchBuilder, Header, NewRecord};
+use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::partitioner::partition_for_key;
+
+/// Largest body one produce request carries.
+const MAX_REQUEST_BODY_BYTES: usize = (MAX_FRAME_BYTES - MAX_HEAD_BYTES) as usize;
+
+/// How the producer batches.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// A batch is sent once it holds this many records.
+    pub batch_max_records: u32,
+    /// ... or this many bytes (at most the broker's batch limit).
+    pub batch_max_bytes: usize,
+    /// ... or once its first record has waited this long.
+    pub linger: Duration,
+    /// Bytes of records waiting or in flight, at most.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_records: 1_000,
+            batch_max_bytes: 1024 * 1024,
+            linger: Duration::from_millis(5),
+            buffer_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone)]
+pub struct ProducerRecord {
+    /// The topic.
+    pub topic: String,
+    /// An explicit partition; otherwise chosen by key, or round-robin.
+    pub partition: Option<u32>,
+    /// The key; records with one key land on one partition.
+    pub key: Option<Bytes>,
+    /// The value.
+    pub value: Bytes,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Timestamp in ms since the epoch; the producer's clock when `None`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A keyless record for `topic`.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: value.into(),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sends to this partition.
+    #[must_use]
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header {
+            key: key.into(),
+            value: Some(value.into()),
+        });
+        self
+    }
+
+    /// Sets the timestamp (ms since the epoch).
+    #[must_use]
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where an acknowledged record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition.
+    pub partition: u32,
+    /// The record's offset.
+    pub offset: u64,
+}
+
+type Ack = Option<Result<u64, ClientError>>;
+
+/// Resolves when the record's batch is durably stored (or refused).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    ack: watch::Receiver<Ack>,
+    partition: u32,
+    index: u32,
+}
+
+impl IntoFuture for DeliveryFuture {
+    type Output = Result<RecordMetadata, ClientError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(mut self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let ack = self
+                .ack
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| ClientError::Closed)?
+                .clone();
+            let base = ack.ok_or(ClientError::Closed)??;
+            Ok(RecordMetadata {
+                partition: self.partition,
+                offset: base + u64::from(self.index),
+            })
+        })
+    }
+}
+
+type Key = (Arc<str>, u32);
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    created: Instant,
+    ack: watch::Sender<Ack>,
+    reserved: usize,
+}
+
+struct SealedBatch {
+    bytes: Bytes,
+    ack: watch::Sender<Ack>,
+    reserved: usize,
+}
+
+impl OpenBatch {
+    fn seal(self) -> SealedBatch {
+        SealedBatch {
+            bytes: Bytes::from(self.builder.finish()),
+            ack: self.ack,
+            reserved: self.reserved,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    open: HashMap<Key, OpenBatch>,
+    ready: HashMap<Key, VecDeque<SealedBatch>>,
+    in_flight: HashSet<Key>,
+    topics: HashMap<String, (Arc<str>, u32)>,
+}
+
+impl State {
+    fn is_idle(&self) -> bool {
+        self.open.is_empty() && self.ready.is_empty() && self.in_flight.is_empty()
+    }
+
+    fn seal(&mut self, key: &Key) {
+        if let Some(batch) = self.open.remove(key) {
+            self.ready.entry(key.clone()).or_default().push_back(batch.seal());
+        }
+    }
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    state: Mutex<State>,
+    /// Wakes the sender task: a batch is ready or a partition is free.
+    wake: Notify,
+    /// Signalled whenever a request completes (for `flush`).
+    progress: Notify,
+    buffer: Semaphore,
+    round_robin: AtomicU32,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sends records to a broker in batches. Dropping it abandons unsent
+/// records; call [`flush`](Self::flush) first.
+pub struct Producer {
+    shared: Arc<Shared>,
+    sender: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.sender.abort();
+    }
+}
+
+impl Producer {
+    /// A producer over `client`'s connection. Must be called inside a Tokio
+    /// runtime (it starts the sender task).
+    pub fn new(client: Client, mut config: ProducerConfig) -> Self {
+        config.batch_max_bytes = config.batch_max_bytes.clamp(1, MAX_BATCH_BYTES as usize);
+        config.batch_max_records = config.batch_max_records.max(1);
+        let buffer = config.buffer_bytes.clamp(MAX_BATCH_BYTES as usize, Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            client,
+            config,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            buffer: Semaphore::new(buffer),
+            round_robin: AtomicU32::new(0),
+        });
+        let sender = tokio::spawn(sender_loop(Arc::clone(&shared)));
+        Self { shared, sender }
+    }
+
+    /// Sends a record and waits for its durable acknowledgement.
+    pub async fn send(&self, record: ProducerRecord) -> Result<RecordMetadata, ClientError> {
+        self.enqueue(record).await?.await
+    }
+
+    /// Adds a record to its partition's batch and returns a future for its
+    /// acknowledgement. Waits only when the buffer is full.
+    pub async fn enqueue(&self, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
+        let (topic, partition) = self.choose_partition(&record).await?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let new = NewRecord {
+            key: record.key.as_deref(),
+            value: &record.value,
+            headers: &record.headers,
+            timestamp,
+        };
+        // An upper bound of the encoded size, for the buffer reservation.
+        let size = BatchBuilder::default().encoded_len(&new) + 16;
+        if size + quiver_proto::batch::HEADER_BYTES > MAX_BATCH_BYTES as usize {
+            return Err(ClientError::RecordTooLarge {
+                size,
+                max: MAX_BATCH_BYTES as usize,
+            });
+        }
+        self.shared
+            .buffer
+            .acquire_many(size as u32)
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .forget();
+
+        let config = &self.shared.config;
+        let key: Key = (topic, partition);
+        let mut state = self.shared.state();
+        let full = state.open.get(&key).is_some_and(|open| {
+            open.builder.size_bytes() + open.builder.encoded_len(&new) > config.batch_max_bytes
+        });
+        if full {
+            state.seal(&key);
+        }
+        let open = state.open.entry(key.clone()).or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::with_capacity(config.batch_max_bytes.min(64 * 1024)),
+            created: Instant::now(),
+            ack: watch::Sender::new(None),
+            reserved: 0,
+        });
+        let pushed = open.builder.push(&new);
+        if let Err(e) = pushed {
+            drop(state);
+            self.shared.buffer.add_permits(size);
+            return Err(ClientError::Protocol(format!("cannot add record: {e}")));
+        }
+        open.reserved += size;
+        let future = DeliveryFuture {
+            ack: open.ack.subscribe(),
+            partition,
+            index: open.builder.record_count() - 1,
+        };
+        let ready = open.builder.record_count() >= config.batch_max_records
+            || open.builder.size_bytes() >= config.batch_max_bytes
+            || config.linger.is_zero();
+        if ready {
+            state.seal(&key);
+        }
+        drop(state);
+        if ready || full {
+            self.shared.wake.notify_one();
+        }
+        Ok(future)
+    }
+
+    /// Sends everything buffered and waits until every request has been
+    /// answered. Failures are reported through each record's future.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        loop {
+            let progress = self.shared.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            {
+                let mut state = self.shared.state();
+                let keys: Vec<Key> = state.open.keys().cloned().collect();
+                for key in &keys {
+                    state.seal(key);
+                }
+                if state.is_idle() {
+                    return Ok(());
+                }
+            }
+            self.shared.wake.notify_one();
+            progress.await;
+        }
+    }
+
+    async fn choose_partition(&self, record: &ProducerRecord) -> Result<(Arc<str>, u32), ClientError> {
+        let cached = self.shared.state().topics.get(&record.topic).cloned();
+        let (topic, count) = match cached {
+            Some(entry) => entry,
+            None => {
+                let description = Admin::new(self.shared.client.clone())
+                    .describe_topic(&record.topic)
+                    .await?;
+                let entry = (
+                    Arc::<str>::from(record.topic.as_str()),
+                    description.partitions.len() as u32,
+                );
+                self.shared
+                    .state()
+                    .topics
+                    .insert(record.topic.clone(), entry.clone());
+                entry
+            }
+        };
+        let partition = match (record.partition, &record.key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % count.max(1),
+        };
+        Ok((topic, partition))
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Seals lingering batches and sends what is ready, one request per topic
+/// (split at the frame limit), never two in flight for one partition.
+async fn sender_loop(shared: Arc<Shared>) {
+    let linger = shared.config.linger.max(Duration::from_millis(1));
+    loop {
+        let requests = take_sendable(&shared, linger);
+        for (topic, batches) in requests {
+            tokio::spawn(send_request(Arc::clone(&shared), topic, batches));
+        }
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep(linger) => {}
+        }
+    }
+}
+
+fn take_sendable(shared: &Shared, linger: Duration) -> Vec<(Arc<str>, Vec<(u32, SealedBatch)>)> {
+    let mut state = shared.state();
+    let now = Instant::now();
+    let expired: Vec<Key> = state
+        .open
+        .iter()
+        .filter(|(_, b)| now.duration_since(b.created) >= linger)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in &expired {
+        state.seal(key);
+    }
+    let sendable: Vec<Key> = state
+        .ready
+        .keys()
+        .filter(|k| !state.in_flight.contains(*k))
+        .cloned()
+        .collect();
+    let mut by_topic: HashMap<Arc<str>, Vec<Vec<(u32, SealedBatch)>>> = HashMap::new();
+    for key in sendable {
+        let Some(queue) = state.ready.get_mut(&key) else { continue };
+        // At least one batch; more while they fit one request.
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        while let Some(batch) = queue.front() {
+            if !taken.is_empty() && bytes + batch.bytes.len() > MAX_REQUEST_BODY_BYTES {
+                break;
+            }
+            bytes += batch.bytes.len();
+            taken.extend(queue.pop_front().map(|b| (key.1, b)));
+        }
+        if queue.is_empty() {
+            state.ready.remove(&key);
+        }
+        state.in_flight.insert(key.clone());
+        by_topic.entry(key.0).or_default().push(taken);
+    }
+    // Pack partitions of a topic into requests up to the body limit.
+    let mut requests = Vec::new();
+    for (topic, partitions) in by_topic {
+        let mut current: Vec<(u32, SealedBatch)> = Vec::new();
+        let mut bytes = 0;
+        for batches in partitions {
+            let size: usize = batches.iter().map(|(_, b)| b.bytes.len()).sum();
+            if !current.is_empty() && bytes + size > MAX_REQUEST_BODY_BYTES {
+                requests.push((Arc::clone(&topic), std::mem::take(&mut current)));
+                bytes = 0;
+            }
+            bytes += size;
+            current.extend(batches);
+        }
+        if !current.is_empty() {
+            requests.push((topic, current));
+        }
+    }
+    requests
+}
+
+async fn send_request(shared: Arc<Shared>, topic: Arc<str>, batches: Vec<(u32, SealedBatch)>) {
+    let request = ProduceRequest {
+        topic: topic.to_string(),
+        batches: batches
+            .iter()
+            .map(|(partition, b)| ProduceBatch {
+                partition: *partition,
+                bytes: b.bytes.len() as u32,
+            })
+            .collect(),
+    };
+    let body = batches.iter().map(|(_, b)| b.bytes.clone()).collect();
+    let result = shared.client.request(&request, body).await;
+    let mut outcomes: Vec<Result<u64, ClientError>> = match result {
+        Ok((response, _)) if response.results.len() == batches.len() => response
+            .results
+            .into_iter()
+            .map(|r| r.outcome.map_err(ClientError::Broker))
+            .collect(),
+        Ok((response, _)) => {
+            let error = ClientError::Protocol(format!(
+                "{} results for {} batches",
+                response.results.len(),
+                batches.len()
+            ));
+            vec![Err(error); batches.len()]
+        }
+        Err(error) => vec![Err(error); batches.len()],
+    };
+    let mut released = 0;
+    let mut partitions = HashSet::new();
+    for ((partition, batch), outcome) in batches.into_iter().zip(outcomes.drain(..)) {
+        released += batch.reserved;
+        partitions.insert(partition);
+        batch.ack.send_replace(Some(outcome));
+    }
+    {
+        let mut state = shared.state();
+        for partition in partitions {
+            state.in_flight.remove(&(Arc::clone(&topic), partition));
+        }
+    }
+    shared.buffer.add_permits(released);
+    shared.wake.notify_one();
+    shared.progress.notify_waiters();
+}
