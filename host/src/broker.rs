@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use quiver_proto::limits::MAX_CONNECTIONS;
+
 use crate::server::{Server, ServerError};
 use crate::storage::{Storage, StorageError, StorageOptions};
 use crate::tls::{ServerCert, TlsError};
@@ -26,6 +28,9 @@ pub struct BrokerConfig {
     pub tls_key: Option<PathBuf>,
     /// Storage settings.
     pub storage: StorageOptions,
+    /// Concurrent client connections, at most; more are refused with
+    /// `TooManyConnections`.
+    pub max_connections: usize,
 }
 
 impl BrokerConfig {
@@ -37,6 +42,7 @@ impl BrokerConfig {
             tls_cert: None,
             tls_key: None,
             storage: StorageOptions::default(),
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -81,13 +87,16 @@ impl Broker {
             .await
             .map_err(|e| StorageError::CommitFailed(format!("open task failed: {e}")))??;
         let storage = Arc::new(storage);
-        let server = Server::start(config.listen, &cert, Arc::clone(&storage))?;
-        let local_addr = server
-            .local_addr()
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let server = Server::start(
+            config.listen,
+            config.max_connections,
+            &cert,
+            Arc::clone(&storage),
+        )?;
+        let local_addr = server.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         Ok(Self {
             storage,
             server,

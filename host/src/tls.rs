@@ -98,7 +98,11 @@ impl ServerCert {
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(|e| pem_error("certificate", cert_path, e.to_string()))?;
         let Some(leaf) = chain.first() else {
-            return Err(pem_error("certificate", cert_path, "no certificate in file".into()));
+            return Err(pem_error(
+                "certificate",
+                cert_path,
+                "no certificate in file".into(),
+            ));
         };
         let key = PrivateKeyDer::from_pem_file(key_path)
             .map_err(|e| pem_error("private key", key_path, e.to_string()))?;
@@ -126,7 +130,10 @@ impl ServerCert {
 }
 
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let names: Vec<String> = GENERATED_SUBJECT_NAMES.iter().map(|&n| n.to_owned()).collect();
+    let names: Vec<String> = GENERATED_SUBJECT_NAMES
+        .iter()
+        .map(|&n| n.to_owned())
+        .collect();
     let certified = rcgen::generate_simple_self_signed(names)?;
     let write_error = |path: &Path| {
         let path = path.to_owned();
@@ -188,9 +195,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let generated = ServerCert::load_or_generate(dir.path(), None, None).unwrap();
         let key = dir.path().join("tls").join(GENERATED_KEY_FILE);
-        let loaded =
-            ServerCert::load_or_generate(Path::new("/nonexistent"), Some(&generated.cert_path), Some(&key))
-                .unwrap();
+        let loaded = ServerCert::load_or_generate(
+            Path::new("/nonexistent"),
+            Some(&generated.cert_path),
+            Some(&key),
+        )
+        .unwrap();
         assert!(!loaded.generated);
         assert_eq!(loaded.fingerprint, generated.fingerprint);
         assert!(matches!(

@@ -1,1 +1,320 @@
-//! placeholder
+//! The end-to-end test harness: real brokers on `127.0.0.1` port 0 in a
+//! temporary directory, with real redb and real QUIC.
+//!
+//! - [`TestBroker`]: a broker inside the test process (fast to start and
+//!   restart on the same data directory).
+//! - [`BrokerProcess`]: the real `quiver serve` binary as a child process,
+//!   for crash tests (SIGKILL) and CLI tests.
+//! - [`RawConnection`]: a bare QUIC connection that sends hand-made frames.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use quiver_client::{Admin, Client, ClientConfig, TopicConfig};
+use quiver_host::{Broker, BrokerConfig};
+use quiver_proto::frame::{FrameHeader, HEADER_BYTES};
+use tempfile::TempDir;
+
+/// A broker running inside the test process.
+pub struct TestBroker {
+    dir: TempDir,
+    broker: Option<Broker>,
+    addr: SocketAddr,
+    ca: PathBuf,
+    max_connections: Option<usize>,
+}
+
+impl TestBroker {
+    /// Starts a broker in a fresh temporary directory.
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a broker that accepts at most `max_connections` connections.
+    pub async fn with_max_connections(max_connections: usize) -> Self {
+        Self::start_with(Some(max_connections)).await
+    }
+
+    async fn start_with(max_connections: Option<usize>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broker = start_broker(dir.path(), max_connections).await;
+        let addr = broker.local_addr();
+        let ca = broker.cert().cert_path.clone();
+        Self {
+            dir,
+            broker: Some(broker),
+            addr,
+            ca,
+            max_connections,
+        }
+    }
+
+    /// The broker's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The broker's self-signed certificate, to trust as CA.
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A client configuration for this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(self.addr.to_string()).ca_file(&self.ca)
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.client_config())
+            .await
+            .expect("connect to the test broker")
+    }
+
+    /// An admin on a new connection.
+    pub async fn admin(&self) -> Admin {
+        Admin::new(self.client().await)
+    }
+
+    /// Creates a topic with default settings.
+    pub async fn create_topic(&self, name: &str, partitions: u32) {
+        self.admin()
+            .await
+            .create_topic(name, partitions, TopicConfig::default())
+            .await
+            .expect("create topic");
+    }
+
+    /// Shuts the broker down cleanly and starts it again on the same data
+    /// directory (on a new port).
+    pub async fn restart(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown().await;
+        }
+        let broker = start_broker(self.dir.path(), self.max_connections).await;
+        self.addr = broker.local_addr();
+        self.broker = Some(broker);
+    }
+
+    /// Shuts the broker down cleanly.
+    pub async fn shutdown(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown().await;
+        }
+    }
+}
+
+async fn start_broker(dir: &Path, max_connections: Option<usize>) -> Broker {
+    let mut config = BrokerConfig::new(dir, "127.0.0.1:0".parse().expect("address"));
+    if let Some(max) = max_connections {
+        config.max_connections = max;
+    }
+    Broker::start(config).await.expect("start the test broker")
+}
+
+/// The `quiver` binary built for this test run.
+///
+/// `cargo test` builds it (the host crate has integration tests), into the
+/// same target directory as this test executable.
+pub fn quiver_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/quiver
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps");
+    let bin = profile_dir.join("quiver");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A `quiver` command pointed at `addr`, trusting `ca`.
+pub fn quiver_command(addr: SocketAddr, ca: &Path) -> Command {
+    let mut command = Command::new(quiver_bin());
+    command
+        .env("QUIVER_BROKER", addr.to_string())
+        .env("QUIVER_CA", ca)
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// `quiver serve` as a child process.
+pub struct BrokerProcess {
+    child: Child,
+    addr: SocketAddr,
+    ca: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Starts `quiver serve` on `data_dir` and port 0, and waits for its
+    /// "listening" line to learn the port.
+    pub fn spawn(data_dir: &Path) -> Self {
+        let mut child = Command::new(quiver_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn quiver serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("quiver serve exited before listening")
+                .expect("read quiver serve output");
+            if let Some(rest) = line.split(" listen=").nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .expect("address after listen=");
+                break addr.parse().expect("listen address");
+            }
+        };
+        // Keep draining stderr so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            ca: data_dir.join("tls").join("cert.pem"),
+        }
+    }
+
+    /// The broker's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        Client::connect(ClientConfig::new(self.addr.to_string()).ca_file(&self.ca))
+            .await
+            .expect("connect to the broker process")
+    }
+
+    /// Kills the broker with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the broker");
+        self.child.wait().expect("reap the broker");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "send SIGTERM");
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare QUIC connection for sending hand-made frames.
+pub struct RawConnection {
+    connection: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+}
+
+/// What came back on a raw stream.
+#[derive(Debug)]
+pub enum RawReply {
+    /// A whole response frame: its header, head and body.
+    Frame {
+        /// The fixed header.
+        header: FrameHeader,
+        /// The postcard head.
+        head: Bytes,
+        /// The body.
+        body: Bytes,
+    },
+    /// The stream ended or was reset without a whole response.
+    Closed(String),
+}
+
+impl RawConnection {
+    /// Connects to `addr`, trusting `ca`.
+    pub async fn connect(addr: SocketAddr, ca: &Path) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca).expect("read CA");
+        for cert in <rustls::pki_types::CertificateDer<'_> as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
+            roots.add(cert.expect("CA PEM")).expect("add CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        crypto.alpn_protocols = vec![quiver_proto::ALPN.to_vec()];
+        let config = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC TLS config"),
+        ));
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
+        endpoint.set_default_client_config(config);
+        let connection = endpoint
+            .connect(addr, "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        Self {
+            connection,
+            _endpoint: endpoint,
+        }
+    }
+
+    /// Sends `bytes` on a new stream, finishes it, and reads the reply.
+    pub async fn send(&self, bytes: &[u8]) -> RawReply {
+        let (mut send, mut recv) = self.connection.open_bi().await.expect("open stream");
+        // The broker may stop the stream before taking everything; what it
+        // answers is still readable.
+        let _ = send.write_all(bytes).await;
+        let _ = send.finish();
+        let mut header = [0u8; HEADER_BYTES];
+        if let Err(e) = recv.read_exact(&mut header).await {
+            return RawReply::Closed(e.to_string());
+        }
+        let header = match FrameHeader::parse(&header) {
+            Ok(header) => header,
+            Err(e) => return RawReply::Closed(format!("bad response header: {e}")),
+        };
+        let mut rest = BytesMut::zeroed(header.rest_len());
+        if let Err(e) = recv.read_exact(&mut rest).await {
+            return RawReply::Closed(e.to_string());
+        }
+        let mut rest = rest.freeze();
+        let head = rest.split_to(header.head_len as usize);
+        RawReply::Frame {
+            header,
+            head,
+            body: rest,
+        }
+    }
+
+    /// Sends `bytes` and resets the stream without finishing it.
+    pub async fn send_and_reset(&self, bytes: &[u8]) {
+        let (mut send, _recv) = self.connection.open_bi().await.expect("open stream");
+        let _ = send.write_all(bytes).await;
+        let _ = send.reset(quinn::VarInt::from_u32(7));
+    }
+}

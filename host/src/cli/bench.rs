@@ -147,7 +147,10 @@ async fn produce_share(
             .enqueue(ProducerRecord::new(topic, value.clone()))
             .await?;
         if i % LATENCY_SAMPLE_EVERY == 0 {
-            samples.send((sent, ack)).await.map_err(|_| ClientError::Closed)?;
+            samples
+                .send((sent, ack))
+                .await
+                .map_err(|_| ClientError::Closed)?;
         }
         if i % 1_000 == 999 {
             progress.inc(1_000);
@@ -168,7 +171,9 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..args.consumers {
-        let mine: Vec<u32> = (0..partitions).filter(|p| p % args.consumers == i).collect();
+        let mine: Vec<u32> = (0..partitions)
+            .filter(|p| p % args.consumers == i)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -249,7 +254,9 @@ fn progress_bar(common: &Common) -> Arc<ProgressBar> {
     } else {
         ProgressBar::hidden()
     };
-    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     Arc::new(bar)

@@ -51,7 +51,9 @@ fn parse_from(s: &str) -> Result<Offset, String> {
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     check_format(&args.format)?;
     let client = args.client.connect().await?;
-    let description = Admin::new(client.clone()).describe_topic(&args.topic).await?;
+    let description = Admin::new(client.clone())
+        .describe_topic(&args.topic)
+        .await?;
     let partitions: Vec<u32> = match args.partition {
         Some(p) if p as usize >= description.partitions.len() => bail!(
             "topic {} has {} partitions; there is no partition {p}",
@@ -73,7 +75,11 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
-    consumer.assign(partitions.iter().map(|&p| TopicPartition::new(&args.topic, p)));
+    consumer.assign(
+        partitions
+            .iter()
+            .map(|&p| TopicPartition::new(&args.topic, p)),
+    );
 
     let stdout = std::io::stdout();
     let mut printed = 0u64;
@@ -96,7 +102,11 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             if args.count.is_some_and(|n| printed >= n) {
                 break;
             }
-            if !args.follow && end.get(&record.partition).is_none_or(|&hw| record.offset >= hw) {
+            if !args.follow
+                && end
+                    .get(&record.partition)
+                    .is_none_or(|&hw| record.offset >= hw)
+            {
                 continue;
             }
             writeln!(out, "{}", render(&args.format, record)).context("cannot write to stdout")?;

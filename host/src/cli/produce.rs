@@ -34,7 +34,11 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
     let mut acknowledged = 0u64;
-    while let Some(line) = lines.next_line().await.context("cannot read standard input")? {
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .context("cannot read standard input")?
+    {
         let (key, value) = match (&args.key, &args.key_separator) {
             (Some(key), _) => (Some(key.clone()), line),
             (None, Some(sep)) => match line.split_once(sep.as_str()) {
@@ -60,8 +64,9 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     producer.flush().await?;
     for ack in pending {
-        ack.await
-            .with_context(|| format!("{acknowledged} records were acknowledged before this failure"))?;
+        ack.await.with_context(|| {
+            format!("{acknowledged} records were acknowledged before this failure")
+        })?;
         acknowledged += 1;
     }
     println!("{acknowledged} records acknowledged");

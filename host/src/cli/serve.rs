@@ -1,5 +1,6 @@
 //! `quiver serve`: run the broker until SIGINT or SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = BrokerConfig::new(&args.data_dir, args.listen);
     config.tls_cert = args.tls_cert;

@@ -80,7 +80,10 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
             );
             println!("partition\tlog_start_offset\thigh_watermark");
             for p in topic.partitions {
-                println!("{}\t{}\t{}", p.partition, p.log_start_offset, p.high_watermark);
+                println!(
+                    "{}\t{}\t{}",
+                    p.partition, p.log_start_offset, p.high_watermark
+                );
             }
         }
         TopicCommand::Delete { name, client } => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use quinn::{Endpoint, Incoming, TransportConfig, VarInt};
 use quiver_proto::ErrorCode;
-use quiver_proto::limits::{MAX_CONNECTIONS, MAX_FRAME_BYTES, MAX_STREAMS_PER_CONNECTION};
+use quiver_proto::limits::{MAX_FRAME_BYTES, MAX_STREAMS_PER_CONNECTION};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,6 +51,7 @@ impl Server {
     /// Binds `listen` and starts accepting connections.
     pub fn start(
         listen: SocketAddr,
+        max_connections: usize,
         cert: &ServerCert,
         storage: Arc<Storage>,
     ) -> Result<Self, ServerError> {
@@ -68,7 +69,12 @@ impl Server {
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
         });
-        tasks.spawn(accept_loop(endpoint.clone(), context, tasks.clone()));
+        tasks.spawn(accept_loop(
+            endpoint.clone(),
+            context,
+            tasks.clone(),
+            max_connections,
+        ));
         Ok(Self {
             endpoint,
             shutdown,
@@ -120,14 +126,21 @@ fn transport_config() -> TransportConfig {
         .stream_receive_window(VarInt::from_u32(MAX_FRAME_BYTES))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
         .send_window(u64::from(CONNECTION_WINDOW_BYTES))
-        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().unwrap_or(quinn::IdleTimeout::from(
-            VarInt::from_u32(60_000),
-        ))));
+        .max_idle_timeout(Some(
+            IDLE_TIMEOUT
+                .try_into()
+                .unwrap_or(quinn::IdleTimeout::from(VarInt::from_u32(60_000))),
+        ));
     transport
 }
 
-async fn accept_loop(endpoint: Endpoint, context: Arc<Context>, tasks: TaskTracker) {
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn accept_loop(
+    endpoint: Endpoint,
+    context: Arc<Context>,
+    tasks: TaskTracker,
+    max_connections: usize,
+) {
+    let connections = Arc::new(Semaphore::new(max_connections));
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
@@ -144,16 +157,16 @@ async fn accept_loop(endpoint: Endpoint, context: Arc<Context>, tasks: TaskTrack
                 });
             }
             Err(_) => {
-                tasks.spawn(refuse_connection(incoming));
+                tasks.spawn(refuse_connection(incoming, max_connections));
             }
         }
     }
 }
 
 /// Completes the handshake only to tell the client why it is refused.
-async fn refuse_connection(incoming: Incoming) {
+async fn refuse_connection(incoming: Incoming, limit: usize) {
     if let Ok(connection) = incoming.await {
-        tracing::warn!(peer = %connection.remote_address(), limit = MAX_CONNECTIONS, "too many connections");
+        tracing::warn!(peer = %connection.remote_address(), limit, "too many connections");
         connection.close(
             VarInt::from(ErrorCode::TooManyConnections.code() as u16),
             b"too many connections",

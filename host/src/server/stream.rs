@@ -81,7 +81,10 @@ async fn read_and_run(
             }));
         }
         Err(ReadExactError::ReadError(e)) => {
-            return Err(WireError::new(ErrorCode::InvalidRequest, format!("read failed: {e}")));
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("read failed: {e}"),
+            ));
         }
     }
     // Check lengths once more through the codec's own split.

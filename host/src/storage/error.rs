@@ -45,7 +45,9 @@ pub enum StorageError {
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     /// The requested offset is outside the partition's range.
-    #[error("offset {offset} is out of range; valid offsets are {log_start_offset}..{high_watermark}")]
+    #[error(
+        "offset {offset} is out of range; valid offsets are {log_start_offset}..{high_watermark}"
+    )]
     OffsetOutOfRange {
         /// The offset asked for.
         offset: u64,

@@ -28,7 +28,9 @@ pub use error::StorageError;
 pub use partition::{Offsets, Partition, Topic};
 pub use writer::{MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, WRITER_QUEUE_CAPACITY};
 
-use tables::{BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITION_STATE, TOPICS, TopicRecord};
+use tables::{
+    BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITION_STATE, TOPICS, TopicRecord,
+};
 use writer::{Append, Command, Topics, read_topics, topic_handle};
 
 /// The database file inside the data directory.
@@ -170,6 +172,10 @@ impl Storage {
 
     /// Reads whole batches from `offset` on, up to about `max_bytes` (at least
     /// one batch when any is there). Blocking: call it off the async threads.
+    ///
+    /// As in Kafka, an offset below the log start or above the high
+    /// watermark is out of range; one equal to the high watermark reads
+    /// nothing (a fetch there waits for new data).
     pub fn read(
         &self,
         partition: &Partition,
@@ -182,7 +188,7 @@ impl Storage {
         // The offsets are read before the snapshot, so the snapshot holds at
         // least everything below this high watermark.
         let offsets = partition.offsets();
-        if offset < offsets.log_start_offset {
+        if offset < offsets.log_start_offset || offset > offsets.high_watermark {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset: offsets.log_start_offset,
@@ -190,7 +196,7 @@ impl Storage {
             });
         }
         let mut batches = Vec::new();
-        if offset >= offsets.high_watermark {
+        if offset == offsets.high_watermark {
             return Ok(ReadResult { offsets, batches });
         }
         let (id, index) = (partition.topic_id(), partition.index());

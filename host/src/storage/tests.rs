@@ -69,7 +69,10 @@ async fn append_read_and_restart_keep_offsets_contiguous() {
     assert_eq!(partition.offsets().high_watermark, 3);
     assert_eq!(append(&storage, "t", 0, &["d"]).await, 3);
     let read = storage.read(&partition, 0, 1 << 20).unwrap();
-    let offsets: Vec<u64> = values_from(&read.batches, 0).iter().map(|(o, _)| *o).collect();
+    let offsets: Vec<u64> = values_from(&read.batches, 0)
+        .iter()
+        .map(|(o, _)| *o)
+        .collect();
     assert_eq!(offsets, vec![0, 1, 2, 3]);
     storage.shutdown().await;
 }
@@ -138,7 +141,9 @@ async fn topic_lifecycle_errors() {
         .await
         .unwrap();
     assert!(matches!(
-        storage.create_topic("t".into(), 1, TopicConfig::default()).await,
+        storage
+            .create_topic("t".into(), 1, TopicConfig::default())
+            .await,
         Err(StorageError::TopicExists(_))
     ));
     assert!(matches!(
@@ -148,7 +153,10 @@ async fn topic_lifecycle_errors() {
     append(&storage, "t", 0, &["a"]).await;
     let old = storage.partition("t", 0).unwrap();
     storage.delete_topic("t".into()).await.unwrap();
-    assert!(matches!(storage.topic("t"), Err(StorageError::UnknownTopic(_))));
+    assert!(matches!(
+        storage.topic("t"),
+        Err(StorageError::UnknownTopic(_))
+    ));
     assert!(storage.read(&old, 0, 100).is_err());
     let (bytes, count) = batch(&["late"]);
     assert!(matches!(
@@ -181,7 +189,13 @@ async fn unknown_format_version_is_refused() {
     }
     let error = Storage::open(dir.path(), &StorageOptions::default()).unwrap_err();
     assert!(
-        matches!(error, StorageError::UnsupportedFormat { found: 99, supported: 1 }),
+        matches!(
+            error,
+            StorageError::UnsupportedFormat {
+                found: 99,
+                supported: 1
+            }
+        ),
         "{error}"
     );
 }

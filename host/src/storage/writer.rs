@@ -53,7 +53,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), StorageError>>,
     },
     /// Commit what is queued before it, then stop.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Starts the writer thread.
@@ -289,9 +291,13 @@ pub(crate) fn read_topics(
     topics: &Topics,
 ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
     // A poisoned lock only means a panic elsewhere; the map itself is intact.
-    topics.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    topics
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write_topics(topics: &Topics) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
-    topics.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    topics
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -37,7 +37,12 @@ impl Admin {
 
     /// Every topic, sorted by name.
     pub async fn list_topics(&self) -> Result<Vec<TopicSummary>, ClientError> {
-        Ok(self.client.request(&ListTopicsRequest, Vec::new()).await?.0.topics)
+        Ok(self
+            .client
+            .request(&ListTopicsRequest, Vec::new())
+            .await?
+            .0
+            .topics)
     }
 
     /// One topic's partitions with their log start offsets and high watermarks.

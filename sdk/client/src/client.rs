@@ -101,9 +101,13 @@ impl Client {
         ));
         client_config.transport_config(Arc::new(transport_config()));
         let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0".parse().map_err(|_| ClientError::Config("bind address".into()))?
+            "[::]:0"
+                .parse()
+                .map_err(|_| ClientError::Config("bind address".into()))?
         } else {
-            "0.0.0.0:0".parse().map_err(|_| ClientError::Config("bind address".into()))?
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| ClientError::Config("bind address".into()))?
         };
         let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(e.to_string()))?;
         endpoint.set_default_client_config(client_config);
@@ -207,7 +211,9 @@ fn rustls_config(config: &ClientConfig) -> Result<rustls::ClientConfig, ClientEr
     if let Some(path) = &config.ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| ClientError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                ClientError::Config(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
         if certs.is_empty() {
             return Err(ClientError::Config(format!(
                 "CA file {} holds no certificate",
@@ -238,7 +244,9 @@ async fn resolve(broker: &str) -> Result<SocketAddr, ClientError> {
     let mut addrs = tokio::net::lookup_host(broker)
         .await
         .map_err(|e| bad(format!("{e} (expected HOST:PORT)")))?;
-    addrs.next().ok_or_else(|| bad("resolves to no address".into()))
+    addrs
+        .next()
+        .ok_or_else(|| bad("resolves to no address".into()))
 }
 
 /// `host` of `host:port` or `[v6]:port`.

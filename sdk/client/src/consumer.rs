@@ -133,7 +133,9 @@ impl Consumer {
 
     /// Assigns every partition of `topic`; returns how many there are.
     pub async fn assign_topic(&mut self, topic: &str) -> Result<u32, ClientError> {
-        let description = Admin::new(self.client.clone()).describe_topic(topic).await?;
+        let description = Admin::new(self.client.clone())
+            .describe_topic(topic)
+            .await?;
         let count = description.partitions.len() as u32;
         self.assign((0..count).map(|p| TopicPartition::new(topic, p)));
         Ok(count)
@@ -221,9 +223,9 @@ impl Consumer {
         for (assigned, result) in self.assigned.iter().zip(response.partitions) {
             let data = result.outcome.map_err(ClientError::Broker)?;
             let end = cursor + data.bytes as usize;
-            let bytes = body
-                .get(cursor..end)
-                .ok_or_else(|| ClientError::Protocol("fetch body shorter than its head says".into()))?;
+            let bytes = body.get(cursor..end).ok_or_else(|| {
+                ClientError::Protocol("fetch body shorter than its head says".into())
+            })?;
             cursor = end;
             let from = assigned.position.unwrap_or(0);
             let next = decode_into(&body.slice_ref(bytes), assigned, from, &mut records)?;
@@ -326,7 +328,13 @@ fn decode_into(
                     .headers()
                     .map(|(key, value)| Header {
                         key: key.to_owned(),
-                        value: value.map(|v| if v.is_empty() { Bytes::new() } else { bytes.slice_ref(v) }),
+                        value: value.map(|v| {
+                            if v.is_empty() {
+                                Bytes::new()
+                            } else {
+                                bytes.slice_ref(v)
+                            }
+                        }),
                     })
                     .collect(),
             });

@@ -197,7 +197,10 @@ impl State {
 
     fn seal(&mut self, key: &Key) {
         if let Some(batch) = self.open.remove(key) {
-            self.ready.entry(key.clone()).or_default().push_back(batch.seal());
+            self.ready
+                .entry(key.clone())
+                .or_default()
+                .push_back(batch.seal());
         }
     }
 }
@@ -247,7 +250,9 @@ impl Producer {
     pub fn new(client: Client, mut config: ProducerConfig) -> Self {
         config.batch_max_bytes = config.batch_max_bytes.clamp(1, MAX_BATCH_BYTES as usize);
         config.batch_max_records = config.batch_max_records.max(1);
-        let buffer = config.buffer_bytes.clamp(MAX_BATCH_BYTES as usize, Semaphore::MAX_PERMITS);
+        let buffer = config
+            .buffer_bytes
+            .clamp(MAX_BATCH_BYTES as usize, Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             client,
             config,
@@ -354,7 +359,10 @@ impl Producer {
         }
     }
 
-    async fn choose_partition(&self, record: &ProducerRecord) -> Result<(Arc<str>, u32), ClientError> {
+    async fn choose_partition(
+        &self,
+        record: &ProducerRecord,
+    ) -> Result<(Arc<str>, u32), ClientError> {
         let cached = self.shared.state().topics.get(&record.topic).cloned();
         let (topic, count) = match cached {
             Some(entry) => entry,
@@ -424,7 +432,9 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<(Arc<str>, Vec<(u32, 
         .collect();
     let mut by_topic: HashMap<Arc<str>, Vec<Vec<(u32, SealedBatch)>>> = HashMap::new();
     for key in sendable {
-        let Some(queue) = state.ready.get_mut(&key) else { continue };
+        let Some(queue) = state.ready.get_mut(&key) else {
+            continue;
+        };
         // At least one batch; more while they fit one request.
         let mut taken = Vec::new();
         let mut bytes = 0;

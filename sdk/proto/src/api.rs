@@ -335,7 +335,10 @@ mod tests {
     fn requests_round_trip() {
         round_trip(&ProduceRequest {
             topic: "click".into(),
-            batches: vec![ProduceBatch { partition: 3, bytes: 170 }],
+            batches: vec![ProduceBatch {
+                partition: 3,
+                bytes: 170,
+            }],
         });
         round_trip(&FetchRequest {
             max_wait_ms: 500,

@@ -444,7 +444,10 @@ impl<'a> Records<'a> {
 
         let length = read_varint(self.bytes, &mut self.pos).map_err(varint)?;
         let length = usize::try_from(length).map_err(|_| malformed("negative length"))?;
-        let end = self.pos.checked_add(length).filter(|&e| e <= self.bytes.len());
+        let end = self
+            .pos
+            .checked_add(length)
+            .filter(|&e| e <= self.bytes.len());
         let end = end.ok_or(BatchError::Truncated {
             need: self.pos.saturating_add(length),
             have: self.bytes.len(),

@@ -53,7 +53,9 @@ pub enum FrameError {
         len: u32,
     },
     /// The head length is above [`MAX_HEAD_BYTES`] or runs past the frame.
-    #[error("head of {head_len} bytes does not fit a frame of {len} bytes (head limit {MAX_HEAD_BYTES})")]
+    #[error(
+        "head of {head_len} bytes does not fit a frame of {len} bytes (head limit {MAX_HEAD_BYTES})"
+    )]
     BadHeadLength {
         /// The declared head length.
         head_len: u32,
@@ -187,7 +189,10 @@ mod tests {
             })
         );
         bytes[0..4].copy_from_slice(&3u32.to_be_bytes());
-        assert_eq!(FrameHeader::parse(&bytes), Err(FrameError::TooShort { len: 3 }));
+        assert_eq!(
+            FrameHeader::parse(&bytes),
+            Err(FrameError::TooShort { len: 3 })
+        );
         assert!(matches!(
             FrameHeader::for_parts(1, 1, 20, 0).map(|h| h.head_len),
             Ok(20)
@@ -196,7 +201,10 @@ mod tests {
         bytes[8..12].copy_from_slice(&13u32.to_be_bytes());
         assert_eq!(
             FrameHeader::parse(&bytes),
-            Err(FrameError::BadHeadLength { head_len: 13, len: 20 })
+            Err(FrameError::BadHeadLength {
+                head_len: 13,
+                len: 20
+            })
         );
         assert!(matches!(
             FrameHeader::for_parts(1, 1, 0, MAX_FRAME_BYTES as usize),
@@ -209,7 +217,10 @@ mod tests {
         let header = FrameHeader::for_parts(1, 1, 4, 4).unwrap();
         assert_eq!(
             split(&header, &[0u8; 7]),
-            Err(FrameError::Truncated { expected: 8, actual: 7 })
+            Err(FrameError::Truncated {
+                expected: 8,
+                actual: 7
+            })
         );
     }
 

@@ -102,7 +102,10 @@ fn build_quiver(records: &[TestRecord], base_offset: u64) -> Vec<u8> {
         builder
             .push(&NewRecord {
                 key: record.key.as_deref(),
-                value: record.value.as_deref().expect("builder records have values"),
+                value: record
+                    .value
+                    .as_deref()
+                    .expect("builder records have values"),
                 headers,
                 timestamp: record.timestamp,
             })
@@ -220,7 +223,11 @@ fn assert_quiver_sees(batch: &[u8], records: &[TestRecord], base_offset: u64) {
         assert_eq!(got.offset_delta, i);
         assert_eq!(got.timestamp, want.timestamp, "record {i}");
         assert_eq!(got.key, want.key.as_deref(), "record {i}");
-        assert_eq!(got.value, want.value.as_deref().unwrap_or_default(), "record {i}");
+        assert_eq!(
+            got.value,
+            want.value.as_deref().unwrap_or_default(),
+            "record {i}"
+        );
         let headers: Vec<_> = got.headers().collect();
         let expected: Vec<_> = want
             .headers

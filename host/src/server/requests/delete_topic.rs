@@ -5,7 +5,10 @@ use quiver_proto::api::DeleteTopicRequest;
 
 use crate::server::Context;
 
-pub(super) async fn handle(context: &Context, request: DeleteTopicRequest) -> Result<(), WireError> {
+pub(super) async fn handle(
+    context: &Context,
+    request: DeleteTopicRequest,
+) -> Result<(), WireError> {
     context.storage.delete_topic(request.name).await?;
     Ok(())
 }

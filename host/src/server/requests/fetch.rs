@@ -1,8 +1,9 @@
 //! Fetch: read whole batches from many partitions, long-polling until
 //! `min_bytes` are there, `max_wait_ms` passes, or the broker shuts down.
 //!
-//! An offset at or past the high watermark waits for data; one below the log
-//! start offset is answered with `OffsetOutOfRange` and the valid range.
+//! An offset equal to the high watermark waits for data; one below the log
+//! start offset or above the high watermark is answered with
+//! `OffsetOutOfRange` and the valid range, as Kafka does.
 //! Any per-partition error ends the wait at once, as in Kafka.
 
 use std::sync::Arc;
@@ -99,7 +100,12 @@ async fn read_all(
             .collect()
     })
     .await
-    .map_err(|e| WireError::new(ErrorCode::UnknownServerError, format!("read task failed: {e}")))
+    .map_err(|e| {
+        WireError::new(
+            ErrorCode::UnknownServerError,
+            format!("read task failed: {e}"),
+        )
+    })
 }
 
 fn respond(

@@ -12,8 +12,8 @@ mod produce;
 
 use bytes::{Bytes, BytesMut};
 use quiver_proto::api::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
-    ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head, encode_response,
+    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest, ListTopicsRequest,
+    ProduceRequest, Request, RequestKind, decode_head, encode_response,
 };
 use quiver_proto::{ErrorCode, WireError};
 use serde::Serialize;
@@ -32,7 +32,10 @@ impl Reply {
     fn new<T: Serialize>(version: u16, head: &T, body: Vec<Bytes>) -> Result<Self, WireError> {
         let body_len = body.iter().map(Bytes::len).sum();
         let head = encode_response(version, head, body_len).map_err(|e| {
-            WireError::new(ErrorCode::UnknownServerError, format!("cannot encode response: {e}"))
+            WireError::new(
+                ErrorCode::UnknownServerError,
+                format!("cannot encode response: {e}"),
+            )
         })?;
         Ok(Self {
             version,
@@ -57,7 +60,10 @@ pub(crate) async fn dispatch(
         ));
     };
     if context.shutdown.is_cancelled() {
-        return Err(WireError::new(ErrorCode::ShuttingDown, "broker shutting down"));
+        return Err(WireError::new(
+            ErrorCode::ShuttingDown,
+            "broker shutting down",
+        ));
     }
     if kind != RequestKind::Produce && !body.is_empty() {
         return Err(WireError::new(
@@ -78,11 +84,19 @@ pub(crate) async fn dispatch(
         }
         RequestKind::CreateTopic => {
             let request = decode::<CreateTopicRequest>(version, head)?;
-            Reply::new(version, &create_topic::handle(context, request).await?, Vec::new())
+            Reply::new(
+                version,
+                &create_topic::handle(context, request).await?,
+                Vec::new(),
+            )
         }
         RequestKind::DeleteTopic => {
             let request = decode::<DeleteTopicRequest>(version, head)?;
-            Reply::new(version, &delete_topic::handle(context, request).await?, Vec::new())
+            Reply::new(
+                version,
+                &delete_topic::handle(context, request).await?,
+                Vec::new(),
+            )
         }
         RequestKind::ListTopics => {
             let request = decode::<ListTopicsRequest>(version, head)?;
@@ -90,7 +104,11 @@ pub(crate) async fn dispatch(
         }
         RequestKind::DescribeTopic => {
             let request = decode::<DescribeTopicRequest>(version, head)?;
-            Reply::new(version, &describe_topic::handle(context, &request)?, Vec::new())
+            Reply::new(
+                version,
+                &describe_topic::handle(context, &request)?,
+                Vec::new(),
+            )
         }
         _ => Err(WireError::new(
             ErrorCode::UnknownRequestKind,
@@ -111,7 +129,10 @@ fn decode<R: Request>(version: u16, head: &[u8]) -> Result<R, WireError> {
         ));
     }
     decode_head(head).map_err(|e| {
-        WireError::new(ErrorCode::InvalidRequest, format!("malformed {:?} request: {e}", R::KIND))
+        WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("malformed {:?} request: {e}", R::KIND),
+        )
     })
 }
 

@@ -31,7 +31,10 @@ pub(super) async fn handle(
     if declared != body.len() as u64 {
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
-            format!("the head describes {declared} batch bytes but the body has {}", body.len()),
+            format!(
+                "the head describes {declared} batch bytes but the body has {}",
+                body.len()
+            ),
         ));
     }
     let topic = context.storage.topic(&request.topic)?;
@@ -82,9 +85,10 @@ fn check_batch(batch: &[u8]) -> Result<u32, WireError> {
             size: size as u64,
             max: u64::from(MAX_BATCH_BYTES),
         })),
-        Err(e @ BatchError::UnsupportedCompression(_)) => {
-            Err(WireError::new(ErrorCode::UnsupportedCompression, e.to_string()))
-        }
+        Err(e @ BatchError::UnsupportedCompression(_)) => Err(WireError::new(
+            ErrorCode::UnsupportedCompression,
+            e.to_string(),
+        )),
         Err(e) => Err(WireError::new(
             ErrorCode::CorruptBatch,
             format!("corrupt batch: {e}"),

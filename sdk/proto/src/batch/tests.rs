@@ -77,7 +77,10 @@ fn header_corruptions_have_typed_errors() {
     assert_eq!(validate(&bad), Err(BatchError::BadMagic(1)));
     let mut bad = batch.clone();
     bad[CRC_AT] ^= 0xff;
-    assert!(matches!(validate(&bad), Err(BatchError::CrcMismatch { .. })));
+    assert!(matches!(
+        validate(&bad),
+        Err(BatchError::CrcMismatch { .. })
+    ));
 }
 
 /// Re-seals a hand-modified batch with a correct CRC, so that checks past
@@ -105,7 +108,10 @@ fn checks_past_the_crc() {
     bad[RECORD_COUNT_AT..61].copy_from_slice(&4i32.to_be_bytes());
     bad[LAST_OFFSET_DELTA_AT..27].copy_from_slice(&3i32.to_be_bytes());
     reseal(&mut bad);
-    assert!(matches!(validate(&bad), Err(BatchError::Varint { index: 3, .. })));
+    assert!(matches!(
+        validate(&bad),
+        Err(BatchError::Varint { index: 3, .. })
+    ));
 
     let mut bad = batch.clone();
     bad[RECORD_COUNT_AT..61].copy_from_slice(&2i32.to_be_bytes());
@@ -116,7 +122,10 @@ fn checks_past_the_crc() {
     let mut bad = batch.clone();
     bad[LAST_OFFSET_DELTA_AT..27].copy_from_slice(&7i32.to_be_bytes());
     reseal(&mut bad);
-    assert!(matches!(validate(&bad), Err(BatchError::LastOffsetDelta { .. })));
+    assert!(matches!(
+        validate(&bad),
+        Err(BatchError::LastOffsetDelta { .. })
+    ));
 
     let mut bad = batch.clone();
     bad[RECORD_COUNT_AT..61].copy_from_slice(&0i32.to_be_bytes());
@@ -126,7 +135,10 @@ fn checks_past_the_crc() {
     let mut bad = batch;
     bad[MAX_TIMESTAMP_AT..43].copy_from_slice(&1i64.to_be_bytes());
     reseal(&mut bad);
-    assert!(matches!(validate(&bad), Err(BatchError::MaxTimestamp { .. })));
+    assert!(matches!(
+        validate(&bad),
+        Err(BatchError::MaxTimestamp { .. })
+    ));
 }
 
 #[test]
