@@ -1,0 +1,275 @@
+//! Produce and consume through the SDK against a real broker: per-partition
+//! order, per-key stickiness, explicit and round-robin partitioning, headers
+//! and timestamps, and data surviving a restart with offsets continuing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use quiver_client::partitioner::partition_for_key;
+use quiver_client::{
+    Consumer, ConsumerConfig, ConsumerRecord, Offset, Producer, ProducerConfig, ProducerRecord,
+};
+use quiver_tests::TestBroker;
+
+const POLL: Duration = Duration::from_millis(200);
+
+/// Reads every partition of `topic` from the start up to `expected` records.
+async fn consume_all(broker: &TestBroker, topic: &str, expected: usize) -> Vec<ConsumerRecord> {
+    let config = ConsumerConfig {
+        start: Offset::Earliest,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(broker.client().await, config);
+    consumer.assign_topic(topic).await.unwrap();
+    let mut records = Vec::new();
+    while records.len() < expected {
+        let batch = consumer.poll(Duration::from_secs(10)).await.unwrap();
+        assert!(
+            !batch.is_empty(),
+            "stalled at {} of {expected}",
+            records.len()
+        );
+        records.extend(batch);
+    }
+    // Nothing more than what was produced.
+    assert!(consumer.poll(POLL).await.unwrap().is_empty());
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_records_keep_order_per_partition_and_key() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("click", 4).await;
+    let producer = Producer::new(
+        broker.client().await,
+        ProducerConfig {
+            batch_max_records: 50,
+            ..ProducerConfig::default()
+        },
+    );
+    let mut acks = Vec::new();
+    for i in 0..2_000u32 {
+        let user = format!("user-{}", i % 37);
+        let record = ProducerRecord::new("click", format!("{user}:{i}")).key(user);
+        acks.push(producer.enqueue(record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut acked = Vec::new();
+    for ack in acks {
+        acked.push(ack.await.unwrap());
+    }
+
+    let records = consume_all(&broker, "click", 2_000).await;
+    assert_eq!(records.len(), 2_000);
+    let mut by_partition: BTreeMap<u32, Vec<&ConsumerRecord>> = BTreeMap::new();
+    for record in &records {
+        by_partition
+            .entry(record.partition)
+            .or_default()
+            .push(record);
+    }
+    // Offsets in each partition are 0, 1, 2, ... in order.
+    for records in by_partition.values() {
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.offset, i as u64);
+        }
+    }
+    // One key, one partition: Kafka's murmur2 partition; and per key the
+    // sequence numbers arrive in the order they were sent.
+    let mut last_seen: HashMap<String, (u32, u32)> = HashMap::new();
+    for record in by_partition.values().flatten() {
+        let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
+        assert_eq!(record.partition, partition_for_key(key.as_bytes(), 4));
+        let value = String::from_utf8(record.value.to_vec()).unwrap();
+        let seq: u32 = value.rsplit(':').next().unwrap().parse().unwrap();
+        if let Some(&(partition, previous)) = last_seen.get(&key) {
+            assert_eq!(partition, record.partition);
+            assert!(seq > previous, "{key}: {seq} after {previous}");
+        }
+        last_seen.insert(key, (record.partition, seq));
+    }
+    assert_eq!(last_seen.len(), 37);
+    // Every acknowledgement names where the record really is.
+    let index: HashMap<(u32, u64), &ConsumerRecord> = records
+        .iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    for (i, ack) in acked.iter().enumerate() {
+        let record = index[&(ack.partition, ack.offset)];
+        assert!(record.value.ends_with(format!(":{i}").as_bytes()));
+    }
+}
+
+#[tokio::test]
+async fn explicit_round_robin_headers_and_timestamps() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("t", 3).await;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    let explicit = producer
+        .send(
+            ProducerRecord::new("t", "pinned")
+                .partition(2)
+                .header("source", "web")
+                .timestamp(1_700_000_000_123),
+        )
+        .await
+        .unwrap();
+    assert_eq!((explicit.partition, explicit.offset), (2, 0));
+    let mut partitions = Vec::new();
+    for i in 0..6 {
+        partitions.push(
+            producer
+                .send(ProducerRecord::new("t", format!("rr{i}")))
+                .await
+                .unwrap()
+                .partition,
+        );
+    }
+    partitions.sort_unstable();
+    assert_eq!(
+        partitions,
+        vec![0, 0, 1, 1, 2, 2],
+        "keyless records go round-robin"
+    );
+
+    let records = consume_all(&broker, "t", 7).await;
+    let pinned = records.iter().find(|r| &r.value[..] == b"pinned").unwrap();
+    assert_eq!(pinned.partition, 2);
+    assert_eq!(pinned.timestamp, 1_700_000_000_123);
+    assert_eq!(pinned.headers.len(), 1);
+    assert_eq!(pinned.headers[0].key, "source");
+    assert_eq!(pinned.headers[0].value.as_deref(), Some(&b"web"[..]));
+    assert!(pinned.key.is_none());
+    // Records without a timestamp get the producer's clock.
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.value != "pinned")
+            .all(|r| r.timestamp > 1_700_000_000_000)
+    );
+}
+
+#[tokio::test]
+async fn seek_earliest_latest_and_offset() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("s", 1).await;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    for i in 0..10 {
+        producer
+            .send(ProducerRecord::new("s", format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let mut consumer = Consumer::new(broker.client().await, ConsumerConfig::default());
+    consumer.assign_topic("s").await.unwrap();
+    let tp = consumer.assignment()[0].clone();
+
+    consumer.seek(&tp, Offset::At(7)).unwrap();
+    let records = consumer.poll(POLL).await.unwrap();
+    let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![7, 8, 9]);
+    assert_eq!(consumer.position(&tp), Some(10));
+
+    consumer.seek(&tp, Offset::Earliest).unwrap();
+    assert_eq!(consumer.poll(POLL).await.unwrap().len(), 10);
+
+    consumer.seek(&tp, Offset::Latest).unwrap();
+    assert!(consumer.poll(POLL).await.unwrap().is_empty());
+    producer
+        .send(ProducerRecord::new("s", "new"))
+        .await
+        .unwrap();
+    let records = consumer.poll(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].offset, &records[0].value[..]),
+        (10, &b"new"[..])
+    );
+}
+
+#[tokio::test]
+async fn restart_keeps_records_and_continues_offsets() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("r", 2).await;
+    {
+        let producer = Producer::new(broker.client().await, ProducerConfig::default());
+        for i in 0..100 {
+            producer
+                .send(ProducerRecord::new("r", format!("a{i}")).partition(i % 2))
+                .await
+                .unwrap();
+        }
+    }
+    broker.restart().await;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    let next = producer
+        .send(ProducerRecord::new("r", "after").partition(1))
+        .await
+        .unwrap();
+    assert_eq!(next.offset, 50, "offsets continue after the restart");
+    let records = consume_all(&broker, "r", 101).await;
+    assert_eq!(records.len(), 101);
+    let description = broker.admin().await.describe_topic("r").await.unwrap();
+    let watermarks: Vec<u64> = description
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark)
+        .collect();
+    assert_eq!(watermarks, vec![50, 51]);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_append() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("lp", 2).await;
+    let mut consumer = Consumer::new(broker.client().await, ConsumerConfig::default());
+    consumer.assign_topic("lp").await.unwrap();
+    // Resolve the positions (Latest = 0) with an empty poll first.
+    assert!(
+        consumer
+            .poll(Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A poll that may wait up to a minute; the append must end it.
+    let waiting = tokio::spawn(async move {
+        let records = consumer.poll(Duration::from_secs(60)).await.unwrap();
+        (consumer, records)
+    });
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("lp", "wake").partition(1))
+        .await
+        .unwrap();
+    let (_consumer, records) = waiting.await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].partition, &records[0].value[..]),
+        (1, &b"wake"[..])
+    );
+}
+
+#[tokio::test]
+async fn deleted_topic_is_gone_and_name_reusable() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("d", 1).await;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("d", "old"))
+        .await
+        .unwrap();
+    let admin = broker.admin().await;
+    admin.delete_topic("d").await.unwrap();
+    assert!(admin.list_topics().await.unwrap().is_empty());
+    broker.create_topic("d", 1).await;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    let ack = producer
+        .send(ProducerRecord::new("d", "new"))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset, 0);
+    let records = consume_all(&broker, "d", 1).await;
+    assert_eq!(&records[0].value[..], b"new");
+}
