@@ -16,7 +16,9 @@
 //!     21    2 attributes              bits 0-2 compression (0 = none), bit 3 timestamp
 //!                                     type, bit 4 transactional, bit 5 control
 //!     23    4 last_offset_delta       record_count - 1
-//!     27    8 base_timestamp          first record's timestamp, ms since the epoch
+//!     27    8 base_timestamp          ms since the epoch; record timestamps are deltas
+//!                                     from it. We (and Java's producer) write the first
+//!                                     record's; some encoders write the smallest
 //!     35    8 max_timestamp           largest record timestamp
 //!     43    8 producer_id             -1 (idempotence reserved)
 //!     51    2 producer_epoch          -1
@@ -188,7 +190,9 @@ pub struct Header {
 pub struct BatchSummary {
     /// Records in the batch.
     pub record_count: u32,
-    /// The first record's timestamp.
+    /// The header's base timestamp: the first record's in batches
+    /// [`BatchBuilder`] writes, the smallest in some other encoders'
+    /// (`kafka-protocol`'s, for one).
     pub base_timestamp: i64,
     /// The largest record timestamp.
     pub max_timestamp: i64,
@@ -327,7 +331,8 @@ impl<'a> BatchView<'a> {
         be_i32(self.bytes, LAST_OFFSET_DELTA_AT)
     }
 
-    /// The first record's timestamp.
+    /// The timestamp record deltas are relative to; see
+    /// [`BatchSummary::base_timestamp`].
     pub fn base_timestamp(&self) -> i64 {
         be_i64(self.bytes, BASE_TIMESTAMP_AT)
     }

@@ -5,7 +5,7 @@
 //! - [`frame`]: the length-prefixed request and response frames that travel on
 //!   one QUIC bidirectional stream each, drawn byte by byte in its docs.
 //! - [`api`]: the request kinds and their postcard-encoded heads.
-//! - [`batch`]: Kafka's RecordBatch v2 layout: building, validating and reading
+//! - [`batch`]: Kafka's `RecordBatch` v2 layout: building, validating and reading
 //!   batches, and rewriting the base offset in place.
 //! - [`varint`]: the zig-zag varints the record layout uses.
 //! - [`error`]: stable numeric error codes ([`ErrorCode`]) and the error body

@@ -1,5 +1,5 @@
 //! Cross-checks `quiver_proto::batch` against an independent implementation
-//! of Kafka's RecordBatch v2, the `kafka-protocol` crate, in both directions:
+//! of Kafka's `RecordBatch` v2, the `kafka-protocol` crate, in both directions:
 //! batches we build must decode there, and batches it encodes must pass our
 //! validator and read back the same through [`BatchView`].
 //!

@@ -60,7 +60,10 @@ fn check_one(bytes: &[u8]) {
     assert_eq!(summary.base_timestamp, view.base_timestamp());
     assert_eq!(summary.max_timestamp, view.max_timestamp());
     assert!(view.verify_crc().is_ok());
-    let max = view.records().map(|r| r.expect("validated").timestamp).max();
+    let max = view
+        .records()
+        .map(|r| r.expect("validated").timestamp)
+        .max();
     assert_eq!(max, Some(summary.max_timestamp));
 
     // The broker's offset rewrite keeps it valid.
@@ -119,8 +122,16 @@ fn read_everything(view: &BatchView<'_>) -> usize {
             headers += 1;
             let _ = (key.len(), value.map(<[u8]>::len));
         }
-        assert_eq!(headers, record.header_count(), "a header read once failed to read again");
-        let _ = (record.key.map(<[u8]>::len), record.value.len(), record.timestamp);
+        assert_eq!(
+            headers,
+            record.header_count(),
+            "a header read once failed to read again"
+        );
+        let _ = (
+            record.key.map(<[u8]>::len),
+            record.value.len(),
+            record.timestamp,
+        );
     }
     assert!(clean <= view.record_count() as usize);
     clean

@@ -102,7 +102,10 @@ where
     assert_eq!(header.version, R::VERSION);
     let (again, body) = frame::split(&header, rest).expect("an encoded frame splits");
     assert!(body.is_empty());
-    assert_eq!(api::decode_head::<R>(again).expect("re-encoded head decodes"), decoded);
+    assert_eq!(
+        api::decode_head::<R>(again).expect("re-encoded head decodes"),
+        decoded
+    );
 }
 
 /// Decodes `head` as `T`; if it decodes, it must re-encode as a response
@@ -119,5 +122,8 @@ where
         return;
     };
     let again = &bytes[HEADER_BYTES..];
-    assert_eq!(api::decode_head::<T>(again).expect("re-encoded head decodes"), decoded);
+    assert_eq!(
+        api::decode_head::<T>(again).expect("re-encoded head decodes"),
+        decoded
+    );
 }
