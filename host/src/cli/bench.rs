@@ -69,6 +69,10 @@ pub(crate) struct ProduceBench {
     /// Producer linger in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Bytes each producer may hold unacknowledged, in KiB (default: two
+    /// batches per partition). Latency counts the wait for this room.
+    #[arg(long)]
+    buffer_kb: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +99,13 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     ensure_topic(common).await?;
     let progress = progress_bar(common);
     let value = Bytes::from(vec![b'x'; args.record_size]);
+    // Room for a full batch of records with their framing.
+    let batch_max_bytes = args.batch_size as usize * (args.record_size + 32) + 64;
+    let buffer_bytes = args
+        .buffer_kb
+        .map_or(2 * batch_max_bytes * common.partitions as usize, |kb| {
+            kb.saturating_mul(1024)
+        });
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..u64::from(args.producers) {
@@ -103,9 +114,9 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
         let client = common.client.connect().await?;
         let config = ProducerConfig {
             batch_max_records: args.batch_size,
-            batch_max_bytes: usize::MAX,
+            batch_max_bytes,
             linger: Duration::from_millis(args.linger_ms),
-            ..ProducerConfig::default()
+            buffer_bytes,
         };
         let producer = Producer::new(client, config);
         let (topic, value, progress) = (common.topic.clone(), value.clone(), progress.clone());
@@ -154,6 +165,8 @@ async fn produce_share(
         }
         if i % 1_000 == 999 {
             progress.inc(1_000);
+            // Enqueue rarely waits; give the connection's I/O tasks a turn.
+            tokio::task::yield_now().await;
         }
     }
     producer.flush().await?;
@@ -222,7 +235,7 @@ async fn consume_share(
     let (mut count, mut bytes) = (0u64, 0u64);
     while count < records {
         let sent = Instant::now();
-        let batch = consumer.poll(Duration::from_millis(1_000)).await?;
+        let batch = consumer.poll(Duration::from_secs(1)).await?;
         if batch.is_empty() {
             break;
         }

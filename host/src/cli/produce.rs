@@ -55,11 +55,11 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             record = record.partition(partition);
         }
         pending.push_back(producer.enqueue(record).await?);
-        if pending.len() >= MAX_PENDING_ACKS {
-            if let Some(ack) = pending.pop_front() {
-                ack.await?;
-                acknowledged += 1;
-            }
+        if pending.len() >= MAX_PENDING_ACKS
+            && let Some(ack) = pending.pop_front()
+        {
+            ack.await?;
+            acknowledged += 1;
         }
     }
     producer.flush().await?;

@@ -20,7 +20,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "QUIVER_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// PEM certificate chain; without it a self-signed one is generated
-    /// under DATA_DIR/tls/ and reused.
+    /// in the data directory (tls/cert.pem) and reused.
     #[arg(long, env = "QUIVER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.

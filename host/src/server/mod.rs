@@ -26,7 +26,7 @@ use crate::tls::{ServerCert, TlsError};
 pub const MAX_INFLIGHT_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 
 /// A connection with no traffic (not even keep-alives) for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Per-connection receive window; a connection may have this much unread.
 const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;

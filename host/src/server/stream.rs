@@ -9,6 +9,7 @@ use quinn::{ReadExactError, RecvStream, SendStream};
 use quiver_proto::api::encode_error;
 use quiver_proto::frame::{self, FrameError, FrameHeader, HEADER_BYTES};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
+use tokio::io::AsyncReadExt as _;
 
 use super::Context;
 use super::requests::{self, Reply};
@@ -71,20 +72,24 @@ async fn read_and_run(
         .acquire_many(rest_len as u32)
         .await
         .map_err(|_| WireError::new(ErrorCode::ShuttingDown, "broker shutting down"))?;
-    let mut rest = BytesMut::zeroed(rest_len);
-    match recv.read_exact(&mut rest).await {
-        Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(got)) => {
-            return Err(frame_error(FrameError::Truncated {
-                expected: rest_len,
-                actual: got,
-            }));
-        }
-        Err(ReadExactError::ReadError(e)) => {
-            return Err(WireError::new(
-                ErrorCode::InvalidRequest,
-                format!("read failed: {e}"),
-            ));
+    // Read into spare capacity: no zeroing of what is about to be overwritten.
+    let mut rest = BytesMut::with_capacity(rest_len);
+    let mut limited = (&mut *recv).take(rest_len as u64);
+    while rest.len() < rest_len {
+        match limited.read_buf(&mut rest).await {
+            Ok(0) => {
+                return Err(frame_error(FrameError::Truncated {
+                    expected: rest_len,
+                    actual: rest.len(),
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(WireError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("read failed: {e}"),
+                ));
+            }
         }
     }
     // Check lengths once more through the codec's own split.

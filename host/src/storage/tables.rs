@@ -5,7 +5,7 @@
 //! | `meta`            | `&str` name                           | `u64` (`format_version`, `next_topic_id`) |
 //! | `topics`          | `&str` topic name                     | postcard [`TopicRecord`]               |
 //! | `partition_state` | `(topic_id, partition)`               | `(log_start_offset, high_watermark)`   |
-//! | `batches`         | `(topic_id, partition, base_offset)`  | one RecordBatch v2, as produced, with its base offset set |
+//! | `batches`         | `(topic_id, partition, base_offset)`  | one `RecordBatch` v2, as produced, with its base offset set |
 //!
 //! Topic ids are never reused, so a deleted topic's rows can never be
 //! mistaken for a newer topic of the same name.

@@ -40,7 +40,9 @@ pub struct ProducerConfig {
     pub batch_max_bytes: usize,
     /// ... or once its first record has waited this long.
     pub linger: Duration,
-    /// Bytes of records waiting or in flight, at most.
+    /// Bytes of records waiting or in flight, at most (at least one batch).
+    /// Larger buffers absorb bursts; smaller ones bound the time a record
+    /// waits before it is sent.
     pub buffer_bytes: usize,
 }
 
@@ -159,6 +161,9 @@ impl IntoFuture for DeliveryFuture {
 
 type Key = (Arc<str>, u32);
 
+/// One produce request to send: a topic and its (partition, batch) pairs.
+type TopicRequest = (Arc<str>, Vec<(u32, SealedBatch)>);
+
 struct OpenBatch {
     builder: BatchBuilder,
     created: Instant,
@@ -228,6 +233,7 @@ impl Shared {
 pub struct Producer {
     shared: Arc<Shared>,
     sender: JoinHandle<()>,
+    buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for Producer {
@@ -250,9 +256,10 @@ impl Producer {
     pub fn new(client: Client, mut config: ProducerConfig) -> Self {
         config.batch_max_bytes = config.batch_max_bytes.clamp(1, MAX_BATCH_BYTES as usize);
         config.batch_max_records = config.batch_max_records.max(1);
+        // The buffer must hold at least one full batch.
         let buffer = config
             .buffer_bytes
-            .clamp(MAX_BATCH_BYTES as usize, Semaphore::MAX_PERMITS);
+            .clamp(config.batch_max_bytes, Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             client,
             config,
@@ -263,7 +270,11 @@ impl Producer {
             round_robin: AtomicU32::new(0),
         });
         let sender = tokio::spawn(sender_loop(Arc::clone(&shared)));
-        Self { shared, sender }
+        Self {
+            shared,
+            sender,
+            buffer_bytes: buffer,
+        }
     }
 
     /// Sends a record and waits for its durable acknowledgement.
@@ -283,12 +294,11 @@ impl Producer {
             timestamp,
         };
         // An upper bound of the encoded size, for the buffer reservation.
-        let size = BatchBuilder::default().encoded_len(&new) + 16;
-        if size + quiver_proto::batch::HEADER_BYTES > MAX_BATCH_BYTES as usize {
-            return Err(ClientError::RecordTooLarge {
-                size,
-                max: MAX_BATCH_BYTES as usize,
-            });
+        let size = new.max_encoded_len();
+        let max =
+            (MAX_BATCH_BYTES as usize - quiver_proto::batch::HEADER_BYTES).min(self.buffer_bytes);
+        if size > max {
+            return Err(ClientError::RecordTooLarge { size, max });
         }
         self.shared
             .buffer
@@ -364,22 +374,21 @@ impl Producer {
         record: &ProducerRecord,
     ) -> Result<(Arc<str>, u32), ClientError> {
         let cached = self.shared.state().topics.get(&record.topic).cloned();
-        let (topic, count) = match cached {
-            Some(entry) => entry,
-            None => {
-                let description = Admin::new(self.shared.client.clone())
-                    .describe_topic(&record.topic)
-                    .await?;
-                let entry = (
-                    Arc::<str>::from(record.topic.as_str()),
-                    description.partitions.len() as u32,
-                );
-                self.shared
-                    .state()
-                    .topics
-                    .insert(record.topic.clone(), entry.clone());
-                entry
-            }
+        let (topic, count) = if let Some(entry) = cached {
+            entry
+        } else {
+            let description = Admin::new(self.shared.client.clone())
+                .describe_topic(&record.topic)
+                .await?;
+            let entry = (
+                Arc::<str>::from(record.topic.as_str()),
+                description.partitions.len() as u32,
+            );
+            self.shared
+                .state()
+                .topics
+                .insert(record.topic.clone(), entry.clone());
+            entry
         };
         let partition = match (record.partition, &record.key) {
             (Some(partition), _) => partition,
@@ -412,7 +421,7 @@ async fn sender_loop(shared: Arc<Shared>) {
     }
 }
 
-fn take_sendable(shared: &Shared, linger: Duration) -> Vec<(Arc<str>, Vec<(u32, SealedBatch)>)> {
+fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
     let mut state = shared.state();
     let now = Instant::now();
     let expired: Vec<Key> = state

@@ -584,6 +584,13 @@ pub struct NewRecord<'a> {
 }
 
 impl NewRecord<'_> {
+    /// An upper bound of the bytes this record takes in any batch (the
+    /// deltas counted at their widest).
+    pub fn max_encoded_len(&self) -> usize {
+        let body = self.body_len(i64::MIN, i32::MIN);
+        varint_len(i32::MIN) + body
+    }
+
     fn body_len(&self, timestamp_delta: i64, offset_delta: i32) -> usize {
         let mut len = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta);
         len += nullable_len(self.key);

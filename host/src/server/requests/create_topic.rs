@@ -1,4 +1,4 @@
-//! CreateTopic: check the name and partition count, then create.
+//! `CreateTopic`: check the name and partition count, then create.
 
 use quiver_proto::api::{CreateTopicRequest, TopicDescription};
 use quiver_proto::limits::MAX_PARTITIONS_PER_TOPIC;

@@ -1,4 +1,4 @@
-//! DeleteTopic: remove the topic and all its batches.
+//! `DeleteTopic`: remove the topic and all its batches.
 
 use quiver_proto::WireError;
 use quiver_proto::api::DeleteTopicRequest;

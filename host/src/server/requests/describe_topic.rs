@@ -1,4 +1,4 @@
-//! DescribeTopic: each partition's log start offset and high watermark.
+//! `DescribeTopic`: each partition's log start offset and high watermark.
 
 use quiver_proto::WireError;
 use quiver_proto::api::{DescribeTopicRequest, PartitionDescription, TopicDescription};

@@ -1,4 +1,4 @@
-//! ListTopics: every topic, sorted by name.
+//! `ListTopics`: every topic, sorted by name.
 
 use quiver_proto::api::{ListTopicsRequest, ListTopicsResponse, TopicSummary};
 
