@@ -273,3 +273,33 @@ async fn deleted_topic_is_gone_and_name_reusable() {
     let records = consume_all(&broker, "d", 1).await;
     assert_eq!(&records[0].value[..], b"new");
 }
+
+#[tokio::test]
+async fn log_append_time_topics_take_the_broker_clock() {
+    let broker = TestBroker::start().await;
+    let config = quiver_client::TopicConfig {
+        timestamp_type: quiver_client::TimestampType::LogAppendTime,
+        ..quiver_client::TopicConfig::default()
+    };
+    broker
+        .admin()
+        .await
+        .create_topic("lat", 1, config)
+        .await
+        .unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("lat", "old clock").timestamp(1_000))
+        .await
+        .unwrap();
+    let records = consume_all(&broker, "lat", 1).await;
+    assert!(
+        records[0].timestamp >= before,
+        "{} < {before}",
+        records[0].timestamp
+    );
+}

@@ -1,7 +1,16 @@
 //! `quiver topic create|list|describe|delete`.
 
 use clap::Subcommand;
-use quiver_client::{Admin, TopicConfig};
+use quiver_client::{Admin, TimestampType, TopicConfig};
+
+/// `--timestamp-type` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum TimestampArg {
+    /// The producer's clock.
+    CreateTime,
+    /// The broker's clock on arrival.
+    LogAppendTime,
+}
 
 use super::ClientArgs;
 
@@ -20,6 +29,10 @@ pub(crate) enum TopicCommand {
         /// Keep about this many bytes per partition; unlimited when unset.
         #[arg(long)]
         retention_bytes: Option<u64>,
+        /// Record timestamps from the producer (create-time) or the broker
+        /// on arrival (log-append-time).
+        #[arg(long, value_enum, default_value = "create-time")]
+        timestamp_type: TimestampArg,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -51,12 +64,17 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
             partitions,
             retention_ms,
             retention_bytes,
+            timestamp_type,
             client,
         } => {
             let admin = Admin::new(client.connect().await?);
             let config = TopicConfig {
                 retention_ms,
                 retention_bytes,
+                timestamp_type: match timestamp_type {
+                    TimestampArg::CreateTime => TimestampType::CreateTime,
+                    TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
+                },
             };
             admin.create_topic(&name, partitions, config).await?;
             println!("created topic {name} with {partitions} partitions");
@@ -72,11 +90,12 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
             let topic = admin.describe_topic(&name).await?;
             let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
             println!(
-                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}",
+                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={:?}",
                 topic.name,
                 topic.partitions.len(),
                 show(topic.config.retention_ms),
-                show(topic.config.retention_bytes)
+                show(topic.config.retention_bytes),
+                topic.config.timestamp_type
             );
             println!("partition\tlog_start_offset\thigh_watermark");
             for p in topic.partitions {

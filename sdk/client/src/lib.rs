@@ -33,6 +33,8 @@ pub use client::{Client, ClientConfig, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
 pub use error::ClientError;
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
-pub use quiver_proto::api::{PartitionDescription, TopicConfig, TopicDescription, TopicSummary};
+pub use quiver_proto::api::{
+    PartitionDescription, TimestampType, TopicConfig, TopicDescription, TopicSummary,
+};
 pub use quiver_proto::batch::Header;
 pub use quiver_proto::{ErrorCode, ErrorDetail, WireError};

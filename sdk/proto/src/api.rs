@@ -120,6 +120,19 @@ pub struct TopicConfig {
     pub retention_ms: Option<u64>,
     /// Keep at most about this many bytes per partition; `None` for no limit.
     pub retention_bytes: Option<u64>,
+    /// Whose clock gives record timestamps (Kafka's `message.timestamp.type`).
+    pub timestamp_type: TimestampType,
+}
+
+/// Whose clock gives record timestamps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimestampType {
+    /// The producer's (the record's own timestamp is kept).
+    #[default]
+    CreateTime,
+    /// The broker's, when it receives the batch (every record of a batch
+    /// then has the same timestamp).
+    LogAppendTime,
 }
 
 /// Produce: append batches. The body holds the batches back to back, in the
@@ -357,6 +370,7 @@ mod tests {
             config: TopicConfig {
                 retention_ms: Some(60_000),
                 retention_bytes: None,
+                timestamp_type: TimestampType::LogAppendTime,
             },
         });
         round_trip(&DeleteTopicRequest { name: "t".into() });

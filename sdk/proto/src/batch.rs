@@ -14,7 +14,8 @@
 //!     16    1 magic                   2
 //!     17    4 crc                     CRC-32C of bytes 21..end
 //!     21    2 attributes              bits 0-2 compression (0 = none), bit 3 timestamp
-//!                                     type, bit 4 transactional, bit 5 control
+//!                                     type (1 = LogAppendTime, set by the broker),
+//!                                     bit 4 transactional, bit 5 control
 //!     23    4 last_offset_delta       record_count - 1
 //!     27    8 base_timestamp          ms since the epoch; record timestamps are deltas
 //!                                     from it. We (and Java's producer) write the first
@@ -71,6 +72,7 @@ const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
+const LOG_APPEND_TIME_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
 
@@ -215,7 +217,8 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
     if codec != 0 {
         return Err(BatchError::UnsupportedCompression(codec));
     }
-    if attributes & (TRANSACTIONAL_BIT | CONTROL_BIT) != 0 {
+    // Producers send CreateTime; only the broker marks LogAppendTime.
+    if attributes & (TRANSACTIONAL_BIT | CONTROL_BIT | LOG_APPEND_TIME_BIT) != 0 {
         return Err(BatchError::UnsupportedAttributes(attributes));
     }
     view.verify_crc()?;
@@ -267,6 +270,21 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
 /// If `batch` is shorter than 8 bytes; callers pass validated batches.
 pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
     batch[..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+}
+
+/// Marks a validated batch as `LogAppendTime` stamped `now_ms`, as Kafka
+/// does for such topics: the timestamp-type bit is set, `max_timestamp`
+/// becomes the append time (every record reads as having it), and the CRC is
+/// recomputed since both fields lie inside it.
+///
+/// # Panics
+/// If `batch` is shorter than the header; callers pass validated batches.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = be_i16(batch, ATTRIBUTES_AT) | LOG_APPEND_TIME_BIT;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// A read-only view of one batch whose header has been checked for length
@@ -375,7 +393,14 @@ impl<'a> BatchView<'a> {
             index: 0,
             remaining: self.record_count(),
             base_timestamp: self.base_timestamp(),
+            log_append_time: self.is_log_append_time().then(|| self.max_timestamp()),
         }
+    }
+
+    /// Whether the broker stamped the batch with its append time, which
+    /// then is every record's timestamp.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & LOG_APPEND_TIME_BIT != 0
     }
 }
 
@@ -421,6 +446,7 @@ pub struct Records<'a> {
     index: u32,
     remaining: u32,
     base_timestamp: i64,
+    log_append_time: Option<i64>,
 }
 
 impl<'a> Iterator for Records<'a> {
@@ -484,7 +510,9 @@ impl<'a> Records<'a> {
         self.pos = end;
         Ok(RecordView {
             offset_delta,
-            timestamp: self.base_timestamp.wrapping_add(timestamp_delta),
+            timestamp: self
+                .log_append_time
+                .unwrap_or(self.base_timestamp.wrapping_add(timestamp_delta)),
             key,
             value: value.unwrap_or_default(),
             header_count,

@@ -3,11 +3,15 @@
 //!
 //! Batches are validated in full (CRC, counts, record framing) but never
 //! re-encoded: the writer only rewrites the base offset, outside the CRC.
+//! On a `LogAppendTime` topic the broker also stamps the batch header's
+//! timestamp type and max timestamp and recomputes the CRC, as Kafka does.
 
 use bytes::BytesMut;
 use futures_util::future::join_all;
-use quiver_proto::api::{ProduceRequest, ProduceResponse, ProduceResult};
-use quiver_proto::batch::{BatchError, validate};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use quiver_proto::api::{ProduceRequest, ProduceResponse, ProduceResult, TimestampType};
+use quiver_proto::batch::{BatchError, set_log_append_time, validate};
 use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
@@ -38,10 +42,16 @@ pub(super) async fn handle(
         ));
     }
     let topic = context.storage.topic(&request.topic)?;
+    let log_append_time =
+        (topic.config.timestamp_type == TimestampType::LogAppendTime).then(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        });
 
     let mut appends = Vec::with_capacity(request.batches.len());
     for entry in &request.batches {
-        let batch = body.split_to(entry.bytes as usize);
+        let mut batch = body.split_to(entry.bytes as usize);
         let partition = entry.partition;
         let checked = topic
             .partition(partition)
@@ -56,6 +66,9 @@ pub(super) async fn handle(
                 )
             })
             .and_then(|p| Ok((p.clone(), check_batch(&batch)?)));
+        if let (Ok(_), Some(now)) = (&checked, log_append_time) {
+            set_log_append_time(&mut batch, now);
+        }
         appends.push(async move {
             let outcome = match checked {
                 Ok((partition, records)) => context

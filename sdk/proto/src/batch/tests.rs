@@ -435,3 +435,20 @@ fn last_offset_of_a_hostile_base_offset_does_not_panic() {
     let view = BatchView::parse(&batch).unwrap();
     assert_eq!(view.last_offset(), u64::MAX);
 }
+
+#[test]
+fn log_append_time_restamps_every_record_and_keeps_the_crc_valid() {
+    let mut batch = sample_batch(3);
+    set_log_append_time(&mut batch, 1_800_000_000_000);
+    let view = BatchView::parse(&batch).unwrap();
+    view.verify_crc().unwrap();
+    assert!(view.is_log_append_time());
+    for record in view.records() {
+        assert_eq!(record.unwrap().timestamp, 1_800_000_000_000);
+    }
+    // A producer may not claim LogAppendTime itself.
+    assert!(matches!(
+        validate(&batch),
+        Err(BatchError::UnsupportedAttributes(_))
+    ));
+}
