@@ -59,6 +59,18 @@ pub enum StorageError {
     /// The group commit holding this append failed; nothing of it was stored.
     #[error("group commit failed, nothing was stored: {0}")]
     CommitFailed(String),
+    /// An alter asked for fewer partitions than the topic has.
+    #[error(
+        "topic {topic:?} has {from} partitions; partitions can be added, not removed (asked for {to})"
+    )]
+    PartitionsCannotShrink {
+        /// The topic.
+        topic: String,
+        /// Its partition count.
+        from: u32,
+        /// The count asked for.
+        to: u32,
+    },
     /// The writer has stopped (the broker is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
@@ -91,6 +103,7 @@ impl From<&StorageError> for WireError {
             StorageError::UnknownTopic(_) => ErrorCode::UnknownTopic,
             StorageError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
             StorageError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+            StorageError::PartitionsCannotShrink { .. } => ErrorCode::InvalidPartitions,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::WriterStopped => ErrorCode::ShuttingDown,
         };

@@ -4,6 +4,8 @@
 //! - [`tables`]: every table and its layout.
 //! - [`writer`]: the group-commit writer thread that owns all writes.
 //! - [`partition`]: in-memory handles (offsets, long-poll wake-ups).
+//! - [`retention`]: which batches retention removes, and the pass that
+//!   removes them.
 //! - [`error`]: [`StorageError`] and its wire mapping.
 //!
 //! Reads run on the caller's thread against a redb snapshot and never block
@@ -11,6 +13,7 @@
 
 mod error;
 mod partition;
+mod retention;
 mod tables;
 mod writer;
 
@@ -25,11 +28,15 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StorageError;
-pub use partition::{Offsets, Partition, Topic};
-pub use writer::{MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, WRITER_QUEUE_CAPACITY};
+pub use partition::{LogStats, Offsets, Partition, Topic};
+pub use retention::{RetentionDefaults, RetentionReport};
+pub use writer::{
+    MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, Truncated, WRITER_QUEUE_CAPACITY,
+};
 
 use tables::{
-    BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITION_STATE, TOPICS, TopicRecord,
+    BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITION_STATE, TIME_INDEX, TOPICS,
+    TopicRecord,
 };
 use writer::{Append, Command, Topics, read_topics, topic_handle};
 
@@ -67,7 +74,7 @@ pub struct ReadResult {
 /// The broker's storage. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Storage {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
     path: PathBuf,
     topics: Arc<Topics>,
     writer: mpsc::Sender<Command>,
@@ -145,29 +152,101 @@ impl Storage {
         .await?
     }
 
+    /// Changes a topic's settings and, optionally, raises its partition count.
+    pub async fn alter_topic(
+        &self,
+        name: String,
+        config: TopicConfig,
+        partitions: Option<u32>,
+    ) -> Result<Arc<Topic>, StorageError> {
+        self.call(|reply| Command::AlterTopic {
+            name,
+            config,
+            partitions,
+            reply,
+        })
+        .await?
+    }
+
+    /// Deletes a partition's batches below `before` (a batch boundary) and
+    /// moves its log start offset there.
+    pub async fn truncate(
+        &self,
+        partition: Arc<Partition>,
+        before: u64,
+    ) -> Result<Truncated, StorageError> {
+        self.call(|reply| Command::Truncate {
+            partition,
+            before,
+            reply,
+        })
+        .await?
+    }
+
     /// Deletes a topic and all its batches.
     pub async fn delete_topic(&self, name: String) -> Result<(), StorageError> {
         self.call(|reply| Command::DeleteTopic { name, reply })
             .await?
     }
 
-    /// Appends one validated batch holding `records` records; resolves to its
-    /// base offset once the commit holding it is durable.
+    /// Appends one validated batch holding `records` records whose largest
+    /// timestamp is `max_timestamp`; resolves to its base offset once the
+    /// commit holding it is durable.
     pub async fn append(
         &self,
         partition: Arc<Partition>,
         batch: BytesMut,
         records: u32,
+        max_timestamp: i64,
     ) -> Result<u64, StorageError> {
         self.call(|reply| {
             Command::Append(Append {
                 partition,
                 batch,
                 records,
+                max_timestamp,
                 reply,
             })
         })
         .await?
+    }
+
+    /// The first offset whose record timestamp is at least `timestamp`, or
+    /// the high watermark when there is none. Blocking.
+    pub fn offset_for_timestamp(
+        &self,
+        partition: &Partition,
+        timestamp: i64,
+    ) -> Result<u64, StorageError> {
+        let offsets = partition.offsets();
+        let (id, index) = (partition.topic_id(), partition.index());
+        let txn = self.db.begin_read()?;
+        let first = txn
+            .open_table(TIME_INDEX)?
+            .range((id, index, timestamp)..=(id, index, i64::MAX))?
+            .next()
+            .transpose()?
+            .map(|(_, base)| base.value());
+        let Some(first) = first else {
+            return Ok(offsets.high_watermark);
+        };
+        let start = first.max(offsets.log_start_offset);
+        let batches = txn.open_table(BATCHES)?;
+        for entry in batches.range((id, index, start)..(id, index, offsets.high_watermark))? {
+            let (_, value) = entry?;
+            let view = BatchView::parse(value.value()).map_err(|e| corrupt_batch(partition, &e))?;
+            if view.max_timestamp() < timestamp {
+                continue;
+            }
+            for record in view.records() {
+                let record = record.map_err(|e| corrupt_batch(partition, &e))?;
+                let offset = view.base_offset() + u64::from(record.offset_delta.max(0) as u32);
+                if record.timestamp >= timestamp && offset >= offsets.log_start_offset {
+                    return Ok(offset);
+                }
+            }
+        }
+        Ok(offsets.high_watermark)
     }
 
     /// Reads whole batches from `offset` on, up to about `max_bytes` (at least
@@ -211,10 +290,7 @@ impl Storage {
         for entry in table.range((id, index, start)..(id, index, offsets.high_watermark))? {
             let (_, value) = entry?;
             let bytes = value.value();
-            let view = BatchView::parse(bytes).map_err(|e| StorageError::CorruptMetadata {
-                what: format!("batch in {}/{index}", partition.topic()),
-                reason: e.to_string(),
-            })?;
+            let view = BatchView::parse(bytes).map_err(|e| corrupt_batch(partition, &e))?;
             if view.last_offset() < offset {
                 continue;
             }
@@ -258,6 +334,16 @@ impl Storage {
     }
 }
 
+pub(crate) fn corrupt_batch(
+    partition: &Partition,
+    e: &quiver_proto::batch::BatchError,
+) -> StorageError {
+    StorageError::CorruptMetadata {
+        what: format!("batch in {}/{}", partition.topic(), partition.index()),
+        reason: e.to_string(),
+    }
+}
+
 fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
     let txn = db.begin_write()?;
     {
@@ -279,6 +365,7 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
         txn.open_table(TOPICS)?;
         txn.open_table(PARTITION_STATE)?;
         txn.open_table(BATCHES)?;
+        txn.open_table(TIME_INDEX)?;
     }
     txn.commit()?;
     Ok(())
@@ -300,11 +387,11 @@ fn load_topics(db: &Database) -> Result<HashMap<String, Arc<Topic>>, StorageErro
                 what: format!("topic {name:?}"),
                 reason: e.to_string(),
             })?;
-        let mut offsets = Vec::with_capacity(record.partitions as usize);
+        let mut loaded = Vec::with_capacity(record.partitions as usize);
         for partition in 0..record.partitions {
-            let (log_start_offset, high_watermark) = state
+            let (log_start_offset, high_watermark, size_bytes, max_timestamp) = state
                 .get((record.id, partition))?
-                .map_or((0, 0), |v| v.value());
+                .map_or((0, 0, 0, i64::MIN), |v| v.value());
             let last = batches
                 .range((record.id, partition, 0)..=(record.id, partition, u64::MAX))?
                 .next_back()
@@ -322,12 +409,18 @@ fn load_topics(db: &Database) -> Result<HashMap<String, Arc<Topic>>, StorageErro
                     });
                 }
             }
-            offsets.push(Offsets {
-                log_start_offset,
-                high_watermark,
-            });
+            loaded.push((
+                Offsets {
+                    log_start_offset,
+                    high_watermark,
+                },
+                LogStats {
+                    size_bytes,
+                    max_timestamp,
+                },
+            ));
         }
-        let topic = topic_handle(&name, record, |i| offsets[i as usize]);
+        let topic = topic_handle(&name, record, |i| loaded[i as usize]);
         out.insert(name, Arc::new(topic));
     }
     Ok(out)

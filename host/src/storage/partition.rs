@@ -4,8 +4,8 @@
 //! The offsets a handle publishes are those of durable data only: the group
 //! commit writer moves the high watermark after the commit is on disk.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use quiver_proto::api::TopicConfig;
 use tokio::sync::watch;
@@ -19,6 +19,24 @@ pub struct Offsets {
     pub high_watermark: u64,
 }
 
+/// What a partition holds besides its offsets; moved only by the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// Bytes of stored batches.
+    pub size_bytes: u64,
+    /// Largest batch timestamp appended so far (`i64::MIN` before the first).
+    pub max_timestamp: i64,
+}
+
+impl Default for LogStats {
+    fn default() -> Self {
+        Self {
+            size_bytes: 0,
+            max_timestamp: i64::MIN,
+        }
+    }
+}
+
 /// One partition of a topic.
 #[derive(Debug)]
 pub struct Partition {
@@ -26,18 +44,35 @@ pub struct Partition {
     topic_id: u64,
     index: u32,
     offsets: watch::Sender<Offsets>,
+    stats: Mutex<LogStats>,
     deleted: AtomicBool,
 }
 
 impl Partition {
-    pub(crate) fn new(topic: Arc<str>, topic_id: u64, index: u32, offsets: Offsets) -> Self {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        topic_id: u64,
+        index: u32,
+        offsets: Offsets,
+        stats: LogStats,
+    ) -> Self {
         Self {
             topic,
             topic_id,
             index,
             offsets: watch::Sender::new(offsets),
+            stats: Mutex::new(stats),
             deleted: AtomicBool::new(false),
         }
+    }
+
+    /// Size and timestamp facts of the durable log.
+    pub fn stats(&self) -> LogStats {
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_stats(&self, stats: LogStats) {
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
     }
 
     /// The topic's name.

@@ -4,8 +4,14 @@
 //! |-------------------|---------------------------------------|----------------------------------------|
 //! | `meta`            | `&str` name                           | `u64` (`format_version`, `next_topic_id`) |
 //! | `topics`          | `&str` topic name                     | postcard [`TopicRecord`]               |
-//! | `partition_state` | `(topic_id, partition)`               | `(log_start_offset, high_watermark)`   |
+//! | `partition_state` | `(topic_id, partition)`               | `(log_start_offset, high_watermark, size_bytes, max_timestamp)` |
 //! | `batches`         | `(topic_id, partition, base_offset)`  | one `RecordBatch` v2, as produced, with its base offset set |
+//! | `time_index`      | `(topic_id, partition, timestamp)`    | base offset of the first batch whose running max timestamp reached `timestamp` |
+//!
+//! The time index gains an entry only when a batch raises its partition's
+//! running maximum timestamp, so its keys and values both increase: the first
+//! entry at or after `T` names the first batch that can hold a record with a
+//! timestamp of at least `T`.
 //!
 //! Topic ids are never reused, so a deleted topic's rows can never be
 //! mistaken for a newer topic of the same name.
@@ -20,9 +26,18 @@ pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 /// Topic name to its postcard-encoded [`TopicRecord`].
 pub(crate) const TOPICS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("topics");
 
-/// `(topic_id, partition)` to `(log_start_offset, high_watermark)`.
-pub(crate) const PARTITION_STATE: TableDefinition<'_, (u64, u32), (u64, u64)> =
+/// `(topic_id, partition)` to [`PartitionState`].
+pub(crate) const PARTITION_STATE: TableDefinition<'_, (u64, u32), PartitionState> =
     TableDefinition::new("partition_state");
+
+/// `(log_start_offset, high_watermark, size_bytes, max_timestamp)`: where the
+/// log begins and ends, the bytes of its stored batches, and the largest
+/// batch timestamp appended so far (`i64::MIN` before the first).
+pub(crate) type PartitionState = (u64, u64, u64, i64);
+
+/// `(topic_id, partition, timestamp)` to a base offset; see the module docs.
+pub(crate) const TIME_INDEX: TableDefinition<'_, (u64, u32, i64), u64> =
+    TableDefinition::new("time_index");
 
 /// `(topic_id, partition, base_offset)` to the batch bytes.
 pub(crate) const BATCHES: TableDefinition<'_, (u64, u32, u64), &[u8]> =

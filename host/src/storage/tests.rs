@@ -40,7 +40,10 @@ fn values_from(bytes: &[u8], from: u64) -> Vec<(u64, String)> {
 async fn append(storage: &Storage, topic: &str, partition: u32, values: &[&str]) -> u64 {
     let (bytes, count) = batch(values);
     let partition = storage.partition(topic, partition).unwrap();
-    storage.append(partition, bytes, count).await.unwrap()
+    storage
+        .append(partition, bytes, count, 1_000)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -160,7 +163,7 @@ async fn topic_lifecycle_errors() {
     assert!(storage.read(&old, 0, 100).is_err());
     let (bytes, count) = batch(&["late"]);
     assert!(matches!(
-        storage.append(old, bytes, count).await,
+        storage.append(old, bytes, count, 1_000).await,
         Err(StorageError::UnknownTopic(_))
     ));
     // A new topic of the same name starts empty.
@@ -198,4 +201,211 @@ async fn unknown_format_version_is_refused() {
         ),
         "{error}"
     );
+}
+
+/// Appends one single-record batch with the given timestamp.
+async fn append_at(storage: &Storage, topic: &str, value: &str, timestamp: i64) -> u64 {
+    let mut builder = BatchBuilder::default();
+    builder
+        .push(&NewRecord {
+            key: None,
+            value: value.as_bytes(),
+            headers: &[],
+            timestamp,
+        })
+        .unwrap();
+    let partition = storage.partition(topic, 0).unwrap();
+    storage
+        .append(
+            partition,
+            BytesMut::from(&builder.finish()[..]),
+            1,
+            timestamp,
+        )
+        .await
+        .unwrap()
+}
+
+async fn retain(storage: &Storage, now_ms: i64) -> RetentionReport {
+    let plan = storage
+        .retention_plan(now_ms, RetentionDefaults::default())
+        .unwrap();
+    storage.apply_retention(plan).await.unwrap()
+}
+
+#[tokio::test]
+async fn time_retention_deletes_exactly_the_expired_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    let config = TopicConfig {
+        retention_ms: Some(1_000),
+        ..TopicConfig::default()
+    };
+    storage.create_topic("t".into(), 1, config).await.unwrap();
+    // Timestamps 100..=500, then an old straggler at 50, then 5_000.
+    for (i, ts) in [100, 200, 300, 400, 500, 50, 5_000].into_iter().enumerate() {
+        assert_eq!(
+            append_at(&storage, "t", &format!("v{i}"), ts).await,
+            i as u64
+        );
+    }
+    // At 1_350 the cutoff is 350: batches 0..=2 are older; batch 3 (400)
+    // stays, so the old straggler behind it stays too.
+    let report = retain(&storage, 1_350).await;
+    assert_eq!((report.partitions, report.batches), (1, 3));
+    let partition = storage.partition("t", 0).unwrap();
+    assert_eq!(partition.offsets().log_start_offset, 3);
+    assert!(matches!(
+        storage.read(&partition, 2, 1 << 20),
+        Err(StorageError::OffsetOutOfRange {
+            log_start_offset: 3,
+            high_watermark: 7,
+            ..
+        })
+    ));
+    assert_eq!(
+        values_from(&storage.read(&partition, 3, 1 << 20).unwrap().batches, 3)[0].0,
+        3
+    );
+    // Nothing more at the same time; everything but the newest later.
+    assert_eq!(retain(&storage, 1_350).await.batches, 0);
+    assert_eq!(retain(&storage, 5_500).await.batches, 3);
+    assert_eq!(partition.offsets().log_start_offset, 6);
+    // The start survives a restart, and offsets keep counting.
+    storage.shutdown().await;
+    drop(storage);
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    let partition = storage.partition("t", 0).unwrap();
+    assert_eq!(partition.offsets().log_start_offset, 6);
+    assert_eq!(append_at(&storage, "t", "after", 6_000).await, 7);
+    storage.shutdown().await;
+}
+
+#[tokio::test]
+async fn size_retention_keeps_at_least_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    storage
+        .create_topic("s".into(), 1, TopicConfig::default())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        append_at(&storage, "s", &format!("value-{i:04}"), 1_000).await;
+    }
+    let partition = storage.partition("s", 0).unwrap();
+    let total = partition.stats().size_bytes;
+    let batch = total / 10;
+    assert_eq!(batch * 10, total, "equal-sized batches");
+    // Keep at least 3.5 batches' worth: 4 batches stay.
+    let defaults = RetentionDefaults {
+        retention_ms: None,
+        retention_bytes: Some(batch * 7 / 2),
+    };
+    let plan = storage.retention_plan(0, defaults).unwrap();
+    let report = storage.apply_retention(plan).await.unwrap();
+    assert_eq!(report.batches, 6);
+    assert_eq!(partition.offsets().log_start_offset, 6);
+    assert_eq!(partition.stats().size_bytes, batch * 4);
+    storage.shutdown().await;
+}
+
+#[tokio::test]
+async fn offset_for_timestamp_uses_the_time_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    storage
+        .create_topic("t".into(), 1, TopicConfig::default())
+        .await
+        .unwrap();
+    for (i, ts) in [100, 300, 200, 400, 400, 900].into_iter().enumerate() {
+        append_at(&storage, "t", &format!("v{i}"), ts).await;
+    }
+    let partition = storage.partition("t", 0).unwrap();
+    let find = |ts| storage.offset_for_timestamp(&partition, ts).unwrap();
+    assert_eq!(find(0), 0);
+    assert_eq!(find(100), 0);
+    assert_eq!(find(150), 1);
+    assert_eq!(find(300), 1);
+    assert_eq!(find(301), 3);
+    assert_eq!(find(900), 5);
+    assert_eq!(find(901), 6, "past every record: the high watermark");
+    // After retention removes the first three batches, lookups start at 3.
+    let plan = vec![(Arc::clone(&partition), 3)];
+    storage.apply_retention(plan).await.unwrap();
+    assert_eq!(find(0), 3);
+    assert_eq!(find(150), 3);
+    assert_eq!(find(500), 5);
+    storage.shutdown().await;
+}
+
+#[tokio::test]
+async fn alter_topic_changes_config_and_adds_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    storage
+        .create_topic("t".into(), 2, TopicConfig::default())
+        .await
+        .unwrap();
+    append(&storage, "t", 0, &["a"]).await;
+    let config = TopicConfig {
+        retention_ms: Some(5),
+        ..TopicConfig::default()
+    };
+    let topic = storage
+        .alter_topic("t".into(), config, Some(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (topic.partitions.len(), topic.config.retention_ms),
+        (3, Some(5))
+    );
+    assert_eq!(append(&storage, "t", 2, &["new"]).await, 0);
+    assert_eq!(
+        storage.partition("t", 0).unwrap().offsets().high_watermark,
+        1
+    );
+    assert!(matches!(
+        storage.alter_topic("t".into(), config, Some(1)).await,
+        Err(StorageError::PartitionsCannotShrink { from: 3, to: 1, .. })
+    ));
+    storage.shutdown().await;
+    drop(storage);
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    let topic = storage.topic("t").unwrap();
+    assert_eq!(
+        (topic.partitions.len(), topic.config.retention_ms),
+        (3, Some(5))
+    );
+    storage.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_reuses_space_so_the_file_stops_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    let config = TopicConfig {
+        retention_bytes: Some(256 * 1024),
+        ..TopicConfig::default()
+    };
+    storage.create_topic("r".into(), 1, config).await.unwrap();
+    let value = "x".repeat(1_000);
+    let values: Vec<&str> = (0..100).map(|_| value.as_str()).collect();
+    let file_size = || std::fs::metadata(storage.path()).unwrap().len();
+    let mut sizes = Vec::new();
+    for _round in 0..60 {
+        // 100 KB a round; retention keeps about 256 KB.
+        append(&storage, "r", 0, &values).await;
+        retain(&storage, 0).await;
+        sizes.push(file_size());
+    }
+    let partition = storage.partition("r", 0).unwrap();
+    assert!(partition.stats().size_bytes < 400 * 1024);
+    // 6 MB went in; once freed pages are reused the file stays put.
+    assert_eq!(
+        sizes[59], sizes[30],
+        "file grew from {} to {}",
+        sizes[30], sizes[59]
+    );
+    assert!(sizes[59] < 6_000_000, "{sizes:?}");
+    storage.shutdown().await;
 }

@@ -9,7 +9,6 @@
 //! topic existence change in one order.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -20,8 +19,11 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::StorageError;
-use super::partition::{Offsets, Partition, Topic};
-use super::tables::{BATCHES, META, NEXT_TOPIC_ID_KEY, PARTITION_STATE, TOPICS, TopicRecord};
+use super::partition::{LogStats, Offsets, Partition, Topic};
+use super::tables::{
+    BATCHES, META, NEXT_TOPIC_ID_KEY, PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS,
+    TopicRecord,
+};
 
 /// Commands waiting for the writer, at most.
 pub const WRITER_QUEUE_CAPACITY: usize = 4_096;
@@ -37,6 +39,8 @@ pub(crate) struct Append {
     pub(crate) partition: Arc<Partition>,
     pub(crate) batch: BytesMut,
     pub(crate) records: u32,
+    /// The batch's max timestamp, for the time index.
+    pub(crate) max_timestamp: i64,
     pub(crate) reply: oneshot::Sender<Result<u64, StorageError>>,
 }
 
@@ -51,6 +55,18 @@ pub(crate) enum Command {
     DeleteTopic {
         name: String,
         reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    AlterTopic {
+        name: String,
+        config: TopicConfig,
+        partitions: Option<u32>,
+        reply: oneshot::Sender<Result<Arc<Topic>, StorageError>>,
+    },
+    /// Delete a partition's batches below `before`, a batch boundary.
+    Truncate {
+        partition: Arc<Partition>,
+        before: u64,
+        reply: oneshot::Sender<Result<Truncated, StorageError>>,
     },
     /// Commit what is queued before it, then stop.
     Shutdown {
@@ -116,6 +132,21 @@ impl Writer {
                 Command::DeleteTopic { name, reply } => {
                     let _ = reply.send(self.delete_topic(&name));
                 }
+                Command::AlterTopic {
+                    name,
+                    config,
+                    partitions,
+                    reply,
+                } => {
+                    let _ = reply.send(self.alter_topic(&name, config, partitions));
+                }
+                Command::Truncate {
+                    partition,
+                    before,
+                    reply,
+                } => {
+                    let _ = reply.send(self.truncate(&partition, before));
+                }
                 Command::Shutdown { reply } => {
                     let _ = reply.send(());
                     return;
@@ -126,17 +157,13 @@ impl Writer {
 
     fn commit_group(&self, mut group: Vec<Append>, bytes: usize) {
         let started = Instant::now();
-        let mut touched: HashMap<(u64, u32), (Arc<Partition>, u64)> = HashMap::new();
+        let mut touched: HashMap<(u64, u32), PartitionUpdate> = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let result = self.write_group(&mut group, &mut touched, &mut outcomes);
         match result {
             Ok(()) => {
-                for (partition, next) in touched.into_values() {
-                    let log_start_offset = partition.offsets().log_start_offset;
-                    partition.publish(Offsets {
-                        log_start_offset,
-                        high_watermark: next,
-                    });
+                for update in touched.into_values() {
+                    update.publish();
                 }
                 tracing::debug!(
                     appends = group.len(),
@@ -165,12 +192,13 @@ impl Writer {
     fn write_group(
         &self,
         group: &mut [Append],
-        touched: &mut HashMap<(u64, u32), (Arc<Partition>, u64)>,
+        touched: &mut HashMap<(u64, u32), PartitionUpdate>,
         outcomes: &mut Vec<Result<u64, StorageError>>,
     ) -> Result<(), StorageError> {
         let txn = self.db.begin_write()?;
         {
             let mut batches = txn.open_table(BATCHES)?;
+            let mut time_index = txn.open_table(TIME_INDEX)?;
             for append in group.iter_mut() {
                 let partition = &append.partition;
                 if partition.is_deleted() {
@@ -178,26 +206,77 @@ impl Writer {
                     continue;
                 }
                 let key = (partition.topic_id(), partition.index());
-                let next = match touched.entry(key) {
-                    Entry::Occupied(e) => &mut e.into_mut().1,
-                    Entry::Vacant(e) => {
-                        let hw = partition.offsets().high_watermark;
-                        &mut e.insert((Arc::clone(partition), hw)).1
-                    }
-                };
-                let base = *next;
+                let update = touched
+                    .entry(key)
+                    .or_insert_with(|| PartitionUpdate::of(partition));
+                let base = update.offsets.high_watermark;
                 set_base_offset(&mut append.batch, base);
                 batches.insert((key.0, key.1, base), &append.batch[..])?;
-                *next += u64::from(append.records);
+                if append.max_timestamp > update.stats.max_timestamp {
+                    time_index.insert((key.0, key.1, append.max_timestamp), base)?;
+                    update.stats.max_timestamp = append.max_timestamp;
+                }
+                update.offsets.high_watermark += u64::from(append.records);
+                update.stats.size_bytes += append.batch.len() as u64;
                 outcomes.push(Ok(base));
             }
             let mut state = txn.open_table(PARTITION_STATE)?;
-            for (key, (partition, next)) in touched.iter() {
-                state.insert(key, (partition.offsets().log_start_offset, *next))?;
+            for (key, update) in touched.iter() {
+                state.insert(key, update.state())?;
             }
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Deletes the batches of `partition` below `before`, with their time
+    /// index entries, and moves the log start offset there.
+    fn truncate(&self, partition: &Arc<Partition>, before: u64) -> Result<Truncated, StorageError> {
+        let mut update = PartitionUpdate::of(partition);
+        if partition.is_deleted() || before <= update.offsets.log_start_offset {
+            return Ok(Truncated::default());
+        }
+        let before = before.min(update.offsets.high_watermark);
+        let (id, index) = (partition.topic_id(), partition.index());
+        let mut truncated = Truncated::default();
+        let txn = self.db.begin_write()?;
+        {
+            let mut batches = txn.open_table(BATCHES)?;
+            batches.retain_in((id, index, 0)..(id, index, before), |_, value| {
+                truncated.batches += 1;
+                truncated.bytes += value.len() as u64;
+                false
+            })?;
+            // Index entries below the new start go, except that the newest of
+            // them is kept, moved to the new start: the running maximum it
+            // records still bounds the records that remain.
+            let mut time_index = txn.open_table(TIME_INDEX)?;
+            let stale: Vec<(i64, u64)> = time_index
+                .range((id, index, i64::MIN)..=(id, index, i64::MAX))?
+                .map(|entry| entry.map(|(k, v)| (k.value().2, v.value())))
+                .take_while(|entry| entry.as_ref().map_or(true, |&(_, base)| base < before))
+                .collect::<Result<_, _>>()?;
+            for &(timestamp, _) in &stale {
+                time_index.remove((id, index, timestamp))?;
+            }
+            if let Some(&(timestamp, _)) = stale.last() {
+                let next = time_index
+                    .range((id, index, timestamp)..=(id, index, i64::MAX))?
+                    .next()
+                    .transpose()?
+                    .map(|(k, _)| k.value().2);
+                if next.is_none_or(|next| next > timestamp) {
+                    time_index.insert((id, index, timestamp), before)?;
+                }
+            }
+            update.offsets.log_start_offset = before;
+            update.stats.size_bytes = update.stats.size_bytes.saturating_sub(truncated.bytes);
+            txn.open_table(PARTITION_STATE)?
+                .insert((id, index), update.state())?;
+        }
+        txn.commit()?;
+        update.publish();
+        Ok(truncated)
     }
 
     fn create_topic(
@@ -229,13 +308,73 @@ impl Writer {
         {
             let mut state = txn.open_table(PARTITION_STATE)?;
             for partition in 0..partitions {
-                state.insert((id, partition), (0, 0))?;
+                state.insert((id, partition), PartitionUpdate::EMPTY_STATE)?;
             }
         }
         txn.commit()?;
-        let topic = Arc::new(topic_handle(name, record, |_| Offsets::default()));
+        let topic = Arc::new(topic_handle(name, record, |_| {
+            (Offsets::default(), LogStats::default())
+        }));
         write_topics(&self.topics).insert(name.into(), Arc::clone(&topic));
         tracing::info!(topic = name, id, partitions, "topic created");
+        Ok(topic)
+    }
+
+    fn alter_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        partitions: Option<u32>,
+    ) -> Result<Arc<Topic>, StorageError> {
+        let Some(old) = read_topics(&self.topics).get(name).cloned() else {
+            return Err(StorageError::UnknownTopic(name.into()));
+        };
+        let count = old.partitions.len() as u32;
+        let partitions = partitions.unwrap_or(count);
+        if partitions < count {
+            return Err(StorageError::PartitionsCannotShrink {
+                topic: name.into(),
+                from: count,
+                to: partitions,
+            });
+        }
+        let record = TopicRecord {
+            id: old.id,
+            partitions,
+            config,
+        };
+        let encoded = postcard::to_stdvec(&record).map_err(|e| StorageError::CorruptMetadata {
+            what: format!("topic {name:?}"),
+            reason: e.to_string(),
+        })?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(TOPICS)?.insert(name, encoded.as_slice())?;
+        {
+            let mut state = txn.open_table(PARTITION_STATE)?;
+            for partition in count..partitions {
+                state.insert((old.id, partition), PartitionUpdate::EMPTY_STATE)?;
+            }
+        }
+        txn.commit()?;
+        // Existing partitions keep their handles (and their waiters).
+        let mut handles = old.partitions.clone();
+        for index in count..partitions {
+            handles.push(Arc::new(Partition::new(
+                Arc::clone(&old.name),
+                old.id,
+                index,
+                Offsets::default(),
+                LogStats::default(),
+            )));
+        }
+        let topic = Arc::new(Topic {
+            name: Arc::clone(&old.name),
+            id: old.id,
+            config,
+            partitions: handles,
+        });
+        write_topics(&self.topics).insert(name.into(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions, ?config, "topic altered");
         Ok(topic)
     }
 
@@ -259,6 +398,8 @@ fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), 
     txn.open_table(TOPICS)?.remove(name)?;
     txn.open_table(BATCHES)?
         .retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
+    txn.open_table(TIME_INDEX)?
+        .retain_in((id, 0, i64::MIN)..=(id, u32::MAX, i64::MAX), |_, _| false)?;
     let mut state = txn.open_table(PARTITION_STATE)?;
     let keys: Vec<(u64, u32)> = state
         .range((id, 0)..=(id, u32::MAX))?
@@ -274,12 +415,21 @@ fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), 
 pub(crate) fn topic_handle(
     name: &str,
     record: TopicRecord,
-    mut offsets: impl FnMut(u32) -> Offsets,
+    mut state: impl FnMut(u32) -> (Offsets, LogStats),
 ) -> Topic {
     let name: Arc<str> = name.into();
     Topic {
         partitions: (0..record.partitions)
-            .map(|i| Arc::new(Partition::new(Arc::clone(&name), record.id, i, offsets(i))))
+            .map(|i| {
+                let (offsets, stats) = state(i);
+                Arc::new(Partition::new(
+                    Arc::clone(&name),
+                    record.id,
+                    i,
+                    offsets,
+                    stats,
+                ))
+            })
             .collect(),
         name,
         id: record.id,
@@ -300,4 +450,47 @@ fn write_topics(topics: &Topics) -> std::sync::RwLockWriteGuard<'_, HashMap<Stri
     topics
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a truncation removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Truncated {
+    /// Batches deleted.
+    pub batches: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// A partition's offsets and stats as a transaction changes them; published
+/// only after the commit.
+struct PartitionUpdate {
+    partition: Arc<Partition>,
+    offsets: Offsets,
+    stats: LogStats,
+}
+
+impl PartitionUpdate {
+    const EMPTY_STATE: PartitionState = (0, 0, 0, i64::MIN);
+
+    fn of(partition: &Arc<Partition>) -> Self {
+        Self {
+            partition: Arc::clone(partition),
+            offsets: partition.offsets(),
+            stats: partition.stats(),
+        }
+    }
+
+    fn state(&self) -> PartitionState {
+        (
+            self.offsets.log_start_offset,
+            self.offsets.high_watermark,
+            self.stats.size_bytes,
+            self.stats.max_timestamp,
+        )
+    }
+
+    fn publish(self) {
+        self.partition.set_stats(self.stats);
+        self.partition.publish(self.offsets);
+    }
 }

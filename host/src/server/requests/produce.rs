@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quiver_proto::api::{ProduceRequest, ProduceResponse, ProduceResult, TimestampType};
-use quiver_proto::batch::{BatchError, set_log_append_time, validate};
+use quiver_proto::batch::{BatchError, BatchSummary, set_log_append_time, validate};
 use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
@@ -71,9 +71,14 @@ pub(super) async fn handle(
         }
         appends.push(async move {
             let outcome = match checked {
-                Ok((partition, records)) => context
+                Ok((partition, summary)) => context
                     .storage
-                    .append(partition, batch, records)
+                    .append(
+                        partition,
+                        batch,
+                        summary.record_count,
+                        log_append_time.unwrap_or(summary.max_timestamp),
+                    )
                     .await
                     .map_err(WireError::from),
                 Err(e) => Err(e),
@@ -86,10 +91,10 @@ pub(super) async fn handle(
     })
 }
 
-/// Validates one batch; returns its record count.
-fn check_batch(batch: &[u8]) -> Result<u32, WireError> {
+/// Validates one batch.
+fn check_batch(batch: &[u8]) -> Result<BatchSummary, WireError> {
     match validate(batch) {
-        Ok(summary) => Ok(summary.record_count),
+        Ok(summary) => Ok(summary),
         Err(e @ BatchError::TooLarge { size, .. }) => Err(WireError::new(
             ErrorCode::BatchTooLarge,
             e.to_string(),
