@@ -6,14 +6,22 @@ use std::sync::Arc;
 
 use quiver_proto::limits::MAX_CONNECTIONS;
 
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
 use crate::server::{Server, ServerError};
-use crate::storage::{Storage, StorageError, StorageOptions};
+use crate::storage::{RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions};
 use crate::tls::{ServerCert, TlsError};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 /// The default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./quiver-data";
+/// How often retention runs unless configured (Kafka's default is 5 minutes;
+/// batches are smaller than segments, so we look more often).
+pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What a broker needs to start.
 #[derive(Debug, Clone)]
@@ -31,6 +39,12 @@ pub struct BrokerConfig {
     /// Concurrent client connections, at most; more are refused with
     /// `TooManyConnections`.
     pub max_connections: usize,
+    /// Retention limits for topics that set none.
+    pub retention_defaults: RetentionDefaults,
+    /// How often the retention cleaner runs.
+    pub retention_check_interval: Duration,
+    /// The clock retention (and later session timeouts) go by.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl BrokerConfig {
@@ -43,6 +57,9 @@ impl BrokerConfig {
             tls_key: None,
             storage: StorageOptions::default(),
             max_connections: MAX_CONNECTIONS,
+            retention_defaults: RetentionDefaults::default(),
+            retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -67,6 +84,9 @@ pub enum BrokerError {
 pub struct Broker {
     storage: Arc<Storage>,
     server: Server,
+    retention: Retention,
+    cleaner: CancellationToken,
+    cleaner_task: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
     cert: ServerCert,
     data_dir: PathBuf,
@@ -97,9 +117,23 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
+        let retention = Retention {
+            storage: Arc::clone(&storage),
+            defaults: config.retention_defaults,
+            clock: Arc::clone(&config.clock),
+        };
+        let cleaner = CancellationToken::new();
+        let cleaner_task = tokio::spawn(
+            retention
+                .clone()
+                .run(config.retention_check_interval, cleaner.clone()),
+        );
         Ok(Self {
             storage,
             server,
+            retention,
+            cleaner,
+            cleaner_task,
             local_addr,
             cert,
             data_dir,
@@ -126,11 +160,58 @@ impl Broker {
         &self.storage
     }
 
+    /// Runs one retention pass now, at the configured clock's time.
+    pub async fn enforce_retention(&self) -> Result<RetentionReport, StorageError> {
+        self.retention.pass().await
+    }
+
     /// Stops accepting, finishes in-flight requests and commits, and closes
     /// the database.
     pub async fn shutdown(self) {
+        self.cleaner.cancel();
+        let _ = self.cleaner_task.await;
         self.server.shutdown().await;
         self.storage.shutdown().await;
         tracing::info!("broker stopped");
+    }
+}
+
+/// The retention cleaner: a pass every interval until cancelled.
+#[derive(Debug, Clone)]
+struct Retention {
+    storage: Arc<Storage>,
+    defaults: RetentionDefaults,
+    clock: Arc<dyn Clock>,
+}
+
+impl Retention {
+    async fn run(self, interval: Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            match self.pass().await {
+                Ok(report) if report.batches > 0 => tracing::info!(
+                    partitions = report.partitions,
+                    batches = report.batches,
+                    bytes = report.bytes,
+                    "retention deleted old batches"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            }
+        }
+    }
+
+    async fn pass(&self) -> Result<RetentionReport, StorageError> {
+        let storage = Arc::clone(&self.storage);
+        let (now, defaults) = (self.clock.now_ms(), self.defaults);
+        let plan = tokio::task::spawn_blocking(move || storage.retention_plan(now, defaults))
+            .await
+            .map_err(|e| StorageError::CommitFailed(format!("retention task failed: {e}")))??;
+        self.storage.apply_retention(plan).await
     }
 }

@@ -19,29 +19,35 @@ use quiver_host::{Broker, BrokerConfig};
 use quiver_proto::frame::{FrameHeader, HEADER_BYTES};
 use tempfile::TempDir;
 
+/// Adjusts a test broker's configuration before each (re)start.
+pub type Configure = Arc<dyn Fn(&mut BrokerConfig) + Send + Sync>;
+
 /// A broker running inside the test process.
 pub struct TestBroker {
     dir: TempDir,
     broker: Option<Broker>,
     addr: SocketAddr,
     ca: PathBuf,
-    max_connections: Option<usize>,
+    configure: Configure,
 }
 
 impl TestBroker {
     /// Starts a broker in a fresh temporary directory.
     pub async fn start() -> Self {
-        Self::start_with(None).await
+        Self::start_with(|_| {}).await
     }
 
     /// Starts a broker that accepts at most `max_connections` connections.
     pub async fn with_max_connections(max_connections: usize) -> Self {
-        Self::start_with(Some(max_connections)).await
+        Self::start_with(move |config| config.max_connections = max_connections).await
     }
 
-    async fn start_with(max_connections: Option<usize>) -> Self {
+    /// Starts a broker whose configuration `configure` adjusts (on every
+    /// restart too).
+    pub async fn start_with(configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static) -> Self {
+        let configure: Configure = Arc::new(configure);
         let dir = tempfile::tempdir().expect("temp dir");
-        let broker = start_broker(dir.path(), max_connections).await;
+        let broker = start_broker(dir.path(), &configure).await;
         let addr = broker.local_addr();
         let ca = broker.cert().cert_path.clone();
         Self {
@@ -49,8 +55,13 @@ impl TestBroker {
             broker: Some(broker),
             addr,
             ca,
-            max_connections,
+            configure,
         }
+    }
+
+    /// The running broker.
+    pub fn broker(&self) -> &Broker {
+        self.broker.as_ref().expect("the test broker is running")
     }
 
     /// The broker's address.
@@ -100,7 +111,7 @@ impl TestBroker {
         if let Some(broker) = self.broker.take() {
             broker.shutdown().await;
         }
-        let broker = start_broker(self.dir.path(), self.max_connections).await;
+        let broker = start_broker(self.dir.path(), &self.configure).await;
         self.addr = broker.local_addr();
         self.broker = Some(broker);
     }
@@ -113,11 +124,9 @@ impl TestBroker {
     }
 }
 
-async fn start_broker(dir: &Path, max_connections: Option<usize>) -> Broker {
+async fn start_broker(dir: &Path, configure: &Configure) -> Broker {
     let mut config = BrokerConfig::new(dir, "127.0.0.1:0".parse().expect("address"));
-    if let Some(max) = max_connections {
-        config.max_connections = max;
-    }
+    configure(&mut config);
     Broker::start(config).await.expect("start the test broker")
 }
 

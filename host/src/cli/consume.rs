@@ -20,7 +20,8 @@ pub(crate) struct ConsumeArgs {
     /// Read only this partition (default: all).
     #[arg(long)]
     partition: Option<u32>,
-    /// Where to start: earliest, latest, or an offset.
+    /// Where to start: earliest, latest, an offset, or a time
+    /// (RFC 3339, e.g. 2026-11-25T10:00:00Z: the first record at or after it).
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
     from: Offset,
     /// Stop after this many records.
@@ -41,10 +42,19 @@ fn parse_from(s: &str) -> Result<Offset, String> {
     match s {
         "earliest" => Ok(Offset::Earliest),
         "latest" => Ok(Offset::Latest),
-        other => other
-            .parse()
-            .map(Offset::At)
-            .map_err(|_| format!("expected earliest, latest or an offset, not {other:?}")),
+        other => other.parse().map(Offset::At).or_else(|_| {
+            let time = time::OffsetDateTime::parse(
+                other,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| {
+                format!("expected earliest, latest, an offset or an RFC 3339 time, not {other:?}")
+            })?;
+            let ms = time.unix_timestamp_nanos() / 1_000_000;
+            i64::try_from(ms)
+                .map(Offset::Timestamp)
+                .map_err(|_| format!("time {other:?} is out of range"))
+        }),
     }
 }
 
@@ -199,6 +209,14 @@ mod tests {
         assert!(check_format("%").is_err());
         assert!(check_format("%t %p %o %k %v %T %h %%").is_ok());
         assert_eq!(parse_from("17"), Ok(Offset::At(17)));
+        assert_eq!(
+            parse_from("2026-11-25T10:00:00Z"),
+            Ok(Offset::Timestamp(1_795_600_800_000))
+        );
+        assert_eq!(
+            parse_from("2026-11-25T11:00:00+01:00"),
+            Ok(Offset::Timestamp(1_795_600_800_000))
+        );
         assert!(parse_from("soon").is_err());
     }
 }

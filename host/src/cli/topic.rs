@@ -1,7 +1,22 @@
 //! `quiver topic create|list|describe|delete`.
 
 use clap::Subcommand;
-use quiver_client::{Admin, TimestampType, TopicConfig};
+use quiver_client::{Admin, Change, TimestampType, TopicConfig};
+
+/// A retention setting as shown: the number, or "default" when unset.
+fn show(value: Option<u64>) -> String {
+    value.map_or_else(|| "default".to_owned(), |v| v.to_string())
+}
+
+/// `--retention-*` values for alter: a number, or "none" to clear.
+fn parse_change(s: &str) -> Result<Change<u64>, String> {
+    if s == "none" {
+        return Ok(Change::Clear);
+    }
+    s.parse()
+        .map(Change::Set)
+        .map_err(|_| format!("expected a number or \"none\", not {s:?}"))
+}
 
 /// `--timestamp-type` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -33,6 +48,22 @@ pub(crate) enum TopicCommand {
         /// on arrival (log-append-time).
         #[arg(long, value_enum, default_value = "create-time")]
         timestamp_type: TimestampArg,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a topic's retention or add partitions.
+    Alter {
+        /// Topic name.
+        name: String,
+        /// New retention.ms, or "none" to fall back to the broker default.
+        #[arg(long, value_parser = parse_change)]
+        retention_ms: Option<Change<u64>>,
+        /// New retention.bytes, or "none" to fall back to the broker default.
+        #[arg(long, value_parser = parse_change)]
+        retention_bytes: Option<Change<u64>>,
+        /// New partition count (partitions can be added, not removed).
+        #[arg(long)]
+        partitions: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -79,6 +110,29 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
             admin.create_topic(&name, partitions, config).await?;
             println!("created topic {name} with {partitions} partitions");
         }
+        TopicCommand::Alter {
+            name,
+            retention_ms,
+            retention_bytes,
+            partitions,
+            client,
+        } => {
+            let admin = Admin::new(client.connect().await?);
+            let topic = admin
+                .alter_topic(
+                    &name,
+                    retention_ms.unwrap_or_default(),
+                    retention_bytes.unwrap_or_default(),
+                    partitions,
+                )
+                .await?;
+            println!(
+                "altered topic {name}: partitions={} retention.ms={} retention.bytes={}",
+                topic.partitions.len(),
+                show(topic.config.retention_ms),
+                show(topic.config.retention_bytes)
+            );
+        }
         TopicCommand::List { client } => {
             let admin = Admin::new(client.connect().await?);
             for topic in admin.list_topics().await? {
@@ -88,7 +142,6 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Describe { name, client } => {
             let admin = Admin::new(client.connect().await?);
             let topic = admin.describe_topic(&name).await?;
-            let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
             println!(
                 "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={:?}",
                 topic.name,

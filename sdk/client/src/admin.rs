@@ -1,7 +1,8 @@
 //! Topic administration.
 
 use quiver_proto::api::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, ListTopicsRequest, TopicConfig,
+    AlterTopicRequest, Change, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResult, ListTopicsRequest, TopicConfig,
     TopicDescription, TopicSummary,
 };
 
@@ -49,6 +50,40 @@ impl Admin {
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
         let request = DescribeTopicRequest { name: name.into() };
         Ok(self.client.request(&request, Vec::new()).await?.0)
+    }
+
+    /// Changes a topic's retention settings and/or raises its partition count.
+    pub async fn alter_topic(
+        &self,
+        name: &str,
+        retention_ms: Change<u64>,
+        retention_bytes: Change<u64>,
+        partitions: Option<u32>,
+    ) -> Result<TopicDescription, ClientError> {
+        let request = AlterTopicRequest {
+            name: name.into(),
+            retention_ms,
+            retention_bytes,
+            partitions,
+        };
+        Ok(self.client.request(&request, Vec::new()).await?.0)
+    }
+
+    /// Resolves earliest, latest or by-timestamp offsets, in request order.
+    pub async fn list_offsets(
+        &self,
+        partitions: Vec<ListOffsetsPartition>,
+    ) -> Result<Vec<ListOffsetsResult>, ClientError> {
+        let request = ListOffsetsRequest { partitions };
+        let response = self.client.request(&request, Vec::new()).await?.0;
+        if response.partitions.len() != request.partitions.len() {
+            return Err(ClientError::Protocol(format!(
+                "{} results for {} partitions",
+                response.partitions.len(),
+                request.partitions.len()
+            )));
+        }
+        Ok(response.partitions)
     }
 
     /// Deletes a topic and its data.

@@ -1,12 +1,11 @@
 //! The consumer: assigned partitions, a position per partition, and
 //! long-polling fetches over all of them at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quiver_proto::api::{FetchPartition, FetchRequest};
+use quiver_proto::api::{FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec};
 use quiver_proto::batch::{Header, split_batches};
 use quiver_proto::limits::MAX_FETCH_BYTES;
 
@@ -42,6 +41,10 @@ pub enum Offset {
     Latest,
     /// This offset.
     At(u64),
+    /// The first record with a timestamp at or after this (ms since the
+    /// epoch), found through the broker's time index; the high watermark
+    /// when no record is that recent.
+    Timestamp(i64),
 }
 
 /// How the consumer fetches.
@@ -156,6 +159,12 @@ impl Consumer {
         Ok(())
     }
 
+    /// Moves every assigned partition to its first record at or after
+    /// `timestamp` (ms since the epoch); takes effect at the next poll.
+    pub fn seek_to_timestamp(&mut self, timestamp: i64) {
+        self.seek_all(Offset::Timestamp(timestamp));
+    }
+
     /// Moves every assigned partition's position.
     pub fn seek_all(&mut self, offset: Offset) {
         for assigned in &mut self.assigned {
@@ -238,40 +247,40 @@ impl Consumer {
         Ok(records)
     }
 
+    /// Turns pending seeks into positions, resolving earliest, latest and
+    /// timestamps in one `ListOffsets` request.
     async fn resolve_seeks(&mut self) -> Result<(), ClientError> {
-        let mut described = HashMap::new();
-        for assigned in &mut self.assigned {
-            let Some(seek) = assigned.seek else { continue };
-            let position = match seek {
-                Offset::At(offset) => offset,
-                Offset::Earliest | Offset::Latest => {
-                    if !described.contains_key(&assigned.topic) {
-                        let description = Admin::new(self.client.clone())
-                            .describe_topic(&assigned.topic)
-                            .await?;
-                        described.insert(Arc::clone(&assigned.topic), description);
-                    }
-                    let partition = described
-                        .get(&assigned.topic)
-                        .and_then(|d| d.partitions.get(assigned.partition as usize))
-                        .ok_or_else(|| {
-                            ClientError::Broker(quiver_proto::WireError::new(
-                                quiver_proto::ErrorCode::UnknownPartition,
-                                format!(
-                                    "topic {:?} has no partition {}",
-                                    assigned.topic, assigned.partition
-                                ),
-                            ))
-                        })?;
-                    assigned.high_watermark = Some(partition.high_watermark);
-                    if seek == Offset::Earliest {
-                        partition.log_start_offset
-                    } else {
-                        partition.high_watermark
-                    }
+        let mut lookups = Vec::new();
+        let mut waiting = Vec::new();
+        for (i, assigned) in self.assigned.iter_mut().enumerate() {
+            let spec = match assigned.seek {
+                None => continue,
+                Some(Offset::At(offset)) => {
+                    assigned.position = Some(offset);
+                    assigned.seek = None;
+                    continue;
                 }
+                Some(Offset::Earliest) => OffsetSpec::Earliest,
+                Some(Offset::Latest) => OffsetSpec::Latest,
+                Some(Offset::Timestamp(ts)) => OffsetSpec::Timestamp(ts),
             };
-            assigned.position = Some(position);
+            lookups.push(ListOffsetsPartition {
+                topic: assigned.topic.to_string(),
+                partition: assigned.partition,
+                spec,
+            });
+            waiting.push(i);
+        }
+        if lookups.is_empty() {
+            return Ok(());
+        }
+        let results = Admin::new(self.client.clone())
+            .list_offsets(lookups)
+            .await?;
+        for (i, result) in waiting.into_iter().zip(results) {
+            let offset = result.outcome.map_err(ClientError::Broker)?;
+            let assigned = &mut self.assigned[i];
+            assigned.position = Some(offset);
             assigned.seek = None;
         }
         Ok(())

@@ -34,7 +34,8 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartit
 pub use error::ClientError;
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use quiver_proto::api::{
-    PartitionDescription, TimestampType, TopicConfig, TopicDescription, TopicSummary,
+    Change, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionDescription,
+    TimestampType, TopicConfig, TopicDescription, TopicSummary,
 };
 pub use quiver_proto::batch::Header;
 pub use quiver_proto::{ErrorCode, ErrorDetail, WireError};

@@ -28,6 +28,10 @@ pub enum RequestKind {
     ListTopics = 5,
     /// Describe one topic's partitions and configuration.
     DescribeTopic = 6,
+    /// Change a topic's settings or add partitions.
+    AlterTopic = 7,
+    /// Resolve earliest, latest or by-timestamp offsets.
+    ListOffsets = 8,
 }
 
 impl RequestKind {
@@ -40,6 +44,8 @@ impl RequestKind {
             4 => Self::DeleteTopic,
             5 => Self::ListTopics,
             6 => Self::DescribeTopic,
+            7 => Self::AlterTopic,
+            8 => Self::ListOffsets,
             _ => return None,
         })
     }
@@ -306,6 +312,100 @@ impl Request for DescribeTopicRequest {
     type Response = TopicDescription;
 }
 
+/// Change a topic: settings, and partitions (which can only be added).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterTopicRequest {
+    /// The topic.
+    pub name: String,
+    /// New `retention.ms`.
+    pub retention_ms: Change<u64>,
+    /// New `retention.bytes`.
+    pub retention_bytes: Change<u64>,
+    /// New partition count, at least the current one.
+    pub partitions: Option<u32>,
+}
+
+impl Request for AlterTopicRequest {
+    const KIND: RequestKind = RequestKind::AlterTopic;
+    type Response = TopicDescription;
+}
+
+/// How an alter treats one optional setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change<T> {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Set it.
+    Set(T),
+    /// Remove it (fall back to the broker default).
+    Clear,
+}
+
+impl<T: Copy> Change<T> {
+    /// The setting after the change.
+    pub fn apply(self, current: Option<T>) -> Option<T> {
+        match self {
+            Self::Keep => current,
+            Self::Set(value) => Some(value),
+            Self::Clear => None,
+        }
+    }
+}
+
+/// Resolve offsets: earliest, latest, or the first at or after a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOffsetsRequest {
+    /// What to resolve.
+    pub partitions: Vec<ListOffsetsPartition>,
+}
+
+impl Request for ListOffsetsRequest {
+    const KIND: RequestKind = RequestKind::ListOffsets;
+    type Response = ListOffsetsResponse;
+}
+
+/// One partition to resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOffsetsPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// Which offset.
+    pub spec: OffsetSpec,
+}
+
+/// Which offset to resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// The first offset whose timestamp is at least this (ms since the
+    /// epoch); the high watermark when no record is that recent.
+    Timestamp(i64),
+}
+
+/// Resolved offsets, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOffsetsResponse {
+    /// One result per requested partition.
+    pub partitions: Vec<ListOffsetsResult>,
+}
+
+/// One partition's resolved offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOffsetsResult {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The offset, or why there is none.
+    pub outcome: Result<u64, WireError>,
+}
+
 /// A topic and where each of its partitions stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicDescription {
@@ -376,6 +476,19 @@ mod tests {
         round_trip(&DeleteTopicRequest { name: "t".into() });
         round_trip(&ListTopicsRequest);
         round_trip(&DescribeTopicRequest { name: "t".into() });
+        round_trip(&AlterTopicRequest {
+            name: "t".into(),
+            retention_ms: Change::Set(1),
+            retention_bytes: Change::Clear,
+            partitions: Some(8),
+        });
+        round_trip(&ListOffsetsRequest {
+            partitions: vec![ListOffsetsPartition {
+                topic: "t".into(),
+                partition: 1,
+                spec: OffsetSpec::Timestamp(-5),
+            }],
+        });
     }
 
     #[test]

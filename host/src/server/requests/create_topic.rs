@@ -14,18 +14,22 @@ pub(super) async fn handle(
 ) -> Result<TopicDescription, WireError> {
     validate_topic_name(&request.name)
         .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
-    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&request.partitions) {
-        return Err(WireError::new(
-            ErrorCode::InvalidPartitions,
-            format!(
-                "a topic needs 1 to {MAX_PARTITIONS_PER_TOPIC} partitions, not {}",
-                request.partitions
-            ),
-        ));
-    }
+    check_partition_count(request.partitions)?;
     let topic = context
         .storage
         .create_topic(request.name, request.partitions, request.config)
         .await?;
     Ok(describe(&topic))
+}
+
+/// A partition count must be 1 to [`MAX_PARTITIONS_PER_TOPIC`].
+pub(super) fn check_partition_count(partitions: u32) -> Result<(), WireError> {
+    if (1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+        Ok(())
+    } else {
+        Err(WireError::new(
+            ErrorCode::InvalidPartitions,
+            format!("a topic needs 1 to {MAX_PARTITIONS_PER_TOPIC} partitions, not {partitions}"),
+        ))
+    }
 }

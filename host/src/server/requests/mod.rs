@@ -3,17 +3,20 @@
 //! Each handler takes its decoded head (and, for produce, the body) and
 //! returns its response head plus body chunks, or a [`WireError`].
 
+mod alter_topic;
 mod create_topic;
 mod delete_topic;
 mod describe_topic;
 mod fetch;
+mod list_offsets;
 mod list_topics;
 mod produce;
 
 use bytes::{Bytes, BytesMut};
 use quiver_proto::api::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest, ListTopicsRequest,
-    ProduceRequest, Request, RequestKind, decode_head, encode_response,
+    AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
+    ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head,
+    encode_response,
 };
 use quiver_proto::{ErrorCode, WireError};
 use serde::Serialize;
@@ -101,6 +104,16 @@ pub(crate) async fn dispatch(
         RequestKind::ListTopics => {
             let request = decode::<ListTopicsRequest>(version, head)?;
             Reply::new(version, &list_topics::handle(context, request), Vec::new())
+        }
+        RequestKind::AlterTopic => {
+            let request = decode::<AlterTopicRequest>(version, head)?;
+            let response = alter_topic::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::ListOffsets => {
+            let request = decode::<ListOffsetsRequest>(version, head)?;
+            let response = list_offsets::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
         }
         RequestKind::DescribeTopic => {
             let request = decode::<DescribeTopicRequest>(version, head)?;

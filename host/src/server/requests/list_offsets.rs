@@ -1,0 +1,57 @@
+//! `ListOffsets`: earliest, latest, or the first offset at or after a time
+//! (through the time index).
+
+use std::sync::Arc;
+
+use quiver_proto::api::{ListOffsetsRequest, ListOffsetsResponse, ListOffsetsResult, OffsetSpec};
+use quiver_proto::limits::MAX_PARTITIONS_PER_REQUEST;
+use quiver_proto::{ErrorCode, WireError};
+
+use crate::server::Context;
+
+pub(super) async fn handle(
+    context: &Context,
+    request: ListOffsetsRequest,
+) -> Result<ListOffsetsResponse, WireError> {
+    if request.partitions.len() > MAX_PARTITIONS_PER_REQUEST {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{} partitions in one request; the limit is {MAX_PARTITIONS_PER_REQUEST}",
+                request.partitions.len()
+            ),
+        ));
+    }
+    let storage = Arc::clone(&context.storage);
+    // Timestamp lookups read the log, so the whole request runs off the
+    // async threads.
+    tokio::task::spawn_blocking(move || {
+        let partitions = request
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let outcome = storage
+                    .partition(&p.topic, p.partition)
+                    .and_then(|partition| match p.spec {
+                        OffsetSpec::Earliest => Ok(partition.offsets().log_start_offset),
+                        OffsetSpec::Latest => Ok(partition.offsets().high_watermark),
+                        OffsetSpec::Timestamp(ts) => storage.offset_for_timestamp(&partition, ts),
+                    })
+                    .map_err(WireError::from);
+                ListOffsetsResult {
+                    topic: p.topic,
+                    partition: p.partition,
+                    outcome,
+                }
+            })
+            .collect();
+        ListOffsetsResponse { partitions }
+    })
+    .await
+    .map_err(|e| {
+        WireError::new(
+            ErrorCode::UnknownServerError,
+            format!("lookup task failed: {e}"),
+        )
+    })
+}
