@@ -11,8 +11,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
+use crate::coordinator::Coordinator;
+use crate::http::{HttpError, HttpServer};
+use crate::metrics::Metrics;
 use crate::server::{Server, ServerError};
-use crate::storage::{RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions};
+use crate::storage::{
+    DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
+};
 use crate::tls::{ServerCert, TlsError};
 
 /// The default listen address.
@@ -45,6 +50,9 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// The clock retention (and later session timeouts) go by.
     pub clock: Arc<dyn Clock>,
+    /// The HTTP port (`/health`, `/ready`, `/metrics`), if any; port 0
+    /// picks a free port.
+    pub http: Option<SocketAddr>,
 }
 
 impl BrokerConfig {
@@ -60,6 +68,7 @@ impl BrokerConfig {
             retention_defaults: RetentionDefaults::default(),
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             clock: Arc::new(SystemClock),
+            http: None,
         }
     }
 }
@@ -77,6 +86,9 @@ pub enum BrokerError {
     /// The listener could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The HTTP port could not start.
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 /// A running broker.
@@ -85,17 +97,30 @@ pub struct Broker {
     storage: Arc<Storage>,
     server: Server,
     retention: Retention,
+    /// Stops the background tasks (retention cleaner, member expiry).
     cleaner: CancellationToken,
     cleaner_task: tokio::task::JoinHandle<()>,
+    expiry_task: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
     cert: ServerCert,
     data_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    http: Option<HttpServer>,
 }
 
 impl Broker {
-    /// Opens storage, sets up TLS and starts listening.
+    /// Starts the HTTP port (if configured; `/ready` answers 503 until the
+    /// broker is up), opens storage, sets up TLS and starts listening.
     pub async fn start(config: BrokerConfig) -> Result<Self, BrokerError> {
         let data_dir = config.data_dir.clone();
+        let metrics = Arc::new(Metrics::new());
+        // Dropped on an early return below, which stops it.
+        let http = match config.http {
+            Some(addr) => Some(
+                HttpServer::start(addr, Arc::clone(&metrics), data_dir.join(DATABASE_FILE)).await?,
+            ),
+            None => None,
+        };
         let cert = ServerCert::load_or_generate(
             &data_dir,
             config.tls_cert.as_deref(),
@@ -103,15 +128,23 @@ impl Broker {
         )?;
         let options = config.storage.clone();
         let dir = data_dir.clone();
-        let storage = tokio::task::spawn_blocking(move || Storage::open(&dir, &options))
-            .await
-            .map_err(|e| StorageError::CommitFailed(format!("open task failed: {e}")))??;
+        let storage_metrics = Arc::clone(&metrics);
+        let storage = tokio::task::spawn_blocking(move || {
+            Storage::open_with_metrics(&dir, &options, storage_metrics)
+        })
+        .await
+        .map_err(|e| StorageError::CommitFailed(format!("open task failed: {e}")))??;
         let storage = Arc::new(storage);
+        let coordinator = Arc::new(Coordinator::new(
+            Arc::clone(&storage),
+            Arc::clone(&config.clock),
+        ));
         let server = Server::start(
             config.listen,
             config.max_connections,
             &cert,
             Arc::clone(&storage),
+            Arc::clone(&coordinator),
         )?;
         let local_addr = server.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,
@@ -123,21 +156,38 @@ impl Broker {
             clock: Arc::clone(&config.clock),
         };
         let cleaner = CancellationToken::new();
+        let expiry_task = tokio::spawn(Arc::clone(&coordinator).run_expiry(cleaner.clone()));
         let cleaner_task = tokio::spawn(
             retention
                 .clone()
                 .run(config.retention_check_interval, cleaner.clone()),
         );
+        if let Some(http) = &http {
+            http.set_ready(true);
+        }
         Ok(Self {
             storage,
             server,
             retention,
             cleaner,
             cleaner_task,
+            expiry_task,
             local_addr,
             cert,
             data_dir,
+            metrics,
+            http,
         })
+    }
+
+    /// The HTTP port's bound address, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
+    }
+
+    /// The broker's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The address the broker listens on.
@@ -168,10 +218,17 @@ impl Broker {
     /// Stops accepting, finishes in-flight requests and commits, and closes
     /// the database.
     pub async fn shutdown(self) {
+        if let Some(http) = &self.http {
+            http.set_ready(false);
+        }
         self.cleaner.cancel();
         let _ = self.cleaner_task.await;
+        let _ = self.expiry_task.await;
         self.server.shutdown().await;
         self.storage.shutdown().await;
+        if let Some(http) = &self.http {
+            http.shutdown().await;
+        }
         tracing::info!("broker stopped");
     }
 }

@@ -8,11 +8,22 @@
 //! - [`broker`]: [`Broker`], which ties storage and server together, runs the
 //!   retention cleaner, and shuts them down in order.
 //! - [`clock`]: the injectable clock (tests move time by hand).
+//! - [`coordinator`]: consumer groups as a service: the state machine of
+//!   [`groups`] behind a lock, with committed offsets in storage.
+//! - [`config`]: the `serve` configuration: TOML file, environment, flags.
+//! - [`metrics`]: [`Metrics`](metrics::Metrics), one registry per broker.
+//! - [`http`]: the operator's HTTP port (`/health`, `/ready`, `/metrics`).
+//! - [`groups`]: the consumer-group coordinator, a pure state machine.
 //!
 //! The `quiver` binary's command line lives beside `main.rs` in `src/cli/`.
 
 pub mod broker;
 pub mod clock;
+pub mod config;
+pub mod coordinator;
+pub mod groups;
+pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -59,6 +59,20 @@ impl TestBroker {
         }
     }
 
+    /// Starts a broker with its HTTP port (`/health`, `/ready`, `/metrics`)
+    /// on `127.0.0.1` port 0.
+    pub async fn start_with_http() -> Self {
+        Self::start_with(|config| config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await
+    }
+
+    /// The HTTP port's address; the broker must have one (see
+    /// [`start_with_http`](Self::start_with_http)).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.broker()
+            .http_addr()
+            .expect("the test broker has an HTTP port")
+    }
+
     /// The running broker.
     pub fn broker(&self) -> &Broker {
         self.broker.as_ref().expect("the test broker is running")
@@ -172,7 +186,14 @@ impl BrokerProcess {
     /// "listening" line to learn the port.
     pub fn spawn(data_dir: &Path) -> Self {
         let mut child = Command::new(quiver_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "off",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

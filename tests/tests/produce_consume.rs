@@ -20,10 +20,10 @@ async fn consume_all(broker: &TestBroker, topic: &str, expected: usize) -> Vec<C
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(broker.client().await, config);
-    consumer.assign_topic(topic).await.unwrap();
+    consumer.assign_topic(topic).await.expect("assign");
     let mut records = Vec::new();
     while records.len() < expected {
-        let batch = consumer.poll(Duration::from_secs(10)).await.unwrap();
+        let batch = consumer.poll(Duration::from_secs(10)).await.expect("poll");
         assert!(
             !batch.is_empty(),
             "stalled at {} of {expected}",
@@ -32,7 +32,7 @@ async fn consume_all(broker: &TestBroker, topic: &str, expected: usize) -> Vec<C
         records.extend(batch);
     }
     // Nothing more than what was produced.
-    assert!(consumer.poll(POLL).await.unwrap().is_empty());
+    assert!(consumer.poll(POLL).await.expect("poll").is_empty());
     records
 }
 
@@ -174,7 +174,7 @@ async fn seek_earliest_latest_and_offset() {
     assert_eq!(consumer.poll(POLL).await.unwrap().len(), 10);
 
     consumer.seek(&tp, Offset::Latest).unwrap();
-    assert!(consumer.poll(POLL).await.unwrap().is_empty());
+    assert!(consumer.poll(POLL).await.expect("poll").is_empty());
     producer
         .send(ProducerRecord::new("s", "new"))
         .await
@@ -235,7 +235,7 @@ async fn long_poll_wakes_on_append() {
 
     // A poll that may wait up to a minute; the append must end it.
     let waiting = tokio::spawn(async move {
-        let records = consumer.poll(Duration::from_secs(60)).await.unwrap();
+        let records = consumer.poll(Duration::from_mins(1)).await.unwrap();
         (consumer, records)
     });
     let producer = Producer::new(broker.client().await, ProducerConfig::default());

@@ -21,7 +21,7 @@ async fn broker_at(clock: &Arc<ManualClock>) -> TestBroker {
     TestBroker::start_with(move |config| {
         config.clock = clock.clone();
         // Passes run when the test asks, not on their own.
-        config.retention_check_interval = Duration::from_secs(3_600);
+        config.retention_check_interval = Duration::from_hours(1);
     })
     .await
 }
@@ -37,7 +37,7 @@ async fn produce_at(broker: &TestBroker, topic: &str, timestamps: &[i64]) {
                     .timestamp(ts),
             )
             .await
-            .unwrap();
+            .expect("produce");
     }
 }
 

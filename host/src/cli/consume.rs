@@ -1,12 +1,14 @@
 //! `quiver consume TOPIC`: print records, one per line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use quiver_client::{Admin, Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
+use quiver_client::{
+    Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, Offset, TopicPartition,
+};
 
 use super::ClientArgs;
 
@@ -18,8 +20,13 @@ pub(crate) struct ConsumeArgs {
     /// The topic.
     topic: String,
     /// Read only this partition (default: all).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     partition: Option<u32>,
+    /// Consume as a member of this group: the group assigns partitions,
+    /// each starts at the group's committed offset (--from applies where
+    /// there is none), and what is printed is committed.
+    #[arg(long)]
+    group: Option<String>,
     /// Where to start: earliest, latest, an offset, or a time
     /// (RFC 3339, e.g. 2026-11-25T10:00:00Z: the first record at or after it).
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
@@ -43,24 +50,26 @@ fn parse_from(s: &str) -> Result<Offset, String> {
         "earliest" => Ok(Offset::Earliest),
         "latest" => Ok(Offset::Latest),
         other => other.parse().map(Offset::At).or_else(|_| {
-            let time = time::OffsetDateTime::parse(
-                other,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map_err(|_| {
+            parse_time(other).map(Offset::Timestamp).map_err(|_| {
                 format!("expected earliest, latest, an offset or an RFC 3339 time, not {other:?}")
-            })?;
-            let ms = time.unix_timestamp_nanos() / 1_000_000;
-            i64::try_from(ms)
-                .map(Offset::Timestamp)
-                .map_err(|_| format!("time {other:?} is out of range"))
+            })
         }),
     }
+}
+
+/// An RFC 3339 time as ms since the epoch.
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
+    let time = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| e.to_string())?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
 }
 
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     check_format(&args.format)?;
     let client = args.client.connect().await?;
+    if let Some(group) = args.group.clone() {
+        return run_in_group(&args, client, &group).await;
+    }
     let description = Admin::new(client.clone())
         .describe_topic(&args.topic)
         .await?;
@@ -125,6 +134,80 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         out.flush().context("cannot write to stdout")?;
     }
     Ok(())
+}
+
+/// Group mode: print what the group assigns, commit what was printed
+/// after every poll and on exit (SIGINT, SIGTERM, `--count`, or the end).
+async fn run_in_group(args: &ConsumeArgs, client: Client, group: &str) -> anyhow::Result<()> {
+    let config = ConsumerConfig {
+        start: args.from,
+        group: GroupSettings {
+            // The CLI commits exactly what it printed instead.
+            auto_commit_interval: None,
+            client_id: "quiver-cli".into(),
+            ..GroupSettings::default()
+        },
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client, config);
+    consumer.subscribe(group, &[args.topic.as_str()]).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let mut printed_up_to: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        if args.count.is_some_and(|n| printed >= n) {
+            break;
+        }
+        let records = tokio::select! {
+            records = consumer.poll(POLL_WAIT) => records?,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        };
+        let mut out = stdout.lock();
+        for record in &records {
+            if args.count.is_some_and(|n| printed >= n) {
+                break;
+            }
+            writeln!(out, "{}", render(&args.format, record)).context("cannot write to stdout")?;
+            printed_up_to.insert(
+                TopicPartition::new(&*record.topic, record.partition),
+                record.offset + 1,
+            );
+            printed += 1;
+        }
+        out.flush().context("cannot write to stdout")?;
+        if !records.is_empty() {
+            commit_printed(&mut consumer, &printed_up_to).await?;
+        }
+        let caught_up = consumer.assignment().iter().all(|tp| {
+            matches!((consumer.position(tp), consumer.high_watermark(tp)), (Some(p), Some(hw)) if p >= hw)
+        });
+        if !args.follow && records.is_empty() && caught_up {
+            break;
+        }
+    }
+    commit_printed(&mut consumer, &printed_up_to).await?;
+    consumer.close().await?;
+    Ok(())
+}
+
+/// Commits the printed positions of the partitions this member still owns.
+async fn commit_printed(
+    consumer: &mut Consumer,
+    printed_up_to: &BTreeMap<TopicPartition, u64>,
+) -> anyhow::Result<()> {
+    let owned = consumer.assignment();
+    let positions: Vec<(TopicPartition, u64)> = printed_up_to
+        .iter()
+        .filter(|(tp, _)| owned.contains(tp))
+        .map(|(tp, &offset)| (tp.clone(), offset))
+        .collect();
+    consumer
+        .commit_offsets(positions)
+        .await
+        .context("cannot commit the printed offsets")
 }
 
 fn check_format(format: &str) -> anyhow::Result<()> {

@@ -3,11 +3,13 @@
 //! - `serve.rs`: run the broker.
 //! - `topic.rs`: create, list, describe, delete topics.
 //! - `produce.rs`: stdin lines to records.
-//! - `consume.rs`: records to stdout lines.
+//! - `consume.rs`: records to stdout lines (assigned, or as a group member).
+//! - `group.rs`: list, describe, reset and delete consumer groups.
 //! - `bench.rs`: produce and consume benchmarks.
 
 mod bench;
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -37,6 +39,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records, one per line.
     Consume(consume::ConsumeArgs),
+    /// Manage consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Measure throughput and latency against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -81,6 +86,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => topic::run(command).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Group(command) => group::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }
 }

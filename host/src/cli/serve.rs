@@ -1,57 +1,52 @@
 //! `quiver serve`: run the broker until SIGINT or SIGTERM.
+//!
+//! The options and how the config file, `QUIVER_*` variables and flags
+//! merge live in `quiver_host::config`; this file only wires them up.
 
-use std::io::IsTerminal as _;
-use std::net::SocketAddr;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use quiver_host::broker::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
-use quiver_host::storage::{DEFAULT_CACHE_BYTES, StorageOptions};
-use quiver_host::{Broker, BrokerConfig};
+use quiver_host::Broker;
+use quiver_host::config::{Config, LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Where the database and the generated certificate live.
-    #[arg(long, env = "QUIVER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// Address to listen on (UDP, QUIC); port 0 picks a free port.
-    #[arg(long, env = "QUIVER_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
-    /// PEM certificate chain; without it a self-signed one is generated
-    /// in the data directory (tls/cert.pem) and reused.
-    #[arg(long, env = "QUIVER_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long, env = "QUIVER_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Page cache for stored data, in MiB; bounds the broker's memory use.
-    #[arg(long, env = "QUIVER_CACHE_MB", default_value_t = DEFAULT_CACHE_BYTES / (1024 * 1024))]
-    cache_mb: usize,
+    /// TOML config file (keys as the flags, with `_` for `-`); flags and
+    /// QUIVER_* variables override it.
+    #[arg(long, env = "QUIVER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let mut config = BrokerConfig::new(&args.data_dir, args.listen);
-    config.tls_cert = args.tls_cert;
-    config.tls_key = args.tls_key;
-    config.storage = StorageOptions {
-        cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
-    };
-    let broker = Broker::start(config)
+    let config = Config::load(args.settings, args.config.as_deref())?;
+    if args.print_config {
+        let text = config.to_toml()?;
+        std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .context("cannot write the configuration")?;
+        return Ok(());
+    }
+    init_logging(config.log_format)?;
+    let broker = Broker::start(config.broker_config())
         .await
-        .with_context(|| format!("cannot start the broker in {}", args.data_dir.display()))?;
+        .with_context(|| format!("cannot start the broker in {}", config.data_dir.display()))?;
     let cert = broker.cert();
+    let http = broker
+        .http_addr()
+        .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
     tracing::info!(
         listen = %broker.local_addr(),
-        data_dir = %args.data_dir.display(),
+        http = %http,
+        data_dir = %config.data_dir.display(),
         cert = %cert.cert_path.display(),
         fingerprint = %cert.fingerprint,
         self_signed = cert.generated,
@@ -61,6 +56,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new requests; finishing in-flight commits");
     broker.shutdown().await;
     Ok(())
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

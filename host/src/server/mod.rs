@@ -7,6 +7,8 @@
 mod requests;
 mod stream;
 
+pub use stream::{FRAME_READ_TIMEOUT, MAX_CONNECTION_REQUEST_BYTES};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::coordinator::Coordinator;
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::tls::{ServerCert, TlsError};
 
@@ -28,6 +32,9 @@ pub const MAX_INFLIGHT_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 /// A connection with no traffic (not even keep-alives) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 
+/// How long shutdown waits for in-flight requests before closing anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Per-connection receive window; a connection may have this much unread.
 const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 
@@ -35,8 +42,10 @@ const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct Context {
     pub(crate) storage: Arc<Storage>,
+    pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) request_memory: Arc<Semaphore>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// A running QUIC listener.
@@ -54,6 +63,7 @@ impl Server {
         max_connections: usize,
         cert: &ServerCert,
         storage: Arc<Storage>,
+        coordinator: Arc<Coordinator>,
     ) -> Result<Self, ServerError> {
         let crypto = cert.quic_config()?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -65,7 +75,9 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let context = Arc::new(Context {
+            metrics: Arc::clone(storage.metrics()),
             storage,
+            coordinator,
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
         });
@@ -150,21 +162,25 @@ async fn accept_loop(
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => {
                 let context = Arc::clone(&context);
-                let streams = tasks.clone();
                 tasks.spawn(async move {
-                    serve_connection(incoming, context, streams).await;
+                    serve_connection(incoming, context).await;
                     drop(permit);
                 });
             }
             Err(_) => {
-                tasks.spawn(refuse_connection(incoming, max_connections));
+                tasks.spawn(refuse_connection(
+                    incoming,
+                    max_connections,
+                    Arc::clone(&context.metrics),
+                ));
             }
         }
     }
 }
 
 /// Completes the handshake only to tell the client why it is refused.
-async fn refuse_connection(incoming: Incoming, limit: usize) {
+async fn refuse_connection(incoming: Incoming, limit: usize, metrics: Arc<Metrics>) {
+    metrics.connection_refused();
     if let Ok(connection) = incoming.await {
         tracing::warn!(peer = %connection.remote_address(), limit, "too many connections");
         connection.close(
@@ -174,7 +190,7 @@ async fn refuse_connection(incoming: Incoming, limit: usize) {
     }
 }
 
-async fn serve_connection(incoming: Incoming, context: Arc<Context>, tasks: TaskTracker) {
+async fn serve_connection(incoming: Incoming, context: Arc<Context>) {
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(e) => {
@@ -184,6 +200,9 @@ async fn serve_connection(incoming: Incoming, context: Arc<Context>, tasks: Task
     };
     let peer = connection.remote_address();
     tracing::debug!(%peer, "connection open");
+    let _open = context.metrics.connection_opened();
+    let streams = TaskTracker::new();
+    let memory = Arc::new(Semaphore::new(MAX_CONNECTION_REQUEST_BYTES));
     loop {
         let accepted = tokio::select! {
             accepted = connection.accept_bi() => accepted,
@@ -191,12 +210,32 @@ async fn serve_connection(incoming: Incoming, context: Arc<Context>, tasks: Task
         };
         match accepted {
             Ok((send, recv)) => {
-                tasks.spawn(stream::serve(Arc::clone(&context), send, recv));
+                streams.spawn(stream::serve(
+                    Arc::clone(&context),
+                    Arc::clone(&memory),
+                    send,
+                    recv,
+                ));
             }
             Err(e) => {
                 tracing::debug!(%peer, reason = %e, "connection closed");
+                streams.close();
+                streams.wait().await;
                 return;
             }
         }
     }
+    // Shutting down: let in-flight requests answer (long polls return
+    // early), then tell the client why the connection closes.
+    streams.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, streams.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(%peer, "requests still running after the shutdown grace period");
+    }
+    connection.close(
+        VarInt::from(ErrorCode::ShuttingDown.code() as u16),
+        b"broker shutting down",
+    );
 }

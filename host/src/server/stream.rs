@@ -1,8 +1,15 @@
 //! One request per bidirectional stream: read the frame (checking the
 //! header against the limits before reading the rest), run the request,
 //! write the response, finish the stream.
+//!
+//! A frame's memory is reserved from its connection's budget
+//! ([`MAX_CONNECTION_REQUEST_BYTES`]) and then from the broker's
+//! ([`super::MAX_INFLIGHT_REQUEST_BYTES`]) before its body is read, and the
+//! body must arrive within [`FRAME_READ_TIMEOUT`]: a client that announces
+//! large frames and then sends nothing holds little, briefly.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use quinn::{ReadExactError, RecvStream, SendStream};
@@ -10,27 +17,52 @@ use quiver_proto::api::encode_error;
 use quiver_proto::frame::{self, FrameError, FrameHeader, HEADER_BYTES};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::Semaphore;
 
 use super::Context;
 use super::requests::{self, Reply};
 
+/// Bytes of request frames one connection may hold in memory at once.
+pub const MAX_CONNECTION_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long the rest of a frame may take to arrive once its header has.
+pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a finished response may take to be acknowledged by the client
+/// before the stream task lets go of it.
+const RESPONSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The QUIC stream error code sent when a stream is abandoned mid-frame.
 const STOP_CODE_BAD_FRAME: u32 = ErrorCode::InvalidRequest.code() as u32;
 
-pub(super) async fn serve(context: Arc<Context>, mut send: SendStream, mut recv: RecvStream) {
+/// The version an error response carries when the request's is unknown.
+const FALLBACK_VERSION: u16 = 1;
+
+pub(super) async fn serve(
+    context: Arc<Context>,
+    connection_memory: Arc<Semaphore>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
     let mut header_bytes = [0u8; HEADER_BYTES];
-    let reply = match recv.read_exact(&mut header_bytes).await {
-        Ok(()) => read_and_run(&context, &header_bytes, &mut recv).await,
-        Err(ReadExactError::FinishedEarly(got)) => Err(WireError::new(
-            ErrorCode::InvalidRequest,
-            format!("truncated frame: the stream ended after {got} of {HEADER_BYTES} header bytes"),
-        )),
+    let (version, result) = match recv.read_exact(&mut header_bytes).await {
+        Ok(()) => {
+            // Echo the request's version, even in an error response.
+            let version = u16::from_be_bytes([header_bytes[6], header_bytes[7]]);
+            let result = read_and_run(&context, &connection_memory, &header_bytes, &mut recv).await;
+            (version, result)
+        }
+        Err(ReadExactError::FinishedEarly(got)) => (
+            FALLBACK_VERSION,
+            Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "truncated frame: the stream ended after {got} of {HEADER_BYTES} header bytes"
+                ),
+            )),
+        ),
         // The client reset the stream or the connection went away.
         Err(ReadExactError::ReadError(_)) => return,
-    };
-    let (version, result) = match reply {
-        Ok(reply) => (reply.version, Ok(reply)),
-        Err(error) => (1, Err(error)),
     };
     let mut chunks: Vec<Bytes> = match result {
         Ok(reply) => {
@@ -52,27 +84,51 @@ pub(super) async fn serve(context: Arc<Context>, mut send: SendStream, mut recv:
             }
         }
     };
-    if send.write_all_chunks(&mut chunks).await.is_ok() {
-        let _ = send.finish();
+    if send.write_all_chunks(&mut chunks).await.is_ok() && send.finish().is_ok() {
+        // Stay until the client has the whole answer, so that closing the
+        // connection (at shutdown) cannot discard it.
+        let _ = tokio::time::timeout(RESPONSE_FLUSH_TIMEOUT, send.stopped()).await;
     }
 }
 
 /// Reads the rest of the frame and runs it.
 async fn read_and_run(
     context: &Context,
+    connection_memory: &Semaphore,
     header_bytes: &[u8; HEADER_BYTES],
     recv: &mut RecvStream,
 ) -> Result<Reply, WireError> {
     let header = FrameHeader::parse(header_bytes).map_err(frame_error)?;
     let rest_len = header.rest_len();
-    // Reserve the frame's memory before allocating it; waits when the
-    // broker already holds MAX_INFLIGHT_REQUEST_BYTES of requests.
-    let _memory = context
-        .request_memory
-        .acquire_many(rest_len as u32)
-        .await
-        .map_err(|_| WireError::new(ErrorCode::ShuttingDown, "broker shutting down"))?;
-    // Read into spare capacity: no zeroing of what is about to be overwritten.
+    let shutting_down = || WireError::new(ErrorCode::ShuttingDown, "broker shutting down");
+    // Reserve the frame's memory before allocating it: first from this
+    // connection's budget, then from the broker's.
+    let _connection_memory = tokio::select! {
+        permit = connection_memory.acquire_many(rest_len as u32) => permit.map_err(|_| shutting_down())?,
+        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    };
+    let _memory = tokio::select! {
+        permit = context.request_memory.acquire_many(rest_len as u32) => permit.map_err(|_| shutting_down())?,
+        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    };
+    let rest = tokio::select! {
+        read = tokio::time::timeout(FRAME_READ_TIMEOUT, read_rest(recv, rest_len)) => {
+            read.map_err(|_| WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("the frame's {rest_len} bytes did not arrive within {FRAME_READ_TIMEOUT:?}"),
+            ))??
+        }
+        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    };
+    let mut rest = rest;
+    // Check lengths once more through the codec's own split.
+    frame::split(&header, &rest).map_err(frame_error)?;
+    let body = rest.split_off(header.head_len as usize);
+    requests::dispatch(context, header.tag, header.version, &rest, body).await
+}
+
+/// Reads exactly `rest_len` bytes into spare capacity (no zeroing first).
+async fn read_rest(recv: &mut RecvStream, rest_len: usize) -> Result<BytesMut, WireError> {
     let mut rest = BytesMut::with_capacity(rest_len);
     let mut limited = (&mut *recv).take(rest_len as u64);
     while rest.len() < rest_len {
@@ -92,10 +148,7 @@ async fn read_and_run(
             }
         }
     }
-    // Check lengths once more through the codec's own split.
-    frame::split(&header, &rest).map_err(frame_error)?;
-    let body = rest.split_off(header.head_len as usize);
-    requests::dispatch(context, header.tag, header.version, &rest, body).await
+    Ok(rest)
 }
 
 fn frame_error(error: FrameError) -> WireError {

@@ -4,6 +4,7 @@
 //! - [`tables`]: every table and its layout.
 //! - [`writer`]: the group-commit writer thread that owns all writes.
 //! - [`partition`]: in-memory handles (offsets, long-poll wake-ups).
+//! - [`offsets`]: committed consumer-group offsets.
 //! - [`retention`]: which batches retention removes, and the pass that
 //!   removes them.
 //! - [`error`]: [`StorageError`] and its wire mapping.
@@ -12,6 +13,7 @@
 //! the writer.
 
 mod error;
+mod offsets;
 mod partition;
 mod retention;
 mod tables;
@@ -28,10 +30,12 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StorageError;
+pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
 pub use retention::{RetentionDefaults, RetentionReport};
 pub use writer::{
-    MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, Truncated, WRITER_QUEUE_CAPACITY,
+    MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, OffsetToCommit, Truncated,
+    WRITER_QUEUE_CAPACITY,
 };
 
 use tables::{
@@ -39,6 +43,8 @@ use tables::{
     TopicRecord,
 };
 use writer::{Append, Command, Topics, read_topics, topic_handle};
+
+use crate::metrics::Metrics;
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "quiver.redb";
@@ -79,11 +85,23 @@ pub struct Storage {
     topics: Arc<Topics>,
     writer: mpsc::Sender<Command>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Storage {
-    /// Opens (or creates) the database in `dir` and starts the writer.
+    /// Opens (or creates) the database in `dir` and starts the writer,
+    /// with metrics of its own (see [`open_with_metrics`](Self::open_with_metrics)).
     pub fn open(dir: &Path, options: &StorageOptions) -> Result<Self, StorageError> {
+        Self::open_with_metrics(dir, options, Arc::new(Metrics::new()))
+    }
+
+    /// Opens (or creates) the database in `dir` and starts the writer,
+    /// which records group commits into `metrics`.
+    pub fn open_with_metrics(
+        dir: &Path,
+        options: &StorageOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Engine(e.into()))?;
         let path = dir.join(DATABASE_FILE);
         let db = Database::builder()
@@ -92,15 +110,22 @@ impl Storage {
         stamp_format_version(&db)?;
         let topics = Arc::new(RwLock::new(load_topics(&db)?));
         let db = Arc::new(db);
-        let (writer, thread) = writer::spawn(Arc::clone(&db), Arc::clone(&topics))
-            .map_err(|e| StorageError::Engine(e.into()))?;
+        let (writer, thread) =
+            writer::spawn(Arc::clone(&db), Arc::clone(&topics), Arc::clone(&metrics))
+                .map_err(|e| StorageError::Engine(e.into()))?;
         Ok(Self {
             db,
             path,
             topics,
             writer,
             writer_thread: Mutex::new(Some(thread)),
+            metrics,
         })
+    }
+
+    /// The broker's metrics, for recording (retention deletions, ...).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The database file's path.
@@ -366,6 +391,7 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
         txn.open_table(PARTITION_STATE)?;
         txn.open_table(BATCHES)?;
         txn.open_table(TIME_INDEX)?;
+        txn.open_table(tables::COMMITTED_OFFSETS)?;
     }
     txn.commit()?;
     Ok(())

@@ -97,6 +97,10 @@ impl Storage {
                 );
             }
         }
+        if report.batches > 0 {
+            self.metrics()
+                .record_retention_deletion(report.batches, report.bytes);
+        }
         Ok(report)
     }
 

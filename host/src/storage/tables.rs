@@ -6,6 +6,7 @@
 //! | `topics`          | `&str` topic name                     | postcard [`TopicRecord`]               |
 //! | `partition_state` | `(topic_id, partition)`               | `(log_start_offset, high_watermark, size_bytes, max_timestamp)` |
 //! | `batches`         | `(topic_id, partition, base_offset)`  | one `RecordBatch` v2, as produced, with its base offset set |
+//! | `committed_offsets` | `(group, topic, partition)`         | `(next offset, metadata)`              |
 //! | `time_index`      | `(topic_id, partition, timestamp)`    | base offset of the first batch whose running max timestamp reached `timestamp` |
 //!
 //! The time index gains an entry only when a batch raises its partition's
@@ -34,6 +35,10 @@ pub(crate) const PARTITION_STATE: TableDefinition<'_, (u64, u32), PartitionState
 /// log begins and ends, the bytes of its stored batches, and the largest
 /// batch timestamp appended so far (`i64::MIN` before the first).
 pub(crate) type PartitionState = (u64, u64, u64, i64);
+
+/// `(group, topic, partition)` to `(next offset to read, metadata)`.
+pub(crate) const COMMITTED_OFFSETS: TableDefinition<'_, (&str, &str, u32), (u64, &str)> =
+    TableDefinition::new("committed_offsets");
 
 /// `(topic_id, partition, timestamp)` to a base offset; see the module docs.
 pub(crate) const TIME_INDEX: TableDefinition<'_, (u64, u32, i64), u64> =

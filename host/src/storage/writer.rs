@@ -21,9 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::StorageError;
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::tables::{
-    BATCHES, META, NEXT_TOPIC_ID_KEY, PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS,
-    TopicRecord,
+    BATCHES, COMMITTED_OFFSETS, META, NEXT_TOPIC_ID_KEY, PARTITION_STATE, PartitionState,
+    TIME_INDEX, TOPICS, TopicRecord,
 };
+use crate::metrics::Metrics;
 
 /// Commands waiting for the writer, at most.
 pub const WRITER_QUEUE_CAPACITY: usize = 4_096;
@@ -62,6 +63,17 @@ pub(crate) enum Command {
         partitions: Option<u32>,
         reply: oneshot::Sender<Result<Arc<Topic>, StorageError>>,
     },
+    /// Store a group's committed offsets.
+    CommitOffsets {
+        group: String,
+        offsets: Vec<OffsetToCommit>,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    /// Forget a group's committed offsets.
+    DeleteGroupOffsets {
+        group: String,
+        reply: oneshot::Sender<Result<u64, StorageError>>,
+    },
     /// Delete a partition's batches below `before`, a batch boundary.
     Truncate {
         partition: Arc<Partition>,
@@ -78,17 +90,26 @@ pub(crate) enum Command {
 pub(crate) fn spawn(
     db: Arc<Database>,
     topics: Arc<Topics>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("quiver-writer".into())
-        .spawn(move || Writer { db, topics }.run(rx))?;
+        .spawn(move || {
+            Writer {
+                db,
+                topics,
+                metrics,
+            }
+            .run(rx);
+        })?;
     Ok((tx, handle))
 }
 
 struct Writer {
     db: Arc<Database>,
     topics: Arc<Topics>,
+    metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -140,6 +161,16 @@ impl Writer {
                 } => {
                     let _ = reply.send(self.alter_topic(&name, config, partitions));
                 }
+                Command::CommitOffsets {
+                    group,
+                    offsets,
+                    reply,
+                } => {
+                    let _ = reply.send(self.commit_offsets(&group, &offsets));
+                }
+                Command::DeleteGroupOffsets { group, reply } => {
+                    let _ = reply.send(self.delete_group_offsets(&group));
+                }
                 Command::Truncate {
                     partition,
                     before,
@@ -162,6 +193,8 @@ impl Writer {
         let result = self.write_group(&mut group, &mut touched, &mut outcomes);
         match result {
             Ok(()) => {
+                self.metrics
+                    .record_group_commit(group.len(), started.elapsed());
                 for update in touched.into_values() {
                     update.publish();
                 }
@@ -378,6 +411,34 @@ impl Writer {
         Ok(topic)
     }
 
+    fn commit_offsets(&self, group: &str, offsets: &[OffsetToCommit]) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(COMMITTED_OFFSETS)?;
+            for commit in offsets {
+                let metadata = commit.metadata.as_deref().unwrap_or_default();
+                table.insert(
+                    (group, commit.topic.as_str(), commit.partition),
+                    (commit.offset, metadata),
+                )?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn delete_group_offsets(&self, group: &str) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write()?;
+        let mut removed = 0;
+        txn.open_table(COMMITTED_OFFSETS)?.retain(|(g, _, _), _| {
+            let keep = g != group;
+            removed += u64::from(!keep);
+            keep
+        })?;
+        txn.commit()?;
+        Ok(removed)
+    }
+
     fn delete_topic(&self, name: &str) -> Result<(), StorageError> {
         let Some(topic) = read_topics(&self.topics).get(name).cloned() else {
             return Err(StorageError::UnknownTopic(name.into()));
@@ -396,6 +457,10 @@ impl Writer {
 
 fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), StorageError> {
     txn.open_table(TOPICS)?.remove(name)?;
+    // Kafka drops a deleted topic's committed offsets too: a new topic of
+    // the same name starts with none.
+    txn.open_table(COMMITTED_OFFSETS)?
+        .retain(|(_, topic, _), _| topic != name)?;
     txn.open_table(BATCHES)?
         .retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
     txn.open_table(TIME_INDEX)?
@@ -415,13 +480,13 @@ fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), 
 pub(crate) fn topic_handle(
     name: &str,
     record: TopicRecord,
-    mut state: impl FnMut(u32) -> (Offsets, LogStats),
+    mut state_of: impl FnMut(u32) -> (Offsets, LogStats),
 ) -> Topic {
     let name: Arc<str> = name.into();
     Topic {
         partitions: (0..record.partitions)
             .map(|i| {
-                let (offsets, stats) = state(i);
+                let (offsets, stats) = state_of(i);
                 Arc::new(Partition::new(
                     Arc::clone(&name),
                     record.id,
@@ -450,6 +515,19 @@ fn write_topics(topics: &Topics) -> std::sync::RwLockWriteGuard<'_, HashMap<Stri
     topics
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One committed position to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetToCommit {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The next offset to read.
+    pub offset: u64,
+    /// Free-form metadata.
+    pub metadata: Option<String>,
 }
 
 /// What a truncation removed.

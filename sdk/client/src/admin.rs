@@ -6,6 +6,11 @@ use quiver_proto::api::{
     TopicDescription, TopicSummary,
 };
 
+use quiver_proto::api::groups::{
+    CommittedOffset, DeleteGroupRequest, DescribeGroupRequest, FetchOffsetsRequest,
+    GroupDescription, ListGroupsRequest, ResetOffsetsRequest, ResetTarget,
+};
+
 use crate::client::Client;
 use crate::error::ClientError;
 
@@ -84,6 +89,61 @@ impl Admin {
             )));
         }
         Ok(response.partitions)
+    }
+
+    /// Groups with members or committed offsets.
+    pub async fn list_groups(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self
+            .client
+            .request(&ListGroupsRequest, Vec::new())
+            .await?
+            .0
+            .groups)
+    }
+
+    /// A group's members, partition owners, committed offsets and lag.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        let request = DescribeGroupRequest {
+            group: group.into(),
+        };
+        Ok(self.client.request(&request, Vec::new()).await?.0)
+    }
+
+    /// Forgets a group's committed offsets (refused while it has members).
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        let request = DeleteGroupRequest {
+            group: group.into(),
+        };
+        self.client.request(&request, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// Moves a group's committed offsets for every partition of `topic`
+    /// (refused while the group has members); returns the new offsets.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: ResetTarget,
+    ) -> Result<Vec<CommittedOffset>, ClientError> {
+        let request = ResetOffsetsRequest {
+            group: group.into(),
+            topic: topic.into(),
+            to,
+        };
+        Ok(self.client.request(&request, Vec::new()).await?.0.offsets)
+    }
+
+    /// A group's committed offsets.
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+    ) -> Result<Vec<CommittedOffset>, ClientError> {
+        let request = FetchOffsetsRequest {
+            group: group.into(),
+            partitions: Vec::new(),
+        };
+        Ok(self.client.request(&request, Vec::new()).await?.0.offsets)
     }
 
     /// Deletes a topic and its data.

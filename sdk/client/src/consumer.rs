@@ -12,6 +12,7 @@ use quiver_proto::limits::MAX_FETCH_BYTES;
 use crate::admin::Admin;
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::group::{GroupSettings, Membership, RebalanceEvent};
 
 /// A topic and partition number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,8 +57,12 @@ pub struct ConsumerConfig {
     pub max_bytes: u32,
     /// Bytes per partition per fetch, at most.
     pub partition_max_bytes: u32,
-    /// Where a newly assigned partition starts (Kafka's `auto.offset.reset`).
+    /// Where a newly assigned partition starts (Kafka's `auto.offset.reset`):
+    /// for a group member, where a partition without a committed offset
+    /// starts.
     pub start: Offset,
+    /// Group membership settings, used by [`Consumer::subscribe`].
+    pub group: GroupSettings,
 }
 
 impl Default for ConsumerConfig {
@@ -67,6 +72,7 @@ impl Default for ConsumerConfig {
             max_bytes: MAX_FETCH_BYTES,
             partition_max_bytes: 8 * 1024 * 1024,
             start: Offset::Latest,
+            group: GroupSettings::default(),
         }
     }
 }
@@ -92,20 +98,43 @@ pub struct ConsumerRecord {
 }
 
 #[derive(Debug)]
-struct Assigned {
-    topic: Arc<str>,
-    partition: u32,
-    position: Option<u64>,
-    seek: Option<Offset>,
-    high_watermark: Option<u64>,
+pub(crate) struct Assigned {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+    pub(crate) position: Option<u64>,
+    pub(crate) seek: Option<Offset>,
+    pub(crate) high_watermark: Option<u64>,
+    /// Being given up (group mode): no longer fetched, released at the
+    /// next poll.
+    pub(crate) revoking: bool,
 }
 
-/// Reads records from assigned partitions.
+impl Assigned {
+    pub(crate) fn new(tp: TopicPartition, seek: Offset) -> Self {
+        Self {
+            topic: tp.topic.into(),
+            partition: tp.partition,
+            position: None,
+            seek: Some(seek),
+            high_watermark: None,
+            revoking: false,
+        }
+    }
+
+    pub(crate) fn tp(&self) -> TopicPartition {
+        TopicPartition::new(&*self.topic, self.partition)
+    }
+}
+
+/// Reads records from assigned partitions, or from the partitions a
+/// consumer group gives it ([`subscribe`](Self::subscribe)).
 #[derive(Debug)]
 pub struct Consumer {
-    client: Client,
-    config: ConsumerConfig,
-    assigned: Vec<Assigned>,
+    pub(crate) client: Client,
+    pub(crate) config: ConsumerConfig,
+    pub(crate) assigned: Vec<Assigned>,
+    pub(crate) membership: Option<Membership>,
+    pub(crate) events: Vec<RebalanceEvent>,
 }
 
 impl Consumer {
@@ -115,6 +144,8 @@ impl Consumer {
             client,
             config,
             assigned: Vec::new(),
+            membership: None,
+            events: Vec::new(),
         }
     }
 
@@ -124,13 +155,7 @@ impl Consumer {
         let start = self.config.start;
         self.assigned = partitions
             .into_iter()
-            .map(|tp| Assigned {
-                topic: tp.topic.into(),
-                partition: tp.partition,
-                position: None,
-                seek: Some(start),
-                high_watermark: None,
-            })
+            .map(|tp| Assigned::new(tp, start))
             .collect();
     }
 
@@ -192,45 +217,70 @@ impl Consumer {
     /// data. Returns the records in offset order per partition; an empty
     /// list when the wait ran out.
     ///
-    /// On any partition error (e.g. `OffsetOutOfRange`) nothing is returned
+    /// A group member first heartbeats (when due), releases partitions it was
+    /// asked to give up (committing them first with auto-commit), picks up
+    /// new ones, and auto-commits; see [`subscribe`](Self::subscribe).
+    ///
+    /// On a partition error (e.g. `OffsetOutOfRange`) nothing is returned
     /// and no position moves; the error says which partition and why.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let wait = if self.membership.is_some() {
+            self.group_step(timeout).await?
+        } else {
+            timeout
+        };
         self.resolve_seeks().await?;
-        if self.assigned.is_empty() {
-            tokio::time::sleep(timeout).await;
+        let fetching: Vec<usize> = (0..self.assigned.len())
+            .filter(|&i| !self.assigned[i].revoking)
+            .collect();
+        if fetching.is_empty() {
+            tokio::time::sleep(wait).await;
             return Ok(Vec::new());
         }
         let request = FetchRequest {
-            max_wait_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            member: self.membership.as_ref().map(Membership::member_ref),
+            max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
             min_bytes: self.config.min_bytes,
             max_bytes: self.config.max_bytes,
-            partitions: self
-                .assigned
+            partitions: fetching
                 .iter()
-                .map(|a| FetchPartition {
-                    topic: a.topic.to_string(),
-                    partition: a.partition,
-                    offset: a.position.unwrap_or(0),
-                    max_bytes: self.config.partition_max_bytes,
+                .map(|&i| {
+                    let a = &self.assigned[i];
+                    FetchPartition {
+                        topic: a.topic.to_string(),
+                        partition: a.partition,
+                        offset: a.position.unwrap_or(0),
+                        max_bytes: self.config.partition_max_bytes,
+                    }
                 })
                 .collect(),
         };
         let (response, body) = self
             .client
-            .request_with_wait(&request, Vec::new(), timeout)
+            .request_with_wait(&request, Vec::new(), wait)
             .await?;
-        if response.partitions.len() != self.assigned.len() {
+        if response.partitions.len() != fetching.len() {
             return Err(ClientError::Protocol(format!(
                 "{} fetch results for {} partitions",
                 response.partitions.len(),
-                self.assigned.len()
+                fetching.len()
             )));
         }
         let mut records = Vec::new();
-        let mut updates = Vec::with_capacity(self.assigned.len());
+        let mut updates = Vec::with_capacity(fetching.len());
         let mut cursor = 0usize;
-        for (assigned, result) in self.assigned.iter().zip(response.partitions) {
-            let data = result.outcome.map_err(ClientError::Broker)?;
+        for (&i, result) in fetching.iter().zip(response.partitions) {
+            let assigned = &self.assigned[i];
+            let data = match result.outcome {
+                Ok(data) => data,
+                Err(error) if self.membership.is_some() => {
+                    // The group moved on (fenced, or the partition is gone
+                    // or out of range): catch up and return nothing now.
+                    self.recover_from_fetch_error(i, &error);
+                    return Ok(Vec::new());
+                }
+                Err(error) => return Err(ClientError::Broker(error)),
+            };
             let end = cursor + data.bytes as usize;
             let bytes = body.get(cursor..end).ok_or_else(|| {
                 ClientError::Protocol("fetch body shorter than its head says".into())
@@ -238,11 +288,11 @@ impl Consumer {
             cursor = end;
             let from = assigned.position.unwrap_or(0);
             let next = decode_into(&body.slice_ref(bytes), assigned, from, &mut records)?;
-            updates.push((next, data.high_watermark));
+            updates.push((i, next, data.high_watermark));
         }
-        for (assigned, (next, high_watermark)) in self.assigned.iter_mut().zip(updates) {
-            assigned.position = Some(next);
-            assigned.high_watermark = Some(high_watermark);
+        for (i, next, high_watermark) in updates {
+            self.assigned[i].position = Some(next);
+            self.assigned[i].high_watermark = Some(high_watermark);
         }
         Ok(records)
     }

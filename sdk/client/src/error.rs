@@ -77,9 +77,11 @@ impl From<WireError> for ClientError {
 impl From<quinn::ConnectionError> for ClientError {
     fn from(e: quinn::ConnectionError) -> Self {
         let code = match &e {
+            // Code 0 is a plain close, not an error code.
             quinn::ConnectionError::ApplicationClosed(close) => {
                 i16::try_from(close.error_code.into_inner())
                     .ok()
+                    .filter(|&code| code != 0)
                     .map(ErrorCode::from_code)
             }
             _ => None,

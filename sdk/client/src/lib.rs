@@ -6,7 +6,9 @@
 //!   which certificate authority to trust.
 //! - [`Producer`] (`producer.rs`): batching by size and linger, keyed
 //!   partitioning ([`partitioner`]), durable acknowledgements.
-//! - [`Consumer`] (`consumer.rs`): assigned partitions, seek, long-poll.
+//! - [`Consumer`] (`consumer.rs`): assigned partitions, seek, long-poll;
+//!   or consumer-group membership (`group.rs`): subscribe, cooperative
+//!   rebalancing, committed offsets.
 //! - [`Admin`] (`admin.rs`): create, list, describe and delete topics.
 //! - [`ClientError`] (`error.rs`): every failure, typed, with the broker's
 //!   stable error code where there is one.
@@ -25,6 +27,7 @@ mod admin;
 mod client;
 mod consumer;
 mod error;
+mod group;
 pub mod partitioner;
 mod producer;
 
@@ -32,7 +35,11 @@ pub use admin::Admin;
 pub use client::{Client, ClientConfig, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
 pub use error::ClientError;
+pub use group::{GroupSettings, RebalanceEvent};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use quiver_proto::api::groups::{
+    CommittedOffset, GroupDescription, GroupMember, GroupPartition, PartitionRef, ResetTarget,
+};
 pub use quiver_proto::api::{
     Change, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionDescription,
     TimestampType, TopicConfig, TopicDescription, TopicSummary,

@@ -5,6 +5,8 @@
 //! batches never go through postcard but travel in the frame body (see
 //! [`crate::frame`]), described by byte counts in the head.
 
+pub mod groups;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,24 @@ pub enum RequestKind {
     AlterTopic = 7,
     /// Resolve earliest, latest or by-timestamp offsets.
     ListOffsets = 8,
+    /// Join a consumer group.
+    JoinGroup = 9,
+    /// Stay in a group; learn the assignment.
+    Heartbeat = 10,
+    /// Leave a group.
+    LeaveGroup = 11,
+    /// Commit consumed positions.
+    CommitOffsets = 12,
+    /// Read committed positions.
+    FetchOffsets = 13,
+    /// List groups.
+    ListGroups = 14,
+    /// Describe a group.
+    DescribeGroup = 15,
+    /// Delete a group's offsets.
+    DeleteGroup = 16,
+    /// Reset a group's offsets.
+    ResetOffsets = 17,
 }
 
 impl RequestKind {
@@ -46,6 +66,15 @@ impl RequestKind {
             6 => Self::DescribeTopic,
             7 => Self::AlterTopic,
             8 => Self::ListOffsets,
+            9 => Self::JoinGroup,
+            10 => Self::Heartbeat,
+            11 => Self::LeaveGroup,
+            12 => Self::CommitOffsets,
+            13 => Self::FetchOffsets,
+            14 => Self::ListGroups,
+            15 => Self::DescribeGroup,
+            16 => Self::DeleteGroup,
+            17 => Self::ResetOffsets,
             _ => return None,
         })
     }
@@ -194,6 +223,20 @@ pub struct FetchRequest {
     pub max_bytes: u32,
     /// Where to read.
     pub partitions: Vec<FetchPartition>,
+    /// For a group member: its identity, so that the broker refuses a fetch
+    /// of a partition the member does not own at this epoch (fencing).
+    pub member: Option<GroupMemberRef>,
+}
+
+/// A group member's identity on a fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMemberRef {
+    /// The group.
+    pub group: String,
+    /// The member id.
+    pub member_id: String,
+    /// The member's epoch.
+    pub member_epoch: u64,
 }
 
 /// One partition to fetch.
@@ -463,6 +506,7 @@ mod tests {
                 offset: 42,
                 max_bytes: 1 << 20,
             }],
+            member: None,
         });
         round_trip(&CreateTopicRequest {
             name: "t".into(),

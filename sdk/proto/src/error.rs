@@ -15,17 +15,26 @@
 //! |    3 | `UnknownTopic`         | `UNKNOWN_TOPIC_OR_PARTITION`     |
 //! |   10 | `BatchTooLarge`        | `MESSAGE_TOO_LARGE`              |
 //! |   17 | `InvalidTopicName`     | `INVALID_TOPIC_EXCEPTION`        |
+//! |   23 | `InconsistentStrategy` | `INCONSISTENT_GROUP_PROTOCOL`    |
+//! |   25 | `UnknownMember`        | `UNKNOWN_MEMBER_ID`              |
+//! |   26 | `InvalidSessionTimeout`| `INVALID_SESSION_TIMEOUT`        |
 //! |   35 | `UnsupportedVersion`   | `UNSUPPORTED_VERSION`            |
 //! |   36 | `TopicAlreadyExists`   | `TOPIC_ALREADY_EXISTS`           |
 //! |   37 | `InvalidPartitions`    | `INVALID_PARTITIONS`             |
 //! |   42 | `InvalidRequest`       | `INVALID_REQUEST`                |
 //! |   56 | `StorageError`         | `KAFKA_STORAGE_ERROR`            |
+//! |   68 | `NonEmptyGroup`        | `NON_EMPTY_GROUP`                |
+//! |   69 | `GroupNotFound`        | `GROUP_ID_NOT_FOUND`             |
 //! |   76 | `UnsupportedCompression` | `UNSUPPORTED_COMPRESSION_TYPE` |
+//! |   81 | `GroupMaxSizeReached`  | `GROUP_MAX_SIZE_REACHED`         |
+//! |  110 | `FencedMemberEpoch`    | `FENCED_MEMBER_EPOCH`            |
 //! | 1000 | `UnknownPartition`     | (folded into 3)                  |
 //! | 1001 | `FrameTooLarge`        | (none: Kafka closes the socket)  |
 //! | 1002 | `TooManyConnections`   | (none)                           |
 //! | 1003 | `ShuttingDown`         | (none)                           |
 //! | 1004 | `UnknownRequestKind`   | (none)                           |
+//! | 1005 | `NotAssigned`          | (none: the member does not own the partition) |
+//! | 1006 | `TooManyGroups`        | (none)                           |
 
 use std::fmt;
 
@@ -50,6 +59,12 @@ pub enum ErrorCode {
     BatchTooLarge = 10,
     /// The topic name breaks the naming rule.
     InvalidTopicName = 17,
+    /// A member asked for another assignment strategy than the group uses.
+    InconsistentStrategy = 23,
+    /// The member is not (or no longer) in the group; rejoin.
+    UnknownMember = 25,
+    /// The session timeout is outside the broker's range.
+    InvalidSessionTimeout = 26,
     /// The request kind is known but this version of it is not.
     UnsupportedVersion = 35,
     /// A topic with this name already exists.
@@ -61,8 +76,16 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The storage engine failed.
     StorageError = 56,
+    /// The group has members, so the operation is refused.
+    NonEmptyGroup = 68,
+    /// No such group.
+    GroupNotFound = 69,
     /// The batch uses a compression codec the broker does not accept.
     UnsupportedCompression = 76,
+    /// The group has as many members as allowed.
+    GroupMaxSizeReached = 81,
+    /// The member's epoch is stale: another member may own its partitions.
+    FencedMemberEpoch = 110,
     /// The topic exists but has no such partition.
     UnknownPartition = 1000,
     /// The frame's length prefix is above [`crate::limits::MAX_FRAME_BYTES`].
@@ -73,28 +96,41 @@ pub enum ErrorCode {
     ShuttingDown = 1003,
     /// The request kind is not one this broker knows.
     UnknownRequestKind = 1004,
+    /// The member does not own the partition it commits or fetches.
+    NotAssigned = 1005,
+    /// The broker has as many groups as allowed.
+    TooManyGroups = 1006,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
         Self::UnknownTopic,
         Self::BatchTooLarge,
         Self::InvalidTopicName,
+        Self::InconsistentStrategy,
+        Self::UnknownMember,
+        Self::InvalidSessionTimeout,
         Self::UnsupportedVersion,
         Self::TopicAlreadyExists,
         Self::InvalidPartitions,
         Self::InvalidRequest,
         Self::StorageError,
+        Self::NonEmptyGroup,
+        Self::GroupNotFound,
         Self::UnsupportedCompression,
+        Self::GroupMaxSizeReached,
+        Self::FencedMemberEpoch,
         Self::UnknownPartition,
         Self::FrameTooLarge,
         Self::TooManyConnections,
         Self::ShuttingDown,
         Self::UnknownRequestKind,
+        Self::NotAssigned,
+        Self::TooManyGroups,
     ];
 
     /// The number on the wire.

@@ -9,6 +9,7 @@ pub(super) async fn handle(
     context: &Context,
     request: DeleteTopicRequest,
 ) -> Result<(), WireError> {
-    context.storage.delete_topic(request.name).await?;
+    context.storage.delete_topic(request.name.clone()).await?;
+    context.metrics.forget_topic(&request.name);
     Ok(())
 }

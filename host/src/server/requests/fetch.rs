@@ -4,7 +4,9 @@
 //! An offset equal to the high watermark waits for data; one below the log
 //! start offset or above the high watermark is answered with
 //! `OffsetOutOfRange` and the valid range, as Kafka does.
-//! Any per-partition error ends the wait at once, as in Kafka.
+//! Any per-partition error ends the wait at once, as in Kafka. A fetch that
+//! names a group member is fenced: each partition must be the member's at
+//! its current epoch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::select_all;
 use quiver_proto::api::{FetchRequest, FetchResponse, FetchResult, FetchedData};
+use quiver_proto::batch::split_batches;
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS, MAX_PARTITIONS_PER_REQUEST};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::watch;
@@ -24,6 +27,7 @@ pub(super) async fn handle(
     context: &Context,
     request: FetchRequest,
 ) -> Result<(FetchResponse, Vec<Bytes>), WireError> {
+    let _timer = context.metrics.time_fetch();
     if request.partitions.len() > MAX_PARTITIONS_PER_REQUEST {
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
@@ -39,7 +43,15 @@ pub(super) async fn handle(
     let targets: Vec<Result<Arc<Partition>, WireError>> = request
         .partitions
         .iter()
-        .map(|p| Ok(context.storage.partition(&p.topic, p.partition)?))
+        .map(|p| {
+            // A group member may only read what it owns at its epoch.
+            if let Some(member) = &request.member {
+                context
+                    .coordinator
+                    .check_fetch(member, &p.topic, p.partition)?;
+            }
+            Ok(context.storage.partition(&p.topic, p.partition)?)
+        })
         .collect();
 
     loop {
@@ -51,6 +63,7 @@ pub(super) async fn handle(
         let any_error = reads.iter().any(Result::is_err);
         let expired = Instant::now() >= deadline || context.shutdown.is_cancelled();
         if total >= request.min_bytes as usize || any_error || expired {
+            record_fetched(context, &request, &reads);
             return Ok(respond(&request, reads));
         }
         let changed = async {
@@ -134,4 +147,26 @@ fn respond(
         })
         .collect();
     (FetchResponse { partitions }, body)
+}
+
+/// Counts what a fetch sends, per topic. Records are counted from the batch
+/// headers (whole batches, so records before the fetch position count too).
+fn record_fetched(
+    context: &Context,
+    request: &FetchRequest,
+    reads: &[Result<ReadResult, WireError>],
+) {
+    for (p, read) in request.partitions.iter().zip(reads) {
+        let Ok(read) = read else { continue };
+        if read.batches.is_empty() {
+            continue;
+        }
+        let records: u64 = split_batches(&read.batches)
+            .flatten()
+            .map(|batch| u64::from(batch.record_count()))
+            .sum();
+        context
+            .metrics
+            .record_fetched(&p.topic, records, read.batches.len() as u64);
+    }
 }

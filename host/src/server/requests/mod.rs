@@ -4,15 +4,28 @@
 //! returns its response head plus body chunks, or a [`WireError`].
 
 mod alter_topic;
+mod commit_offsets;
 mod create_topic;
+mod delete_group;
 mod delete_topic;
+mod describe_group;
 mod describe_topic;
 mod fetch;
+mod fetch_offsets;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod list_topics;
 mod produce;
+mod reset_offsets;
 
 use bytes::{Bytes, BytesMut};
+use quiver_proto::api::groups::{
+    CommitOffsetsRequest, DeleteGroupRequest, DescribeGroupRequest, FetchOffsetsRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ResetOffsetsRequest,
+};
 use quiver_proto::api::{
     AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
     ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head,
@@ -26,7 +39,6 @@ use crate::storage::StorageError;
 
 /// A response ready to write: frame header and head, then body chunks.
 pub(crate) struct Reply {
-    pub(crate) version: u16,
     pub(crate) head: Vec<u8>,
     pub(crate) body: Vec<Bytes>,
 }
@@ -40,11 +52,7 @@ impl Reply {
                 format!("cannot encode response: {e}"),
             )
         })?;
-        Ok(Self {
-            version,
-            head,
-            body,
-        })
+        Ok(Self { head, body })
     }
 }
 
@@ -115,6 +123,15 @@ pub(crate) async fn dispatch(
             let response = list_offsets::handle(context, request).await?;
             Reply::new(version, &response, Vec::new())
         }
+        RequestKind::JoinGroup
+        | RequestKind::Heartbeat
+        | RequestKind::LeaveGroup
+        | RequestKind::CommitOffsets
+        | RequestKind::FetchOffsets
+        | RequestKind::ListGroups
+        | RequestKind::DescribeGroup
+        | RequestKind::DeleteGroup
+        | RequestKind::ResetOffsets => dispatch_group(context, kind, version, head).await,
         RequestKind::DescribeTopic => {
             let request = decode::<DescribeTopicRequest>(version, head)?;
             Reply::new(
@@ -126,6 +143,75 @@ pub(crate) async fn dispatch(
         _ => Err(WireError::new(
             ErrorCode::UnknownRequestKind,
             format!("request kind {kind:?} is not served"),
+        )),
+    }
+}
+
+/// The consumer-group kinds.
+async fn dispatch_group(
+    context: &Context,
+    kind: RequestKind,
+    version: u16,
+    head: &[u8],
+) -> Result<Reply, WireError> {
+    match kind {
+        RequestKind::JoinGroup => {
+            let request = decode::<JoinGroupRequest>(version, head)?;
+            Reply::new(version, &join_group::handle(context, request)?, Vec::new())
+        }
+        RequestKind::Heartbeat => {
+            let request = decode::<HeartbeatRequest>(version, head)?;
+            Reply::new(version, &heartbeat::handle(context, &request)?, Vec::new())
+        }
+        RequestKind::LeaveGroup => {
+            let request = decode::<LeaveGroupRequest>(version, head)?;
+            Reply::new(
+                version,
+                &leave_group::handle(context, &request)?,
+                Vec::new(),
+            )
+        }
+        RequestKind::CommitOffsets => {
+            let request = decode::<CommitOffsetsRequest>(version, head)?;
+            let response = commit_offsets::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::FetchOffsets => {
+            let request = decode::<FetchOffsetsRequest>(version, head)?;
+            Reply::new(
+                version,
+                &fetch_offsets::handle(context, &request)?,
+                Vec::new(),
+            )
+        }
+        RequestKind::ListGroups => {
+            let request = decode::<ListGroupsRequest>(version, head)?;
+            Reply::new(version, &list_groups::handle(context, request)?, Vec::new())
+        }
+        RequestKind::DescribeGroup => {
+            let request = decode::<DescribeGroupRequest>(version, head)?;
+            Reply::new(
+                version,
+                &describe_group::handle(context, &request)?,
+                Vec::new(),
+            )
+        }
+        RequestKind::DeleteGroup => {
+            let request = decode::<DeleteGroupRequest>(version, head)?;
+            Reply::new(
+                version,
+                &delete_group::handle(context, request).await?,
+                Vec::new(),
+            )
+        }
+        RequestKind::ResetOffsets => {
+            let request = decode::<ResetOffsetsRequest>(version, head)?;
+            let response = reset_offsets::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        _ => Err(WireError::new(
+            ErrorCode::UnknownRequestKind,
+            format!("request kind {kind:?} is not a group request"),
         )),
     }
 }

@@ -22,6 +22,7 @@ pub(super) async fn handle(
     request: ProduceRequest,
     mut body: BytesMut,
 ) -> Result<ProduceResponse, WireError> {
+    let _timer = context.metrics.time_produce();
     if request.batches.len() > MAX_PARTITIONS_PER_REQUEST {
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
@@ -49,6 +50,7 @@ pub(super) async fn handle(
                 .map_or(0, |d| d.as_millis() as i64)
         });
 
+    let topic_name = request.topic.as_str();
     let mut appends = Vec::with_capacity(request.batches.len());
     for entry in &request.batches {
         let mut batch = body.split_to(entry.bytes as usize);
@@ -80,6 +82,11 @@ pub(super) async fn handle(
                         log_append_time.unwrap_or(summary.max_timestamp),
                     )
                     .await
+                    .inspect(|_| {
+                        let records = u64::from(summary.record_count);
+                        let bytes = u64::from(entry.bytes);
+                        context.metrics.record_produced(topic_name, records, bytes);
+                    })
                     .map_err(WireError::from),
                 Err(e) => Err(e),
             };

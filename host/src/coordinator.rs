@@ -1,0 +1,509 @@
+//! The group coordinator service: the pure state machine of
+//! [`crate::groups`] behind a mutex, driven by the broker's clock, with
+//! committed offsets kept durably in storage. Request handlers call it; the
+//! broker runs [`Coordinator::run_expiry`] to evict silent members.
+//!
+//! Membership lives in memory: after a broker restart members rejoin (their
+//! old ids are unknown), while committed offsets survive.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use quiver_proto::api::groups::{
+    CommitOffsetsRequest, CommitOffsetsResponse, CommittedOffset, DescribeGroupRequest,
+    FetchOffsetsRequest, FetchOffsetsResponse, GroupDescription, GroupMember, GroupPartition,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    PartitionRef, ResetOffsetsRequest, ResetTarget,
+};
+use quiver_proto::api::{GroupMemberRef, OffsetSpec};
+use quiver_proto::limits::MAX_TOPIC_NAME_BYTES;
+use quiver_proto::{ErrorCode, WireError};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::groups::{
+    GroupCoordinator, GroupError, GroupState, JoinRequest, Strategy, TopicPartition,
+};
+use crate::storage::{OffsetToCommit, Storage};
+
+/// How often members are told to heartbeat, at most (a member with a short
+/// session timeout heartbeats at a third of it).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+
+/// How often silent members are looked for.
+pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the consumer-group lag gauges are refreshed, in expiry ticks.
+const LAG_REFRESH_TICKS: u32 = 50;
+
+/// Longest group name, as for topics.
+pub const MAX_GROUP_NAME_BYTES: usize = MAX_TOPIC_NAME_BYTES;
+
+/// Groups, their members, and their committed offsets.
+#[derive(Debug)]
+pub struct Coordinator {
+    state: Mutex<GroupCoordinator>,
+    storage: Arc<Storage>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Coordinator {
+    /// A coordinator with no groups in memory.
+    pub fn new(storage: Arc<Storage>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Mutex::new(GroupCoordinator::new()),
+            storage,
+            clock,
+        }
+    }
+
+    /// Adds a member.
+    pub fn join(&self, request: JoinGroupRequest) -> Result<JoinGroupResponse, WireError> {
+        check_group_name(&request.group)?;
+        let strategy = Strategy::from_name(&request.strategy).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::InconsistentStrategy,
+                format!(
+                    "unknown assignment strategy {:?}; use range, roundrobin or sticky",
+                    request.strategy
+                ),
+            )
+        })?;
+        let join = JoinRequest {
+            topics: request.topics,
+            strategy,
+            session_timeout_ms: request.session_timeout_ms,
+            client_id: request.client_id,
+        };
+        let now = self.now();
+        let joined = self
+            .state()
+            .join(&request.group, join, now, &|t| self.partition_count(t))
+            .map_err(|e| group_error(&request.group, &e))?;
+        tracing::info!(
+            group = request.group,
+            member = joined.member_id,
+            "member joined"
+        );
+        Ok(JoinGroupResponse {
+            member_id: joined.member_id,
+            member_epoch: joined.member_epoch,
+        })
+    }
+
+    /// Records liveness and answers with the member's assignment.
+    pub fn heartbeat(&self, request: &HeartbeatRequest) -> Result<HeartbeatResponse, WireError> {
+        let owned: Vec<TopicPartition> = request.owned.iter().map(to_tp).collect();
+        let now = self.now();
+        let response = self
+            .state()
+            .heartbeat(
+                &request.group,
+                &request.member_id,
+                request.member_epoch,
+                &owned,
+                now,
+                &|t| self.partition_count(t),
+            )
+            .map_err(|e| group_error(&request.group, &e))?;
+        let session = self
+            .state()
+            .describe(&request.group)
+            .and_then(|g| {
+                g.members
+                    .into_iter()
+                    .find(|m| m.member_id == request.member_id)
+                    .map(|m| m.session_timeout_ms)
+            })
+            .unwrap_or(HEARTBEAT_INTERVAL_MS * 3);
+        Ok(HeartbeatResponse {
+            member_epoch: response.member_epoch,
+            assigned: response.assigned.iter().map(to_ref).collect(),
+            revoke: response.revoke.iter().map(to_ref).collect(),
+            group_epoch: response.group_epoch,
+            heartbeat_interval_ms: (session / 3).clamp(1, HEARTBEAT_INTERVAL_MS),
+        })
+    }
+
+    /// Removes a member; its partitions move at once.
+    pub fn leave(&self, request: &LeaveGroupRequest) -> Result<(), WireError> {
+        self.state()
+            .leave(&request.group, &request.member_id)
+            .map_err(|e| group_error(&request.group, &e))?;
+        tracing::info!(
+            group = request.group,
+            member = request.member_id,
+            "member left"
+        );
+        Ok(())
+    }
+
+    /// Checks each commit against the member's assignment and epoch, then
+    /// stores the accepted ones durably.
+    pub async fn commit(
+        &self,
+        request: CommitOffsetsRequest,
+    ) -> Result<CommitOffsetsResponse, WireError> {
+        check_group_name(&request.group)?;
+        let mut results = Vec::with_capacity(request.offsets.len());
+        let mut accepted = Vec::new();
+        {
+            let mut state = self.state();
+            if request.member_id.is_empty() {
+                let _ = state.ensure_group(&request.group);
+            }
+            for commit in &request.offsets {
+                let tp = to_tp(&commit.partition);
+                let checked = state
+                    .validate_commit(
+                        &request.group,
+                        &request.member_id,
+                        request.member_epoch,
+                        &tp,
+                    )
+                    .map_err(|e| group_error(&request.group, &e))
+                    .and_then(|()| {
+                        self.storage
+                            .partition(&tp.topic, tp.partition)
+                            .map(|_| ())
+                            .map_err(WireError::from)
+                    });
+                if checked.is_ok() {
+                    accepted.push(OffsetToCommit {
+                        topic: tp.topic,
+                        partition: tp.partition,
+                        offset: commit.offset,
+                        metadata: commit.metadata.clone(),
+                    });
+                }
+                results.push(checked);
+            }
+        }
+        if !accepted.is_empty() {
+            self.storage
+                .commit_offsets(request.group.clone(), accepted)
+                .await?;
+        }
+        Ok(CommitOffsetsResponse { results })
+    }
+
+    /// Committed positions of a group (all, or the asked partitions).
+    pub fn fetch_offsets(
+        &self,
+        request: &FetchOffsetsRequest,
+    ) -> Result<FetchOffsetsResponse, WireError> {
+        let committed = self.storage.committed_offsets(&request.group)?;
+        let offsets = if request.partitions.is_empty() {
+            committed
+                .into_iter()
+                .map(|c| CommittedOffset {
+                    partition: PartitionRef {
+                        topic: c.topic,
+                        partition: c.partition,
+                    },
+                    offset: Some(c.offset),
+                    metadata: c.metadata,
+                })
+                .collect()
+        } else {
+            request
+                .partitions
+                .iter()
+                .map(|p| {
+                    let found = committed
+                        .iter()
+                        .find(|c| c.topic == p.topic && c.partition == p.partition);
+                    CommittedOffset {
+                        partition: p.clone(),
+                        offset: found.map(|c| c.offset),
+                        metadata: found.and_then(|c| c.metadata.clone()),
+                    }
+                })
+                .collect()
+        };
+        Ok(FetchOffsetsResponse { offsets })
+    }
+
+    /// Groups with members or committed offsets, sorted.
+    pub fn list(&self) -> Result<Vec<String>, WireError> {
+        let mut groups = self.storage.groups_with_offsets()?;
+        groups.extend(self.state().list());
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
+    }
+
+    /// Members, owners, committed offsets and lag.
+    pub fn describe(&self, request: &DescribeGroupRequest) -> Result<GroupDescription, WireError> {
+        let group = &request.group;
+        let live = self.state().describe(group);
+        let committed = self.storage.committed_offsets(group)?;
+        if live.is_none() && committed.is_empty() {
+            return Err(unknown_group(group));
+        }
+        let mut partitions: BTreeMap<PartitionRef, GroupPartition> = BTreeMap::new();
+        for c in &committed {
+            let tp = PartitionRef {
+                topic: c.topic.clone(),
+                partition: c.partition,
+            };
+            entry(&mut partitions, tp).committed = Some(c.offset);
+        }
+        let mut members = Vec::new();
+        let (state, group_epoch, strategy) = match &live {
+            Some(g) => (
+                format!("{:?}", g.state),
+                g.group_epoch,
+                g.strategy.map(|s| s.name().to_owned()),
+            ),
+            None => (format!("{:?}", GroupState::Empty), 0, None),
+        };
+        for member in live.into_iter().flat_map(|g| g.members) {
+            for tp in &member.assigned {
+                entry(&mut partitions, to_ref(tp)).owner = Some(member.member_id.clone());
+            }
+            members.push(GroupMember {
+                member_id: member.member_id,
+                client_id: member.client_id,
+                member_epoch: member.member_epoch,
+                topics: member.topics,
+                assigned: member.assigned.iter().map(to_ref).collect(),
+            });
+        }
+        for p in partitions.values_mut() {
+            if let Ok(partition) = self
+                .storage
+                .partition(&p.partition.topic, p.partition.partition)
+            {
+                let offsets = partition.offsets();
+                p.high_watermark = offsets.high_watermark;
+                let from = p.committed.unwrap_or(offsets.log_start_offset);
+                p.lag = offsets.high_watermark.saturating_sub(from);
+            }
+        }
+        Ok(GroupDescription {
+            group: group.clone(),
+            state,
+            group_epoch,
+            strategy,
+            members,
+            partitions: partitions.into_values().collect(),
+        })
+    }
+
+    /// Forgets a group (its committed offsets); refused while it has members.
+    pub async fn delete(&self, group: &str) -> Result<(), WireError> {
+        let known = {
+            let mut state = self.state();
+            if !state.is_empty(group) {
+                return Err(non_empty(group));
+            }
+            state.delete(group).is_ok()
+        };
+        let removed = self.storage.delete_group_offsets(group.to_owned()).await?;
+        if !known && removed == 0 {
+            return Err(unknown_group(group));
+        }
+        Ok(())
+    }
+
+    /// Sets a group's committed offsets for every partition of a topic;
+    /// refused while the group has members.
+    pub async fn reset(
+        &self,
+        request: ResetOffsetsRequest,
+    ) -> Result<FetchOffsetsResponse, WireError> {
+        check_group_name(&request.group)?;
+        if !self.state().is_empty(&request.group) {
+            return Err(non_empty(&request.group));
+        }
+        let topic = self.storage.topic(&request.topic)?;
+        let storage = Arc::clone(&self.storage);
+        let to = request.to;
+        let resolved = tokio::task::spawn_blocking(move || {
+            topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let offsets = p.offsets();
+                    let offset = match to {
+                        ResetTarget::Spec(OffsetSpec::Earliest) => offsets.log_start_offset,
+                        ResetTarget::Spec(OffsetSpec::Latest) => offsets.high_watermark,
+                        ResetTarget::Spec(OffsetSpec::Timestamp(ts)) => {
+                            storage.offset_for_timestamp(p, ts)?
+                        }
+                        ResetTarget::Offset(offset) => {
+                            offset.clamp(offsets.log_start_offset, offsets.high_watermark)
+                        }
+                    };
+                    Ok(OffsetToCommit {
+                        topic: p.topic().to_owned(),
+                        partition: p.index(),
+                        offset,
+                        metadata: None,
+                    })
+                })
+                .collect::<Result<Vec<_>, crate::storage::StorageError>>()
+        })
+        .await
+        .map_err(|e| {
+            WireError::new(
+                ErrorCode::UnknownServerError,
+                format!("reset task failed: {e}"),
+            )
+        })??;
+        self.storage
+            .commit_offsets(request.group.clone(), resolved.clone())
+            .await?;
+        Ok(FetchOffsetsResponse {
+            offsets: resolved
+                .into_iter()
+                .map(|c| CommittedOffset {
+                    partition: PartitionRef {
+                        topic: c.topic,
+                        partition: c.partition,
+                    },
+                    offset: Some(c.offset),
+                    metadata: None,
+                })
+                .collect(),
+        })
+    }
+
+    /// The fencing check for a group member's fetch of `partition`.
+    pub fn check_fetch(
+        &self,
+        member: &GroupMemberRef,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(), WireError> {
+        let tp = TopicPartition::new(topic, partition);
+        self.state()
+            .validate_commit(&member.group, &member.member_id, member.member_epoch, &tp)
+            .map_err(|e| group_error(&member.group, &e))
+    }
+
+    /// Evicts members whose session timed out, every
+    /// [`EXPIRY_CHECK_INTERVAL`], until `stop`.
+    pub async fn run_expiry(self: Arc<Self>, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = 0u32;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let now = self.now();
+            for (group, member) in self.state().expire(now) {
+                tracing::info!(group, member, "member evicted: session timed out");
+            }
+            tick = tick.wrapping_add(1);
+            if tick.is_multiple_of(LAG_REFRESH_TICKS) {
+                let this = Arc::clone(&self);
+                let refreshed = tokio::task::spawn_blocking(move || this.refresh_lag()).await;
+                if let Ok(Err(e)) = refreshed {
+                    tracing::warn!(error = %e, "cannot refresh consumer-group lag");
+                }
+            }
+        }
+    }
+
+    /// Sets `quiver_consumer_group_lag` for every committed partition of
+    /// every group: high watermark minus committed offset.
+    fn refresh_lag(&self) -> Result<(), WireError> {
+        let metrics = self.storage.metrics();
+        for group in self.storage.groups_with_offsets()? {
+            for c in self.storage.committed_offsets(&group)? {
+                match self.storage.partition(&c.topic, c.partition) {
+                    Ok(partition) => {
+                        let lag = partition.offsets().high_watermark.saturating_sub(c.offset);
+                        metrics.set_consumer_group_lag(&group, &c.topic, c.partition, lag);
+                    }
+                    Err(_) => metrics.remove_consumer_group_lag(&group, &c.topic, c.partition),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> MutexGuard<'_, GroupCoordinator> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.clock.now_ms()).unwrap_or(0)
+    }
+
+    fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.storage
+            .topic(topic)
+            .ok()
+            .map(|t| t.partitions.len() as u32)
+    }
+}
+
+/// A partition's row in a description, added empty when new.
+fn entry(
+    partitions: &mut BTreeMap<PartitionRef, GroupPartition>,
+    tp: PartitionRef,
+) -> &mut GroupPartition {
+    partitions
+        .entry(tp.clone())
+        .or_insert_with(|| GroupPartition {
+            partition: tp,
+            owner: None,
+            committed: None,
+            high_watermark: 0,
+            lag: 0,
+        })
+}
+
+fn check_group_name(group: &str) -> Result<(), WireError> {
+    if group.is_empty() || group.len() > MAX_GROUP_NAME_BYTES {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("a group name needs 1 to {MAX_GROUP_NAME_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn to_tp(p: &PartitionRef) -> TopicPartition {
+    TopicPartition::new(p.topic.clone(), p.partition)
+}
+
+fn to_ref(tp: &TopicPartition) -> PartitionRef {
+    PartitionRef {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+fn unknown_group(group: &str) -> WireError {
+    WireError::new(ErrorCode::GroupNotFound, format!("unknown group {group:?}"))
+}
+
+fn non_empty(group: &str) -> WireError {
+    WireError::new(
+        ErrorCode::NonEmptyGroup,
+        format!("group {group:?} has members; stop them first"),
+    )
+}
+
+/// The wire code for a coordinator error.
+fn group_error(group: &str, e: &GroupError) -> WireError {
+    let code = match e {
+        GroupError::UnknownMember => ErrorCode::UnknownMember,
+        GroupError::FencedMemberEpoch { .. } => ErrorCode::FencedMemberEpoch,
+        GroupError::NotAssigned(_) => ErrorCode::NotAssigned,
+        GroupError::InconsistentStrategy => ErrorCode::InconsistentStrategy,
+        GroupError::NotEmpty => ErrorCode::NonEmptyGroup,
+        GroupError::UnknownGroup => ErrorCode::GroupNotFound,
+        GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
+        GroupError::TooManyGroups => ErrorCode::TooManyGroups,
+        GroupError::TooManyMembers => ErrorCode::GroupMaxSizeReached,
+    };
+    WireError::new(code, format!("group {group:?}: {e}"))
+}
