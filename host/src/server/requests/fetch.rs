@@ -15,11 +15,12 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use quiver_proto::api::{FetchRequest, FetchResponse, FetchResult, FetchedData};
 use quiver_proto::batch::split_batches;
-use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS, MAX_PARTITIONS_PER_REQUEST};
+use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::check_entries;
 use crate::server::Context;
 use crate::storage::{Offsets, Partition, ReadResult, Storage};
 
@@ -28,15 +29,7 @@ pub(super) async fn handle(
     request: FetchRequest,
 ) -> Result<(FetchResponse, Vec<Bytes>), WireError> {
     let _timer = context.metrics.time_fetch();
-    if request.partitions.len() > MAX_PARTITIONS_PER_REQUEST {
-        return Err(WireError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "{} partitions in one fetch; the limit is {MAX_PARTITIONS_PER_REQUEST}",
-                request.partitions.len()
-            ),
-        ));
-    }
+    check_entries(request.partitions.len(), "partitions")?;
     let wait = Duration::from_millis(u64::from(request.max_wait_ms.min(MAX_FETCH_WAIT_MS)));
     let deadline = Instant::now() + wait;
     let max_bytes = request.max_bytes.min(MAX_FETCH_BYTES) as usize;

@@ -4,24 +4,16 @@
 use std::sync::Arc;
 
 use quiver_proto::api::{ListOffsetsRequest, ListOffsetsResponse, ListOffsetsResult, OffsetSpec};
-use quiver_proto::limits::MAX_PARTITIONS_PER_REQUEST;
 use quiver_proto::{ErrorCode, WireError};
 
+use super::check_entries;
 use crate::server::Context;
 
 pub(super) async fn handle(
     context: &Context,
     request: ListOffsetsRequest,
 ) -> Result<ListOffsetsResponse, WireError> {
-    if request.partitions.len() > MAX_PARTITIONS_PER_REQUEST {
-        return Err(WireError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "{} partitions in one request; the limit is {MAX_PARTITIONS_PER_REQUEST}",
-                request.partitions.len()
-            ),
-        ));
-    }
+    check_entries(request.partitions.len(), "partitions")?;
     let storage = Arc::clone(&context.storage);
     // Timestamp lookups read the log, so the whole request runs off the
     // async threads.

@@ -31,6 +31,7 @@ use quiver_proto::api::{
     ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head,
     encode_response,
 };
+use quiver_proto::limits::MAX_PARTITIONS_PER_REQUEST;
 use quiver_proto::{ErrorCode, WireError};
 use serde::Serialize;
 
@@ -214,6 +215,18 @@ async fn dispatch_group(
             format!("request kind {kind:?} is not a group request"),
         )),
     }
+}
+
+/// Refuses a request that lists more than [`MAX_PARTITIONS_PER_REQUEST`]
+/// entries (batches, partitions or offsets).
+fn check_entries(count: usize, what: &str) -> Result<(), WireError> {
+    if count > MAX_PARTITIONS_PER_REQUEST {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("{count} {what} in one request; the limit is {MAX_PARTITIONS_PER_REQUEST}"),
+        ));
+    }
+    Ok(())
 }
 
 fn decode<R: Request>(version: u16, head: &[u8]) -> Result<R, WireError> {

@@ -12,9 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use quiver_proto::api::{ProduceRequest, ProduceResponse, ProduceResult, TimestampType};
 use quiver_proto::batch::{BatchError, BatchSummary, set_log_append_time, validate};
-use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
+use quiver_proto::limits::MAX_BATCH_BYTES;
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
+use super::check_entries;
 use crate::server::Context;
 
 pub(super) async fn handle(
@@ -23,15 +24,7 @@ pub(super) async fn handle(
     mut body: BytesMut,
 ) -> Result<ProduceResponse, WireError> {
     let _timer = context.metrics.time_produce();
-    if request.batches.len() > MAX_PARTITIONS_PER_REQUEST {
-        return Err(WireError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "{} batches in one request; the limit is {MAX_PARTITIONS_PER_REQUEST}",
-                request.batches.len()
-            ),
-        ));
-    }
+    check_entries(request.batches.len(), "batches")?;
     let declared: u64 = request.batches.iter().map(|b| u64::from(b.bytes)).sum();
     if declared != body.len() as u64 {
         return Err(WireError::new(
