@@ -107,30 +107,25 @@ impl Coordinator {
                 &|t| self.partition_count(t),
             )
             .map_err(|e| group_error(&request.group, &e))?;
-        let session = self
-            .state()
-            .describe(&request.group)
-            .and_then(|g| {
-                g.members
-                    .into_iter()
-                    .find(|m| m.member_id == request.member_id)
-                    .map(|m| m.session_timeout_ms)
-            })
-            .unwrap_or(HEARTBEAT_INTERVAL_MS * 3);
         Ok(HeartbeatResponse {
             member_epoch: response.member_epoch,
             assigned: response.assigned.iter().map(to_ref).collect(),
             revoke: response.revoke.iter().map(to_ref).collect(),
             group_epoch: response.group_epoch,
-            heartbeat_interval_ms: (session / 3).clamp(1, HEARTBEAT_INTERVAL_MS),
+            heartbeat_interval_ms: (response.session_timeout_ms / 3)
+                .clamp(1, HEARTBEAT_INTERVAL_MS),
         })
     }
 
     /// Removes a member; its partitions move at once.
     pub fn leave(&self, request: &LeaveGroupRequest) -> Result<(), WireError> {
-        self.state()
-            .leave(&request.group, &request.member_id)
-            .map_err(|e| group_error(&request.group, &e))?;
+        {
+            let mut state = self.state();
+            state
+                .leave(&request.group, &request.member_id)
+                .map_err(|e| group_error(&request.group, &e))?;
+            forget_if_empty(&mut state, &request.group);
+        }
         tracing::info!(
             group = request.group,
             member = request.member_id,
@@ -149,10 +144,7 @@ impl Coordinator {
         let mut results = Vec::with_capacity(request.offsets.len());
         let mut accepted = Vec::new();
         {
-            let mut state = self.state();
-            if request.member_id.is_empty() {
-                let _ = state.ensure_group(&request.group);
-            }
+            let state = self.state();
             for commit in &request.offsets {
                 let tp = to_tp(&commit.partition);
                 let checked = state
@@ -395,10 +387,7 @@ impl Coordinator {
                 _ = ticks.tick() => {}
                 () = stop.cancelled() => return,
             }
-            let now = self.now();
-            for (group, member) in self.state().expire(now) {
-                tracing::info!(group, member, "member evicted: session timed out");
-            }
+            self.expire_silent();
             tick = tick.wrapping_add(1);
             if tick.is_multiple_of(LAG_REFRESH_TICKS) {
                 let this = Arc::clone(&self);
@@ -407,6 +396,16 @@ impl Coordinator {
                     tracing::warn!(error = %e, "cannot refresh consumer-group lag");
                 }
             }
+        }
+    }
+
+    /// Evicts members whose session timed out by the broker's clock.
+    fn expire_silent(&self) {
+        let now = self.now();
+        let mut state = self.state();
+        for (group, member) in state.expire(now) {
+            tracing::info!(group, member, "member evicted: session timed out");
+            forget_if_empty(&mut state, &group);
         }
     }
 
@@ -458,6 +457,15 @@ fn entry(
             high_watermark: 0,
             lag: 0,
         })
+}
+
+/// Drops a group without members from memory: only its committed offsets
+/// (in storage) outlive its members, so empty groups never pile up against
+/// the group limit.
+fn forget_if_empty(state: &mut GroupCoordinator, group: &str) {
+    if state.is_empty(group) {
+        let _ = state.delete(group);
+    }
 }
 
 fn check_group_name(group: &str) -> Result<(), WireError> {

@@ -1136,14 +1136,24 @@ async fn group_operator_refusals() {
         code_of(&admin.delete_group("nosuch").await.unwrap_err()),
         ErrorCode::GroupNotFound
     );
-    for member in [&joined.member_id] {
-        let leave = LeaveGroupRequest {
-            group: "grp".into(),
-            member_id: member.clone(),
-        };
-        client.request(&leave, Vec::new()).await.unwrap();
-    }
+    let leave = LeaveGroupRequest {
+        group: "grp".into(),
+        member_id: joined.member_id.clone(),
+    };
+    client.request(&leave, Vec::new()).await.unwrap();
+    // Empty now and without committed offsets, the group is gone; with an
+    // offset committed outside membership it exists again and can go.
+    assert_eq!(
+        code_of(&admin.delete_group("grp").await.unwrap_err()),
+        ErrorCode::GroupNotFound
+    );
+    admin
+        .reset_offsets("grp", "g", quiver_client::ResetTarget::Offset(0))
+        .await
+        .unwrap();
+    assert_eq!(admin.list_groups().await.unwrap(), vec!["grp".to_owned()]);
     admin.delete_group("grp").await.unwrap();
+    assert!(admin.list_groups().await.unwrap().is_empty());
     assert_serving_on(&client, "group errors").await;
 }
 

@@ -224,6 +224,8 @@ pub struct HeartbeatResponse {
     pub revoke: Vec<TopicPartition>,
     /// The group epoch.
     pub group_epoch: u64,
+    /// The member's session timeout, for pacing its heartbeats.
+    pub session_timeout_ms: u64,
 }
 
 /// Where a group is in converging to its target.
@@ -510,6 +512,7 @@ impl GroupCoordinator {
             assigned: member.assigned.iter().cloned().collect(),
             revoke,
             group_epoch,
+            session_timeout_ms: member.session_timeout_ms,
         })
     }
 

@@ -55,6 +55,27 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// Every kind, in number order.
+    pub const ALL: [RequestKind; 17] = [
+        Self::Produce,
+        Self::Fetch,
+        Self::CreateTopic,
+        Self::DeleteTopic,
+        Self::ListTopics,
+        Self::DescribeTopic,
+        Self::AlterTopic,
+        Self::ListOffsets,
+        Self::JoinGroup,
+        Self::Heartbeat,
+        Self::LeaveGroup,
+        Self::CommitOffsets,
+        Self::FetchOffsets,
+        Self::ListGroups,
+        Self::DescribeGroup,
+        Self::DeleteGroup,
+        Self::ResetOffsets,
+    ];
+
     /// The kind for a frame's `kind` field, if known.
     pub fn from_u16(kind: u16) -> Option<Self> {
         Some(match kind {
@@ -533,6 +554,19 @@ mod tests {
                 spec: OffsetSpec::Timestamp(-5),
             }],
         });
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_numbers() {
+        for (i, kind) in RequestKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as u16, i as u16 + 1);
+            assert_eq!(RequestKind::from_u16(kind as u16), Some(kind));
+        }
+        assert_eq!(RequestKind::from_u16(0), None);
+        assert_eq!(
+            RequestKind::from_u16(RequestKind::ALL.len() as u16 + 1),
+            None
+        );
     }
 
     #[test]

@@ -13,9 +13,13 @@ use std::fmt::Debug;
 
 use libfuzzer_sys::fuzz_target;
 use quiver_proto::WireError;
+use quiver_proto::api::groups::{
+    CommitOffsetsRequest, DeleteGroupRequest, DescribeGroupRequest, FetchOffsetsRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ResetOffsetsRequest,
+};
 use quiver_proto::api::{
-    self, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
-    ListTopicsRequest, ProduceRequest, Request, RequestKind,
+    self, AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
+    FetchRequest, ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind,
 };
 use quiver_proto::frame::{self, FrameHeader, HEADER_BYTES};
 use quiver_proto::limits::{MAX_FRAME_BYTES, MAX_HEAD_BYTES};
@@ -54,14 +58,8 @@ fn check_frame(header: &FrameHeader, header_bytes: &[u8; HEADER_BYTES], rest: &[
     // Decode the head as the tag says: a request kind in a request frame, a
     // response code in a response frame. Which one the frame is depends on
     // the direction, which the bytes do not say; try both.
-    match RequestKind::from_u16(header.tag) {
-        Some(RequestKind::Produce) => request::<ProduceRequest>(head),
-        Some(RequestKind::Fetch) => request::<FetchRequest>(head),
-        Some(RequestKind::CreateTopic) => request::<CreateTopicRequest>(head),
-        Some(RequestKind::DeleteTopic) => request::<DeleteTopicRequest>(head),
-        Some(RequestKind::ListTopics) => request::<ListTopicsRequest>(head),
-        Some(RequestKind::DescribeTopic) => request::<DescribeTopicRequest>(head),
-        _ => {}
+    if let Some(kind) = RequestKind::from_u16(header.tag) {
+        decode_as(kind, head);
     }
     if header.code() != 0 {
         round_trip::<WireError>(head);
@@ -70,13 +68,34 @@ fn check_frame(header: &FrameHeader, header_bytes: &[u8; HEADER_BYTES], rest: &[
 
 /// Decodes `head` as every request, response and error head.
 fn every_head(head: &[u8]) {
-    request::<ProduceRequest>(head);
-    request::<FetchRequest>(head);
-    request::<CreateTopicRequest>(head);
-    request::<DeleteTopicRequest>(head);
-    request::<ListTopicsRequest>(head);
-    request::<DescribeTopicRequest>(head);
+    for kind in RequestKind::ALL {
+        decode_as(kind, head);
+    }
     round_trip::<WireError>(head);
+}
+
+/// Decodes `head` as the request (and response) of `kind`.
+fn decode_as(kind: RequestKind, head: &[u8]) {
+    match kind {
+        RequestKind::Produce => request::<ProduceRequest>(head),
+        RequestKind::Fetch => request::<FetchRequest>(head),
+        RequestKind::CreateTopic => request::<CreateTopicRequest>(head),
+        RequestKind::DeleteTopic => request::<DeleteTopicRequest>(head),
+        RequestKind::ListTopics => request::<ListTopicsRequest>(head),
+        RequestKind::DescribeTopic => request::<DescribeTopicRequest>(head),
+        RequestKind::AlterTopic => request::<AlterTopicRequest>(head),
+        RequestKind::ListOffsets => request::<ListOffsetsRequest>(head),
+        RequestKind::JoinGroup => request::<JoinGroupRequest>(head),
+        RequestKind::Heartbeat => request::<HeartbeatRequest>(head),
+        RequestKind::LeaveGroup => request::<LeaveGroupRequest>(head),
+        RequestKind::CommitOffsets => request::<CommitOffsetsRequest>(head),
+        RequestKind::FetchOffsets => request::<FetchOffsetsRequest>(head),
+        RequestKind::ListGroups => request::<ListGroupsRequest>(head),
+        RequestKind::DescribeGroup => request::<DescribeGroupRequest>(head),
+        RequestKind::DeleteGroup => request::<DeleteGroupRequest>(head),
+        RequestKind::ResetOffsets => request::<ResetOffsetsRequest>(head),
+        _ => {}
+    }
 }
 
 /// Decodes a request head and its response head; a request that decodes must
