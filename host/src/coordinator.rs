@@ -6,7 +6,7 @@
 //! Membership lives in memory: after a broker restart members rejoin (their
 //! old ids are unknown), while committed offsets survive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -44,6 +44,10 @@ pub const MAX_GROUP_NAME_BYTES: usize = MAX_TOPIC_NAME_BYTES;
 #[derive(Debug)]
 pub struct Coordinator {
     state: Mutex<GroupCoordinator>,
+    /// Groups whose offsets are being reset or deleted: joins are refused
+    /// until the storage write is done, so no member starts from offsets
+    /// about to change. Only touched while `state` is locked.
+    busy: Mutex<BTreeSet<String>>,
     storage: Arc<Storage>,
     clock: Arc<dyn Clock>,
 }
@@ -53,6 +57,7 @@ impl Coordinator {
     pub fn new(storage: Arc<Storage>, clock: Arc<dyn Clock>) -> Self {
         Self {
             state: Mutex::new(GroupCoordinator::new()),
+            busy: Mutex::new(BTreeSet::new()),
             storage,
             clock,
         }
@@ -77,10 +82,21 @@ impl Coordinator {
             client_id: request.client_id,
         };
         let now = self.now();
-        let joined = self
-            .state()
-            .join(&request.group, join, now, &|t| self.partition_count(t))
-            .map_err(|e| group_error(&request.group, &e))?;
+        let joined = {
+            let mut state = self.state();
+            if self.busy().contains(&request.group) {
+                return Err(WireError::new(
+                    ErrorCode::GroupBusy,
+                    format!(
+                        "group {:?} is having its offsets reset or deleted; join again shortly",
+                        request.group
+                    ),
+                ));
+            }
+            state
+                .join(&request.group, join, now, &|t| self.partition_count(t))
+                .map_err(|e| group_error(&request.group, &e))?
+        };
         tracing::info!(
             group = request.group,
             member = joined.member_id,
@@ -291,9 +307,12 @@ impl Coordinator {
             if !state.is_empty(group) {
                 return Err(non_empty(group));
             }
+            self.busy().insert(group.to_owned());
             state.delete(group).is_ok()
         };
-        let removed = self.storage.delete_group_offsets(group.to_owned()).await?;
+        let removed = self.storage.delete_group_offsets(group.to_owned()).await;
+        self.busy().remove(group);
+        let removed = removed?;
         if !known && removed == 0 {
             return Err(unknown_group(group));
         }
@@ -307,9 +326,23 @@ impl Coordinator {
         request: ResetOffsetsRequest,
     ) -> Result<FetchOffsetsResponse, WireError> {
         check_group_name(&request.group)?;
-        if !self.state().is_empty(&request.group) {
-            return Err(non_empty(&request.group));
+        {
+            let state = self.state();
+            if !state.is_empty(&request.group) {
+                return Err(non_empty(&request.group));
+            }
+            self.busy().insert(request.group.clone());
         }
+        let group = request.group.clone();
+        let result = self.reset_offsets(request).await;
+        self.busy().remove(&group);
+        result
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: ResetOffsetsRequest,
+    ) -> Result<FetchOffsetsResponse, WireError> {
         let topic = self.storage.topic(&request.topic)?;
         let storage = Arc::clone(&self.storage);
         let to = request.to;
@@ -429,6 +462,10 @@ impl Coordinator {
 
     fn state(&self) -> MutexGuard<'_, GroupCoordinator> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn busy(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn now(&self) -> u64 {

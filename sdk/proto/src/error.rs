@@ -18,6 +18,7 @@
 //! |   23 | `InconsistentStrategy` | `INCONSISTENT_GROUP_PROTOCOL`    |
 //! |   25 | `UnknownMember`        | `UNKNOWN_MEMBER_ID`              |
 //! |   26 | `InvalidSessionTimeout`| `INVALID_SESSION_TIMEOUT`        |
+//! |   27 | `GroupBusy`            | `REBALANCE_IN_PROGRESS`          |
 //! |   35 | `UnsupportedVersion`   | `UNSUPPORTED_VERSION`            |
 //! |   36 | `TopicAlreadyExists`   | `TOPIC_ALREADY_EXISTS`           |
 //! |   37 | `InvalidPartitions`    | `INVALID_PARTITIONS`             |
@@ -65,6 +66,8 @@ pub enum ErrorCode {
     UnknownMember = 25,
     /// The session timeout is outside the broker's range.
     InvalidSessionTimeout = 26,
+    /// The group's offsets are being reset or deleted; join again shortly.
+    GroupBusy = 27,
     /// The request kind is known but this version of it is not.
     UnsupportedVersion = 35,
     /// A topic with this name already exists.
@@ -104,7 +107,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -114,6 +117,7 @@ impl ErrorCode {
         Self::InconsistentStrategy,
         Self::UnknownMember,
         Self::InvalidSessionTimeout,
+        Self::GroupBusy,
         Self::UnsupportedVersion,
         Self::TopicAlreadyExists,
         Self::InvalidPartitions,
