@@ -36,7 +36,10 @@ pub use client::{Client, ClientConfig, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
 pub use error::ClientError;
 pub use group::{GroupSettings, RebalanceEvent};
-pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{
+    DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, RequestObserver,
+    RequestStats,
+};
 pub use quiver_proto::api::groups::{
     CommittedOffset, GroupDescription, GroupMember, GroupPartition, PartitionRef, ResetTarget,
 };

@@ -44,6 +44,33 @@ pub struct ProducerConfig {
     /// Larger buffers absorb bursts; smaller ones bound the time a record
     /// waits before it is sent.
     pub buffer_bytes: usize,
+    /// Told about every produce request once it is answered (for metrics
+    /// and benchmarks).
+    pub observer: Option<RequestObserver>,
+}
+
+/// What the producer reports of one produce request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Batches in the request.
+    pub batches: usize,
+    /// Bytes of those batches.
+    pub bytes: usize,
+    /// From sending the request to its durable acknowledgement.
+    pub latency: Duration,
+    /// Whether the broker accepted every batch.
+    pub ok: bool,
+}
+
+/// A callback for [`RequestStats`]; it runs on the producer's request task,
+/// so it should be quick.
+#[derive(Clone)]
+pub struct RequestObserver(pub Arc<dyn Fn(&RequestStats) + Send + Sync>);
+
+impl std::fmt::Debug for RequestObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestObserver")
+    }
 }
 
 impl Default for ProducerConfig {
@@ -53,6 +80,7 @@ impl Default for ProducerConfig {
             batch_max_bytes: 1024 * 1024,
             linger: Duration::from_millis(5),
             buffer_bytes: 64 * 1024 * 1024,
+            observer: None,
         }
     }
 }
@@ -493,7 +521,18 @@ async fn send_request(shared: Arc<Shared>, topic: Arc<str>, batches: Vec<(u32, S
             .collect(),
     };
     let body = batches.iter().map(|(_, b)| b.bytes.clone()).collect();
+    let sent = Instant::now();
     let result = shared.client.request(&request, body).await;
+    if let Some(observer) = &shared.config.observer {
+        observer.0(&RequestStats {
+            batches: batches.len(),
+            bytes: batches.iter().map(|(_, b)| b.bytes.len()).sum(),
+            latency: sent.elapsed(),
+            ok: result
+                .as_ref()
+                .is_ok_and(|(r, _)| r.results.iter().all(|r| r.outcome.is_ok())),
+        });
+    }
     let mut outcomes: Vec<Result<u64, ClientError>> = match result {
         Ok((response, _)) if response.results.len() == batches.len() => response
             .results
