@@ -1452,3 +1452,86 @@ async fn joins_with_a_bad_strategy_or_session_timeout_are_refused() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn several_topics_and_a_topic_that_gains_partitions() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("views", 2).await;
+    broker.create_topic("uploads", 1).await;
+    let mut consumer = Consumer::new(
+        broker.client().await,
+        consumer_config("range", "multi", Some(AUTO_COMMIT)),
+    );
+    consumer
+        .subscribe("multi", &["views", "uploads"])
+        .await
+        .expect("subscribe");
+    let owned = |consumer: &Consumer| -> BTreeSet<(String, u32)> {
+        consumer
+            .assignment()
+            .into_iter()
+            .map(|tp| (tp.topic, tp.partition))
+            .collect()
+    };
+    let wanted = |views: u32| -> BTreeSet<(String, u32)> {
+        (0..views)
+            .map(|p| ("views".to_owned(), p))
+            .chain([("uploads".to_owned(), 0)])
+            .collect()
+    };
+    let mut rounds = 0;
+    while owned(&consumer) != wanted(2) {
+        consumer.poll(POLL).await.expect("poll");
+        rounds += 1;
+        assert!(
+            rounds < MAX_ROUNDS,
+            "never owned both topics: {:?}",
+            owned(&consumer)
+        );
+    }
+
+    // Two more partitions for "views": the next heartbeats rebalance.
+    broker
+        .admin()
+        .await
+        .alter_topic(
+            "views",
+            quiver_client::Change::Keep,
+            quiver_client::Change::Keep,
+            Some(4),
+        )
+        .await
+        .expect("add partitions");
+    let mut rounds = 0;
+    while owned(&consumer) != wanted(4) {
+        consumer.poll(POLL).await.expect("poll");
+        rounds += 1;
+        assert!(
+            rounds < MAX_ROUNDS,
+            "never picked up the new partitions: {:?}",
+            owned(&consumer)
+        );
+    }
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("views", "on a new partition").partition(3))
+        .await
+        .expect("produce");
+    let mut got = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        got.extend(consumer.poll(POLL).await.expect("poll"));
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 1);
+    assert_eq!((&*got[0].topic, got[0].partition), ("views", 3));
+    let events = consumer.take_rebalance_events();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, RebalanceEvent::Assigned(tps) if tps.iter().any(|tp| tp.partition == 3))
+        ),
+        "{events:?}"
+    );
+    consumer.close().await.expect("close");
+}
