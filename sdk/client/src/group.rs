@@ -27,6 +27,11 @@ use quiver_proto::api::groups::{
 use crate::consumer::{Assigned, Consumer, Offset, TopicPartition};
 use crate::error::ClientError;
 
+/// Joins refused with `GroupBusy` are retried this many times...
+const JOIN_BUSY_RETRIES: u32 = 50;
+/// ... this far apart.
+const JOIN_BUSY_BACKOFF: Duration = Duration::from_millis(100);
+
 /// How a consumer takes part in a group.
 #[derive(Debug, Clone)]
 pub struct GroupSettings {
@@ -248,8 +253,21 @@ impl Consumer {
                 .unwrap_or(u64::MAX),
             client_id: settings.client_id.clone(),
         };
-        let response = self.client.request(&request, Vec::new()).await?.0;
-        Ok((response.member_id, response.member_epoch))
+        // A group whose offsets are being reset or deleted refuses joins for
+        // the length of one storage commit: try again shortly.
+        let mut attempts = 0;
+        loop {
+            match self.client.request(&request, Vec::new()).await {
+                Ok((response, _)) => return Ok((response.member_id, response.member_epoch)),
+                Err(e)
+                    if e.code() == Some(ErrorCode::GroupBusy) && attempts < JOIN_BUSY_RETRIES =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(JOIN_BUSY_BACKOFF).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Drops partitions marked for revocation (committing them first with
