@@ -17,7 +17,8 @@ use quiver_proto::api::groups::{
     PartitionRef, ResetOffsetsRequest, ResetTarget,
 };
 use quiver_proto::api::{GroupMemberRef, OffsetSpec};
-use quiver_proto::limits::MAX_TOPIC_NAME_BYTES;
+use quiver_proto::limits::{MAX_PARTITIONS_PER_REQUEST, MAX_TOPIC_NAME_BYTES};
+use quiver_proto::topic::validate_topic_name;
 use quiver_proto::{ErrorCode, WireError};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,12 @@ pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often the consumer-group lag gauges are refreshed, in expiry ticks.
 const LAG_REFRESH_TICKS: u32 = 50;
+
+/// Topics one member may subscribe to, at most.
+pub const MAX_SUBSCRIBED_TOPICS: usize = 256;
+
+/// Longest client id.
+pub const MAX_CLIENT_ID_BYTES: usize = 255;
 
 /// Longest group name, as for topics.
 pub const MAX_GROUP_NAME_BYTES: usize = MAX_TOPIC_NAME_BYTES;
@@ -66,6 +73,22 @@ impl Coordinator {
     /// Adds a member.
     pub fn join(&self, request: JoinGroupRequest) -> Result<JoinGroupResponse, WireError> {
         check_group_name(&request.group)?;
+        if request.topics.is_empty() || request.topics.len() > MAX_SUBSCRIBED_TOPICS {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("a member subscribes to 1 to {MAX_SUBSCRIBED_TOPICS} topics"),
+            ));
+        }
+        for topic in &request.topics {
+            validate_topic_name(topic)
+                .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
+        }
+        if request.client_id.len() > MAX_CLIENT_ID_BYTES {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("a client id has at most {MAX_CLIENT_ID_BYTES} bytes"),
+            ));
+        }
         let strategy = Strategy::from_name(&request.strategy).ok_or_else(|| {
             WireError::new(
                 ErrorCode::InconsistentStrategy,
@@ -201,6 +224,12 @@ impl Coordinator {
         &self,
         request: &FetchOffsetsRequest,
     ) -> Result<FetchOffsetsResponse, WireError> {
+        if request.partitions.len() > MAX_PARTITIONS_PER_REQUEST {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("at most {MAX_PARTITIONS_PER_REQUEST} partitions per request"),
+            ));
+        }
         let committed = self.storage.committed_offsets(&request.group)?;
         let offsets = if request.partitions.is_empty() {
             committed
@@ -215,13 +244,15 @@ impl Coordinator {
                 })
                 .collect()
         } else {
+            let by_partition: BTreeMap<(&str, u32), &crate::storage::CommittedPosition> = committed
+                .iter()
+                .map(|c| ((c.topic.as_str(), c.partition), c))
+                .collect();
             request
                 .partitions
                 .iter()
                 .map(|p| {
-                    let found = committed
-                        .iter()
-                        .find(|c| c.topic == p.topic && c.partition == p.partition);
+                    let found = by_partition.get(&(p.topic.as_str(), p.partition));
                     CommittedOffset {
                         partition: p.clone(),
                         offset: found.map(|c| c.offset),
@@ -446,16 +477,18 @@ impl Coordinator {
     /// every group: high watermark minus committed offset.
     fn refresh_lag(&self) -> Result<(), WireError> {
         let metrics = self.storage.metrics();
+        let mut lags = Vec::new();
         for group in self.storage.groups_with_offsets()? {
             for c in self.storage.committed_offsets(&group)? {
-                match self.storage.partition(&c.topic, c.partition) {
-                    Ok(partition) => {
-                        let lag = partition.offsets().high_watermark.saturating_sub(c.offset);
-                        metrics.set_consumer_group_lag(&group, &c.topic, c.partition, lag);
-                    }
-                    Err(_) => metrics.remove_consumer_group_lag(&group, &c.topic, c.partition),
+                if let Ok(partition) = self.storage.partition(&c.topic, c.partition) {
+                    let lag = partition.offsets().high_watermark.saturating_sub(c.offset);
+                    lags.push((group.clone(), c.topic, c.partition, lag));
                 }
             }
+        }
+        metrics.clear_consumer_group_lag();
+        for (group, topic, partition, lag) in lags {
+            metrics.set_consumer_group_lag(&group, &topic, partition, lag);
         }
         Ok(())
     }

@@ -303,11 +303,10 @@ impl Metrics {
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 
-    /// Drops one consumer-group lag series (the group was deleted, or no
-    /// longer holds an offset for the partition).
-    pub fn remove_consumer_group_lag(&self, group: &str, topic: &str, partition: u32) {
-        self.consumer_group_lag
-            .remove(&lag_labels(group, topic, partition));
+    /// Drops every consumer-group lag series, before they are set anew from
+    /// the committed offsets (so deleted groups and topics disappear).
+    pub fn clear_consumer_group_lag(&self) {
+        self.consumer_group_lag.clear();
     }
 }
 
@@ -420,7 +419,7 @@ mod tests {
             ),
             Some(42.0)
         );
-        metrics.remove_consumer_group_lag("g\"1\n", "t", 7);
+        metrics.clear_consumer_group_lag();
         assert!(!metrics.encode().contains("group="));
     }
 

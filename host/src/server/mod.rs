@@ -29,6 +29,16 @@ use crate::tls::{ServerCert, TlsError};
 /// a request beyond it waits for memory before its body is read.
 pub const MAX_INFLIGHT_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 
+/// Fetches reading from storage at once, at most; with
+/// [`quiver_proto::limits::MAX_FETCH_BYTES`] each, this bounds the memory of
+/// reads not yet counted in [`MAX_INFLIGHT_REQUEST_BYTES`].
+pub const MAX_CONCURRENT_FETCH_READS: usize = 16;
+
+/// Request bodies up to this size skip the broker-wide memory budget (they
+/// still count against their connection's): heartbeats and commits never
+/// queue behind large frames whose senders are slow.
+pub const SMALL_REQUEST_BYTES: usize = 64 * 1024;
+
 /// A connection with no traffic (not even keep-alives) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 
@@ -45,6 +55,7 @@ pub(crate) struct Context {
     pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) request_memory: Arc<Semaphore>,
+    pub(crate) fetch_reads: Semaphore,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -80,6 +91,7 @@ impl Server {
             coordinator,
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
+            fetch_reads: Semaphore::new(MAX_CONCURRENT_FETCH_READS),
         });
         tasks.spawn(accept_loop(
             endpoint.clone(),

@@ -28,6 +28,9 @@ pub const MAX_CONNECTION_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// How long the rest of a frame may take to arrive once its header has.
 pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long writing a response may take.
+const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a finished response may take to be acknowledged by the client
 /// before the stream task lets go of it.
 const RESPONSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,8 +67,10 @@ pub(super) async fn serve(
         // The client reset the stream or the connection went away.
         Err(ReadExactError::ReadError(_)) => return,
     };
+    let mut memory = None;
     let mut chunks: Vec<Bytes> = match result {
         Ok(reply) => {
+            memory = reply.memory;
             let mut chunks = Vec::with_capacity(1 + reply.body.len());
             chunks.push(Bytes::from(reply.head));
             chunks.extend(reply.body);
@@ -84,7 +89,12 @@ pub(super) async fn serve(
             }
         }
     };
-    if send.write_all_chunks(&mut chunks).await.is_ok() && send.finish().is_ok() {
+    // A client that stops reading may not hold the response (and its memory)
+    // forever.
+    let written =
+        tokio::time::timeout(RESPONSE_WRITE_TIMEOUT, send.write_all_chunks(&mut chunks)).await;
+    drop(memory);
+    if matches!(written, Ok(Ok(()))) && send.finish().is_ok() {
         // Stay until the client has the whole answer, so that closing the
         // connection (at shutdown) cannot discard it.
         let _ = tokio::time::timeout(RESPONSE_FLUSH_TIMEOUT, send.stopped()).await;
@@ -107,9 +117,15 @@ async fn read_and_run(
         permit = connection_memory.acquire_many(rest_len as u32) => permit.map_err(|_| shutting_down())?,
         () = context.shutdown.cancelled() => return Err(shutting_down()),
     };
-    let _memory = tokio::select! {
-        permit = context.request_memory.acquire_many(rest_len as u32) => permit.map_err(|_| shutting_down())?,
-        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    let _memory = if rest_len <= super::SMALL_REQUEST_BYTES {
+        None
+    } else {
+        tokio::select! {
+            permit = context.request_memory.acquire_many(rest_len as u32) => {
+                Some(permit.map_err(|_| shutting_down())?)
+            }
+            () = context.shutdown.cancelled() => return Err(shutting_down()),
+        }
     };
     let rest = tokio::select! {
         read = tokio::time::timeout(FRAME_READ_TIMEOUT, read_rest(recv, rest_len)) => {

@@ -181,12 +181,12 @@ impl Storage {
     pub async fn alter_topic(
         &self,
         name: String,
-        config: TopicConfig,
+        update: impl FnOnce(TopicConfig) -> TopicConfig + Send + 'static,
         partitions: Option<u32>,
     ) -> Result<Arc<Topic>, StorageError> {
         self.call(|reply| Command::AlterTopic {
             name,
-            config,
+            update: Box::new(update),
             partitions,
             reply,
         })
@@ -286,6 +286,19 @@ impl Storage {
         offset: u64,
         max_bytes: usize,
     ) -> Result<ReadResult, StorageError> {
+        self.read_within(partition, offset, max_bytes, true)
+    }
+
+    /// As [`read`](Self::read), but when `first_may_exceed` is false not
+    /// even the first batch may go past `max_bytes` (so that a response
+    /// gathering many partitions stays within its budget).
+    pub fn read_within(
+        &self,
+        partition: &Partition,
+        offset: u64,
+        max_bytes: usize,
+        first_may_exceed: bool,
+    ) -> Result<ReadResult, StorageError> {
         if partition.is_deleted() {
             return Err(StorageError::UnknownTopic(partition.topic().into()));
         }
@@ -319,7 +332,8 @@ impl Storage {
             if view.last_offset() < offset {
                 continue;
             }
-            if !batches.is_empty() && batches.len() + bytes.len() > max_bytes {
+            let may_exceed = batches.is_empty() && first_may_exceed;
+            if !may_exceed && batches.len() + bytes.len() > max_bytes {
                 break;
             }
             batches.extend_from_slice(bytes);

@@ -352,7 +352,7 @@ async fn alter_topic_changes_config_and_adds_partitions() {
         ..TopicConfig::default()
     };
     let topic = storage
-        .alter_topic("t".into(), config, Some(3))
+        .alter_topic("t".into(), move |_| config, Some(3))
         .await
         .unwrap();
     assert_eq!(
@@ -365,7 +365,9 @@ async fn alter_topic_changes_config_and_adds_partitions() {
         1
     );
     assert!(matches!(
-        storage.alter_topic("t".into(), config, Some(1)).await,
+        storage
+            .alter_topic("t".into(), move |_| config, Some(1))
+            .await,
         Err(StorageError::PartitionsCannotShrink { from: 3, to: 1, .. })
     ));
     storage.shutdown().await;

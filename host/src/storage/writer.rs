@@ -35,6 +35,9 @@ pub const MAX_GROUP_COMMIT_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) type Topics = RwLock<HashMap<String, Arc<Topic>>>;
 
+/// A change to a topic's settings, given the current ones.
+pub(crate) type ConfigUpdate = Box<dyn FnOnce(TopicConfig) -> TopicConfig + Send>;
+
 /// One batch to append.
 pub(crate) struct Append {
     pub(crate) partition: Arc<Partition>,
@@ -59,7 +62,9 @@ pub(crate) enum Command {
     },
     AlterTopic {
         name: String,
-        config: TopicConfig,
+        /// Applied to the current settings inside the writer, so concurrent
+        /// alters do not overwrite each other.
+        update: ConfigUpdate,
         partitions: Option<u32>,
         reply: oneshot::Sender<Result<Arc<Topic>, StorageError>>,
     },
@@ -155,11 +160,11 @@ impl Writer {
                 }
                 Command::AlterTopic {
                     name,
-                    config,
+                    update,
                     partitions,
                     reply,
                 } => {
-                    let _ = reply.send(self.alter_topic(&name, config, partitions));
+                    let _ = reply.send(self.alter_topic(&name, update, partitions));
                 }
                 Command::CommitOffsets {
                     group,
@@ -356,12 +361,13 @@ impl Writer {
     fn alter_topic(
         &self,
         name: &str,
-        config: TopicConfig,
+        update: ConfigUpdate,
         partitions: Option<u32>,
     ) -> Result<Arc<Topic>, StorageError> {
         let Some(old) = read_topics(&self.topics).get(name).cloned() else {
             return Err(StorageError::UnknownTopic(name.into()));
         };
+        let config = update(old.config);
         let count = old.partitions.len() as u32;
         let partitions = partitions.unwrap_or(count);
         if partitions < count {

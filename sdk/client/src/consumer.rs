@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quiver_proto::api::{FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec};
 use quiver_proto::batch::{Header, split_batches};
-use quiver_proto::limits::MAX_FETCH_BYTES;
+use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 
 use crate::admin::Admin;
 use crate::client::Client;
@@ -135,6 +135,8 @@ pub struct Consumer {
     pub(crate) assigned: Vec<Assigned>,
     pub(crate) membership: Option<Membership>,
     pub(crate) events: Vec<RebalanceEvent>,
+    /// Where the next fetch starts in `assigned`.
+    rotation: usize,
 }
 
 impl Consumer {
@@ -146,6 +148,7 @@ impl Consumer {
             assigned: Vec::new(),
             membership: None,
             events: Vec::new(),
+            rotation: 0,
         }
     }
 
@@ -230,8 +233,19 @@ impl Consumer {
             timeout
         };
         self.resolve_seeks().await?;
-        let fetching: Vec<usize> = (0..self.assigned.len())
+        // Start each fetch at a different partition so that, when the byte
+        // budget runs out, no partition is always last; and send at most
+        // the broker's limit of partitions per request.
+        let count = self.assigned.len();
+        self.rotation = if count == 0 {
+            0
+        } else {
+            (self.rotation + 1) % count
+        };
+        let fetching: Vec<usize> = (0..count)
+            .map(|i| (i + self.rotation) % count)
             .filter(|&i| !self.assigned[i].revoking)
+            .take(MAX_PARTITIONS_PER_REQUEST)
             .collect();
         if fetching.is_empty() {
             tokio::time::sleep(wait).await;
@@ -324,9 +338,11 @@ impl Consumer {
         if lookups.is_empty() {
             return Ok(());
         }
-        let results = Admin::new(self.client.clone())
-            .list_offsets(lookups)
-            .await?;
+        let admin = Admin::new(self.client.clone());
+        let mut results = Vec::with_capacity(lookups.len());
+        for chunk in lookups.chunks(MAX_PARTITIONS_PER_REQUEST) {
+            results.extend(admin.list_offsets(chunk.to_vec()).await?);
+        }
         for (i, result) in waiting.into_iter().zip(results) {
             let offset = result.outcome.map_err(ClientError::Broker)?;
             let assigned = &mut self.assigned[i];

@@ -377,6 +377,13 @@ impl Consumer {
             return Ok(());
         };
         let (group, topics) = (m.group.clone(), m.topics.clone());
+        // Leave as the old member first (best effort): otherwise the broker
+        // keeps its partitions reserved until the old session times out.
+        let leave = LeaveGroupRequest {
+            group: group.clone(),
+            member_id: m.member_id.clone(),
+        };
+        let _ = self.client.request(&leave, Vec::new()).await;
         let (member_id, epoch) = self.join(&group, &topics).await?;
         if let Some(m) = &mut self.membership {
             m.member_id = member_id;

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use quiver_proto::api::{ProduceBatch, ProduceRequest};
 use quiver_proto::batch::{BatchBuilder, Header, NewRecord};
-use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES};
+use quiver_proto::limits::{
+    MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
+};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -476,7 +478,9 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
         let mut taken = Vec::new();
         let mut bytes = 0;
         while let Some(batch) = queue.front() {
-            if !taken.is_empty() && bytes + batch.bytes.len() > MAX_REQUEST_BODY_BYTES {
+            let full = bytes + batch.bytes.len() > MAX_REQUEST_BODY_BYTES
+                || taken.len() >= MAX_PARTITIONS_PER_REQUEST;
+            if !taken.is_empty() && full {
                 break;
             }
             bytes += batch.bytes.len();
@@ -495,7 +499,9 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
         let mut bytes = 0;
         for batches in partitions {
             let size: usize = batches.iter().map(|(_, b)| b.bytes.len()).sum();
-            if !current.is_empty() && bytes + size > MAX_REQUEST_BODY_BYTES {
+            let full = bytes + size > MAX_REQUEST_BODY_BYTES
+                || current.len() + batches.len() > MAX_PARTITIONS_PER_REQUEST;
+            if !current.is_empty() && full {
                 requests.push((Arc::clone(&topic), std::mem::take(&mut current)));
                 bytes = 0;
             }

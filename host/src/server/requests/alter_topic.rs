@@ -14,17 +14,18 @@ pub(super) async fn handle(
     if let Some(partitions) = request.partitions {
         check_partition_count(partitions)?;
     }
-    let current = context.storage.topic(&request.name)?;
-    let config = TopicConfig {
-        retention_ms: request.retention_ms.apply(current.config.retention_ms),
-        retention_bytes: request
-            .retention_bytes
-            .apply(current.config.retention_bytes),
-        ..current.config
-    };
+    let (retention_ms, retention_bytes) = (request.retention_ms, request.retention_bytes);
     let topic = context
         .storage
-        .alter_topic(request.name, config, request.partitions)
+        .alter_topic(
+            request.name,
+            move |current| TopicConfig {
+                retention_ms: retention_ms.apply(current.retention_ms),
+                retention_bytes: retention_bytes.apply(current.retention_bytes),
+                ..current
+            },
+            request.partitions,
+        )
         .await?;
     Ok(describe(&topic))
 }

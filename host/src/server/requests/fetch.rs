@@ -17,7 +17,7 @@ use quiver_proto::api::{FetchRequest, FetchResponse, FetchResult, FetchedData};
 use quiver_proto::batch::split_batches;
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS};
 use quiver_proto::{ErrorCode, WireError};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::check_entries;
@@ -27,7 +27,7 @@ use crate::storage::{Offsets, Partition, ReadResult, Storage};
 pub(super) async fn handle(
     context: &Context,
     request: FetchRequest,
-) -> Result<(FetchResponse, Vec<Bytes>), WireError> {
+) -> Result<(FetchResponse, Vec<Bytes>, OwnedSemaphorePermit), WireError> {
     let _timer = context.metrics.time_fetch();
     check_entries(request.partitions.len(), "partitions")?;
     let wait = Duration::from_millis(u64::from(request.max_wait_ms.min(MAX_FETCH_WAIT_MS)));
@@ -51,14 +51,30 @@ pub(super) async fn handle(
         // Subscribe before reading, so a commit after the read wakes us.
         let mut wakers: Vec<watch::Receiver<Offsets>> =
             targets.iter().flatten().map(|p| p.subscribe()).collect();
+        // At most MAX_CONCURRENT_FETCH_READS reads hold their data before it
+        // is accounted for in the memory budget below.
+        let reading = context
+            .fetch_reads
+            .acquire()
+            .await
+            .map_err(|_| shutting_down())?;
         let reads = read_all(&context.storage, &request, &targets, max_bytes).await?;
         let total: usize = reads.iter().flatten().map(|r| r.batches.len()).sum();
         let any_error = reads.iter().any(Result::is_err);
         let expired = Instant::now() >= deadline || context.shutdown.is_cancelled();
         if total >= request.min_bytes as usize || any_error || expired {
+            // The response's bytes count against the broker's request
+            // memory until they are written.
+            let memory = Arc::clone(&context.request_memory)
+                .acquire_many_owned(total as u32)
+                .await
+                .map_err(|_| shutting_down())?;
+            drop(reading);
             record_fetched(context, &request, &reads);
-            return Ok(respond(&request, reads));
+            let (response, body) = respond(&request, reads);
+            return Ok((response, body, memory));
         }
+        drop(reading);
         let changed = async {
             if wakers.is_empty() {
                 std::future::pending::<()>().await;
@@ -71,6 +87,10 @@ pub(super) async fn handle(
             () = context.shutdown.cancelled() => {}
         }
     }
+}
+
+fn shutting_down() -> WireError {
+    WireError::new(ErrorCode::ShuttingDown, "broker shutting down")
 }
 
 /// Reads every partition on a blocking thread, sharing `max_bytes` among them.
@@ -99,7 +119,13 @@ async fn read_all(
                         batches: Vec::new(),
                     });
                 }
-                let read = storage.read(&partition, offset, partition_max.min(remaining))?;
+                // Only the response's first batch may exceed the budget (so
+                // a batch larger than max_bytes is still delivered); later
+                // partitions stay within what is left, keeping the whole
+                // response under the frame limit.
+                let first = remaining == max_bytes;
+                let read =
+                    storage.read_within(&partition, offset, partition_max.min(remaining), first)?;
                 remaining = remaining.saturating_sub(read.batches.len());
                 Ok(read)
             })

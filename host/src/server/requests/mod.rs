@@ -34,6 +34,7 @@ use quiver_proto::api::{
 use quiver_proto::limits::MAX_PARTITIONS_PER_REQUEST;
 use quiver_proto::{ErrorCode, WireError};
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::Context;
 use crate::storage::StorageError;
@@ -42,6 +43,9 @@ use crate::storage::StorageError;
 pub(crate) struct Reply {
     pub(crate) head: Vec<u8>,
     pub(crate) body: Vec<Bytes>,
+    /// The body's share of the broker's memory budget, held until the
+    /// response has been written.
+    pub(crate) memory: Option<OwnedSemaphorePermit>,
 }
 
 impl Reply {
@@ -53,7 +57,11 @@ impl Reply {
                 format!("cannot encode response: {e}"),
             )
         })?;
-        Ok(Self { head, body })
+        Ok(Self {
+            head,
+            body,
+            memory: None,
+        })
     }
 }
 
@@ -91,8 +99,10 @@ pub(crate) async fn dispatch(
         }
         RequestKind::Fetch => {
             let request = decode::<FetchRequest>(version, head)?;
-            let (response, body) = fetch::handle(context, request).await?;
-            Reply::new(version, &response, body)
+            let (response, body, memory) = fetch::handle(context, request).await?;
+            let mut reply = Reply::new(version, &response, body)?;
+            reply.memory = Some(memory);
+            Ok(reply)
         }
         RequestKind::CreateTopic => {
             let request = decode::<CreateTopicRequest>(version, head)?;

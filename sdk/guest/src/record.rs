@@ -1,0 +1,112 @@
+//! Conveniences on the generated record types.
+
+use crate::{Headers, InputRecord, OutputRecord};
+
+impl OutputRecord {
+    /// A record for the default output with `value`, no key, no headers and
+    /// no timestamp (the host stamps it when it commits).
+    pub fn new(value: Vec<u8>) -> Self {
+        Self {
+            output: None,
+            key: None,
+            value,
+            headers: Headers::new(),
+            timestamp: None,
+        }
+    }
+
+    /// The input record passed through unchanged (key, value, headers and
+    /// timestamp) to the default output.
+    pub fn forward(input: InputRecord) -> Self {
+        Self {
+            output: None,
+            key: input.key,
+            value: input.value,
+            headers: input.headers,
+            timestamp: Some(input.timestamp),
+        }
+    }
+
+    /// Sends the record to the output named `name` (mapped to a topic at
+    /// deploy with `--output NAME=TOPIC`) instead of the default output.
+    #[must_use]
+    pub fn to_output(mut self, name: impl Into<String>) -> Self {
+        self.output = Some(name.into());
+        self
+    }
+
+    /// Replaces the key.
+    #[must_use]
+    pub fn with_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Replaces the value.
+    #[must_use]
+    pub fn with_value(mut self, value: Vec<u8>) -> Self {
+        self.value = value;
+        self
+    }
+
+    /// Replaces the headers.
+    #[must_use]
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the Unix epoch).
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+impl InputRecord {
+    /// Where the record comes from, for error messages:
+    /// `topic/partition@offset`.
+    pub fn position(&self) -> String {
+        format!("{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> InputRecord {
+        InputRecord {
+            topic: "click".into(),
+            partition: 2,
+            offset: 7,
+            timestamp: 1_000,
+            key: Some(b"k".to_vec()),
+            value: b"v".to_vec(),
+            headers: vec![("h".into(), None)],
+        }
+    }
+
+    #[test]
+    fn forward_keeps_everything_but_position() {
+        let out = OutputRecord::forward(input());
+        assert_eq!(out.output, None);
+        assert_eq!(out.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(out.value, b"v");
+        assert_eq!(out.headers, vec![("h".to_string(), None)]);
+        assert_eq!(out.timestamp, Some(1_000));
+    }
+
+    #[test]
+    fn builders() {
+        let out = OutputRecord::new(b"x".to_vec())
+            .to_output("upload")
+            .with_key(Some(b"a".to_vec()))
+            .with_timestamp(5);
+        assert_eq!(out.output.as_deref(), Some("upload"));
+        assert_eq!(out.key.as_deref(), Some(&b"a"[..]));
+        assert_eq!(out.timestamp, Some(5));
+        assert_eq!(input().position(), "click/2@7");
+    }
+}
