@@ -1,0 +1,153 @@
+//! `router`: fans records out to named outputs by the value of a JSON field.
+//!
+//! Parameters: `field` (required, a top-level field name) and `outputs`
+//! (optional, a comma-separated list of output names). Each record goes,
+//! unchanged, to the output named by its field's value: with `field=action`,
+//! `{"action": "click", ...}` goes to output `click` and `{"action":
+//! "upload", ...}` to output `upload`; deploy with `--output click=TOPIC
+//! --output upload=TOPIC` to map them to topics. Numbers and booleans name
+//! outputs by their JSON text.
+//!
+//! A record goes to the default output instead when its value is not a JSON
+//! object, lacks the field, holds `null`, an array or an object there, or,
+//! if `outputs` is given, names an output not in that list. Without
+//! `outputs`, every value must be mapped at deploy: the host fails a batch
+//! that names an unmapped output.
+
+use quiver_guest::json;
+use quiver_guest::{Guest, InitCell, InputRecord, OutputRecord, Params};
+
+/// How to route.
+struct Config {
+    field: String,
+    /// The output names allowed, if restricted.
+    outputs: Option<Vec<String>>,
+}
+
+static CONFIG: InitCell<Config> = InitCell::new();
+
+/// The output for a record value: `None` is the default output.
+fn route(config: &Config, value: &[u8]) -> Option<String> {
+    let name = json::get(value, &config.field).ok()??;
+    let name = json::into_text(name)?;
+    match &config.outputs {
+        Some(allowed) if !allowed.contains(&name) => None,
+        _ => Some(name),
+    }
+}
+
+/// Routes every record of `batch`.
+fn run(config: &Config, batch: Vec<InputRecord>) -> Vec<OutputRecord> {
+    batch
+        .into_iter()
+        .map(|r| {
+            let output = route(config, &r.value);
+            let mut out = OutputRecord::forward(r);
+            out.output = output;
+            out
+        })
+        .collect()
+}
+
+/// Parses `config` from the parameters.
+fn configure(params: &Params) -> Result<Config, String> {
+    params.only(&["field", "outputs"])?;
+    let field = params.required("field")?.to_string();
+    let outputs = params.get("outputs").map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    });
+    if outputs.as_ref().is_some_and(Vec::is_empty) {
+        return Err("parameter `outputs` names no output".to_string());
+    }
+    Ok(Config { field, outputs })
+}
+
+struct Router;
+
+impl Guest for Router {
+    fn init(params: Vec<(String, String)>) -> Result<(), String> {
+        CONFIG.set(configure(&Params::new(params))?);
+        Ok(())
+    }
+
+    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+        let config = CONFIG.get()?;
+        Ok(run(&config, batch))
+    }
+
+    fn on_tick(_watermark: i64) -> Result<Vec<OutputRecord>, String> {
+        Ok(Vec::new())
+    }
+}
+
+quiver_guest::export!(Router);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::new(
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn routes_by_field_value() {
+        let c = configure(&params(&[("field", "action")])).unwrap();
+        assert_eq!(
+            route(&c, br#"{"action": "click"}"#).as_deref(),
+            Some("click")
+        );
+        assert_eq!(
+            route(&c, br#"{"action": "upload"}"#).as_deref(),
+            Some("upload")
+        );
+        assert_eq!(route(&c, br#"{"action": 7}"#).as_deref(), Some("7"));
+        assert_eq!(route(&c, br#"{"page": "/"}"#), None);
+        assert_eq!(route(&c, br#"{"action": null}"#), None);
+        assert_eq!(route(&c, b"garbage"), None);
+    }
+
+    #[test]
+    fn restricted_outputs() {
+        let c = configure(&params(&[
+            ("field", "action"),
+            ("outputs", "click, upload"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            route(&c, br#"{"action": "upload"}"#).as_deref(),
+            Some("upload")
+        );
+        assert_eq!(route(&c, br#"{"action": "view"}"#), None);
+        assert!(configure(&params(&[("field", "a"), ("outputs", " , ")])).is_err());
+        assert!(configure(&params(&[("outputs", "a")])).is_err());
+    }
+
+    #[test]
+    fn run_keeps_records_whole() {
+        let c = configure(&params(&[("field", "action")])).unwrap();
+        let input = InputRecord {
+            topic: "events".into(),
+            partition: 1,
+            offset: 9,
+            timestamp: 77,
+            key: Some(b"u".to_vec()),
+            value: br#"{"action": "click"}"#.to_vec(),
+            headers: Vec::new(),
+        };
+        let out = run(&c, vec![input]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].output.as_deref(), Some("click"));
+        assert_eq!(out[0].key.as_deref(), Some(&b"u"[..]));
+        assert_eq!(out[0].timestamp, Some(77));
+    }
+}

@@ -1,0 +1,152 @@
+//! `running-total`: an in-broker consumer with no output. It keeps, per
+//! record key, a running total in the transform's state store, which a
+//! client reads with `quiver transform state NAME [KEY]`.
+//!
+//! Parameter `field` (optional): when given, each record adds the integer
+//! value of that top-level JSON field to its key's total (a record whose
+//! value lacks it, or holds a non-integer there, fails the batch); without
+//! it, each record adds 1, so the totals are record counts.
+//!
+//! The state key is the record key as is (a record without a key counts
+//! under the empty key); the value is the total as decimal text (`b"42"`).
+//! Totals are committed with the input position, so they count every record
+//! exactly once across crashes and restarts.
+
+use std::collections::HashMap;
+
+use quiver_guest::state::Store;
+use quiver_guest::{Guest, InitCell, InputRecord, OutputRecord, Params, State, json};
+
+/// What to total.
+struct Config {
+    /// The field to sum, or `None` to count records.
+    field: Option<String>,
+}
+
+static CONFIG: InitCell<Config> = InitCell::new();
+
+/// Adds `batch` into the totals in `state`.
+fn total<S: Store>(
+    config: &Config,
+    state: &mut State<S>,
+    batch: &[InputRecord],
+) -> Result<(), String> {
+    // Sum per key in the batch first: one read and one write per key.
+    let mut sums: HashMap<&[u8], i64> = HashMap::new();
+    for record in batch {
+        let amount = match &config.field {
+            None => 1,
+            Some(field) => json::get(&record.value, field)
+                .map_err(|e| format!("{}: {e}", record.position()))?
+                .as_ref()
+                .and_then(json::as_i64)
+                .ok_or_else(|| {
+                    format!(
+                        "{}: field `{field}` is missing or not an integer",
+                        record.position()
+                    )
+                })?,
+        };
+        let key = record.key.as_deref().unwrap_or_default();
+        let sum = sums.entry(key).or_default();
+        *sum = sum
+            .checked_add(amount)
+            .ok_or_else(|| format!("{}: total overflows i64", record.position()))?;
+    }
+    for (key, sum) in sums {
+        state.add_i64(key, sum)?;
+    }
+    Ok(())
+}
+
+struct RunningTotal;
+
+impl Guest for RunningTotal {
+    fn init(params: Vec<(String, String)>) -> Result<(), String> {
+        let params = Params::new(params);
+        params.only(&["field"])?;
+        CONFIG.set(Config {
+            field: params.get("field").map(str::to_string),
+        });
+        Ok(())
+    }
+
+    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+        let config = CONFIG.get()?;
+        total(&config, &mut State::host(), &batch)?;
+        Ok(Vec::new())
+    }
+
+    fn on_tick(_watermark: i64) -> Result<Vec<OutputRecord>, String> {
+        Ok(Vec::new())
+    }
+}
+
+quiver_guest::export!(RunningTotal);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_guest::state::MemStore;
+
+    fn record(key: Option<&str>, value: &str) -> InputRecord {
+        InputRecord {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 3,
+            timestamp: 0,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.as_bytes().to_vec(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counts_per_key_across_batches() {
+        let config = Config { field: None };
+        let mut state = State::new(MemStore::default());
+        total(
+            &config,
+            &mut state,
+            &[
+                record(Some("a"), ""),
+                record(Some("b"), ""),
+                record(Some("a"), ""),
+            ],
+        )
+        .unwrap();
+        total(
+            &config,
+            &mut state,
+            &[record(Some("a"), ""), record(None, "")],
+        )
+        .unwrap();
+        assert_eq!(state.get_i64(b"a"), Ok(Some(3)));
+        assert_eq!(state.get_i64(b"b"), Ok(Some(1)));
+        assert_eq!(state.get_i64(b""), Ok(Some(1)));
+    }
+
+    #[test]
+    fn sums_a_field_and_rejects_bad_records() {
+        let config = Config {
+            field: Some("amount".into()),
+        };
+        let mut state = State::new(MemStore::default());
+        total(
+            &config,
+            &mut state,
+            &[
+                record(Some("a"), r#"{"amount": 5}"#),
+                record(Some("a"), r#"{"amount": -2}"#),
+            ],
+        )
+        .unwrap();
+        assert_eq!(state.get(b"a").as_deref(), Some(&b"3"[..]));
+        let before = state.store().clone();
+        for bad in [r#"{"amount": 1.5}"#, r#"{"x": 1}"#, "nope"] {
+            let err = total(&config, &mut state, &[record(Some("a"), bad)]).unwrap_err();
+            assert!(err.starts_with("orders/0@3: "), "{err}");
+        }
+        assert_eq!(state.store(), &before, "a failed batch writes nothing");
+    }
+}
