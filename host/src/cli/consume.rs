@@ -67,9 +67,17 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     check_format(&args.format)?;
     let client = args.client.connect().await?;
-    if let Some(group) = args.group.clone() {
-        return run_in_group(&args, client, &group).await;
-    }
+    let result = match args.group.clone() {
+        Some(group) => run_in_group(&args, client.clone(), &group).await,
+        None => run_assigned(&args, client.clone()).await,
+    };
+    // Close explicitly, so the broker frees the connection at once.
+    client.close().await;
+    result
+}
+
+/// Assigned mode: every partition (or `--partition`), from `--from`.
+async fn run_assigned(args: &ConsumeArgs, client: Client) -> anyhow::Result<()> {
     let description = Admin::new(client.clone())
         .describe_topic(&args.topic)
         .await?;

@@ -59,16 +59,33 @@ fn parse_target(s: &str) -> Result<ResetTarget, String> {
 }
 
 pub(crate) async fn run(command: GroupCommand) -> anyhow::Result<()> {
+    let client = command.client_args().connect().await?;
+    let result = execute(command, Admin::new(client.clone())).await;
+    // Close explicitly, so the broker frees the connection at once.
+    client.close().await;
+    result
+}
+
+impl GroupCommand {
+    fn client_args(&self) -> &ClientArgs {
+        match self {
+            Self::List { client }
+            | Self::Describe { client, .. }
+            | Self::ResetOffsets { client, .. }
+            | Self::Delete { client, .. } => client,
+        }
+    }
+}
+
+async fn execute(command: GroupCommand, admin: Admin) -> anyhow::Result<()> {
     match command {
-        GroupCommand::List { client } => {
-            for group in Admin::new(client.connect().await?).list_groups().await? {
+        GroupCommand::List { .. } => {
+            for group in admin.list_groups().await? {
                 println!("{group}");
             }
         }
-        GroupCommand::Describe { group, client } => {
-            let description = Admin::new(client.connect().await?)
-                .describe_group(&group)
-                .await?;
+        GroupCommand::Describe { group, .. } => {
+            let description = admin.describe_group(&group).await?;
             println!(
                 "group {}\tstate={}\tepoch={}\tstrategy={}\tmembers={}",
                 description.group,
@@ -106,14 +123,9 @@ pub(crate) async fn run(command: GroupCommand) -> anyhow::Result<()> {
             }
         }
         GroupCommand::ResetOffsets {
-            group,
-            topic,
-            to,
-            client,
+            group, topic, to, ..
         } => {
-            let offsets = Admin::new(client.connect().await?)
-                .reset_offsets(&group, &topic, to)
-                .await?;
+            let offsets = admin.reset_offsets(&group, &topic, to).await?;
             for c in offsets {
                 println!(
                     "{}\t{}\t{}",
@@ -123,10 +135,8 @@ pub(crate) async fn run(command: GroupCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        GroupCommand::Delete { group, client } => {
-            Admin::new(client.connect().await?)
-                .delete_group(&group)
-                .await?;
+        GroupCommand::Delete { group, .. } => {
+            admin.delete_group(&group).await?;
             println!("deleted group {group}");
         }
     }

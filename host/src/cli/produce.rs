@@ -30,7 +30,8 @@ pub(crate) struct ProduceArgs {
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let producer = Producer::new(args.client.connect().await?, ProducerConfig::default());
+    let client = args.client.connect().await?;
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
     let mut acknowledged = 0u64;
@@ -70,5 +71,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         acknowledged += 1;
     }
     println!("{acknowledged} records acknowledged");
+    drop(producer);
+    client.close().await;
     Ok(())
 }

@@ -89,6 +89,26 @@ pub(crate) enum TopicCommand {
 }
 
 pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
+    let client = command.client_args().connect().await?;
+    let result = execute(command, Admin::new(client.clone())).await;
+    // Close explicitly, so the broker frees the connection at once.
+    client.close().await;
+    result
+}
+
+impl TopicCommand {
+    fn client_args(&self) -> &ClientArgs {
+        match self {
+            Self::Create { client, .. }
+            | Self::Alter { client, .. }
+            | Self::List { client }
+            | Self::Describe { client, .. }
+            | Self::Delete { client, .. } => client,
+        }
+    }
+}
+
+async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
     match command {
         TopicCommand::Create {
             name,
@@ -96,9 +116,8 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
             retention_ms,
             retention_bytes,
             timestamp_type,
-            client,
+            ..
         } => {
-            let admin = Admin::new(client.connect().await?);
             let config = TopicConfig {
                 retention_ms,
                 retention_bytes,
@@ -115,9 +134,8 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
             retention_ms,
             retention_bytes,
             partitions,
-            client,
+            ..
         } => {
-            let admin = Admin::new(client.connect().await?);
             let topic = admin
                 .alter_topic(
                     &name,
@@ -133,14 +151,12 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 show(topic.config.retention_bytes)
             );
         }
-        TopicCommand::List { client } => {
-            let admin = Admin::new(client.connect().await?);
+        TopicCommand::List { .. } => {
             for topic in admin.list_topics().await? {
                 println!("{}\tpartitions={}", topic.name, topic.partitions);
             }
         }
-        TopicCommand::Describe { name, client } => {
-            let admin = Admin::new(client.connect().await?);
+        TopicCommand::Describe { name, .. } => {
             let topic = admin.describe_topic(&name).await?;
             println!(
                 "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={:?}",
@@ -158,8 +174,7 @@ pub(crate) async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TopicCommand::Delete { name, client } => {
-            let admin = Admin::new(client.connect().await?);
+        TopicCommand::Delete { name, .. } => {
             admin.delete_topic(&name).await?;
             println!("deleted topic {name}");
         }
