@@ -21,6 +21,7 @@ use quiver_proto::api::{ProduceBatch, ProduceRequest};
 use quiver_proto::batch::{BatchBuilder, Header, NewRecord};
 use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
+    MAX_RECORDS_PER_BATCH,
 };
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -285,7 +286,7 @@ impl Producer {
     /// runtime (it starts the sender task).
     pub fn new(client: Client, mut config: ProducerConfig) -> Self {
         config.batch_max_bytes = config.batch_max_bytes.clamp(1, MAX_BATCH_BYTES as usize);
-        config.batch_max_records = config.batch_max_records.max(1);
+        config.batch_max_records = config.batch_max_records.clamp(1, MAX_RECORDS_PER_BATCH);
         // The buffer must hold at least one full batch.
         let buffer = config
             .buffer_bytes
