@@ -19,6 +19,7 @@ use crate::storage::{
     DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
 };
 use crate::tls::{ServerCert, TlsError};
+use crate::wasm::{ModuleError, WasmEngine};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -86,6 +87,9 @@ pub enum BrokerError {
     /// The listener could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The WebAssembly engine could not be set up.
+    #[error("WebAssembly engine: {0}")]
+    Wasm(#[from] ModuleError),
     /// The HTTP port could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -145,6 +149,7 @@ impl Broker {
             &cert,
             Arc::clone(&storage),
             Arc::clone(&coordinator),
+            WasmEngine::new()?,
         )?;
         let local_addr = server.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,

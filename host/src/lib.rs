@@ -5,6 +5,8 @@
 //! - [`server`]: the QUIC listener, frame handling, and one file per request
 //!   kind under `server/requests/`.
 //! - [`tls`]: the broker's certificate: loaded, or generated and kept.
+//! - [`wasm`]: the WebAssembly engine and the check an uploaded component
+//!   must pass (contract imports and exports).
 //! - [`broker`]: [`Broker`], which ties storage and server together, runs the
 //!   retention cleaner, and shuts them down in order.
 //! - [`clock`]: the injectable clock (tests move time by hand).
@@ -27,5 +29,6 @@ pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod wasm;
 
 pub use broker::{Broker, BrokerConfig};

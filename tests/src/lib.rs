@@ -348,3 +348,36 @@ impl RawConnection {
         let _ = send.reset(quinn::VarInt::from_u32(7));
     }
 }
+
+/// The bytes of a guest example component (`guest-examples/<crate>`, file
+/// `<crate with _>.wasm`), building the examples for `wasm32-wasip2` first
+/// if they are not built yet.
+pub fn guest_component(name: &str) -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .join("guest-examples");
+    let file = root
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    if !file.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("run cargo build for the guest examples");
+        assert!(
+            status.success(),
+            "building the guest examples failed (is the wasm32-wasip2 target installed? \
+             `rustup target add wasm32-wasip2`)"
+        );
+    }
+    std::fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+}

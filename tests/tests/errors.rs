@@ -55,7 +55,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 24] = [
+const REACHED: [ErrorCode; 26] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -80,6 +80,8 @@ const REACHED: [ErrorCode; 24] = [
     ErrorCode::GroupNotFound,          // group_operator_refusals
     ErrorCode::GroupMaxSizeReached,    // group_size_limits
     ErrorCode::TooManyGroups,          // group_size_limits
+    ErrorCode::InvalidModule,          // modules.rs: uploads_that_are_not_contract_components_*
+    ErrorCode::UnknownModule,          // modules.rs: guest_components_are_stored_*
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.

@@ -5,11 +5,13 @@
 //! - `produce.rs`: stdin lines to records.
 //! - `consume.rs`: records to stdout lines (assigned, or as a group member).
 //! - `group.rs`: list, describe, reset and delete consumer groups.
+//! - `module.rs`: upload, list and delete WebAssembly modules.
 //! - `bench.rs`: produce and consume benchmarks.
 
 mod bench;
 mod consume;
 mod group;
+mod module;
 mod produce;
 mod serve;
 mod topic;
@@ -42,6 +44,9 @@ enum Command {
     /// Manage consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Manage WebAssembly modules.
+    #[command(subcommand)]
+    Module(module::ModuleCommand),
     /// Measure throughput and latency against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -87,6 +92,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
         Command::Group(command) => group::run(command).await,
+        Command::Module(command) => module::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }
 }

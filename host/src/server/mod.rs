@@ -24,6 +24,7 @@ use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::tls::{ServerCert, TlsError};
+use crate::wasm::WasmEngine;
 
 /// Bytes of request frames held in memory across all connections, at most;
 /// a request beyond it waits for memory before its body is read.
@@ -53,6 +54,7 @@ const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 pub(crate) struct Context {
     pub(crate) storage: Arc<Storage>,
     pub(crate) coordinator: Arc<Coordinator>,
+    pub(crate) wasm: WasmEngine,
     pub(crate) shutdown: CancellationToken,
     pub(crate) request_memory: Arc<Semaphore>,
     pub(crate) fetch_reads: Semaphore,
@@ -75,6 +77,7 @@ impl Server {
         cert: &ServerCert,
         storage: Arc<Storage>,
         coordinator: Arc<Coordinator>,
+        wasm: WasmEngine,
     ) -> Result<Self, ServerError> {
         let crypto = cert.quic_config()?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -89,6 +92,7 @@ impl Server {
             metrics: Arc::clone(storage.metrics()),
             storage,
             coordinator,
+            wasm,
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
             fetch_reads: Semaphore::new(MAX_CONCURRENT_FETCH_READS),

@@ -71,6 +71,9 @@ pub enum StorageError {
         /// The count asked for.
         to: u32,
     },
+    /// No module of that name.
+    #[error("unknown module {0:?}")]
+    UnknownModule(String),
     /// The writer has stopped (the broker is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
@@ -106,6 +109,7 @@ impl From<&StorageError> for WireError {
             StorageError::PartitionsCannotShrink { .. } => ErrorCode::InvalidPartitions,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::WriterStopped => ErrorCode::ShuttingDown,
+            StorageError::UnknownModule(_) => ErrorCode::UnknownModule,
         };
         let error = WireError::new(code, e.to_string());
         match *e {

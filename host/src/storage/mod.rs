@@ -5,6 +5,7 @@
 //! - [`writer`]: the group-commit writer thread that owns all writes.
 //! - [`partition`]: in-memory handles (offsets, long-poll wake-ups).
 //! - [`offsets`]: committed consumer-group offsets.
+//! - [`modules`]: the WebAssembly module registry's storage.
 //! - [`retention`]: which batches retention removes, and the pass that
 //!   removes them.
 //! - [`error`]: [`StorageError`] and its wire mapping.
@@ -13,6 +14,7 @@
 //! the writer.
 
 mod error;
+mod modules;
 mod offsets;
 mod partition;
 mod retention;
@@ -30,6 +32,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StorageError;
+pub use modules::NewModule;
 pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
 pub use retention::{RetentionDefaults, RetentionReport};
@@ -406,6 +409,8 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
         txn.open_table(BATCHES)?;
         txn.open_table(TIME_INDEX)?;
         txn.open_table(tables::COMMITTED_OFFSETS)?;
+        txn.open_table(tables::MODULES)?;
+        txn.open_table(tables::MODULE_CODE)?;
     }
     txn.commit()?;
     Ok(())

@@ -7,6 +7,8 @@
 //! | `partition_state` | `(topic_id, partition)`               | `(log_start_offset, high_watermark, size_bytes, max_timestamp)` |
 //! | `batches`         | `(topic_id, partition, base_offset)`  | one `RecordBatch` v2, as produced, with its base offset set |
 //! | `committed_offsets` | `(group, topic, partition)`         | `(next offset, metadata)`              |
+//! | `modules`         | `&str` module name                    | postcard [`ModuleRecord`]              |
+//! | `module_code`     | `(name, version)`                     | the component's bytes                  |
 //! | `time_index`      | `(topic_id, partition, timestamp)`    | base offset of the first batch whose running max timestamp reached `timestamp` |
 //!
 //! The time index gains an entry only when a batch raises its partition's
@@ -40,6 +42,13 @@ pub(crate) type PartitionState = (u64, u64, u64, i64);
 pub(crate) const COMMITTED_OFFSETS: TableDefinition<'_, (&str, &str, u32), (u64, &str)> =
     TableDefinition::new("committed_offsets");
 
+/// Module name to its postcard-encoded [`ModuleRecord`].
+pub(crate) const MODULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("modules");
+
+/// `(module name, version)` to the component's bytes.
+pub(crate) const MODULE_CODE: TableDefinition<'_, (&str, u32), &[u8]> =
+    TableDefinition::new("module_code");
+
 /// `(topic_id, partition, timestamp)` to a base offset; see the module docs.
 pub(crate) const TIME_INDEX: TableDefinition<'_, (u64, u32, i64), u64> =
     TableDefinition::new("time_index");
@@ -67,4 +76,20 @@ pub(crate) struct TopicRecord {
     pub(crate) partitions: u32,
     /// Settings.
     pub(crate) config: TopicConfig,
+}
+
+/// A module as stored in `MODULES`; its bytes are in `MODULE_CODE` under
+/// `(name, version)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ModuleRecord {
+    /// Raised by one on every upload under the same name.
+    pub(crate) version: u32,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub(crate) sha256: String,
+    /// Size of the bytes.
+    pub(crate) size_bytes: u64,
+    /// Upload time, ms since the epoch.
+    pub(crate) uploaded_at_ms: i64,
+    /// What the component imports.
+    pub(crate) imports: Vec<String>,
 }

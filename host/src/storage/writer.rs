@@ -14,15 +14,17 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use quiver_proto::api::TopicConfig;
+use quiver_proto::api::modules::ModuleDescription;
 use quiver_proto::batch::set_base_offset;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::StorageError;
+use super::modules::{NewModule, decode_record, describe};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::tables::{
-    BATCHES, COMMITTED_OFFSETS, META, NEXT_TOPIC_ID_KEY, PARTITION_STATE, PartitionState,
-    TIME_INDEX, TOPICS, TopicRecord,
+    BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_TOPIC_ID_KEY,
+    PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS, TopicRecord,
 };
 use crate::metrics::Metrics;
 
@@ -78,6 +80,16 @@ pub(crate) enum Command {
     DeleteGroupOffsets {
         group: String,
         reply: oneshot::Sender<Result<u64, StorageError>>,
+    },
+    /// Store a validated module as its name's next version.
+    PutModule {
+        module: NewModule,
+        reply: oneshot::Sender<Result<ModuleDescription, StorageError>>,
+    },
+    /// Delete a module and its bytes.
+    DeleteModule {
+        name: String,
+        reply: oneshot::Sender<Result<(), StorageError>>,
     },
     /// Delete a partition's batches below `before`, a batch boundary.
     Truncate {
@@ -175,6 +187,12 @@ impl Writer {
                 }
                 Command::DeleteGroupOffsets { group, reply } => {
                     let _ = reply.send(self.delete_group_offsets(&group));
+                }
+                Command::PutModule { module, reply } => {
+                    let _ = reply.send(self.put_module(&module));
+                }
+                Command::DeleteModule { name, reply } => {
+                    let _ = reply.send(self.delete_module(&name));
                 }
                 Command::Truncate {
                     partition,
@@ -430,6 +448,65 @@ impl Writer {
             }
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    fn put_module(&self, module: &NewModule) -> Result<ModuleDescription, StorageError> {
+        let name = module.name.as_str();
+        let txn = self.db.begin_write()?;
+        let record = {
+            let mut modules = txn.open_table(MODULES)?;
+            let previous = modules
+                .get(name)?
+                .map(|v| decode_record(name, v.value()))
+                .transpose()?;
+            let version = previous.as_ref().map_or(1, |p| p.version + 1);
+            let record = ModuleRecord {
+                version,
+                sha256: module.sha256.clone(),
+                size_bytes: module.bytes.len() as u64,
+                uploaded_at_ms: module.uploaded_at_ms,
+                imports: module.imports.clone(),
+            };
+            let encoded =
+                postcard::to_stdvec(&record).map_err(|e| StorageError::CorruptMetadata {
+                    what: format!("module {name:?}"),
+                    reason: e.to_string(),
+                })?;
+            modules.insert(name, encoded.as_slice())?;
+            let mut code = txn.open_table(MODULE_CODE)?;
+            code.insert((name, version), module.bytes.as_slice())?;
+            if let Some(previous) = previous {
+                code.remove((name, previous.version))?;
+            }
+            record
+        };
+        txn.commit()?;
+        tracing::info!(
+            module = name,
+            version = record.version,
+            sha256 = record.sha256,
+            "module stored"
+        );
+        Ok(describe(name, record))
+    }
+
+    fn delete_module(&self, name: &str) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        {
+            let Some(record) = txn
+                .open_table(MODULES)?
+                .remove(name)?
+                .map(|v| decode_record(name, v.value()))
+                .transpose()?
+            else {
+                return Err(StorageError::UnknownModule(name.into()));
+            };
+            txn.open_table(MODULE_CODE)?
+                .remove((name, record.version))?;
+        }
+        txn.commit()?;
+        tracing::info!(module = name, "module deleted");
         Ok(())
     }
 

@@ -11,6 +11,11 @@ use quiver_proto::api::groups::{
     GroupDescription, ListGroupsRequest, ResetOffsetsRequest, ResetTarget,
 };
 
+use bytes::Bytes;
+use quiver_proto::api::modules::{
+    DeleteModuleRequest, ListModulesRequest, ModuleDescription, UploadModuleRequest,
+};
+
 use crate::client::Client;
 use crate::error::ClientError;
 
@@ -144,6 +149,34 @@ impl Admin {
             partitions: Vec::new(),
         };
         Ok(self.client.request(&request, Vec::new()).await?.0.offsets)
+    }
+
+    /// Uploads a WebAssembly component; the broker checks it against the
+    /// transform contract and stores it as the name's next version.
+    pub async fn upload_module(
+        &self,
+        name: &str,
+        component: Bytes,
+    ) -> Result<ModuleDescription, ClientError> {
+        let request = UploadModuleRequest { name: name.into() };
+        Ok(self.client.request(&request, vec![component]).await?.0)
+    }
+
+    /// Stored modules.
+    pub async fn list_modules(&self) -> Result<Vec<ModuleDescription>, ClientError> {
+        Ok(self
+            .client
+            .request(&ListModulesRequest, Vec::new())
+            .await?
+            .0
+            .modules)
+    }
+
+    /// Deletes a module.
+    pub async fn delete_module(&self, name: &str) -> Result<(), ClientError> {
+        let request = DeleteModuleRequest { name: name.into() };
+        self.client.request(&request, Vec::new()).await?;
+        Ok(())
     }
 
     /// Deletes a topic and its data.

@@ -43,6 +43,7 @@ pub use producer::{
 pub use quiver_proto::api::groups::{
     CommittedOffset, GroupDescription, GroupMember, GroupPartition, PartitionRef, ResetTarget,
 };
+pub use quiver_proto::api::modules::ModuleDescription;
 pub use quiver_proto::api::{
     Change, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionDescription,
     TimestampType, TopicConfig, TopicDescription, TopicSummary,

@@ -6,6 +6,7 @@
 //! [`crate::frame`]), described by byte counts in the head.
 
 pub mod groups;
+pub mod modules;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -52,11 +53,17 @@ pub enum RequestKind {
     DeleteGroup = 16,
     /// Reset a group's offsets.
     ResetOffsets = 17,
+    /// Upload a WebAssembly module.
+    UploadModule = 18,
+    /// List modules.
+    ListModules = 19,
+    /// Delete a module.
+    DeleteModule = 20,
 }
 
 impl RequestKind {
     /// Every kind, in number order.
-    pub const ALL: [RequestKind; 17] = [
+    pub const ALL: [RequestKind; 20] = [
         Self::Produce,
         Self::Fetch,
         Self::CreateTopic,
@@ -74,6 +81,9 @@ impl RequestKind {
         Self::DescribeGroup,
         Self::DeleteGroup,
         Self::ResetOffsets,
+        Self::UploadModule,
+        Self::ListModules,
+        Self::DeleteModule,
     ];
 
     /// The kind for a frame's `kind` field, if known.
@@ -96,6 +106,9 @@ impl RequestKind {
             15 => Self::DescribeGroup,
             16 => Self::DeleteGroup,
             17 => Self::ResetOffsets,
+            18 => Self::UploadModule,
+            19 => Self::ListModules,
+            20 => Self::DeleteModule,
             _ => return None,
         })
     }

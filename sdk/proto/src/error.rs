@@ -36,6 +36,8 @@
 //! | 1004 | `UnknownRequestKind`   | (none)                           |
 //! | 1005 | `NotAssigned`          | (none: the member does not own the partition) |
 //! | 1006 | `TooManyGroups`        | (none)                           |
+//! | 1007 | `InvalidModule`        | (none: a WebAssembly upload was refused) |
+//! | 1008 | `UnknownModule`        | (none)                           |
 
 use std::fmt;
 
@@ -103,11 +105,16 @@ pub enum ErrorCode {
     NotAssigned = 1005,
     /// The broker has as many groups as allowed.
     TooManyGroups = 1006,
+    /// An uploaded WebAssembly module is not a component the broker can run
+    /// (bad bytes, a forbidden import, another contract version, too large).
+    InvalidModule = 1007,
+    /// No module of that name.
+    UnknownModule = 1008,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -135,6 +142,8 @@ impl ErrorCode {
         Self::UnknownRequestKind,
         Self::NotAssigned,
         Self::TooManyGroups,
+        Self::InvalidModule,
+        Self::UnknownModule,
     ];
 
     /// The number on the wire.

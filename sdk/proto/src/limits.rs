@@ -42,3 +42,9 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Concurrent client connections per broker; more are closed with
 /// [`crate::ErrorCode::TooManyConnections`] as the close code.
 pub const MAX_CONNECTIONS: usize = 1_024;
+
+/// Largest WebAssembly component the broker stores.
+pub const MAX_MODULE_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Longest module name (the topic-name rule applies).
+pub const MAX_MODULE_NAME_BYTES: usize = MAX_TOPIC_NAME_BYTES;

@@ -7,6 +7,7 @@ mod alter_topic;
 mod commit_offsets;
 mod create_topic;
 mod delete_group;
+mod delete_module;
 mod delete_topic;
 mod describe_group;
 mod describe_topic;
@@ -16,16 +17,19 @@ mod heartbeat;
 mod join_group;
 mod leave_group;
 mod list_groups;
+mod list_modules;
 mod list_offsets;
 mod list_topics;
 mod produce;
 mod reset_offsets;
+mod upload_module;
 
 use bytes::{Bytes, BytesMut};
 use quiver_proto::api::groups::{
     CommitOffsetsRequest, DeleteGroupRequest, DescribeGroupRequest, FetchOffsetsRequest,
     HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ResetOffsetsRequest,
 };
+use quiver_proto::api::modules::{DeleteModuleRequest, ListModulesRequest, UploadModuleRequest};
 use quiver_proto::api::{
     AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
     ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head,
@@ -85,7 +89,8 @@ pub(crate) async fn dispatch(
             "broker shutting down",
         ));
     }
-    if kind != RequestKind::Produce && !body.is_empty() {
+    let takes_body = matches!(kind, RequestKind::Produce | RequestKind::UploadModule);
+    if !takes_body && !body.is_empty() {
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
             format!("{kind:?} takes no body, but {} bytes came", body.len()),
@@ -143,6 +148,9 @@ pub(crate) async fn dispatch(
         | RequestKind::DescribeGroup
         | RequestKind::DeleteGroup
         | RequestKind::ResetOffsets => dispatch_group(context, kind, version, head).await,
+        RequestKind::UploadModule | RequestKind::ListModules | RequestKind::DeleteModule => {
+            dispatch_module(context, kind, version, head, body).await
+        }
         RequestKind::DescribeTopic => {
             let request = decode::<DescribeTopicRequest>(version, head)?;
             Reply::new(
@@ -154,6 +162,43 @@ pub(crate) async fn dispatch(
         _ => Err(WireError::new(
             ErrorCode::UnknownRequestKind,
             format!("request kind {kind:?} is not served"),
+        )),
+    }
+}
+
+/// The module-registry kinds.
+async fn dispatch_module(
+    context: &Context,
+    kind: RequestKind,
+    version: u16,
+    head: &[u8],
+    body: BytesMut,
+) -> Result<Reply, WireError> {
+    match kind {
+        RequestKind::UploadModule => {
+            let request = decode::<UploadModuleRequest>(version, head)?;
+            let response = upload_module::handle(context, request, body).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::ListModules => {
+            let request = decode::<ListModulesRequest>(version, head)?;
+            Reply::new(
+                version,
+                &list_modules::handle(context, request)?,
+                Vec::new(),
+            )
+        }
+        RequestKind::DeleteModule => {
+            let request = decode::<DeleteModuleRequest>(version, head)?;
+            Reply::new(
+                version,
+                &delete_module::handle(context, request).await?,
+                Vec::new(),
+            )
+        }
+        _ => Err(WireError::new(
+            ErrorCode::UnknownRequestKind,
+            format!("request kind {kind:?} is not a module request"),
         )),
     }
 }

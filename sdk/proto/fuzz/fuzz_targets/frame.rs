@@ -17,6 +17,7 @@ use quiver_proto::api::groups::{
     CommitOffsetsRequest, DeleteGroupRequest, DescribeGroupRequest, FetchOffsetsRequest,
     HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ResetOffsetsRequest,
 };
+use quiver_proto::api::modules::{DeleteModuleRequest, ListModulesRequest, UploadModuleRequest};
 use quiver_proto::api::{
     self, AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
     FetchRequest, ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind,
@@ -94,6 +95,9 @@ fn decode_as(kind: RequestKind, head: &[u8]) {
         RequestKind::DescribeGroup => request::<DescribeGroupRequest>(head),
         RequestKind::DeleteGroup => request::<DeleteGroupRequest>(head),
         RequestKind::ResetOffsets => request::<ResetOffsetsRequest>(head),
+        RequestKind::UploadModule => request::<UploadModuleRequest>(head),
+        RequestKind::ListModules => request::<ListModulesRequest>(head),
+        RequestKind::DeleteModule => request::<DeleteModuleRequest>(head),
         _ => {}
     }
 }

@@ -1,0 +1,90 @@
+//! `quiver module upload|list|delete`: the WebAssembly module registry.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use quiver_client::Admin;
+
+use super::ClientArgs;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModuleCommand {
+    /// Upload a component (checked against the transform contract).
+    Upload {
+        /// Module name.
+        name: String,
+        /// The .wasm component.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List modules.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a module.
+    Delete {
+        /// Module name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+impl ModuleCommand {
+    fn client_args(&self) -> &ClientArgs {
+        match self {
+            Self::Upload { client, .. } | Self::List { client } | Self::Delete { client, .. } => {
+                client
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(command: ModuleCommand) -> anyhow::Result<()> {
+    // Read the file before connecting: a bad path fails without the network.
+    let component = match &command {
+        ModuleCommand::Upload { file, .. } => {
+            Some(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?)
+        }
+        _ => None,
+    };
+    let client = command.client_args().connect().await?;
+    let admin = Admin::new(client.clone());
+    let result = async {
+        match command {
+            ModuleCommand::Upload { name, .. } => {
+                let module = admin
+                    .upload_module(&name, component.unwrap_or_default().into())
+                    .await?;
+                println!(
+                    "uploaded module {} version {} ({} bytes, sha256 {})",
+                    module.name, module.version, module.size_bytes, module.sha256
+                );
+            }
+            ModuleCommand::List { .. } => {
+                for m in admin.list_modules().await? {
+                    println!(
+                        "{}\tversion={}\tbytes={}\tsha256={}\timports={}",
+                        m.name,
+                        m.version,
+                        m.size_bytes,
+                        m.sha256,
+                        m.imports.join(",")
+                    );
+                }
+            }
+            ModuleCommand::Delete { name, .. } => {
+                admin.delete_module(&name).await?;
+                println!("deleted module {name}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // Close explicitly, so the broker frees the connection at once.
+    client.close().await;
+    result
+}

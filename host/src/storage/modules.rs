@@ -1,0 +1,89 @@
+//! The WebAssembly module registry's storage: validated components by name,
+//! the latest version's bytes kept. Writes go through the writer.
+
+use quiver_proto::api::modules::ModuleDescription;
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::tables::{MODULE_CODE, MODULES, ModuleRecord};
+use super::writer::Command;
+use super::{Storage, StorageError};
+
+/// A validated module to store.
+#[derive(Debug, Clone)]
+pub struct NewModule {
+    /// Its name.
+    pub name: String,
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+    /// What it imports.
+    pub imports: Vec<String>,
+    /// Upload time, ms since the epoch.
+    pub uploaded_at_ms: i64,
+}
+
+impl Storage {
+    /// Stores a module as the next version of its name; the previous
+    /// version's bytes are dropped.
+    pub async fn put_module(&self, module: NewModule) -> Result<ModuleDescription, StorageError> {
+        self.call(|reply| Command::PutModule { module, reply })
+            .await?
+    }
+
+    /// Deletes a module and its bytes.
+    pub async fn delete_module(&self, name: String) -> Result<(), StorageError> {
+        self.call(|reply| Command::DeleteModule { name, reply })
+            .await?
+    }
+
+    /// Every stored module, sorted by name.
+    pub fn modules(&self) -> Result<Vec<ModuleDescription>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MODULES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (name, value) = entry?;
+            let record = decode_record(name.value(), value.value())?;
+            out.push(describe(name.value(), record));
+        }
+        Ok(out)
+    }
+
+    /// A module's latest bytes.
+    pub fn module_code(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let record = txn
+            .open_table(MODULES)?
+            .get(name)?
+            .map(|v| decode_record(name, v.value()))
+            .transpose()?
+            .ok_or_else(|| StorageError::UnknownModule(name.into()))?;
+        let code = txn
+            .open_table(MODULE_CODE)?
+            .get((name, record.version))?
+            .map(|v| v.value().to_vec());
+        code.ok_or_else(|| StorageError::CorruptMetadata {
+            what: format!("module {name:?}"),
+            reason: format!("no bytes for version {}", record.version),
+        })
+    }
+}
+
+pub(crate) fn decode_record(name: &str, bytes: &[u8]) -> Result<ModuleRecord, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| StorageError::CorruptMetadata {
+        what: format!("module {name:?}"),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn describe(name: &str, record: ModuleRecord) -> ModuleDescription {
+    ModuleDescription {
+        name: name.to_owned(),
+        version: record.version,
+        sha256: record.sha256,
+        size_bytes: record.size_bytes,
+        uploaded_at_ms: record.uploaded_at_ms,
+        imports: record.imports,
+    }
+}

@@ -1,0 +1,69 @@
+//! WebAssembly module registry requests: upload (the component travels in
+//! the frame body), list, delete.
+//!
+//! The broker validates an upload before storing it: it must be a
+//! component, import nothing beyond the `quiver:transform` contract and the
+//! WASI interfaces the host provides locked down, and export the contract's
+//! `guest` interface at the version the broker speaks.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Request, RequestKind};
+
+/// Store a module under a name (a new version if the name exists). The body
+/// is the component's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadModuleRequest {
+    /// The module's name (the topic-name rule).
+    pub name: String,
+}
+
+impl Request for UploadModuleRequest {
+    const KIND: RequestKind = RequestKind::UploadModule;
+    type Response = ModuleDescription;
+}
+
+/// List stored modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListModulesRequest;
+
+impl Request for ListModulesRequest {
+    const KIND: RequestKind = RequestKind::ListModules;
+    type Response = ListModulesResponse;
+}
+
+/// Stored modules, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListModulesResponse {
+    /// The modules.
+    pub modules: Vec<ModuleDescription>,
+}
+
+/// Delete a module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteModuleRequest {
+    /// The module's name.
+    pub name: String,
+}
+
+impl Request for DeleteModuleRequest {
+    const KIND: RequestKind = RequestKind::DeleteModule;
+    type Response = ();
+}
+
+/// A stored module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleDescription {
+    /// Its name.
+    pub name: String,
+    /// 1 for the first upload under this name, then one more per upload.
+    pub version: u32,
+    /// SHA-256 of the component, lower-case hex.
+    pub sha256: String,
+    /// The component's size.
+    pub size_bytes: u64,
+    /// When it was uploaded, ms since the epoch.
+    pub uploaded_at_ms: i64,
+    /// What it imports (contract and WASI interfaces).
+    pub imports: Vec<String>,
+}
