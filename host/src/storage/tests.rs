@@ -37,6 +37,21 @@ fn values_from(bytes: &[u8], from: u64) -> Vec<(u64, String)> {
     out
 }
 
+/// A fresh database in a temporary directory with one topic.
+async fn with_topic(
+    name: &str,
+    partitions: u32,
+    config: TopicConfig,
+) -> (tempfile::TempDir, Storage) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).expect("open");
+    storage
+        .create_topic(name.into(), partitions, config)
+        .await
+        .expect("create topic");
+    (dir, storage)
+}
+
 async fn append(storage: &Storage, topic: &str, partition: u32, values: &[&str]) -> u64 {
     let (bytes, count) = batch(values);
     let partition = storage.partition(topic, partition).unwrap();
@@ -82,12 +97,8 @@ async fn append_read_and_restart_keep_offsets_contiguous() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appenders_get_disjoint_contiguous_offsets() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(Storage::open(dir.path(), &StorageOptions::default()).unwrap());
-    storage
-        .create_topic("t".into(), 1, TopicConfig::default())
-        .await
-        .unwrap();
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
+    let storage = Arc::new(storage);
     let mut tasks = Vec::new();
     for task in 0..16 {
         let storage = Arc::clone(&storage);
@@ -118,12 +129,7 @@ async fn concurrent_appenders_get_disjoint_contiguous_offsets() {
 
 #[tokio::test]
 async fn reads_respect_max_bytes_but_return_one_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
-    storage
-        .create_topic("t".into(), 1, TopicConfig::default())
-        .await
-        .unwrap();
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
     for i in 0..5 {
         append(&storage, "t", 0, &[&format!("v{i}")]).await;
     }
@@ -137,12 +143,7 @@ async fn reads_respect_max_bytes_but_return_one_batch() {
 
 #[tokio::test]
 async fn topic_lifecycle_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
-    storage
-        .create_topic("t".into(), 1, TopicConfig::default())
-        .await
-        .unwrap();
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
     assert!(matches!(
         storage
             .create_topic("t".into(), 1, TopicConfig::default())
@@ -235,13 +236,11 @@ async fn retain(storage: &Storage, now_ms: i64) -> RetentionReport {
 
 #[tokio::test]
 async fn time_retention_deletes_exactly_the_expired_prefix() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
     let config = TopicConfig {
         retention_ms: Some(1_000),
         ..TopicConfig::default()
     };
-    storage.create_topic("t".into(), 1, config).await.unwrap();
+    let (dir, storage) = with_topic("t", 1, config).await;
     // Timestamps 100..=500, then an old straggler at 50, then 5_000.
     for (i, ts) in [100, 200, 300, 400, 500, 50, 5_000].into_iter().enumerate() {
         assert_eq!(
@@ -283,12 +282,7 @@ async fn time_retention_deletes_exactly_the_expired_prefix() {
 
 #[tokio::test]
 async fn size_retention_keeps_at_least_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
-    storage
-        .create_topic("s".into(), 1, TopicConfig::default())
-        .await
-        .unwrap();
+    let (_dir, storage) = with_topic("s", 1, TopicConfig::default()).await;
     for i in 0..10 {
         append_at(&storage, "s", &format!("value-{i:04}"), 1_000).await;
     }
@@ -311,12 +305,7 @@ async fn size_retention_keeps_at_least_the_limit() {
 
 #[tokio::test]
 async fn offset_for_timestamp_uses_the_time_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
-    storage
-        .create_topic("t".into(), 1, TopicConfig::default())
-        .await
-        .unwrap();
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
     for (i, ts) in [100, 300, 200, 400, 400, 900].into_iter().enumerate() {
         append_at(&storage, "t", &format!("v{i}"), ts).await;
     }
@@ -340,12 +329,7 @@ async fn offset_for_timestamp_uses_the_time_index() {
 
 #[tokio::test]
 async fn alter_topic_changes_config_and_adds_partitions() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
-    storage
-        .create_topic("t".into(), 2, TopicConfig::default())
-        .await
-        .unwrap();
+    let (dir, storage) = with_topic("t", 2, TopicConfig::default()).await;
     append(&storage, "t", 0, &["a"]).await;
     let config = TopicConfig {
         retention_ms: Some(5),
@@ -383,13 +367,11 @@ async fn alter_topic_changes_config_and_adds_partitions() {
 
 #[tokio::test]
 async fn retention_reuses_space_so_the_file_stops_growing() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
     let config = TopicConfig {
         retention_bytes: Some(256 * 1024),
         ..TopicConfig::default()
     };
-    storage.create_topic("r".into(), 1, config).await.unwrap();
+    let (_dir, storage) = with_topic("r", 1, config).await;
     let value = "x".repeat(1_000);
     let values: Vec<&str> = (0..100).map(|_| value.as_str()).collect();
     let file_size = || std::fs::metadata(storage.path()).unwrap().len();
