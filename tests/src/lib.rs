@@ -381,3 +381,13 @@ pub fn guest_component(name: &str) -> Vec<u8> {
     }
     std::fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
 }
+
+/// A request frame with any kind, version, head and body, for sending raw.
+pub fn frame(kind: u16, version: u16, head: &[u8], body: &[u8]) -> Vec<u8> {
+    let header =
+        FrameHeader::for_parts(kind, version, head.len(), body.len()).expect("within limits");
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.extend_from_slice(head);
+    bytes.extend_from_slice(body);
+    bytes
+}

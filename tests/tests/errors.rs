@@ -45,7 +45,7 @@ use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_PARTITIONS_PER_TOPIC, MAX_TOPIC_NAME_BYTES,
 };
 use quiver_proto::varint::{write_varint, write_varlong};
-use quiver_tests::{RawConnection, RawReply, TestBroker};
+use quiver_tests::{RawConnection, RawReply, TestBroker, frame};
 
 /// Long enough for any answer that is already there; a poll returns as soon
 /// as data is available, so this is an upper bound, never a wait.
@@ -323,16 +323,6 @@ fn error_reply(reply: RawReply) -> WireError {
     assert_eq!(error.code.code(), header.code());
     assert!(body.is_empty(), "an error frame carries no body");
     error
-}
-
-/// A request frame with any kind, version, head and body.
-fn frame(kind: u16, version: u16, head: &[u8], body: &[u8]) -> Vec<u8> {
-    let header =
-        FrameHeader::for_parts(kind, version, head.len(), body.len()).expect("within limits");
-    let mut bytes = header.to_bytes().to_vec();
-    bytes.extend_from_slice(head);
-    bytes.extend_from_slice(body);
-    bytes
 }
 
 /// Lists topics over the raw connection: proves it still works after an

@@ -23,7 +23,7 @@ use quiver_proto::api::{
 };
 use quiver_proto::frame::{FrameError, FrameHeader, HEADER_BYTES};
 use quiver_proto::limits::{MAX_FRAME_BYTES, MAX_HEAD_BYTES};
-use quiver_tests::{RawConnection, RawReply, TestBroker};
+use quiver_tests::{RawConnection, RawReply, TestBroker, frame};
 use tokio::task::JoinSet;
 
 /// The SDK's topic.
@@ -164,16 +164,6 @@ async fn expect(raw: &RawConnection, what: &str, bytes: &[u8], code: ErrorCode) 
     let error = error_of(&raw.send(bytes).await);
     assert_eq!(error.code, code, "{what}: {}", error.message);
     error
-}
-
-/// A request frame with any kind, version, head and body.
-fn frame(kind: u16, version: u16, head: &[u8], body: &[u8]) -> Vec<u8> {
-    let header =
-        FrameHeader::for_parts(kind, version, head.len(), body.len()).expect("within limits");
-    let mut bytes = header.to_bytes().to_vec();
-    bytes.extend_from_slice(head);
-    bytes.extend_from_slice(body);
-    bytes
 }
 
 /// A 12-byte header with any field values, limits ignored.
