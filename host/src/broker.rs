@@ -19,12 +19,15 @@ use crate::storage::{
     DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
 };
 use crate::tls::{ServerCert, TlsError};
+use crate::transforms::{TransformError, Transforms};
 use crate::wasm::{ModuleError, WasmEngine};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 /// The default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./quiver-data";
+/// Where compiled WebAssembly modules are cached, inside the data directory.
+pub const WASM_CACHE_DIR: &str = "wasm-cache";
 /// How often retention runs unless configured (Kafka's default is 5 minutes;
 /// batches are smaller than segments, so we look more often).
 pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
@@ -93,6 +96,9 @@ pub enum BrokerError {
     /// The HTTP port could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// A stored transform could not be started.
+    #[error("transforms: {0}")]
+    Transforms(#[from] TransformError),
 }
 
 /// A running broker.
@@ -100,6 +106,7 @@ pub enum BrokerError {
 pub struct Broker {
     storage: Arc<Storage>,
     server: Server,
+    transforms: Arc<Transforms>,
     retention: Retention,
     /// Stops the background tasks (retention cleaner, member expiry).
     cleaner: CancellationToken,
@@ -143,13 +150,23 @@ impl Broker {
             Arc::clone(&storage),
             Arc::clone(&config.clock),
         ));
+        let wasm = WasmEngine::new(Some(&data_dir.join(WASM_CACHE_DIR)))?;
+        let transforms = Arc::new(
+            Transforms::start(
+                Arc::clone(&storage),
+                wasm.clone(),
+                Arc::clone(&config.clock),
+            )
+            .await?,
+        );
         let server = Server::start(
             config.listen,
             config.max_connections,
             &cert,
             Arc::clone(&storage),
             Arc::clone(&coordinator),
-            WasmEngine::new()?,
+            wasm,
+            Arc::clone(&transforms),
         )?;
         let local_addr = server.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,
@@ -173,6 +190,7 @@ impl Broker {
         Ok(Self {
             storage,
             server,
+            transforms,
             retention,
             cleaner,
             cleaner_task,
@@ -215,6 +233,11 @@ impl Broker {
         &self.storage
     }
 
+    /// The deployed transforms.
+    pub fn transforms(&self) -> &Arc<Transforms> {
+        &self.transforms
+    }
+
     /// Runs one retention pass now, at the configured clock's time.
     pub async fn enforce_retention(&self) -> Result<RetentionReport, StorageError> {
         self.retention.pass().await
@@ -230,6 +253,7 @@ impl Broker {
         let _ = self.cleaner_task.await;
         let _ = self.expiry_task.await;
         self.server.shutdown().await;
+        self.transforms.shutdown().await;
         self.storage.shutdown().await;
         if let Some(http) = &self.http {
             http.shutdown().await;

@@ -5,8 +5,10 @@
 //! - [`server`]: the QUIC listener, frame handling, and one file per request
 //!   kind under `server/requests/`.
 //! - [`tls`]: the broker's certificate: loaded, or generated and kept.
-//! - [`wasm`]: the WebAssembly engine and the check an uploaded component
-//!   must pass (contract imports and exports).
+//! - [`wasm`]: the WebAssembly engine, the check an uploaded component must
+//!   pass, and the sandbox guests run in.
+//! - [`transforms`]: deployed transforms: a worker thread each, exactly-once
+//!   commits of outputs, state and input position.
 //! - [`broker`]: [`Broker`], which ties storage and server together, runs the
 //!   retention cleaner, and shuts them down in order.
 //! - [`clock`]: the injectable clock (tests move time by hand).
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod transforms;
 pub mod wasm;
 
 pub use broker::{Broker, BrokerConfig};

@@ -35,6 +35,7 @@ use quiver_proto::api::groups::{
     CommitOffsetsRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommit,
     PartitionRef,
 };
+use quiver_proto::api::transforms::{DeployTransformRequest, OnError, StartFrom, TransformAction};
 use quiver_proto::api::{
     DescribeTopicRequest, FetchPartition, FetchRequest, ListTopicsRequest, ListTopicsResponse,
     ProduceBatch, ProduceRequest, ProduceResult, decode_head, encode_request,
@@ -55,7 +56,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 26] = [
+const REACHED: [ErrorCode; 30] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -82,6 +83,10 @@ const REACHED: [ErrorCode; 26] = [
     ErrorCode::TooManyGroups,          // group_size_limits
     ErrorCode::InvalidModule,          // modules.rs: uploads_that_are_not_contract_components_*
     ErrorCode::UnknownModule,          // modules.rs: guest_components_are_stored_*
+    ErrorCode::UnknownTransform,       // transform_refusals
+    ErrorCode::TransformExists,        // transform_refusals
+    ErrorCode::ModuleInUse,            // transform_refusals
+    ErrorCode::ModuleFailed,           // transform_refusals
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.
@@ -1194,4 +1199,65 @@ async fn group_size_limits() {
         .unwrap_err();
     assert_eq!(code_of(&error), ErrorCode::TooManyGroups);
     assert_serving_on(&client, "group limits").await;
+}
+
+/// A deploy request for the `filter` guest from `input`.
+fn filter_deploy(name: &str, input: &str, params: &[(&str, &str)]) -> DeployTransformRequest {
+    DeployTransformRequest {
+        name: name.into(),
+        module: "filter".into(),
+        input: input.into(),
+        default_output: None,
+        outputs: Vec::new(),
+        params: params
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        from: StartFrom::Earliest,
+        on_error: OnError::Stop,
+        deadline_ms: None,
+        memory_bytes: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_refusals() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("t-in", 1).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    assert_eq!(
+        code_of(&admin.transform_status("nosuch").await.unwrap_err()),
+        ErrorCode::UnknownTransform
+    );
+    admin
+        .upload_module("filter", quiver_tests::guest_component("filter").into())
+        .await
+        .unwrap();
+    // `init` refuses an unknown parameter: the deploy fails and nothing stays.
+    let bad = filter_deploy(
+        "t",
+        "t-in",
+        &[("field", "a"), ("equals", "b"), ("bogus", "1")],
+    );
+    let error = admin.deploy_transform(bad).await.unwrap_err();
+    assert_eq!(code_of(&error), ErrorCode::ModuleFailed, "{error}");
+    assert!(admin.list_transforms().await.unwrap().is_empty());
+    let good = filter_deploy("t", "t-in", &[("field", "a"), ("equals", "b")]);
+    admin.deploy_transform(good.clone()).await.unwrap();
+    assert_eq!(
+        code_of(&admin.deploy_transform(good).await.unwrap_err()),
+        ErrorCode::TransformExists
+    );
+    assert_eq!(
+        code_of(&admin.delete_module("filter").await.unwrap_err()),
+        ErrorCode::ModuleInUse
+    );
+    // Once the transform is gone the module can go too.
+    admin
+        .control_transform("t", TransformAction::Delete)
+        .await
+        .unwrap();
+    admin.delete_module("filter").await.unwrap();
+    assert_serving(&broker, &client, "transform errors").await;
 }

@@ -6,6 +6,7 @@
 //! - `consume.rs`: records to stdout lines (assigned, or as a group member).
 //! - `group.rs`: list, describe, reset and delete consumer groups.
 //! - `module.rs`: upload, list and delete WebAssembly modules.
+//! - `transform.rs`: deploy and operate transforms.
 //! - `bench.rs`: produce and consume benchmarks.
 
 mod bench;
@@ -15,6 +16,7 @@ mod module;
 mod produce;
 mod serve;
 mod topic;
+mod transform;
 
 use std::path::PathBuf;
 
@@ -47,6 +49,9 @@ enum Command {
     /// Manage WebAssembly modules.
     #[command(subcommand)]
     Module(module::ModuleCommand),
+    /// Manage transforms (modules the broker runs on a topic).
+    #[command(subcommand)]
+    Transform(transform::TransformCommand),
     /// Measure throughput and latency against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -93,6 +98,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(args).await,
         Command::Group(command) => group::run(command).await,
         Command::Module(command) => module::run(command).await,
+        Command::Transform(command) => transform::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }
 }

@@ -24,6 +24,7 @@ use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::tls::{ServerCert, TlsError};
+use crate::transforms::Transforms;
 use crate::wasm::WasmEngine;
 
 /// Bytes of request frames held in memory across all connections, at most;
@@ -55,6 +56,7 @@ pub(crate) struct Context {
     pub(crate) storage: Arc<Storage>,
     pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) wasm: WasmEngine,
+    pub(crate) transforms: Arc<Transforms>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) request_memory: Arc<Semaphore>,
     pub(crate) fetch_reads: Semaphore,
@@ -78,6 +80,7 @@ impl Server {
         storage: Arc<Storage>,
         coordinator: Arc<Coordinator>,
         wasm: WasmEngine,
+        transforms: Arc<Transforms>,
     ) -> Result<Self, ServerError> {
         let crypto = cert.quic_config()?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -93,6 +96,7 @@ impl Server {
             storage,
             coordinator,
             wasm,
+            transforms,
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
             fetch_reads: Semaphore::new(MAX_CONCURRENT_FETCH_READS),

@@ -74,6 +74,20 @@ pub enum StorageError {
     /// No module of that name.
     #[error("unknown module {0:?}")]
     UnknownModule(String),
+    /// No transform of that name.
+    #[error("unknown transform {0:?}")]
+    UnknownTransform(String),
+    /// A transform of that name exists.
+    #[error("transform {0:?} already exists")]
+    TransformExists(String),
+    /// A transform runs the module.
+    #[error("module {module:?} is used by transform {transform:?}; delete or upgrade it first")]
+    ModuleInUse {
+        /// The module.
+        module: String,
+        /// A transform running it.
+        transform: String,
+    },
     /// The writer has stopped (the broker is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
@@ -110,6 +124,9 @@ impl From<&StorageError> for WireError {
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::WriterStopped => ErrorCode::ShuttingDown,
             StorageError::UnknownModule(_) => ErrorCode::UnknownModule,
+            StorageError::UnknownTransform(_) => ErrorCode::UnknownTransform,
+            StorageError::TransformExists(_) => ErrorCode::TransformExists,
+            StorageError::ModuleInUse { .. } => ErrorCode::ModuleInUse,
         };
         let error = WireError::new(code, e.to_string());
         match *e {

@@ -6,6 +6,8 @@
 //! - [`partition`]: in-memory handles (offsets, long-poll wake-ups).
 //! - [`offsets`]: committed consumer-group offsets.
 //! - [`modules`]: the WebAssembly module registry's storage.
+//! - [`transforms`]: deployed transforms, their positions and state, and
+//!   the one transaction that commits a call's outputs, state and position.
 //! - [`retention`]: which batches retention removes, and the pass that
 //!   removes them.
 //! - [`error`]: [`StorageError`] and its wire mapping.
@@ -19,6 +21,7 @@ mod offsets;
 mod partition;
 mod retention;
 mod tables;
+mod transforms;
 mod writer;
 
 use std::collections::HashMap;
@@ -36,6 +39,8 @@ pub use modules::NewModule;
 pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
 pub use retention::{RetentionDefaults, RetentionReport};
+pub use tables::TransformRecord;
+pub use transforms::{NewBatch, StateReader, StateWrites};
 pub use writer::{
     MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, OffsetToCommit, Truncated,
     WRITER_QUEUE_CAPACITY,
@@ -229,10 +234,12 @@ impl Storage {
     ) -> Result<u64, StorageError> {
         self.call(|reply| {
             Command::Append(Append {
-                partition,
-                batch,
-                records,
-                max_timestamp,
+                batch: NewBatch {
+                    partition,
+                    batch,
+                    records,
+                    max_timestamp,
+                },
                 reply,
             })
         })
@@ -411,6 +418,9 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
         txn.open_table(tables::COMMITTED_OFFSETS)?;
         txn.open_table(tables::MODULES)?;
         txn.open_table(tables::MODULE_CODE)?;
+        txn.open_table(tables::TRANSFORMS)?;
+        txn.open_table(tables::TRANSFORM_POSITIONS)?;
+        txn.open_table(tables::TRANSFORM_STATE)?;
     }
     txn.commit()?;
     Ok(())

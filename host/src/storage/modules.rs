@@ -50,8 +50,8 @@ impl Storage {
         Ok(out)
     }
 
-    /// A module's latest bytes.
-    pub fn module_code(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+    /// A module's latest version and its bytes.
+    pub fn module_code(&self, name: &str) -> Result<(u32, Vec<u8>), StorageError> {
         let txn = self.db.begin_read()?;
         let record = txn
             .open_table(MODULES)?
@@ -62,7 +62,7 @@ impl Storage {
         let code = txn
             .open_table(MODULE_CODE)?
             .get((name, record.version))?
-            .map(|v| v.value().to_vec());
+            .map(|v| (record.version, v.value().to_vec()));
         code.ok_or_else(|| StorageError::CorruptMetadata {
             what: format!("module {name:?}"),
             reason: format!("no bytes for version {}", record.version),

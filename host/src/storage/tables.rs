@@ -9,6 +9,9 @@
 //! | `committed_offsets` | `(group, topic, partition)`         | `(next offset, metadata)`              |
 //! | `modules`         | `&str` module name                    | postcard [`ModuleRecord`]              |
 //! | `module_code`     | `(name, version)`                     | the component's bytes                  |
+//! | `transforms`      | `&str` transform name                 | postcard [`TransformRecord`]           |
+//! | `transform_positions` | `(transform, input partition)`    | next input offset to process           |
+//! | `transform_state` | `(transform, key bytes)`              | value bytes                            |
 //! | `time_index`      | `(topic_id, partition, timestamp)`    | base offset of the first batch whose running max timestamp reached `timestamp` |
 //!
 //! The time index gains an entry only when a batch raises its partition's
@@ -20,6 +23,7 @@
 //! mistaken for a newer topic of the same name.
 
 use quiver_proto::api::TopicConfig;
+use quiver_proto::api::transforms::OnError;
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +52,17 @@ pub(crate) const MODULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::ne
 /// `(module name, version)` to the component's bytes.
 pub(crate) const MODULE_CODE: TableDefinition<'_, (&str, u32), &[u8]> =
     TableDefinition::new("module_code");
+
+/// Transform name to its postcard-encoded [`TransformRecord`].
+pub(crate) const TRANSFORMS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("transforms");
+
+/// `(transform, input partition)` to the next input offset to process.
+pub(crate) const TRANSFORM_POSITIONS: TableDefinition<'_, (&str, u32), u64> =
+    TableDefinition::new("transform_positions");
+
+/// `(transform, key)` to a value of the transform's state store.
+pub(crate) const TRANSFORM_STATE: TableDefinition<'_, (&str, &[u8]), &[u8]> =
+    TableDefinition::new("transform_state");
 
 /// `(topic_id, partition, timestamp)` to a base offset; see the module docs.
 pub(crate) const TIME_INDEX: TableDefinition<'_, (u64, u32, i64), u64> =
@@ -92,4 +107,32 @@ pub(crate) struct ModuleRecord {
     pub(crate) uploaded_at_ms: i64,
     /// What the component imports.
     pub(crate) imports: Vec<String>,
+}
+
+/// A deployed transform as stored in `TRANSFORMS`; its positions and state
+/// are in `TRANSFORM_POSITIONS` and `TRANSFORM_STATE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformRecord {
+    /// The module it runs.
+    pub module: String,
+    /// The module's version when deployed or last upgraded.
+    pub module_version: u32,
+    /// The input topic.
+    pub input: String,
+    /// The default output topic.
+    pub default_output: String,
+    /// Named outputs: (name, topic).
+    pub outputs: Vec<(String, String)>,
+    /// `init` parameters.
+    pub params: Vec<(String, String)>,
+    /// The failure policy.
+    pub on_error: OnError,
+    /// Per-call deadline, ms.
+    pub deadline_ms: u32,
+    /// Guest memory cap, bytes.
+    pub memory_bytes: u64,
+    /// Paused by the user.
+    pub paused: bool,
+    /// Stopped by a failure, with the error.
+    pub failed: Option<String>,
 }

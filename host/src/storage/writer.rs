@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use quiver_proto::api::TopicConfig;
 use quiver_proto::api::modules::ModuleDescription;
 use quiver_proto::batch::set_base_offset;
@@ -24,8 +23,9 @@ use super::modules::{NewModule, decode_record, describe};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::tables::{
     BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_TOPIC_ID_KEY,
-    PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS, TopicRecord,
+    PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS, TRANSFORMS, TopicRecord, TransformRecord,
 };
+use super::transforms::{NewBatch, TransformCommit, decode_transform};
 use crate::metrics::Metrics;
 
 /// Commands waiting for the writer, at most.
@@ -40,13 +40,9 @@ pub(crate) type Topics = RwLock<HashMap<String, Arc<Topic>>>;
 /// A change to a topic's settings, given the current ones.
 pub(crate) type ConfigUpdate = Box<dyn FnOnce(TopicConfig) -> TopicConfig + Send>;
 
-/// One batch to append.
+/// One batch to append, acknowledged on its own.
 pub(crate) struct Append {
-    pub(crate) partition: Arc<Partition>,
-    pub(crate) batch: BytesMut,
-    pub(crate) records: u32,
-    /// The batch's max timestamp, for the time index.
-    pub(crate) max_timestamp: i64,
+    pub(crate) batch: NewBatch,
     pub(crate) reply: oneshot::Sender<Result<u64, StorageError>>,
 }
 
@@ -91,6 +87,23 @@ pub(crate) enum Command {
         name: String,
         reply: oneshot::Sender<Result<(), StorageError>>,
     },
+    /// Store a transform: a new one with its starting positions, or a
+    /// changed record of an existing one.
+    PutTransform {
+        name: String,
+        record: TransformRecord,
+        /// `Some` deploys (refused if the name exists), `None` updates.
+        positions: Option<Vec<(u32, u64)>>,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    /// Delete a transform with its positions and state.
+    DeleteTransform {
+        name: String,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    /// A transform call's outputs, state changes and position, in one
+    /// transaction.
+    CommitTransform(TransformCommit),
     /// Delete a partition's batches below `before`, a batch boundary.
     Truncate {
         partition: Arc<Partition>,
@@ -123,10 +136,10 @@ pub(crate) fn spawn(
     Ok((tx, handle))
 }
 
-struct Writer {
-    db: Arc<Database>,
+pub(super) struct Writer {
+    pub(super) db: Arc<Database>,
     topics: Arc<Topics>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -142,12 +155,12 @@ impl Writer {
             };
             match command {
                 Command::Append(first) => {
-                    let mut bytes = first.batch.len();
+                    let mut bytes = first.batch.batch.len();
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP_COMMIT_APPENDS && bytes < MAX_GROUP_COMMIT_BYTES {
                         match rx.try_recv() {
                             Ok(Command::Append(append)) => {
-                                bytes += append.batch.len();
+                                bytes += append.batch.batch.len();
                                 group.push(append);
                             }
                             Ok(other) => {
@@ -193,6 +206,27 @@ impl Writer {
                 }
                 Command::DeleteModule { name, reply } => {
                     let _ = reply.send(self.delete_module(&name));
+                }
+                Command::PutTransform {
+                    name,
+                    record,
+                    positions,
+                    reply,
+                } => {
+                    let _ = reply.send(self.put_transform(&name, &record, positions.as_deref()));
+                }
+                Command::DeleteTransform { name, reply } => {
+                    let _ = reply.send(self.delete_transform(&name));
+                }
+                Command::CommitTransform(commit) => {
+                    let reply = commit.reply;
+                    let result = self.commit_transform(
+                        &commit.name,
+                        commit.position,
+                        commit.outputs,
+                        &commit.state,
+                    );
+                    let _ = reply.send(result);
                 }
                 Command::Truncate {
                     partition,
@@ -256,31 +290,16 @@ impl Writer {
             let mut batches = txn.open_table(BATCHES)?;
             let mut time_index = txn.open_table(TIME_INDEX)?;
             for append in group.iter_mut() {
-                let partition = &append.partition;
+                let partition = &append.batch.partition;
                 if partition.is_deleted() {
                     outcomes.push(Err(StorageError::UnknownTopic(partition.topic().into())));
                     continue;
                 }
-                let key = (partition.topic_id(), partition.index());
-                let update = touched
-                    .entry(key)
-                    .or_insert_with(|| PartitionUpdate::of(partition));
-                let base = update.offsets.high_watermark;
-                set_base_offset(&mut append.batch, base);
-                batches.insert((key.0, key.1, base), &append.batch[..])?;
-                if append.max_timestamp > update.stats.max_timestamp {
-                    time_index.insert((key.0, key.1, append.max_timestamp), base)?;
-                    update.stats.max_timestamp = append.max_timestamp;
-                }
-                update.offsets.high_watermark += u64::from(append.records);
-                update.stats.size_bytes += append.batch.len() as u64;
+                let base = append_batch(&mut batches, &mut time_index, touched, &mut append.batch)?;
                 outcomes.push(Ok(base));
             }
-            let mut state = txn.open_table(PARTITION_STATE)?;
-            for (key, update) in touched.iter() {
-                state.insert(key, update.state())?;
-            }
         }
+        store_partition_updates(&txn, touched)?;
         txn.commit()?;
         Ok(())
     }
@@ -493,6 +512,16 @@ impl Writer {
 
     fn delete_module(&self, name: &str) -> Result<(), StorageError> {
         let txn = self.db.begin_write()?;
+        for entry in txn.open_table(TRANSFORMS)?.iter()? {
+            let (transform, value) = entry?;
+            let record = decode_transform(transform.value(), value.value())?;
+            if record.module == name {
+                return Err(StorageError::ModuleInUse {
+                    module: name.into(),
+                    transform: transform.value().into(),
+                });
+            }
+        }
         {
             let Some(record) = txn
                 .open_table(MODULES)?
@@ -536,6 +565,43 @@ impl Writer {
         tracing::info!(topic = name, id = topic.id, "topic deleted");
         Ok(())
     }
+}
+
+/// Writes one batch at its partition's next offset (as this transaction
+/// sees it) and returns that base offset.
+pub(super) fn append_batch(
+    batches: &mut redb::Table<'_, (u64, u32, u64), &[u8]>,
+    time_index: &mut redb::Table<'_, (u64, u32, i64), u64>,
+    touched: &mut HashMap<(u64, u32), PartitionUpdate>,
+    new: &mut NewBatch,
+) -> Result<u64, StorageError> {
+    let partition = &new.partition;
+    let key = (partition.topic_id(), partition.index());
+    let update = touched
+        .entry(key)
+        .or_insert_with(|| PartitionUpdate::of(partition));
+    let base = update.offsets.high_watermark;
+    set_base_offset(&mut new.batch, base);
+    batches.insert((key.0, key.1, base), &new.batch[..])?;
+    if new.max_timestamp > update.stats.max_timestamp {
+        time_index.insert((key.0, key.1, new.max_timestamp), base)?;
+        update.stats.max_timestamp = new.max_timestamp;
+    }
+    update.offsets.high_watermark += u64::from(new.records);
+    update.stats.size_bytes += new.batch.len() as u64;
+    Ok(base)
+}
+
+/// Stores the new offsets and stats of the partitions a transaction touched.
+pub(super) fn store_partition_updates(
+    txn: &WriteTransaction,
+    touched: &HashMap<(u64, u32), PartitionUpdate>,
+) -> Result<(), StorageError> {
+    let mut state = txn.open_table(PARTITION_STATE)?;
+    for (key, update) in touched {
+        state.insert(key, update.state())?;
+    }
+    Ok(())
 }
 
 fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), StorageError> {
@@ -624,7 +690,7 @@ pub struct Truncated {
 
 /// A partition's offsets and stats as a transaction changes them; published
 /// only after the commit.
-struct PartitionUpdate {
+pub(super) struct PartitionUpdate {
     partition: Arc<Partition>,
     offsets: Offsets,
     stats: LogStats,
@@ -650,7 +716,7 @@ impl PartitionUpdate {
         )
     }
 
-    fn publish(self) {
+    pub(super) fn publish(self) {
         self.partition.set_stats(self.stats);
         self.partition.publish(self.offsets);
     }

@@ -1,88 +1,48 @@
-//! The WebAssembly side of the broker. So far: the engine, and checking an
-//! uploaded component against the `quiver:transform` contract before it is
-//! stored. (Deployed transforms build on this engine.)
+//! The WebAssembly side of the broker: one engine, the check an uploaded
+//! component must pass, and the sandbox deployed transforms run in.
 //!
-//! A component may import only the contract's interfaces at the version this
-//! broker speaks, and the WASI interfaces Rust's standard library links on
-//! `wasm32-wasip2`, which the host provides locked down (no preopened
-//! directories, no network, empty environment). Anything else (`wasi:http`,
-//! `wasi:sockets`, another contract version) is refused at upload, naming
-//! the import. It must export the contract's `guest` interface.
+//! - [`validate`]: a component may import only the `quiver:transform`
+//!   contract at the version this broker speaks and the locked-down WASI
+//!   set, and must export the contract's `guest` interface.
+//! - [`sandbox`]: a compiled module ([`Sandbox`]) and its warm instances
+//!   ([`GuestInstance`]): per-call deadlines through epoch interruption, a
+//!   memory cap, limits on outputs and state, WASI with no directories,
+//!   network, environment or arguments.
+//! - [`state`]: a call's view of the transform's state store, with the
+//!   call's own writes layered over a committed snapshot.
+//! - [`logbook`]: a transform's recent log lines (guest `log` calls and
+//!   its stdout/stderr).
+//!
+//! Guest code runs only on threads the caller owns (transform workers, the
+//! blocking pool for fetch-time modules), never on the async runtime's
+//! workers: a call may take up to its deadline.
 
-use std::fmt::Write as _;
+mod bindings;
+pub mod logbook;
+pub mod sandbox;
+pub mod state;
+mod validate;
 
-use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use std::path::Path;
+use std::time::Duration;
 
-use quiver_proto::limits::MAX_MODULE_BYTES;
+use wasmtime::{Cache, CacheConfig, Config, Engine};
 
-/// The contract package this broker speaks.
-pub const CONTRACT_PACKAGE: &str = "quiver:transform";
-/// The contract version this broker speaks.
-pub const CONTRACT_VERSION: &str = "0.1.0";
-/// The contract interfaces a module may import.
-pub const CONTRACT_IMPORTS: [&str; 3] = ["types", "log", "state"];
-/// The interface a module must export.
-pub const GUEST_EXPORT: &str = "guest";
-/// WASI packages a module may import (Rust's std links them); the host gives
-/// them no directories, no network and no environment.
-pub const ALLOWED_WASI_PACKAGES: [&str; 5] = [
-    "wasi:io/",
-    "wasi:cli/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:filesystem/",
-];
+pub use bindings::quiver::transform::types::{InputRecord, OutputRecord};
+pub use logbook::Logbook;
+pub use sandbox::{CallError, GuestInstance, Sandbox, SandboxLimits};
+pub use state::{StateChanges, StateSnapshot};
+pub use validate::{
+    ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, GUEST_EXPORT,
+    ModuleError, ModuleInfo,
+};
 
-/// Why an upload was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ModuleError {
-    /// Larger than [`MAX_MODULE_BYTES`].
-    #[error("module of {size} bytes exceeds the limit of {MAX_MODULE_BYTES}")]
-    TooLarge {
-        /// Its size.
-        size: usize,
-    },
-    /// Not a WebAssembly component wasmtime can compile.
-    #[error("not a valid WebAssembly component: {0}")]
-    NotAComponent(String),
-    /// Imports something outside the contract and the allowed WASI set.
-    #[error(
-        "module imports {import:?}, which transforms may not use (allowed: quiver:transform/{{types,log,state}}@{CONTRACT_VERSION} and wasi:{{io,cli,clocks,random,filesystem}})"
-    )]
-    ForbiddenImport {
-        /// The import's name.
-        import: String,
-    },
-    /// Built for another version of the contract.
-    #[error(
-        "module was built for {found}; this broker speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION}: rebuild it against this contract"
-    )]
-    ContractVersion {
-        /// The import or export naming the other version.
-        found: String,
-    },
-    /// Does not export the contract's guest interface.
-    #[error(
-        "module does not export {CONTRACT_PACKAGE}/{GUEST_EXPORT}@{CONTRACT_VERSION} (exports: {exports})"
-    )]
-    MissingGuest {
-        /// What it exports instead.
-        exports: String,
-    },
-}
+/// How often the engine's epoch advances; call deadlines are counted in
+/// these ticks, so a call overruns its deadline by at most about one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// What validation learned about a component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleInfo {
-    /// SHA-256 of the bytes, lower-case hex.
-    pub sha256: String,
-    /// Its imports, sorted.
-    pub imports: Vec<String>,
-}
-
-/// The engine shared by every module of a broker.
+/// The engine shared by every module of a broker, with the thread that
+/// advances its epoch (the clock call deadlines go by).
 #[derive(Clone)]
 pub struct WasmEngine {
     engine: Engine,
@@ -95,177 +55,40 @@ impl std::fmt::Debug for WasmEngine {
 }
 
 impl WasmEngine {
-    /// An engine for components, with epoch interruption on (deadlines for
-    /// guest calls).
-    pub fn new() -> Result<Self, ModuleError> {
+    /// An engine for components with epoch interruption on. With
+    /// `cache_dir`, compiled modules are kept there, so a restart loads them
+    /// instead of compiling again.
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, ModuleError> {
+        let engine_error = |e: wasmtime::Error| ModuleError::NotAComponent(format!("engine: {e}"));
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
-        let engine =
-            Engine::new(&config).map_err(|e| ModuleError::NotAComponent(format!("engine: {e}")))?;
+        if let Some(dir) = cache_dir {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(Cache::new(cache).map_err(engine_error)?));
+        }
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        spawn_epoch_ticker(&engine)
+            .map_err(|e| ModuleError::NotAComponent(format!("epoch thread: {e}")))?;
         Ok(Self { engine })
     }
 
-    /// Compiles and checks a component. CPU-heavy: call it off the async
-    /// threads.
-    pub fn validate(&self, bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
-        if bytes.len() > MAX_MODULE_BYTES as usize {
-            return Err(ModuleError::TooLarge { size: bytes.len() });
-        }
-        let component = Component::from_binary(&self.engine, bytes)
-            .map_err(|e| ModuleError::NotAComponent(format!("{e:#}")))?;
-        let ty = component.component_type();
-        let mut imports: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        imports.sort();
-        for import in &imports {
-            check_import(import)?;
-        }
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        check_exports(&exports)?;
-        Ok(ModuleInfo {
-            sha256: sha256_hex(bytes),
-            imports,
-        })
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 }
 
-/// An import is allowed if it is a contract interface at this version, or
-/// in an allowed WASI package.
-fn check_import(import: &str) -> Result<(), ModuleError> {
-    if let Some((interface, version)) = contract_item(import) {
-        if version != CONTRACT_VERSION {
-            return Err(ModuleError::ContractVersion {
-                found: import.to_owned(),
-            });
-        }
-        return if CONTRACT_IMPORTS.contains(&interface) {
-            Ok(())
-        } else {
-            Err(ModuleError::ForbiddenImport {
-                import: import.to_owned(),
-            })
-        };
-    }
-    if ALLOWED_WASI_PACKAGES.iter().any(|p| import.starts_with(p)) {
-        Ok(())
-    } else {
-        Err(ModuleError::ForbiddenImport {
-            import: import.to_owned(),
-        })
-    }
-}
-
-fn check_exports(exports: &[String]) -> Result<(), ModuleError> {
-    let mut other_version = None;
-    for export in exports {
-        if let Some((GUEST_EXPORT, version)) = contract_item(export) {
-            if version == CONTRACT_VERSION {
-                return Ok(());
+/// Advances the epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("quiver-wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
             }
-            other_version = Some(export.clone());
-        }
-    }
-    match other_version {
-        Some(found) => Err(ModuleError::ContractVersion { found }),
-        None => Err(ModuleError::MissingGuest {
-            exports: if exports.is_empty() {
-                "nothing".to_owned()
-            } else {
-                exports.join(", ")
-            },
-        }),
-    }
-}
-
-/// `quiver:transform/NAME@VERSION` as `(NAME, VERSION)`.
-fn contract_item(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix(CONTRACT_PACKAGE)?.strip_prefix('/')?;
-    rest.split_once('@')
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest.as_ref() {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn imports_are_checked_by_package_and_version() {
-        assert_eq!(check_import("quiver:transform/log@0.1.0"), Ok(()));
-        assert_eq!(check_import("wasi:io/streams@0.2.6"), Ok(()));
-        assert!(matches!(
-            check_import("quiver:transform/log@0.2.0"),
-            Err(ModuleError::ContractVersion { .. })
-        ));
-        assert!(matches!(
-            check_import("wasi:http/outgoing-handler@0.2.0"),
-            Err(ModuleError::ForbiddenImport { import }) if import == "wasi:http/outgoing-handler@0.2.0"
-        ));
-        assert!(matches!(
-            check_import("wasi:sockets/tcp@0.2.0"),
-            Err(ModuleError::ForbiddenImport { .. })
-        ));
-        assert!(matches!(
-            check_import("quiver:transform/admin@0.1.0"),
-            Err(ModuleError::ForbiddenImport { .. })
-        ));
-    }
-
-    #[test]
-    fn the_guest_export_must_be_there_at_this_version() {
-        assert_eq!(
-            check_exports(&["quiver:transform/guest@0.1.0".into()]),
-            Ok(())
-        );
-        assert!(matches!(
-            check_exports(&["quiver:transform/guest@0.2.0".into()]),
-            Err(ModuleError::ContractVersion { .. })
-        ));
-        assert!(matches!(
-            check_exports(&[]),
-            Err(ModuleError::MissingGuest { .. })
-        ));
-    }
-
-    #[test]
-    fn components_are_compiled_and_their_imports_named() {
-        let engine = WasmEngine::new().unwrap();
-        assert!(matches!(
-            engine.validate(b"not wasm"),
-            Err(ModuleError::NotAComponent(_))
-        ));
-        let forbidden =
-            wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
-                .unwrap();
-        assert_eq!(
-            engine.validate(&forbidden),
-            Err(ModuleError::ForbiddenImport {
-                import: "wasi:http/outgoing-handler@0.2.0".into()
-            })
-        );
-        let no_guest =
-            wat::parse_str(r#"(component (import "wasi:io/error@0.2.6" (instance)))"#).unwrap();
-        assert!(matches!(
-            engine.validate(&no_guest),
-            Err(ModuleError::MissingGuest { .. })
-        ));
-        assert_eq!(
-            engine.validate(&vec![0u8; MAX_MODULE_BYTES as usize + 1]),
-            Err(ModuleError::TooLarge {
-                size: MAX_MODULE_BYTES as usize + 1
-            })
-        );
-    }
+        })?;
+    Ok(())
 }

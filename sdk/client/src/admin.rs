@@ -15,6 +15,10 @@ use bytes::Bytes;
 use quiver_proto::api::modules::{
     DeleteModuleRequest, ListModulesRequest, ModuleDescription, UploadModuleRequest,
 };
+use quiver_proto::api::transforms::{
+    ControlTransformRequest, DeployTransformRequest, ListTransformsRequest, LogLine, StateEntry,
+    TransformAction, TransformLogsRequest, TransformStateRequest, TransformStatus,
+};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -177,6 +181,86 @@ impl Admin {
         let request = DeleteModuleRequest { name: name.into() };
         self.client.request(&request, Vec::new()).await?;
         Ok(())
+    }
+
+    /// Deploys a transform; returns its status once `init` succeeded and it
+    /// runs.
+    pub async fn deploy_transform(
+        &self,
+        request: DeployTransformRequest,
+    ) -> Result<TransformStatus, ClientError> {
+        Ok(self.client.request(&request, Vec::new()).await?.0)
+    }
+
+    /// Every transform's status.
+    pub async fn list_transforms(&self) -> Result<Vec<TransformStatus>, ClientError> {
+        let request = ListTransformsRequest { name: None };
+        Ok(self
+            .client
+            .request(&request, Vec::new())
+            .await?
+            .0
+            .transforms)
+    }
+
+    /// One transform's status.
+    pub async fn transform_status(&self, name: &str) -> Result<TransformStatus, ClientError> {
+        let request = ListTransformsRequest {
+            name: Some(name.into()),
+        };
+        let mut list = self
+            .client
+            .request(&request, Vec::new())
+            .await?
+            .0
+            .transforms;
+        list.pop().ok_or_else(|| {
+            ClientError::Protocol(format!("the broker sent no status for transform {name:?}"))
+        })
+    }
+
+    /// Pauses, resumes, upgrades or deletes a transform.
+    pub async fn control_transform(
+        &self,
+        name: &str,
+        action: TransformAction,
+    ) -> Result<(), ClientError> {
+        let request = ControlTransformRequest {
+            name: name.into(),
+            action,
+        };
+        self.client.request(&request, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// A transform's log lines after `after_seq` (0 for all kept).
+    pub async fn transform_logs(
+        &self,
+        name: &str,
+        after_seq: u64,
+        max_lines: u32,
+    ) -> Result<Vec<LogLine>, ClientError> {
+        let request = TransformLogsRequest {
+            name: name.into(),
+            after_seq,
+            max_lines,
+        };
+        Ok(self.client.request(&request, Vec::new()).await?.0.lines)
+    }
+
+    /// A transform's committed state entries whose keys start with `prefix`.
+    pub async fn transform_state(
+        &self,
+        name: &str,
+        prefix: &[u8],
+        limit: u32,
+    ) -> Result<Vec<StateEntry>, ClientError> {
+        let request = TransformStateRequest {
+            name: name.into(),
+            prefix: prefix.to_vec(),
+            limit,
+        };
+        Ok(self.client.request(&request, Vec::new()).await?.0.entries)
     }
 
     /// Deletes a topic and its data.

@@ -28,7 +28,7 @@ mod client;
 mod consumer;
 mod error;
 mod group;
-pub mod partitioner;
+pub use quiver_proto::partitioner;
 mod producer;
 
 pub use admin::Admin;

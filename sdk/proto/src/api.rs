@@ -7,6 +7,7 @@
 
 pub mod groups;
 pub mod modules;
+pub mod transforms;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -59,11 +60,21 @@ pub enum RequestKind {
     ListModules = 19,
     /// Delete a module.
     DeleteModule = 20,
+    /// Deploy a transform.
+    DeployTransform = 21,
+    /// List transforms with their status.
+    ListTransforms = 22,
+    /// Pause, resume, upgrade or delete a transform.
+    ControlTransform = 23,
+    /// Read a transform's recent log lines.
+    TransformLogs = 24,
+    /// Read a transform's state store.
+    TransformState = 25,
 }
 
 impl RequestKind {
     /// Every kind, in number order.
-    pub const ALL: [RequestKind; 20] = [
+    pub const ALL: [RequestKind; 25] = [
         Self::Produce,
         Self::Fetch,
         Self::CreateTopic,
@@ -84,6 +95,11 @@ impl RequestKind {
         Self::UploadModule,
         Self::ListModules,
         Self::DeleteModule,
+        Self::DeployTransform,
+        Self::ListTransforms,
+        Self::ControlTransform,
+        Self::TransformLogs,
+        Self::TransformState,
     ];
 
     /// The kind for a frame's `kind` field, if known.
@@ -109,6 +125,11 @@ impl RequestKind {
             18 => Self::UploadModule,
             19 => Self::ListModules,
             20 => Self::DeleteModule,
+            21 => Self::DeployTransform,
+            22 => Self::ListTransforms,
+            23 => Self::ControlTransform,
+            24 => Self::TransformLogs,
+            25 => Self::TransformState,
             _ => return None,
         })
     }

@@ -665,6 +665,11 @@ impl BatchBuilder {
         self.count
     }
 
+    /// The largest record timestamp so far (`i64::MIN` when empty).
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
     /// Whether no record has been added.
     pub fn is_empty(&self) -> bool {
         self.count == 0

@@ -38,6 +38,10 @@
 //! | 1006 | `TooManyGroups`        | (none)                           |
 //! | 1007 | `InvalidModule`        | (none: a WebAssembly upload was refused) |
 //! | 1008 | `UnknownModule`        | (none)                           |
+//! | 1009 | `UnknownTransform`     | (none)                           |
+//! | 1010 | `TransformExists`      | (none)                           |
+//! | 1011 | `ModuleInUse`          | (none: a transform runs the module) |
+//! | 1012 | `ModuleFailed`         | (none: a fetch-time module failed) |
 
 use std::fmt;
 
@@ -110,11 +114,19 @@ pub enum ErrorCode {
     InvalidModule = 1007,
     /// No module of that name.
     UnknownModule = 1008,
+    /// No transform of that name.
+    UnknownTransform = 1009,
+    /// A transform of that name exists.
+    TransformExists = 1010,
+    /// The module cannot be deleted while a transform runs it.
+    ModuleInUse = 1011,
+    /// A fetch-time module failed (its error, trap, deadline or limit).
+    ModuleFailed = 1012,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -144,6 +156,10 @@ impl ErrorCode {
         Self::TooManyGroups,
         Self::InvalidModule,
         Self::UnknownModule,
+        Self::UnknownTransform,
+        Self::TransformExists,
+        Self::ModuleInUse,
+        Self::ModuleFailed,
     ];
 
     /// The number on the wire.

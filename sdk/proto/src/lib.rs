@@ -18,6 +18,7 @@ pub mod batch;
 pub mod error;
 pub mod frame;
 pub mod limits;
+pub mod partitioner;
 pub mod topic;
 pub mod varint;
 

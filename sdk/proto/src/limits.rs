@@ -48,3 +48,18 @@ pub const MAX_MODULE_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Longest module name (the topic-name rule applies).
 pub const MAX_MODULE_NAME_BYTES: usize = MAX_TOPIC_NAME_BYTES;
+
+/// Longest transform log line kept; longer ones are cut.
+pub const MAX_LOG_LINE_BYTES: usize = 4_096;
+
+/// Most log lines one `TransformLogs` request returns.
+pub const MAX_LOG_LINES_PER_READ: u32 = 1_000;
+
+/// Most state entries one `TransformState` request returns.
+pub const MAX_STATE_ENTRIES_PER_READ: u32 = 10_000;
+
+/// Most `--param` pairs and named outputs of a transform, each.
+pub const MAX_TRANSFORM_PARAMS: usize = 256;
+
+/// Longest parameter name or value.
+pub const MAX_TRANSFORM_PARAM_BYTES: usize = 4_096;

@@ -5,10 +5,12 @@
 
 mod alter_topic;
 mod commit_offsets;
+mod control_transform;
 mod create_topic;
 mod delete_group;
 mod delete_module;
 mod delete_topic;
+mod deploy_transform;
 mod describe_group;
 mod describe_topic;
 mod fetch;
@@ -20,8 +22,11 @@ mod list_groups;
 mod list_modules;
 mod list_offsets;
 mod list_topics;
+mod list_transforms;
 mod produce;
 mod reset_offsets;
+mod transform_logs;
+mod transform_state;
 mod upload_module;
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +35,10 @@ use quiver_proto::api::groups::{
     HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ResetOffsetsRequest,
 };
 use quiver_proto::api::modules::{DeleteModuleRequest, ListModulesRequest, UploadModuleRequest};
+use quiver_proto::api::transforms::{
+    ControlTransformRequest, DeployTransformRequest, ListTransformsRequest, TransformLogsRequest,
+    TransformStateRequest,
+};
 use quiver_proto::api::{
     AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
     ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind, decode_head,
@@ -42,6 +51,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Context;
 use crate::storage::StorageError;
+use crate::transforms::TransformError;
 
 /// A response ready to write: frame header and head, then body chunks.
 pub(crate) struct Reply {
@@ -151,6 +161,11 @@ pub(crate) async fn dispatch(
         RequestKind::UploadModule | RequestKind::ListModules | RequestKind::DeleteModule => {
             dispatch_module(context, kind, version, head, body).await
         }
+        RequestKind::DeployTransform
+        | RequestKind::ListTransforms
+        | RequestKind::ControlTransform
+        | RequestKind::TransformLogs
+        | RequestKind::TransformState => dispatch_transform(context, kind, version, head).await,
         RequestKind::DescribeTopic => {
             let request = decode::<DescribeTopicRequest>(version, head)?;
             Reply::new(
@@ -199,6 +214,46 @@ async fn dispatch_module(
         _ => Err(WireError::new(
             ErrorCode::UnknownRequestKind,
             format!("request kind {kind:?} is not a module request"),
+        )),
+    }
+}
+
+/// The deployed-transform kinds.
+async fn dispatch_transform(
+    context: &Context,
+    kind: RequestKind,
+    version: u16,
+    head: &[u8],
+) -> Result<Reply, WireError> {
+    match kind {
+        RequestKind::DeployTransform => {
+            let request = decode::<DeployTransformRequest>(version, head)?;
+            let response = deploy_transform::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::ListTransforms => {
+            let request = decode::<ListTransformsRequest>(version, head)?;
+            let response = list_transforms::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::ControlTransform => {
+            let request = decode::<ControlTransformRequest>(version, head)?;
+            control_transform::handle(context, request).await?;
+            Reply::new(version, &(), Vec::new())
+        }
+        RequestKind::TransformLogs => {
+            let request = decode::<TransformLogsRequest>(version, head)?;
+            let response = transform_logs::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::TransformState => {
+            let request = decode::<TransformStateRequest>(version, head)?;
+            let response = transform_state::handle(context, request).await?;
+            Reply::new(version, &response, Vec::new())
+        }
+        _ => Err(WireError::new(
+            ErrorCode::UnknownRequestKind,
+            format!("request kind {kind:?} is not a transform request"),
         )),
     }
 }
@@ -305,6 +360,12 @@ fn decode<R: Request>(version: u16, head: &[u8]) -> Result<R, WireError> {
 
 impl From<StorageError> for WireError {
     fn from(e: StorageError) -> Self {
+        WireError::from(&e)
+    }
+}
+
+impl From<TransformError> for WireError {
+    fn from(e: TransformError) -> Self {
         WireError::from(&e)
     }
 }

@@ -18,6 +18,10 @@ use quiver_proto::api::groups::{
     HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ResetOffsetsRequest,
 };
 use quiver_proto::api::modules::{DeleteModuleRequest, ListModulesRequest, UploadModuleRequest};
+use quiver_proto::api::transforms::{
+    ControlTransformRequest, DeployTransformRequest, ListTransformsRequest, TransformLogsRequest,
+    TransformStateRequest,
+};
 use quiver_proto::api::{
     self, AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
     FetchRequest, ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind,
@@ -98,6 +102,11 @@ fn decode_as(kind: RequestKind, head: &[u8]) {
         RequestKind::UploadModule => request::<UploadModuleRequest>(head),
         RequestKind::ListModules => request::<ListModulesRequest>(head),
         RequestKind::DeleteModule => request::<DeleteModuleRequest>(head),
+        RequestKind::DeployTransform => request::<DeployTransformRequest>(head),
+        RequestKind::ListTransforms => request::<ListTransformsRequest>(head),
+        RequestKind::ControlTransform => request::<ControlTransformRequest>(head),
+        RequestKind::TransformLogs => request::<TransformLogsRequest>(head),
+        RequestKind::TransformState => request::<TransformStateRequest>(head),
         _ => {}
     }
 }

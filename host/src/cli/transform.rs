@@ -1,0 +1,373 @@
+//! `quiver transform deploy|list|status|pause|resume|upgrade|delete|logs|state`:
+//! transforms the broker runs on an input topic.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use quiver_client::Admin;
+use quiver_proto::api::transforms::{
+    DeployTransformRequest, OnError, RunState, StartFrom, TransformAction, TransformPartition,
+    TransformStatus,
+};
+
+use super::ClientArgs;
+
+/// How often `logs --follow` asks for new lines.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransformCommand {
+    /// Deploy a stored module as a transform of an input topic.
+    Deploy(DeployArgs),
+    /// List transforms.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a transform's state, positions, lag, counters and last error.
+    Status(NameArgs),
+    /// Stop calling the module (positions and state stay).
+    Pause(NameArgs),
+    /// Run again after a pause or a failure (retries the failed batch).
+    Resume(NameArgs),
+    /// Run another module from the next batch on, keeping positions and state.
+    Upgrade {
+        /// Transform name.
+        name: String,
+        /// The module to run now.
+        #[arg(long)]
+        module: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a transform and delete its positions and state.
+    Delete(NameArgs),
+    /// Print a transform's recent log lines.
+    Logs {
+        /// Transform name.
+        name: String,
+        /// Keep printing new lines.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a transform's state store: one key's value, or every entry.
+    State {
+        /// Transform name.
+        name: String,
+        /// Only this key (as text).
+        key: Option<String>,
+        /// Only keys starting with this text.
+        #[arg(long, conflicts_with = "key")]
+        prefix: Option<String>,
+        /// Entries at most.
+        #[arg(long, default_value_t = 1_000)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NameArgs {
+    /// Transform name.
+    name: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// Transform name.
+    name: String,
+    /// The stored module to run.
+    #[arg(long)]
+    module: String,
+    /// The input topic.
+    #[arg(long)]
+    input: String,
+    /// An output: `NAME=TOPIC` maps a name the module writes to (the topic
+    /// must exist); a bare `TOPIC` sets the default output (else NAME-out,
+    /// created if missing). Repeatable.
+    #[arg(long = "output", value_name = "NAME=TOPIC")]
+    outputs: Vec<String>,
+    /// An `init` parameter `k=v`. Repeatable.
+    #[arg(long = "param", value_name = "K=V", value_parser = parse_pair)]
+    params: Vec<(String, String)>,
+    /// Where to start in each input partition: earliest, latest or an offset.
+    #[arg(long, default_value = "earliest", value_parser = parse_from)]
+    from: StartFrom,
+    /// What a failed call does.
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Stop)]
+    on_error: OnErrorArg,
+    /// Per-call deadline in ms (default: the broker's, 5000).
+    #[arg(long)]
+    deadline_ms: Option<u32>,
+    /// Guest memory cap in MiB (default: the broker's, 64).
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnErrorArg {
+    /// Stop with the error in status; `resume` retries.
+    Stop,
+    /// Skip the failed batch.
+    Skip,
+    /// Write the failed batch to NAME-dlq with the error in a header.
+    DeadLetter,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected K=V, got {text:?}"))
+}
+
+fn parse_from(text: &str) -> Result<StartFrom, String> {
+    match text {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        offset => offset
+            .parse()
+            .map(StartFrom::Offset)
+            .map_err(|_| format!("expected earliest, latest or an offset, got {text:?}")),
+    }
+}
+
+impl TransformCommand {
+    fn client_args(&self) -> &ClientArgs {
+        match self {
+            Self::Deploy(args) => &args.client,
+            Self::Status(args) | Self::Pause(args) | Self::Resume(args) | Self::Delete(args) => {
+                &args.client
+            }
+            Self::List { client }
+            | Self::Upgrade { client, .. }
+            | Self::Logs { client, .. }
+            | Self::State { client, .. } => client,
+        }
+    }
+}
+
+pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
+    let request = match &command {
+        TransformCommand::Deploy(args) => Some(deploy_request(args)?),
+        _ => None,
+    };
+    let client = command.client_args().connect().await?;
+    let admin = Admin::new(client.clone());
+    let result = async {
+        match command {
+            TransformCommand::Deploy(_) => {
+                let request = request.context("deploy request")?;
+                let status = admin.deploy_transform(request).await?;
+                println!(
+                    "deployed transform {} (module {} version {}) from {} to {}",
+                    status.name,
+                    status.module,
+                    status.module_version,
+                    status.input,
+                    status.default_output
+                );
+            }
+            TransformCommand::List { .. } => {
+                for status in admin.list_transforms().await? {
+                    let lag: u64 = status.partitions.iter().map(TransformPartition::lag).sum();
+                    println!(
+                        "{}\tmodule={}@{}\tinput={}\toutput={}\tstate={}\tlag={lag}",
+                        status.name,
+                        status.module,
+                        status.module_version,
+                        status.input,
+                        status.default_output,
+                        run_state(&status.state)
+                    );
+                }
+            }
+            TransformCommand::Status(args) => {
+                print_status(&admin.transform_status(&args.name).await?);
+            }
+            TransformCommand::Pause(args) => {
+                admin
+                    .control_transform(&args.name, TransformAction::Pause)
+                    .await?;
+                println!("paused transform {}", args.name);
+            }
+            TransformCommand::Resume(args) => {
+                admin
+                    .control_transform(&args.name, TransformAction::Resume)
+                    .await?;
+                println!("resumed transform {}", args.name);
+            }
+            TransformCommand::Upgrade { name, module, .. } => {
+                admin
+                    .control_transform(
+                        &name,
+                        TransformAction::Upgrade {
+                            module: module.clone(),
+                        },
+                    )
+                    .await?;
+                println!("transform {name} now runs module {module}");
+            }
+            TransformCommand::Delete(args) => {
+                admin
+                    .control_transform(&args.name, TransformAction::Delete)
+                    .await?;
+                println!("deleted transform {}", args.name);
+            }
+            TransformCommand::Logs { name, follow, .. } => {
+                print_logs(&admin, &name, follow).await?;
+            }
+            TransformCommand::State {
+                name,
+                key,
+                prefix,
+                limit,
+                ..
+            } => {
+                print_state(&admin, &name, key.as_deref(), prefix.as_deref(), limit).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}
+
+async fn print_logs(admin: &Admin, name: &str, follow: bool) -> anyhow::Result<()> {
+    let mut after = 0;
+    loop {
+        for line in admin.transform_logs(name, after, 1_000).await? {
+            after = line.seq;
+            println!(
+                "{} {:?} [{}] {}",
+                line.at_ms, line.level, line.source, line.message
+            );
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+    }
+}
+
+async fn print_state(
+    admin: &Admin,
+    name: &str,
+    key: Option<&str>,
+    prefix: Option<&str>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let prefix = key.or(prefix).unwrap_or_default();
+    let entries = admin
+        .transform_state(name, prefix.as_bytes(), limit)
+        .await?;
+    match key {
+        Some(key) => {
+            let Some((_, value)) = entries.iter().find(|(k, _)| *k == key.as_bytes()) else {
+                bail!("transform {name} has no state under {key:?}");
+            };
+            println!("{}", String::from_utf8_lossy(value));
+        }
+        None => {
+            for (key, value) in entries {
+                println!(
+                    "{}\t{}",
+                    key.escape_ascii(),
+                    String::from_utf8_lossy(&value)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployTransformRequest> {
+    let mut default_output = None;
+    let mut outputs = Vec::new();
+    for output in &args.outputs {
+        match output.split_once('=') {
+            Some((name, topic)) if !name.is_empty() && !topic.is_empty() => {
+                outputs.push((name.to_owned(), topic.to_owned()));
+            }
+            Some(_) => bail!("--output {output:?}: expected NAME=TOPIC or TOPIC"),
+            None if default_output.is_some() => bail!("--output: only one default output topic"),
+            None => default_output = Some(output.clone()),
+        }
+    }
+    Ok(DeployTransformRequest {
+        name: args.name.clone(),
+        module: args.module.clone(),
+        input: args.input.clone(),
+        default_output,
+        outputs,
+        params: args.params.clone(),
+        from: args.from,
+        on_error: match args.on_error {
+            OnErrorArg::Stop => OnError::Stop,
+            OnErrorArg::Skip => OnError::Skip,
+            OnErrorArg::DeadLetter => OnError::DeadLetter,
+        },
+        deadline_ms: args.deadline_ms,
+        memory_bytes: args.memory_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
+    })
+}
+
+fn run_state(state: &RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Paused => "paused",
+        RunState::Failed { .. } => "failed",
+    }
+}
+
+fn print_status(status: &TransformStatus) {
+    println!("transform: {}", status.name);
+    println!(
+        "module:    {} version {}",
+        status.module, status.module_version
+    );
+    println!("input:     {}", status.input);
+    println!("output:    {}", status.default_output);
+    for (name, topic) in &status.outputs {
+        println!("output:    {name} -> {topic}");
+    }
+    for (k, v) in &status.params {
+        println!("param:     {k}={v}");
+    }
+    println!("on-error:  {:?}", status.on_error);
+    println!(
+        "limits:    deadline {} ms, memory {} MiB",
+        status.deadline_ms,
+        status.memory_bytes / (1024 * 1024)
+    );
+    match &status.state {
+        RunState::Failed { error } => println!("state:     failed: {error}"),
+        other => println!("state:     {}", run_state(other)),
+    }
+    println!(
+        "records:   in {} out {} errors {}",
+        status.records_in, status.records_out, status.errors
+    );
+    if let Some(error) = &status.last_error {
+        println!("last error: {error}");
+    }
+    println!("partition\tposition\thigh_watermark\tlag");
+    for p in &status.partitions {
+        println!(
+            "{}\t{}\t{}\t{}",
+            p.partition,
+            p.position,
+            p.high_watermark,
+            p.lag()
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Records across the guest boundary: stored batches decoded into the
+//! contract's input records, and a call's output records encoded into
+//! batches for their output partitions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use quiver_proto::batch::{BatchBuilder, BatchError, Header, NewRecord, split_batches};
+use quiver_proto::partitioner::partition_for_key;
+
+use crate::storage::{NewBatch, Storage, Topic};
+use crate::wasm::{InputRecord, OutputRecord};
+
+/// Most input records passed to one `process` call.
+pub const MAX_RECORDS_PER_CALL: usize = 4_096;
+/// Most input batch bytes read for one `process` call (at least one batch
+/// is read, however large).
+pub const MAX_INPUT_BYTES_PER_CALL: usize = 1024 * 1024;
+/// The header that carries the error on a dead-lettered record.
+pub const ERROR_HEADER: &str = "quiver-error";
+/// The header that names a dead-lettered record's origin
+/// (`topic/partition@offset`).
+pub const SOURCE_HEADER: &str = "quiver-source";
+
+/// A call's input: records of one partition, in offset order.
+#[derive(Debug, Default)]
+pub struct InputBatch {
+    /// The records.
+    pub records: Vec<InputRecord>,
+    /// The offset after the last record taken: the partition's position
+    /// once the batch is committed.
+    pub next_offset: u64,
+}
+
+/// Decodes the records at or after `from` in `bytes` (whole batches back to
+/// back), at most `max` of them.
+pub fn decode_input(
+    topic: &str,
+    partition: u32,
+    bytes: &[u8],
+    from: u64,
+    max: usize,
+) -> Result<InputBatch, BatchError> {
+    let mut out = InputBatch {
+        records: Vec::new(),
+        next_offset: from,
+    };
+    for view in split_batches(bytes) {
+        let view = view?;
+        let log_append = view.is_log_append_time().then(|| view.max_timestamp());
+        for record in view.records() {
+            let record = record?;
+            let offset = view.base_offset() + u64::from(record.offset_delta.max(0).cast_unsigned());
+            if offset < from {
+                continue;
+            }
+            if out.records.len() == max {
+                return Ok(out);
+            }
+            out.records.push(InputRecord {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                timestamp: log_append.unwrap_or(record.timestamp),
+                key: record.key.map(<[u8]>::to_vec),
+                value: record.value.to_vec(),
+                headers: record
+                    .headers()
+                    .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                    .collect(),
+            });
+            out.next_offset = offset + 1;
+        }
+        out.next_offset = out.next_offset.max(view.last_offset() + 1);
+    }
+    Ok(out)
+}
+
+/// Where a transform's outputs go.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// The default output topic.
+    pub default: String,
+    /// Named outputs: name to topic.
+    pub named: HashMap<String, String>,
+}
+
+/// Encodes output records into batches per output partition, in the order
+/// given. Keyed records go to the partition Kafka's partitioner picks for
+/// the key; unkeyed ones to the input partition's number modulo the output
+/// topic's partition count (`input_partition` is 0 for `on-tick` outputs).
+/// A record without a timestamp gets `now_ms`.
+pub fn encode_outputs(
+    storage: &Storage,
+    routes: &Routes,
+    outputs: Vec<OutputRecord>,
+    input_partition: u32,
+    now_ms: i64,
+) -> Result<Vec<NewBatch>, String> {
+    let mut topics: HashMap<&str, Arc<Topic>> = HashMap::new();
+    let mut open: Vec<(Arc<crate::storage::Partition>, BatchBuilder)> = Vec::new();
+    let mut index: HashMap<(u64, u32), usize> = HashMap::new();
+    let mut sealed: Vec<NewBatch> = Vec::new();
+    for record in outputs {
+        let topic_name = match &record.output {
+            None => routes.default.as_str(),
+            Some(name) => routes.named.get(name).map(String::as_str).ok_or_else(|| {
+                format!("the module wrote to output {name:?}, which this transform does not map (deploy with --output {name}=TOPIC)")
+            })?,
+        };
+        let topic = if let Some(topic) = topics.get(topic_name) {
+            Arc::clone(topic)
+        } else {
+            let topic = storage
+                .topic(topic_name)
+                .map_err(|e| format!("output topic: {e}"))?;
+            topics.insert(topic_name, Arc::clone(&topic));
+            topic
+        };
+        let count = topic.partitions.len() as u32;
+        let partition = match &record.key {
+            Some(key) => partition_for_key(key, count),
+            None => input_partition % count.max(1),
+        };
+        let Some(handle) = topic.partition(partition) else {
+            return Err(format!("output topic {topic_name:?} has no partitions"));
+        };
+        let headers: Vec<Header> = record
+            .headers
+            .into_iter()
+            .map(|(key, value)| Header {
+                key,
+                value: value.map(Bytes::from),
+            })
+            .collect();
+        let new = NewRecord {
+            key: record.key.as_deref(),
+            value: &record.value,
+            headers: &headers,
+            timestamp: record.timestamp.unwrap_or(now_ms),
+        };
+        let slot = *index.entry((topic.id, partition)).or_insert_with(|| {
+            open.push((Arc::clone(handle), BatchBuilder::default()));
+            open.len() - 1
+        });
+        let builder = &mut open[slot].1;
+        if builder.push(&new).is_err() {
+            // The batch is full: seal it and start the next one.
+            let full = std::mem::take(builder);
+            sealed.push(seal(Arc::clone(handle), full));
+            builder
+                .push(&new)
+                .map_err(|e| format!("output record does not fit a batch: {e}"))?;
+        }
+    }
+    sealed.extend(
+        open.into_iter()
+            .filter(|(_, builder)| !builder.is_empty())
+            .map(|(partition, builder)| seal(partition, builder)),
+    );
+    Ok(sealed)
+}
+
+/// The input records of a failed call as dead letters: unchanged, plus a
+/// header with the error and one naming where each came from.
+pub fn dead_letters(records: &[InputRecord], error: &str) -> Vec<OutputRecord> {
+    records
+        .iter()
+        .map(|record| {
+            let mut headers = record.headers.clone();
+            headers.push((ERROR_HEADER.to_owned(), Some(error.as_bytes().to_vec())));
+            headers.push((
+                SOURCE_HEADER.to_owned(),
+                Some(
+                    format!("{}/{}@{}", record.topic, record.partition, record.offset).into_bytes(),
+                ),
+            ));
+            OutputRecord {
+                output: None,
+                key: record.key.clone(),
+                value: record.value.clone(),
+                headers,
+                timestamp: Some(record.timestamp),
+            }
+        })
+        .collect()
+}
+
+fn seal(partition: Arc<crate::storage::Partition>, builder: BatchBuilder) -> NewBatch {
+    let records = builder.record_count();
+    let max_timestamp = builder.max_timestamp();
+    NewBatch {
+        partition,
+        batch: BytesMut::from(Bytes::from(builder.finish())),
+        records,
+        max_timestamp,
+    }
+}

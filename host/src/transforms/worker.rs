@@ -1,0 +1,443 @@
+//! One deployed transform's worker: a thread of its own (guest code never
+//! runs on the async runtime's workers) that reads each input partition
+//! from its committed position, calls the guest on batches, and commits
+//! outputs, state and position together.
+//!
+//! Partitions take turns, one call each per round, so one busy partition
+//! does not starve the others and calls never overlap (the contract
+//! promises guests one call at a time). When no partition has new records
+//! the worker sleeps until one does, a control message arrives, or the
+//! next tick is due.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::select_all;
+use quiver_proto::api::transforms::{LogLevel, OnError, StateEntry};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use super::records::{self, InputBatch, Routes};
+use super::{Shared, TransformError};
+use crate::clock::Clock;
+use crate::storage::{NewBatch, Partition, StateWrites, Storage, StorageError, TransformRecord};
+use crate::wasm::{CallError, GuestInstance, OutputRecord, StateSnapshot};
+
+/// How often `on-tick` is called while the transform runs.
+pub(super) const TICK_INTERVAL: Duration = Duration::from_millis(500);
+/// Control messages queued for a worker, at most.
+pub(super) const CONTROL_QUEUE: usize = 16;
+
+/// What the manager asks of a worker.
+pub(super) enum Control {
+    /// Stop calling the guest.
+    Pause(oneshot::Sender<Result<(), TransformError>>),
+    /// Run again (after a pause or a failure).
+    Resume(oneshot::Sender<Result<(), TransformError>>),
+    /// Swap in a new, already initialised instance of another module.
+    Upgrade {
+        instance: Box<GuestInstance>,
+        module: String,
+        version: u32,
+        reply: oneshot::Sender<Result<(), TransformError>>,
+    },
+    /// Finish the current call and exit.
+    Stop,
+}
+
+pub(super) struct Worker {
+    pub(super) shared: Arc<Shared>,
+    pub(super) storage: Arc<Storage>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) runtime: Handle,
+    pub(super) instance: GuestInstance,
+    pub(super) control: mpsc::Receiver<Control>,
+    /// Committed positions by input partition.
+    pub(super) positions: BTreeMap<u32, u64>,
+    /// Largest record timestamp delivered per input partition.
+    pub(super) high_timestamps: BTreeMap<u32, i64>,
+    pub(super) last_tick: Instant,
+}
+
+/// What happened to a worker between calls.
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Worker {
+    pub(super) fn run(mut self) {
+        loop {
+            while let Ok(message) = self.control.try_recv() {
+                if let Flow::Exit = self.apply(message) {
+                    return;
+                }
+            }
+            if !self.shared.is_running() {
+                let Some(message) = self.runtime.block_on(self.control.recv()) else {
+                    return;
+                };
+                if let Flow::Exit = self.apply(message) {
+                    return;
+                }
+                continue;
+            }
+            let worked = match self.round() {
+                Ok(worked) => worked,
+                Err(Flow::Exit) => return,
+                Err(Flow::Continue) => continue,
+            };
+            if self.last_tick.elapsed() >= TICK_INTERVAL {
+                self.last_tick = Instant::now();
+                if let Err(Flow::Exit) = self.tick() {
+                    return;
+                }
+            }
+            if !worked && matches!(self.wait(), Flow::Exit) {
+                return;
+            }
+        }
+    }
+
+    fn apply(&mut self, message: Control) -> Flow {
+        match message {
+            Control::Stop => return Flow::Exit,
+            Control::Pause(reply) => {
+                let _ = reply.send(self.persist(|r| r.paused = true));
+            }
+            Control::Resume(reply) => {
+                let _ = reply.send(self.persist(|r| {
+                    r.paused = false;
+                    r.failed = None;
+                }));
+                self.shared.log(LogLevel::Info, "resumed");
+            }
+            Control::Upgrade {
+                instance,
+                module,
+                version,
+                reply,
+            } => {
+                let result = self.persist(|r| {
+                    r.module.clone_from(&module);
+                    r.module_version = version;
+                    r.failed = None;
+                });
+                if result.is_ok() {
+                    self.instance = *instance;
+                    self.shared.log(
+                        LogLevel::Info,
+                        &format!("upgraded to module {module:?} version {version}"),
+                    );
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Changes the record and stores it.
+    fn persist(&self, change: impl FnOnce(&mut TransformRecord)) -> Result<(), TransformError> {
+        let record = self.shared.change_record(change);
+        self.runtime
+            .block_on(
+                self.storage
+                    .update_transform(self.shared.name.clone(), record),
+            )
+            .map_err(TransformError::from)
+    }
+
+    /// One call per input partition that has records. `Ok(false)` if none
+    /// had any.
+    fn round(&mut self) -> Result<bool, Flow> {
+        let input = self.shared.record().input;
+        let topic = match self.storage.topic(&input) {
+            Ok(topic) => topic,
+            Err(e) => return Err(self.fail(&format!("input topic: {e}"))),
+        };
+        let mut worked = false;
+        for partition in &topic.partitions {
+            if !self.shared.is_running() {
+                break;
+            }
+            worked |= self.process_partition(partition)?;
+        }
+        Ok(worked)
+    }
+
+    fn process_partition(&mut self, partition: &Arc<Partition>) -> Result<bool, Flow> {
+        let index = partition.index();
+        let offsets = partition.offsets();
+        let mut position = self.positions.get(&index).copied().unwrap_or(0);
+        if position < offsets.log_start_offset {
+            self.shared.log(
+                LogLevel::Warn,
+                &format!(
+                    "partition {index}: offsets {position}..{} were removed by retention before they were processed; going on from {}",
+                    offsets.log_start_offset, offsets.log_start_offset
+                ),
+            );
+            position = offsets.log_start_offset;
+        }
+        if position >= offsets.high_watermark {
+            return Ok(false);
+        }
+        let batch = match self.read_input(partition, position) {
+            Ok(batch) => batch,
+            Err(e) => return Err(self.fail(&format!("reading partition {index}: {e}"))),
+        };
+        if batch.records.is_empty() {
+            // Nothing readable below the high watermark: move past it.
+            return self
+                .commit(
+                    Some((index, batch.next_offset)),
+                    Vec::new(),
+                    StateWrites::new(),
+                    0,
+                    0,
+                )
+                .map(|()| true);
+        }
+        let count = batch.records.len() as u64;
+        let snapshot = self.snapshot()?;
+        let result = self
+            .instance
+            .process(&batch.records, Some(snapshot), true)
+            .and_then(|output| {
+                let routed = self.route(output.outputs, index)?;
+                Ok((routed, output.changes))
+            });
+        match result {
+            Ok(((batches, records_out), changes)) => {
+                self.commit(
+                    Some((index, batch.next_offset)),
+                    batches,
+                    changes,
+                    count,
+                    records_out,
+                )?;
+                let high = batch.records.iter().map(|r| r.timestamp).max();
+                if let Some(high) = high {
+                    let entry = self.high_timestamps.entry(index).or_insert(i64::MIN);
+                    *entry = (*entry).max(high);
+                }
+            }
+            Err(error) => self.on_error(index, &batch, &error)?,
+        }
+        Ok(true)
+    }
+
+    fn read_input(&self, partition: &Partition, position: u64) -> Result<InputBatch, String> {
+        let read = self
+            .storage
+            .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL)
+            .map_err(|e| e.to_string())?;
+        records::decode_input(
+            partition.topic(),
+            partition.index(),
+            &read.batches,
+            position,
+            records::MAX_RECORDS_PER_CALL,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Calls `on-tick` with the watermark: the smallest, over partitions
+    /// that delivered records, of the largest timestamp delivered.
+    fn tick(&mut self) -> Result<(), Flow> {
+        let watermark = self
+            .high_timestamps
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(i64::MIN);
+        let snapshot = self.snapshot()?;
+        let result = self
+            .instance
+            .on_tick(watermark, snapshot)
+            .and_then(|output| Ok((self.route(output.outputs, 0)?, output.changes)));
+        match result {
+            Ok(((batches, records_out), changes)) => {
+                if batches.is_empty() && changes.is_empty() {
+                    return Ok(());
+                }
+                self.commit(None, batches, changes, 0, records_out)
+            }
+            Err(error) => {
+                let message = format!("on-tick failed: {error}");
+                self.shared.record_error(&message);
+                if self.shared.record().on_error == OnError::Stop {
+                    return Err(self.fail(&message));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the `--on-error` policy to a failed `process` call.
+    fn on_error(&mut self, index: u32, batch: &InputBatch, error: &CallError) -> Result<(), Flow> {
+        let message = format!(
+            "partition {index} offsets {}..{}: {error}",
+            batch.records.first().map_or(0, |r| r.offset),
+            batch.next_offset
+        );
+        self.shared.record_error(&message);
+        match self.shared.record().on_error {
+            OnError::Stop => Err(self.fail(&message)),
+            OnError::Skip => {
+                self.shared
+                    .log(LogLevel::Warn, &format!("skipped the batch: {message}"));
+                self.commit(
+                    Some((index, batch.next_offset)),
+                    Vec::new(),
+                    StateWrites::new(),
+                    0,
+                    0,
+                )
+            }
+            OnError::DeadLetter => {
+                let letters = records::dead_letters(&batch.records, &error.to_string());
+                let routes = Routes {
+                    default: super::dead_letter_topic(&self.shared.name),
+                    named: std::collections::HashMap::new(),
+                };
+                let now = self.clock.now_ms();
+                let batches =
+                    match records::encode_outputs(&self.storage, &routes, letters, index, now) {
+                        Ok(batches) => batches,
+                        Err(e) => return Err(self.fail(&format!("dead-lettering failed: {e}"))),
+                    };
+                self.shared.log(
+                    LogLevel::Warn,
+                    &format!("dead-lettered {} records: {message}", batch.records.len()),
+                );
+                self.commit(
+                    Some((index, batch.next_offset)),
+                    batches,
+                    StateWrites::new(),
+                    0,
+                    0,
+                )
+            }
+        }
+    }
+
+    /// Encodes outputs for their partitions; a bad output name fails the call.
+    fn route(
+        &self,
+        outputs: Vec<OutputRecord>,
+        input_partition: u32,
+    ) -> Result<(Vec<NewBatch>, u64), CallError> {
+        let count = outputs.len() as u64;
+        let routes = self.shared.routes();
+        records::encode_outputs(
+            &self.storage,
+            &routes,
+            outputs,
+            input_partition,
+            self.clock.now_ms(),
+        )
+        .map(|batches| (batches, count))
+        .map_err(CallError::Limit)
+    }
+
+    fn commit(
+        &mut self,
+        position: Option<(u32, u64)>,
+        outputs: Vec<NewBatch>,
+        state: StateWrites,
+        records_in: u64,
+        records_out: u64,
+    ) -> Result<(), Flow> {
+        let result = self.runtime.block_on(self.storage.commit_transform(
+            self.shared.name.clone(),
+            position,
+            outputs,
+            state,
+        ));
+        match result {
+            Ok(()) => {
+                if let Some((partition, offset)) = position {
+                    self.positions.insert(partition, offset);
+                }
+                self.shared
+                    .record_progress(position, records_in, records_out);
+                Ok(())
+            }
+            // Deleted meanwhile: the manager is stopping this worker.
+            Err(StorageError::UnknownTransform(_) | StorageError::WriterStopped) => Err(Flow::Exit),
+            Err(e) => Err(self.fail(&format!("commit failed: {e}"))),
+        }
+    }
+
+    fn snapshot(&mut self) -> Result<Box<dyn StateSnapshot>, Flow> {
+        match self.storage.transform_state(&self.shared.name) {
+            Ok(reader) => Ok(Box::new(reader)),
+            Err(e) => Err(self.fail(&format!("state store: {e}"))),
+        }
+    }
+
+    /// Stops the transform with `error` in its status (persisted, so it
+    /// stays stopped across restarts until resumed).
+    fn fail(&mut self, error: &str) -> Flow {
+        self.shared
+            .log(LogLevel::Error, &format!("stopped: {error}"));
+        let failed = error.to_owned();
+        if let Err(e) = self.persist(|r| r.failed = Some(failed)) {
+            self.shared.log(
+                LogLevel::Error,
+                &format!("could not store the failure: {e}"),
+            );
+        }
+        Flow::Continue
+    }
+
+    /// Sleeps until a partition has records past its position, a control
+    /// message arrives, or the next tick is due.
+    fn wait(&mut self) -> Flow {
+        let Ok(topic) = self.storage.topic(&self.shared.record().input) else {
+            std::thread::sleep(TICK_INTERVAL);
+            return Flow::Continue;
+        };
+        let mut watches = Vec::new();
+        for partition in &topic.partitions {
+            let rx = partition.subscribe();
+            let position = self.positions.get(&partition.index()).copied().unwrap_or(0);
+            if rx.borrow().high_watermark > position {
+                return Flow::Continue;
+            }
+            watches.push(rx);
+        }
+        let due = TICK_INTERVAL.saturating_sub(self.last_tick.elapsed());
+        let control = &mut self.control;
+        let message = self.runtime.block_on(async {
+            let any_change = async {
+                if watches.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                let _ = select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+            };
+            tokio::select! {
+                message = control.recv() => Some(message),
+                () = any_change => None,
+                () = tokio::time::sleep(due) => None,
+            }
+        });
+        match message {
+            Some(Some(message)) => self.apply(message),
+            Some(None) => Flow::Exit,
+            None => Flow::Continue,
+        }
+    }
+}
+
+impl StateSnapshot for crate::storage::StateReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Self::get(self, key).map_err(|e| e.to_string())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, String> {
+        Self::scan_prefix(self, prefix, limit).map_err(|e| e.to_string())
+    }
+}

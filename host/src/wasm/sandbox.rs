@@ -1,0 +1,430 @@
+//! Running a module: [`Sandbox`] is a compiled, pre-linked module;
+//! [`GuestInstance`] is one warm instance of it with its own store, called
+//! batch after batch and replaced after a trap.
+//!
+//! What a guest can reach: the contract's `log` and `state` imports and
+//! WASI preview 2 with no preopened directories, no sockets or name lookups,
+//! an empty environment and arguments, stdout and stderr into the
+//! transform's log, the host's clocks and randomness. What stops it: an
+//! epoch deadline per call, a cap on its linear memory, and limits on the
+//! outputs and state a call may produce.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_proto::api::transforms::LogLevel;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::quiver::transform::{log, state, types};
+use super::bindings::{Transform, TransformPre};
+use super::logbook::{LogStream, Logbook};
+use super::state::{CallState, StateChanges, StateSnapshot};
+use super::{EPOCH_TICK, InputRecord, ModuleError, OutputRecord, WasmEngine};
+
+/// Default per-call deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// Default cap on a guest's linear memory.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest memory cap a deployment may ask for.
+pub const MAX_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
+/// Longest deadline a deployment may ask for.
+pub const MAX_DEADLINE: Duration = Duration::from_mins(1);
+/// Most output records one call may return.
+pub const MAX_OUTPUTS_PER_CALL: usize = 100_000;
+/// Largest output record (key, value and headers).
+pub const MAX_OUTPUT_RECORD_BYTES: usize = 1024 * 1024;
+/// Most output bytes one call may return.
+pub const MAX_OUTPUT_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
+/// Most table elements a guest may grow to.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// The limits one transform's calls run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Longest a call may run.
+    pub deadline: Duration,
+    /// Largest the guest's linear memory may grow.
+    pub memory_bytes: u64,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            deadline: DEFAULT_DEADLINE,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+        }
+    }
+}
+
+/// Why a call failed. A failed call changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// `init` returned an error (bad parameters, say).
+    #[error("init failed: {0}")]
+    Init(String),
+    /// The guest returned an error.
+    #[error("module returned an error: {0}")]
+    Guest(String),
+    /// The call ran past its deadline and was stopped.
+    #[error("call stopped at its deadline of {ms} ms")]
+    Deadline {
+        /// The deadline.
+        ms: u64,
+    },
+    /// The guest tried to grow its memory past the cap and then trapped.
+    #[error("module exceeded its memory cap of {cap} bytes (asked for {asked})")]
+    MemoryCap {
+        /// The cap.
+        cap: u64,
+        /// What it asked for.
+        asked: u64,
+    },
+    /// The guest trapped (a panic, an out-of-bounds access, a failed state
+    /// call, ...).
+    #[error("module trapped: {0}")]
+    Trap(String),
+    /// The call's outputs broke a limit.
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// A compiled module, linked against the host's imports, ready to
+/// instantiate cheaply.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: WasmEngine,
+    pre: TransformPre<GuestData>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sandbox")
+    }
+}
+
+impl Sandbox {
+    /// Compiles `bytes` (or loads the compiled artefact from the engine's
+    /// cache) and links it. CPU-heavy: call it off the async threads.
+    pub fn new(engine: &WasmEngine, bytes: &[u8]) -> Result<Self, ModuleError> {
+        let not_runnable = |e: wasmtime::Error| ModuleError::NotAComponent(format!("{e:#}"));
+        let component = Component::from_binary(engine.engine(), bytes).map_err(not_runnable)?;
+        let mut linker = Linker::<GuestData>::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(not_runnable)?;
+        Transform::add_to_linker::<GuestData, HasSelf<GuestData>>(&mut linker, |data| data)
+            .map_err(not_runnable)?;
+        let pre = linker.instantiate_pre(&component).map_err(not_runnable)?;
+        let pre = TransformPre::new(pre).map_err(not_runnable)?;
+        Ok(Self {
+            engine: engine.clone(),
+            pre,
+        })
+    }
+}
+
+/// The outcome of a successful call.
+#[derive(Debug, Default)]
+pub struct CallOutput {
+    /// Records for the outputs, in order.
+    pub outputs: Vec<OutputRecord>,
+    /// State writes to commit with them.
+    pub changes: StateChanges,
+}
+
+/// A warm instance of a module, initialised with its parameters.
+pub struct GuestInstance {
+    sandbox: Sandbox,
+    limits: SandboxLimits,
+    logbook: Arc<Logbook>,
+    params: Vec<(String, String)>,
+    live: Option<Live>,
+}
+
+impl std::fmt::Debug for GuestInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestInstance")
+            .field("limits", &self.limits)
+            .field("live", &self.live.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Live {
+    store: Store<GuestData>,
+    bindings: Transform,
+}
+
+impl GuestInstance {
+    /// An instance of `sandbox` that will be initialised with `params` at
+    /// its first call (and after each trap).
+    pub fn new(
+        sandbox: Sandbox,
+        limits: SandboxLimits,
+        logbook: Arc<Logbook>,
+        params: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            sandbox,
+            limits,
+            logbook,
+            params,
+            live: None,
+        }
+    }
+
+    /// Instantiates and calls `init` now, unless already done: a deploy
+    /// reports bad parameters at once. `snapshot` is the state, read-only.
+    pub fn start(&mut self, snapshot: Option<Box<dyn StateSnapshot>>) -> Result<(), CallError> {
+        if self.live.is_none() {
+            self.live = Some(self.instantiate(snapshot)?);
+        }
+        Ok(())
+    }
+
+    /// Calls `process` on a batch of one input partition.
+    pub fn process(
+        &mut self,
+        batch: &[InputRecord],
+        snapshot: Option<Box<dyn StateSnapshot>>,
+        writable: bool,
+    ) -> Result<CallOutput, CallError> {
+        self.call(snapshot, writable, |bindings, store| {
+            bindings.quiver_transform_guest().call_process(store, batch)
+        })
+    }
+
+    /// Calls `on-tick` with the event-time watermark.
+    pub fn on_tick(
+        &mut self,
+        watermark: i64,
+        snapshot: Box<dyn StateSnapshot>,
+    ) -> Result<CallOutput, CallError> {
+        self.call(Some(snapshot), true, |bindings, store| {
+            bindings
+                .quiver_transform_guest()
+                .call_on_tick(store, watermark)
+        })
+    }
+
+    fn call(
+        &mut self,
+        snapshot: Option<Box<dyn StateSnapshot>>,
+        writable: bool,
+        f: impl FnOnce(
+            &Transform,
+            &mut Store<GuestData>,
+        ) -> wasmtime::Result<Result<Vec<OutputRecord>, String>>,
+    ) -> Result<CallOutput, CallError> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            // A fresh instance's `init` sees the same snapshot, read-only.
+            None => self.instantiate(None)?,
+        };
+        live.store.data_mut().state = CallState::new(snapshot, writable);
+        live.store.data_mut().limiter.denied = None;
+        live.store.set_epoch_deadline(self.deadline_ticks());
+        let result = f(&live.bindings, &mut live.store);
+        let changes = live.store.data_mut().state.take_changes();
+        match result {
+            Ok(Ok(outputs)) => {
+                check_outputs(&outputs)?;
+                self.live = Some(live);
+                Ok(CallOutput { outputs, changes })
+            }
+            Ok(Err(message)) => {
+                self.live = Some(live);
+                Err(CallError::Guest(message))
+            }
+            // A trapped instance is not called again: the next call gets a
+            // fresh one.
+            Err(e) => Err(self.classify(&e, &live.store)),
+        }
+    }
+
+    fn instantiate(&self, snapshot: Option<Box<dyn StateSnapshot>>) -> Result<Live, CallError> {
+        let logbook = &self.logbook;
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream::new(
+                Arc::clone(logbook),
+                "stdout",
+                LogLevel::Info,
+            ))
+            .stderr(LogStream::new(
+                Arc::clone(logbook),
+                "stderr",
+                LogLevel::Warn,
+            ))
+            .build();
+        let data = GuestData {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
+                denied: None,
+            },
+            state: CallState::new(snapshot, false),
+            logbook: Arc::clone(logbook),
+        };
+        let mut store = Store::new(self.sandbox.engine.engine(), data);
+        store.limiter(|data| &mut data.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks());
+        let bindings = self
+            .sandbox
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&e, &store))?;
+        let init = bindings
+            .quiver_transform_guest()
+            .call_init(&mut store, &self.params)
+            .map_err(|e| self.classify(&e, &store))?;
+        init.map_err(CallError::Init)?;
+        Ok(Live { store, bindings })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_millis().max(1);
+        // One tick more: the first may end at once.
+        u64::try_from(self.limits.deadline.as_millis().div_ceil(tick)).unwrap_or(u64::MAX) + 1
+    }
+
+    fn classify(&self, error: &wasmtime::Error, store: &Store<GuestData>) -> CallError {
+        if let Some(asked) = store.data().limiter.denied {
+            return CallError::MemoryCap {
+                cap: self.limits.memory_bytes,
+                asked: asked as u64,
+            };
+        }
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return CallError::Deadline {
+                ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
+            };
+        }
+        CallError::Trap(format!("{error:#}"))
+    }
+}
+
+/// Checks a call's outputs against the per-call limits.
+fn check_outputs(outputs: &[OutputRecord]) -> Result<(), CallError> {
+    if outputs.len() > MAX_OUTPUTS_PER_CALL {
+        return Err(CallError::Limit(format!(
+            "a call returned {} output records; the limit is {MAX_OUTPUTS_PER_CALL}",
+            outputs.len()
+        )));
+    }
+    let mut total = 0;
+    for (index, record) in outputs.iter().enumerate() {
+        let size = output_size(record);
+        if size > MAX_OUTPUT_RECORD_BYTES {
+            return Err(CallError::Limit(format!(
+                "output record {index} has {size} bytes; the limit is {MAX_OUTPUT_RECORD_BYTES}"
+            )));
+        }
+        total += size;
+    }
+    if total > MAX_OUTPUT_BYTES_PER_CALL {
+        return Err(CallError::Limit(format!(
+            "a call returned {total} bytes of output; the limit is {MAX_OUTPUT_BYTES_PER_CALL}"
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes of a record's key, value and headers.
+pub fn output_size(record: &OutputRecord) -> usize {
+    record.key.as_ref().map_or(0, Vec::len)
+        + record.value.len()
+        + record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+}
+
+/// What a guest's store holds.
+struct GuestData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    state: CallState,
+    logbook: Arc<Logbook>,
+}
+
+impl WasiView for GuestData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for GuestData {}
+
+impl log::Host for GuestData {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        self.logbook.push(level, "guest", &message);
+    }
+}
+
+impl state::Host for GuestData {
+    fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.state.get(&key)?)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+        Ok(self.state.put(key, value)?)
+    }
+
+    fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+        Ok(self.state.delete(key)?)
+    }
+
+    fn scan_prefix(
+        &mut self,
+        prefix: Vec<u8>,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.state.scan_prefix(&prefix, limit)?)
+    }
+}
+
+/// Caps linear memory and remembers a refused growth, so that the trap
+/// that follows (the guest's allocator gives up) is reported as the cap.
+struct MemoryLimiter {
+    cap: usize,
+    denied: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.denied = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
