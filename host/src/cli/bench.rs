@@ -1,4 +1,4 @@
-//! `quiver bench produce|consume`: throughput and latency against a running
+//! `quiver bench produce|consume` (and `transform`, in `bench_transform.rs`): throughput and latency against a running
 //! broker, with a progress bar on a terminal and `--json` for scripts.
 //!
 //! Produce latency is reported two ways: per produce request, from sending
@@ -37,6 +37,8 @@ pub(crate) enum BenchCommand {
     Produce(ProduceBench),
     /// Consume a topic from the start.
     Consume(ConsumeBench),
+    /// Run a module as a deployed transform over a filled topic.
+    Transform(super::bench_transform::TransformBench),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +94,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Consume(args) => consume(args).await,
+        BenchCommand::Transform(args) => super::bench_transform::run(args).await,
     }
 }
 

@@ -7,9 +7,11 @@
 //! - `group.rs`: list, describe, reset and delete consumer groups.
 //! - `module.rs`: upload, list and delete WebAssembly modules.
 //! - `transform.rs`: deploy and operate transforms.
-//! - `bench.rs`: produce and consume benchmarks.
+//! - `bench.rs`: produce and consume benchmarks; `bench_transform.rs`:
+//!   throughput through a deployed transform.
 
 mod bench;
+mod bench_transform;
 mod consume;
 mod group;
 mod module;

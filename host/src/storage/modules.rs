@@ -2,9 +2,12 @@
 //! the latest version's bytes kept. Writes go through the writer.
 
 use quiver_proto::api::modules::ModuleDescription;
-use redb::{ReadableDatabase, ReadableTable};
+use std::collections::BTreeSet;
 
-use super::tables::{MODULE_CODE, MODULES, ModuleRecord};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::tables::{MODULE_CODE, MODULES, ModuleRecord, TRANSFORMS};
+use super::transforms::decode_transform;
 use super::writer::Command;
 use super::{Storage, StorageError};
 
@@ -68,6 +71,43 @@ impl Storage {
             reason: format!("no bytes for version {}", record.version),
         })
     }
+}
+
+impl Storage {
+    /// The bytes of a given version of a module (kept while a transform
+    /// runs that version, even after newer uploads).
+    pub fn module_code_at(&self, name: &str, version: u32) -> Result<Vec<u8>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let code = txn
+            .open_table(MODULE_CODE)?
+            .get((name, version))?
+            .map(|v| v.value().to_vec());
+        code.ok_or_else(|| StorageError::UnknownModule(format!("{name} version {version}")))
+    }
+}
+
+/// Drops the stored versions of module `name` that are neither its latest
+/// nor run by a transform.
+pub(crate) fn prune_module_code(txn: &WriteTransaction, name: &str) -> Result<(), StorageError> {
+    let latest = txn
+        .open_table(MODULES)?
+        .get(name)?
+        .map(|v| decode_record(name, v.value()))
+        .transpose()?
+        .map(|record| record.version);
+    let mut keep: BTreeSet<u32> = latest.into_iter().collect();
+    for entry in txn.open_table(TRANSFORMS)?.iter()? {
+        let (transform, value) = entry?;
+        let record = decode_transform(transform.value(), value.value())?;
+        if record.module == name {
+            keep.insert(record.module_version);
+        }
+    }
+    txn.open_table(MODULE_CODE)?
+        .retain_in((name, 0)..=(name, u32::MAX), |(_, version), _| {
+            keep.contains(&version)
+        })?;
+    Ok(())
 }
 
 pub(crate) fn decode_record(name: &str, bytes: &[u8]) -> Result<ModuleRecord, StorageError> {

@@ -15,6 +15,7 @@ use quiver_proto::api::transforms::StateEntry;
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
+use super::modules::prune_module_code;
 use super::partition::Partition;
 use super::tables::{MODULES, TRANSFORM_POSITIONS, TRANSFORM_STATE, TRANSFORMS, TransformRecord};
 use super::writer::{Command, PartitionUpdate, Writer, append_batch, store_partition_updates};
@@ -240,9 +241,15 @@ impl Writer {
     pub(super) fn delete_transform(&self, name: &str) -> Result<(), StorageError> {
         let txn = self.db.begin_write()?;
         {
-            if txn.open_table(TRANSFORMS)?.remove(name)?.is_none() {
+            let Some(record) = txn
+                .open_table(TRANSFORMS)?
+                .remove(name)?
+                .map(|old| decode_transform(name, old.value()))
+                .transpose()?
+            else {
                 return Err(StorageError::UnknownTransform(name.into()));
-            }
+            };
+            prune_module_code(&txn, &record.module)?;
             txn.open_table(TRANSFORM_POSITIONS)?
                 .retain_in((name, 0)..=(name, u32::MAX), |_, _| false)?;
             let mut state = txn.open_table(TRANSFORM_STATE)?;

@@ -19,7 +19,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::StorageError;
-use super::modules::{NewModule, decode_record, describe};
+use super::modules::{NewModule, decode_record, describe, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::tables::{
     BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_TOPIC_ID_KEY,
@@ -493,13 +493,11 @@ impl Writer {
                     reason: e.to_string(),
                 })?;
             modules.insert(name, encoded.as_slice())?;
-            let mut code = txn.open_table(MODULE_CODE)?;
-            code.insert((name, version), module.bytes.as_slice())?;
-            if let Some(previous) = previous {
-                code.remove((name, previous.version))?;
-            }
+            txn.open_table(MODULE_CODE)?
+                .insert((name, version), module.bytes.as_slice())?;
             record
         };
+        prune_module_code(&txn, name)?;
         txn.commit()?;
         tracing::info!(
             module = name,
@@ -523,16 +521,11 @@ impl Writer {
             }
         }
         {
-            let Some(record) = txn
-                .open_table(MODULES)?
-                .remove(name)?
-                .map(|v| decode_record(name, v.value()))
-                .transpose()?
-            else {
+            if txn.open_table(MODULES)?.remove(name)?.is_none() {
                 return Err(StorageError::UnknownModule(name.into()));
-            };
+            }
             txn.open_table(MODULE_CODE)?
-                .remove((name, record.version))?;
+                .retain_in((name, 0)..=(name, u32::MAX), |_, _| false)?;
         }
         txn.commit()?;
         tracing::info!(module = name, "module deleted");

@@ -129,10 +129,11 @@ impl Transforms {
         let records = storage.transforms()?;
         let mut workers = transforms.workers.lock().await;
         for (name, record) in records {
-            let (_, bytes) = storage.module_code(&record.module)?;
+            // The version it was deployed or upgraded with, not the latest.
+            let bytes = storage.module_code_at(&record.module, record.module_version)?;
             let sandbox = transforms.compile(bytes).await?;
             let shared = Arc::new(Shared::new(&name, record, Arc::clone(&transforms.clock)));
-            let instance = Self::instance(&shared, sandbox);
+            let instance = transforms.instance(&shared, sandbox);
             let handle = transforms.spawn(shared, instance)?;
             tracing::info!(transform = name, "transform resumed after start");
             workers.insert(name, handle);
@@ -214,18 +215,20 @@ impl Transforms {
         Ok(out)
     }
 
-    /// Pauses, resumes, upgrades or deletes a transform.
+    /// Pauses, resumes, upgrades or deletes a transform. The worker acts
+    /// between calls, so this may wait for the current call (at most its
+    /// deadline); other transforms' requests do not wait with it.
     pub async fn control(&self, name: &str, action: TransformAction) -> Result<(), TransformError> {
-        let mut workers = self.workers.lock().await;
-        let Some(handle) = workers.get(name) else {
-            return Err(StorageError::UnknownTransform(name.into()).into());
+        let unknown = || TransformError::from(StorageError::UnknownTransform(name.into()));
+        let (shared, control) = {
+            let workers = self.workers.lock().await;
+            let handle = workers.get(name).ok_or_else(unknown)?;
+            (Arc::clone(&handle.shared), handle.control.clone())
         };
         let (reply, done) = oneshot::channel();
         let message = match action {
             TransformAction::Delete => {
-                let Some(handle) = workers.remove(name) else {
-                    return Err(StorageError::UnknownTransform(name.into()).into());
-                };
+                let handle = self.workers.lock().await.remove(name).ok_or_else(unknown)?;
                 stop_worker(handle).await;
                 self.storage.delete_transform(name.to_owned()).await?;
                 return Ok(());
@@ -235,7 +238,7 @@ impl Transforms {
             TransformAction::Upgrade { module } => {
                 let (version, bytes) = self.storage.module_code(&module)?;
                 let sandbox = self.compile(bytes).await?;
-                let instance = self.started_instance(&handle.shared, sandbox).await?;
+                let instance = self.started_instance(&shared, sandbox).await?;
                 Control::Upgrade {
                     instance: Box::new(instance),
                     module,
@@ -244,8 +247,7 @@ impl Transforms {
                 }
             }
         };
-        handle
-            .control
+        control
             .send(message)
             .await
             .map_err(|_| TransformError::Stopped(name.into()))?;
@@ -389,7 +391,7 @@ impl Transforms {
             .map_err(TransformError::from)
     }
 
-    fn instance(shared: &Shared, sandbox: Sandbox) -> GuestInstance {
+    fn instance(&self, shared: &Shared, sandbox: Sandbox) -> GuestInstance {
         let record = shared.record();
         GuestInstance::new(
             sandbox,
@@ -399,6 +401,10 @@ impl Transforms {
             },
             Arc::clone(&shared.logbook),
             record.params,
+            Some(Arc::new(worker::StoredState {
+                storage: Arc::clone(&self.storage),
+                name: shared.name.clone(),
+            })),
         )
     }
 
@@ -408,12 +414,9 @@ impl Transforms {
         shared: &Shared,
         sandbox: Sandbox,
     ) -> Result<GuestInstance, TransformError> {
-        let mut instance = Self::instance(shared, sandbox);
-        let storage = Arc::clone(&self.storage);
-        let name = shared.name.clone();
+        let mut instance = self.instance(shared, sandbox);
         tokio::task::spawn_blocking(move || {
-            let snapshot = storage.transform_state(&name)?;
-            instance.start(Some(Box::new(snapshot)))?;
+            instance.start()?;
             Ok::<_, TransformError>(instance)
         })
         .await
@@ -489,6 +492,16 @@ impl Transforms {
             records_out: progress.records_out,
             errors: progress.errors,
             last_error: progress.last_error,
+        }
+    }
+}
+
+impl Drop for Transforms {
+    /// A broker dropped without `shutdown` still stops its workers (each
+    /// after its current call); they are not waited for.
+    fn drop(&mut self) {
+        for handle in self.workers.get_mut().values() {
+            let _ = handle.control.try_send(Control::Stop);
         }
     }
 }

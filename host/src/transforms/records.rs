@@ -13,10 +13,10 @@ use crate::storage::{NewBatch, Storage, Topic};
 use crate::wasm::{InputRecord, OutputRecord};
 
 /// Most input records passed to one `process` call.
-pub const MAX_RECORDS_PER_CALL: usize = 4_096;
+pub const MAX_RECORDS_PER_CALL: usize = 16_384;
 /// Most input batch bytes read for one `process` call (at least one batch
 /// is read, however large).
-pub const MAX_INPUT_BYTES_PER_CALL: usize = 1024 * 1024;
+pub const MAX_INPUT_BYTES_PER_CALL: usize = 4 * 1024 * 1024;
 /// The header that carries the error on a dead-lettered record.
 pub const ERROR_HEADER: &str = "quiver-error";
 /// The header that names a dead-lettered record's origin

@@ -22,7 +22,9 @@ use super::records::{self, InputBatch, Routes};
 use super::{Shared, TransformError};
 use crate::clock::Clock;
 use crate::storage::{NewBatch, Partition, StateWrites, Storage, StorageError, TransformRecord};
-use crate::wasm::{CallError, GuestInstance, OutputRecord, StateSnapshot};
+use crate::wasm::{
+    CallError, GuestInstance, InputRecord, OutputRecord, StateSnapshot, StateSource,
+};
 
 /// How often `on-tick` is called while the transform runs.
 pub(super) const TICK_INTERVAL: Duration = Duration::from_millis(500);
@@ -199,33 +201,51 @@ impl Worker {
                 )
                 .map(|()| true);
         }
-        let count = batch.records.len() as u64;
-        let snapshot = self.snapshot()?;
-        let result = self
-            .instance
-            .process(&batch.records, Some(snapshot), true)
-            .and_then(|output| {
+        self.process_records(index, &batch.records, batch.next_offset)?;
+        Ok(true)
+    }
+
+    /// Calls the guest on `records` (ending at input offset `end`) and
+    /// commits. When the call fails in a way one record could cause and the
+    /// policy is not `stop`, the batch is split in halves and each retried,
+    /// so that the policy applies to the failing record alone and the
+    /// records around it are processed as usual.
+    fn process_records(
+        &mut self,
+        index: u32,
+        records: &[InputRecord],
+        end: u64,
+    ) -> Result<(), Flow> {
+        // Ranges still to do, the next on top: (start, end index, end offset).
+        let mut pending = vec![(0, records.len(), end)];
+        while let Some((lo, hi, end)) = pending.pop() {
+            let slice = &records[lo..hi];
+            let result = self.instance.process(slice).and_then(|output| {
                 let routed = self.route(output.outputs, index)?;
                 Ok((routed, output.changes))
             });
-        match result {
-            Ok(((batches, records_out), changes)) => {
-                self.commit(
-                    Some((index, batch.next_offset)),
-                    batches,
-                    changes,
-                    count,
-                    records_out,
-                )?;
-                let high = batch.records.iter().map(|r| r.timestamp).max();
-                if let Some(high) = high {
-                    let entry = self.high_timestamps.entry(index).or_insert(i64::MIN);
-                    *entry = (*entry).max(high);
+            match result {
+                Ok(((batches, records_out), changes)) => {
+                    let count = slice.len() as u64;
+                    self.commit(Some((index, end)), batches, changes, count, records_out)?;
+                    if let Some(high) = slice.iter().map(|r| r.timestamp).max() {
+                        let entry = self.high_timestamps.entry(index).or_insert(i64::MIN);
+                        *entry = (*entry).max(high);
+                    }
                 }
+                Err(error)
+                    if slice.len() > 1
+                        && error.may_be_one_record()
+                        && self.shared.record().on_error != OnError::Stop =>
+                {
+                    let mid = lo + slice.len() / 2;
+                    pending.push((mid, hi, end));
+                    pending.push((lo, mid, records[mid].offset));
+                }
+                Err(error) => self.on_error(index, slice, end, &error)?,
             }
-            Err(error) => self.on_error(index, &batch, &error)?,
         }
-        Ok(true)
+        Ok(())
     }
 
     fn read_input(&self, partition: &Partition, position: u64) -> Result<InputBatch, String> {
@@ -252,10 +272,9 @@ impl Worker {
             .copied()
             .min()
             .unwrap_or(i64::MIN);
-        let snapshot = self.snapshot()?;
         let result = self
             .instance
-            .on_tick(watermark, snapshot)
+            .on_tick(watermark)
             .and_then(|output| Ok((self.route(output.outputs, 0)?, output.changes)));
         match result {
             Ok(((batches, records_out), changes)) => {
@@ -267,7 +286,7 @@ impl Worker {
             Err(error) => {
                 let message = format!("on-tick failed: {error}");
                 self.shared.record_error(&message);
-                if self.shared.record().on_error == OnError::Stop {
+                if self.shared.record().on_error == OnError::Stop || !error.may_be_one_record() {
                     return Err(self.fail(&message));
                 }
                 Ok(())
@@ -275,29 +294,35 @@ impl Worker {
         }
     }
 
-    /// Applies the `--on-error` policy to a failed `process` call.
-    fn on_error(&mut self, index: u32, batch: &InputBatch, error: &CallError) -> Result<(), Flow> {
+    /// Applies the `--on-error` policy to a failed `process` call on
+    /// `records` (ending at input offset `end`). A failed `init` or state
+    /// store stops the transform whatever the policy: no batch could
+    /// succeed.
+    fn on_error(
+        &mut self,
+        index: u32,
+        records: &[InputRecord],
+        end: u64,
+        error: &CallError,
+    ) -> Result<(), Flow> {
         let message = format!(
-            "partition {index} offsets {}..{}: {error}",
-            batch.records.first().map_or(0, |r| r.offset),
-            batch.next_offset
+            "partition {index} offsets {}..{end}: {error}",
+            records.first().map_or(end, |r| r.offset),
         );
         self.shared.record_error(&message);
-        match self.shared.record().on_error {
+        let policy = match error {
+            CallError::Init(_) | CallError::State(_) => OnError::Stop,
+            _ => self.shared.record().on_error,
+        };
+        match policy {
             OnError::Stop => Err(self.fail(&message)),
             OnError::Skip => {
                 self.shared
-                    .log(LogLevel::Warn, &format!("skipped the batch: {message}"));
-                self.commit(
-                    Some((index, batch.next_offset)),
-                    Vec::new(),
-                    StateWrites::new(),
-                    0,
-                    0,
-                )
+                    .log(LogLevel::Warn, &format!("skipped: {message}"));
+                self.commit(Some((index, end)), Vec::new(), StateWrites::new(), 0, 0)
             }
             OnError::DeadLetter => {
-                let letters = records::dead_letters(&batch.records, &error.to_string());
+                let letters = records::dead_letters(records, &error.to_string());
                 let routes = Routes {
                     default: super::dead_letter_topic(&self.shared.name),
                     named: std::collections::HashMap::new(),
@@ -310,15 +335,9 @@ impl Worker {
                     };
                 self.shared.log(
                     LogLevel::Warn,
-                    &format!("dead-lettered {} records: {message}", batch.records.len()),
+                    &format!("dead-lettered {} records: {message}", records.len()),
                 );
-                self.commit(
-                    Some((index, batch.next_offset)),
-                    batches,
-                    StateWrites::new(),
-                    0,
-                    0,
-                )
+                self.commit(Some((index, end)), batches, StateWrites::new(), 0, 0)
             }
         }
     }
@@ -368,13 +387,6 @@ impl Worker {
             // Deleted meanwhile: the manager is stopping this worker.
             Err(StorageError::UnknownTransform(_) | StorageError::WriterStopped) => Err(Flow::Exit),
             Err(e) => Err(self.fail(&format!("commit failed: {e}"))),
-        }
-    }
-
-    fn snapshot(&mut self) -> Result<Box<dyn StateSnapshot>, Flow> {
-        match self.storage.transform_state(&self.shared.name) {
-            Ok(reader) => Ok(Box::new(reader)),
-            Err(e) => Err(self.fail(&format!("state store: {e}"))),
         }
     }
 
@@ -429,6 +441,21 @@ impl Worker {
             Some(None) => Flow::Exit,
             None => Flow::Continue,
         }
+    }
+}
+
+/// A transform's state store, as instances read it.
+pub(super) struct StoredState {
+    pub(super) storage: Arc<Storage>,
+    pub(super) name: String,
+}
+
+impl StateSource for StoredState {
+    fn snapshot(&self) -> Result<Box<dyn StateSnapshot>, String> {
+        self.storage
+            .transform_state(&self.name)
+            .map(|reader| Box::new(reader) as Box<dyn StateSnapshot>)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -31,7 +31,7 @@ use wasmtime::{Cache, CacheConfig, Config, Engine};
 pub use bindings::quiver::transform::types::{InputRecord, OutputRecord};
 pub use logbook::Logbook;
 pub use sandbox::{CallError, GuestInstance, Sandbox, SandboxLimits};
-pub use state::{StateChanges, StateSnapshot};
+pub use state::{StateChanges, StateSnapshot, StateSource};
 pub use validate::{
     ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, GUEST_EXPORT,
     ModuleError, ModuleInfo,

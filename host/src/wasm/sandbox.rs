@@ -20,7 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::quiver::transform::{log, state, types};
 use super::bindings::{Transform, TransformPre};
 use super::logbook::{LogStream, Logbook};
-use super::state::{CallState, StateChanges, StateSnapshot};
+use super::state::{CallState, StateChanges, StateSnapshot, StateSource};
 use super::{EPOCH_TICK, InputRecord, ModuleError, OutputRecord, WasmEngine};
 
 /// Default per-call deadline.
@@ -89,6 +89,20 @@ pub enum CallError {
     /// The call's outputs broke a limit.
     #[error("{0}")]
     Limit(String),
+    /// The state store could not be read (a storage failure, not the
+    /// module's fault).
+    #[error("state store: {0}")]
+    State(String),
+}
+
+impl CallError {
+    /// Whether the failure may be the fault of one record in the batch, so
+    /// that a smaller batch could succeed: an error the module returned, a
+    /// trap, or outputs over a limit. Deadlines, the memory cap, `init` and
+    /// storage failures are not.
+    pub fn may_be_one_record(&self) -> bool {
+        matches!(self, Self::Guest(_) | Self::Trap(_) | Self::Limit(_))
+    }
 }
 
 /// A compiled module, linked against the host's imports, ready to
@@ -139,6 +153,9 @@ pub struct GuestInstance {
     limits: SandboxLimits,
     logbook: Arc<Logbook>,
     params: Vec<(String, String)>,
+    /// The transform's state store; `None` for fetch-time modules, whose
+    /// state calls fail.
+    state: Option<Arc<dyn StateSource>>,
     live: Option<Live>,
 }
 
@@ -158,60 +175,58 @@ struct Live {
 
 impl GuestInstance {
     /// An instance of `sandbox` that will be initialised with `params` at
-    /// its first call (and after each trap).
+    /// its first call (and after each trap), reading and writing `state`.
     pub fn new(
         sandbox: Sandbox,
         limits: SandboxLimits,
         logbook: Arc<Logbook>,
         params: Vec<(String, String)>,
+        state: Option<Arc<dyn StateSource>>,
     ) -> Self {
         Self {
             sandbox,
             limits,
             logbook,
             params,
+            state,
             live: None,
         }
     }
 
     /// Instantiates and calls `init` now, unless already done: a deploy
-    /// reports bad parameters at once. `snapshot` is the state, read-only.
-    pub fn start(&mut self, snapshot: Option<Box<dyn StateSnapshot>>) -> Result<(), CallError> {
+    /// reports bad parameters at once.
+    pub fn start(&mut self) -> Result<(), CallError> {
         if self.live.is_none() {
-            self.live = Some(self.instantiate(snapshot)?);
+            self.live = Some(self.instantiate()?);
         }
         Ok(())
     }
 
     /// Calls `process` on a batch of one input partition.
-    pub fn process(
-        &mut self,
-        batch: &[InputRecord],
-        snapshot: Option<Box<dyn StateSnapshot>>,
-        writable: bool,
-    ) -> Result<CallOutput, CallError> {
-        self.call(snapshot, writable, |bindings, store| {
-            bindings.quiver_transform_guest().call_process(store, batch)
-        })
+    pub fn process(&mut self, batch: &[InputRecord]) -> Result<CallOutput, CallError> {
+        self.call(|bindings, store| bindings.quiver_transform_guest().call_process(store, batch))
     }
 
     /// Calls `on-tick` with the event-time watermark.
-    pub fn on_tick(
-        &mut self,
-        watermark: i64,
-        snapshot: Box<dyn StateSnapshot>,
-    ) -> Result<CallOutput, CallError> {
-        self.call(Some(snapshot), true, |bindings, store| {
+    pub fn on_tick(&mut self, watermark: i64) -> Result<CallOutput, CallError> {
+        self.call(|bindings, store| {
             bindings
                 .quiver_transform_guest()
                 .call_on_tick(store, watermark)
         })
     }
 
+    /// A fresh snapshot of the state, if the instance has a store.
+    fn snapshot(&self) -> Result<Option<Box<dyn StateSnapshot>>, CallError> {
+        self.state
+            .as_ref()
+            .map(|source| source.snapshot())
+            .transpose()
+            .map_err(CallError::State)
+    }
+
     fn call(
         &mut self,
-        snapshot: Option<Box<dyn StateSnapshot>>,
-        writable: bool,
         f: impl FnOnce(
             &Transform,
             &mut Store<GuestData>,
@@ -219,9 +234,10 @@ impl GuestInstance {
     ) -> Result<CallOutput, CallError> {
         let mut live = match self.live.take() {
             Some(live) => live,
-            // A fresh instance's `init` sees the same snapshot, read-only.
-            None => self.instantiate(None)?,
+            None => self.instantiate()?,
         };
+        let snapshot = self.snapshot()?;
+        let writable = snapshot.is_some();
         live.store.data_mut().state = CallState::new(snapshot, writable);
         live.store.data_mut().limiter.denied = None;
         live.store.set_epoch_deadline(self.deadline_ticks());
@@ -243,7 +259,9 @@ impl GuestInstance {
         }
     }
 
-    fn instantiate(&self, snapshot: Option<Box<dyn StateSnapshot>>) -> Result<Live, CallError> {
+    /// A new instance with `init` called; `init` sees the state read-only.
+    fn instantiate(&self) -> Result<Live, CallError> {
+        let snapshot = self.snapshot()?;
         let logbook = &self.logbook;
         let wasi = WasiCtx::builder()
             .stdout(LogStream::new(

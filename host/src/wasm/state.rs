@@ -29,6 +29,12 @@ pub trait StateSnapshot: Send {
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, String>;
 }
 
+/// Where an instance gets a fresh snapshot for each call (and for `init`).
+pub trait StateSource: Send + Sync {
+    /// The state as committed now.
+    fn snapshot(&self) -> Result<Box<dyn StateSnapshot>, String>;
+}
+
 /// A call's writes: `Some(value)` stores, `None` deletes.
 pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 

@@ -1,0 +1,1335 @@
+//! Deployed WebAssembly transforms end to end, against a real broker (real
+//! redb, real QUIC) running the real guest components built from
+//! `guest-examples`:
+//!
+//! - `click-aggregate`: the windowed partial counts, summed over the input
+//!   partitions, equal the counts computed here from the same events, also
+//!   when the broker process is killed with SIGKILL while the transform runs
+//!   (nothing lost, nothing counted twice), and the state store holds only
+//!   the windows still open;
+//! - `filter` and `router` fill their outputs with exactly the records they
+//!   should, unchanged, in order per partition (filter) or per key (router);
+//! - `running-total`: clients read its per-key totals from the state store,
+//!   an upgrade to a new module version keeps them, pause stops processing
+//!   and resume catches up;
+//! - the adversarial `looper` and `hog` are stopped at their deadline and
+//!   memory cap, with the failure in the status and the log, while the
+//!   broker and other transforms carry on;
+//! - the `--on-error` policies: skip moves past a failing batch, dead-letter
+//!   writes it unchanged to `NAME-dlq` with the error and origin headers,
+//!   stop fails the transform (resume retries the same batch; delete removes
+//!   the transform but keeps its output);
+//! - after a clean restart, transforms go on from their committed positions
+//!   (every output record exactly once) and a paused one stays paused;
+//! - a new version of a module runs only once a transform is upgraded to
+//!   it, across a restart too;
+//! - refused deploys (taken name, parameters `init` refuses, output = input)
+//!   change nothing, and a shutdown stops every transform.
+//!
+//! Every wait is for a condition, polling the status every 50 ms, with a
+//! generous timeout that fails with the last status. The one sleep checks
+//! that a paused transform stays still for longer than a tick interval.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quiver_client::partitioner::partition_for_key;
+use quiver_client::{
+    Admin, Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, Header,
+    Offset, Producer, ProducerConfig, ProducerRecord, RecordMetadata, TopicConfig, TopicPartition,
+};
+use quiver_proto::api::transforms::{
+    DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, TransformAction,
+    TransformPartition, TransformStatus,
+};
+use quiver_tests::{BrokerProcess, TestBroker, guest_component};
+
+/// How long any awaited condition may take before the test fails.
+const WAIT: Duration = Duration::from_secs(30);
+/// How often a transform's status is polled while waiting.
+const STATUS_POLL: Duration = Duration::from_millis(50);
+/// How long one consumer poll waits for data.
+const POLL: Duration = Duration::from_millis(100);
+/// Polls [`read_topic`] may take, at most.
+const MAX_POLLS: usize = 300;
+/// How long a paused transform is watched for not moving: longer than the
+/// worker's tick interval (500 ms).
+const PAUSE_WATCH: Duration = Duration::from_millis(800);
+
+/// Distinct users (record keys) of the generated events.
+const USERS: u32 = 50;
+/// Distinct pages of the generated events.
+const PAGES: u32 = 8;
+/// Event time of the first generated event.
+const BASE_TS: i64 = 1_700_000_000_000;
+/// Event time between two generated events (plus up to 99 ms of jitter),
+/// so that 4,000 events span ten minutes.
+const EVENT_GAP_MS: i64 = 150;
+/// The aggregation window.
+const WINDOW_MS: i64 = 60_000;
+/// A sentinel's event time: a day after every event, closing their windows.
+const SENTINEL_TS: i64 = BASE_TS + 86_400_000;
+/// A sentinel's page, so it can be told apart.
+const SENTINEL_PAGE: &str = "/sentinel";
+/// A window start (a multiple of [`WINDOW_MS`]) for hand-made events.
+const W0: i64 = 1_699_999_980_000;
+/// One mebibyte.
+const MIB: u64 = 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A deterministic pseudo-random sequence (Knuth's MMIX LCG).
+struct Lcg(u64);
+
+impl Lcg {
+    /// The next number below `bound`.
+    fn below(&mut self, bound: u32) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % u64::from(bound)) as u32
+    }
+}
+
+/// A website-tracking event.
+#[derive(Debug, Clone)]
+struct Event {
+    user_id: u32,
+    page: String,
+    action: &'static str,
+    ts: i64,
+}
+
+impl Event {
+    /// The event as JSON.
+    fn json(&self) -> String {
+        format!(
+            r#"{{"user_id": {}, "page": "{}", "action": "{}", "ts": {}}}"#,
+            self.user_id, self.page, self.action, self.ts
+        )
+    }
+
+    /// The event as a record of `topic`, keyed by its user.
+    fn record(&self, topic: &str) -> ProducerRecord {
+        ProducerRecord::new(topic, self.json()).key(format!("user-{}", self.user_id))
+    }
+}
+
+/// `count` events, the same for the same `seed`, with strictly increasing
+/// event time (so in order within every partition), three clicks to an
+/// upload.
+fn events(count: usize, seed: u64) -> Vec<Event> {
+    let mut lcg = Lcg(seed);
+    (0..count)
+        .map(|i| Event {
+            user_id: lcg.below(USERS),
+            page: format!("/p{}", lcg.below(PAGES)),
+            action: if lcg.below(4) == 0 { "upload" } else { "click" },
+            ts: BASE_TS + i as i64 * EVENT_GAP_MS + i64::from(lcg.below(100)),
+        })
+        .collect()
+}
+
+/// The events as records of `topic`.
+fn records(events: &[Event], topic: &str) -> Vec<ProducerRecord> {
+    events.iter().map(|e| e.record(topic)).collect()
+}
+
+/// One sentinel per partition of `topic`, far ahead in event time.
+fn sentinels(topic: &str, partitions: u32) -> Vec<ProducerRecord> {
+    (0..partitions)
+        .map(|p| {
+            let event = Event {
+                user_id: 0,
+                page: SENTINEL_PAGE.to_owned(),
+                action: "click",
+                ts: SENTINEL_TS,
+            };
+            ProducerRecord::new(topic, event.json()).partition(p)
+        })
+        .collect()
+}
+
+/// A click on `page` at `ts`, as JSON.
+fn click(page: &str, ts: i64) -> String {
+    format!(r#"{{"user_id": 1, "page": "{page}", "action": "click", "ts": {ts}}}"#)
+}
+
+/// Produces `records` and waits for every acknowledgement.
+async fn produce(client: &Client, records: Vec<ProducerRecord>) -> Vec<RecordMetadata> {
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut acks = Vec::with_capacity(records.len());
+    for record in records {
+        acks.push(producer.enqueue(record).await.expect("enqueue a record"));
+    }
+    producer.flush().await.expect("flush the producer");
+    let mut stored = Vec::with_capacity(acks.len());
+    for ack in acks {
+        stored.push(ack.await.expect("record acknowledged"));
+    }
+    stored
+}
+
+/// Produces `records` in small batches until `stop` is set or the broker
+/// is gone; returns how many of the first records were all acknowledged
+/// (a record after the first unacknowledged one may be stored too).
+async fn produce_until_stopped(
+    client: Client,
+    records: Vec<ProducerRecord>,
+    stop: Arc<AtomicBool>,
+) -> usize {
+    let config = ProducerConfig {
+        batch_max_records: 20,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client, config);
+    let mut pending = VecDeque::new();
+    let mut acked = 0;
+    for record in records {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(ack) = producer.enqueue(record).await else {
+            break;
+        };
+        pending.push_back(ack);
+        if pending.len() >= 64 {
+            match pending.pop_front().expect("a full window").await {
+                Ok(_) => acked += 1,
+                Err(_) => return acked,
+            }
+        }
+    }
+    let _ = producer.flush().await;
+    for ack in pending {
+        if ack.await.is_err() {
+            break;
+        }
+        acked += 1;
+    }
+    acked
+}
+
+/// Every record of `topic` up to the high watermarks seen when called, by
+/// partition, in offset order.
+async fn read_topic(client: &Client, topic: &str) -> BTreeMap<u32, Vec<ConsumerRecord>> {
+    let description = Admin::new(client.clone())
+        .describe_topic(topic)
+        .await
+        .expect("describe the topic");
+    let config = ConsumerConfig {
+        start: Offset::Earliest,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client.clone(), config);
+    consumer.assign(
+        description
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(topic, p.partition)),
+    );
+    let mut by_partition: BTreeMap<u32, Vec<ConsumerRecord>> = description
+        .partitions
+        .iter()
+        .map(|p| (p.partition, Vec::new()))
+        .collect();
+    let complete = |read: &BTreeMap<u32, Vec<ConsumerRecord>>| {
+        description.partitions.iter().all(|p| {
+            read[&p.partition]
+                .last()
+                .map_or(p.log_start_offset, |r| r.offset + 1)
+                >= p.high_watermark
+        })
+    };
+    let mut polls = 0;
+    while !complete(&by_partition) {
+        polls += 1;
+        assert!(
+            polls <= MAX_POLLS,
+            "reading {topic} stalled below the high watermarks {:?}",
+            description.partitions
+        );
+        for record in consumer.poll(POLL).await.expect("poll") {
+            by_partition
+                .get_mut(&record.partition)
+                .expect("an assigned partition")
+                .push(record);
+        }
+    }
+    by_partition
+}
+
+/// How many records a read topic holds.
+fn count(topic: &BTreeMap<u32, Vec<ConsumerRecord>>) -> u64 {
+    topic.values().map(|records| records.len() as u64).sum()
+}
+
+/// Produces a record to a new topic and reads it back.
+async fn round_trip(client: &Client, topic: &str) {
+    let admin = Admin::new(client.clone());
+    admin
+        .create_topic(topic, 1, TopicConfig::default())
+        .await
+        .expect("create the round-trip topic");
+    let meta = produce(client, vec![ProducerRecord::new(topic, "ping")]).await;
+    let read = read_topic(client, topic).await;
+    let values: Vec<&[u8]> = read[&0].iter().map(|r| &r.value[..]).collect();
+    assert_eq!(values, vec![&b"ping"[..]]);
+    assert_eq!(read[&0][0].offset, meta[0].offset);
+}
+
+/// A deploy request: default output `NAME-out`, from the earliest offset,
+/// stop on error, the broker's default limits.
+fn deploy_request(
+    name: &str,
+    module: &str,
+    input: &str,
+    params: &[(&str, &str)],
+) -> DeployTransformRequest {
+    DeployTransformRequest {
+        name: name.into(),
+        module: module.into(),
+        input: input.into(),
+        default_output: None,
+        outputs: Vec::new(),
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        from: StartFrom::Earliest,
+        on_error: OnError::Stop,
+        deadline_ms: None,
+        memory_bytes: None,
+    }
+}
+
+/// Counting clicks per page and minute over topic `click`.
+fn aggregate_request(name: &str) -> DeployTransformRequest {
+    deploy_request(
+        name,
+        "click-aggregate",
+        "click",
+        &[("window_ms", "60000"), ("group_by", "page")],
+    )
+}
+
+/// Keeping the records of `input` whose action is `action`.
+fn filter_request(name: &str, input: &str, action: &str) -> DeployTransformRequest {
+    deploy_request(
+        name,
+        "filter",
+        input,
+        &[("field", "action"), ("equals", action)],
+    )
+}
+
+/// Uploads guest example `guest` as module `module`.
+async fn upload(admin: &Admin, module: &str, guest: &str) {
+    admin
+        .upload_module(module, guest_component(guest).into())
+        .await
+        .expect("upload the guest module");
+}
+
+/// Polls the status of transform `name` until `done` holds; fails with the
+/// last status after [`WAIT`].
+async fn wait_for_status(
+    admin: &Admin,
+    name: &str,
+    what: &str,
+    done: impl Fn(&TransformStatus) -> bool,
+) -> TransformStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = admin
+            .transform_status(name)
+            .await
+            .expect("read the transform's status");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "transform {name:?} is still not {what} after {WAIT:?}; last status: {status:#?}"
+        );
+        tokio::time::sleep(STATUS_POLL).await;
+    }
+}
+
+/// The error a transform stopped with, if it did.
+fn failure(status: &TransformStatus) -> Option<&str> {
+    match &status.state {
+        RunState::Failed { error } => Some(error),
+        RunState::Running | RunState::Paused => None,
+    }
+}
+
+/// Records of the input not processed yet, over all partitions.
+fn total_lag(status: &TransformStatus) -> u64 {
+    status.partitions.iter().map(TransformPartition::lag).sum()
+}
+
+/// Waits until every input partition's committed position is at its high
+/// watermark (then `records_in` counts every record below them that was
+/// processed since the broker started); fails at once if the transform
+/// fails.
+async fn wait_until_caught_up(admin: &Admin, name: &str) -> TransformStatus {
+    let status = wait_for_status(admin, name, "caught up", |s| {
+        failure(s).is_some() || (!s.partitions.is_empty() && total_lag(s) == 0)
+    })
+    .await;
+    assert!(failure(&status).is_none(), "{name:?} failed: {status:#?}");
+    status
+}
+
+/// A transform's whole log.
+async fn logs(admin: &Admin, name: &str) -> Vec<LogLine> {
+    admin
+        .transform_logs(name, 0, 10_000)
+        .await
+        .expect("read the transform's log")
+}
+
+/// Whether `logs` has a line from `source` containing `text`.
+fn logged(logs: &[LogLine], source: &str, text: &str) -> bool {
+    logs.iter()
+        .any(|line| line.source == source && line.message.contains(text))
+}
+
+/// The `action` field of a JSON record value, if any.
+fn action_of(value: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(value).ok()?;
+    json.get("action")?.as_str().map(str::to_owned)
+}
+
+/// What a transform that forwards records must not change.
+type Forwarded = (Option<Bytes>, Bytes, Vec<Header>, i64);
+
+fn forwarded(record: &ConsumerRecord) -> Forwarded {
+    (
+        record.key.clone(),
+        record.value.clone(),
+        record.headers.clone(),
+        record.timestamp,
+    )
+}
+
+/// Asserts that `output` holds, partition by partition, exactly the records
+/// of the same `input` partition whose action is `action`, unchanged and in
+/// order (keyed records land in the partition their key picks, as they did
+/// in the input, which has as many partitions).
+fn assert_filtered(
+    input: &BTreeMap<u32, Vec<ConsumerRecord>>,
+    output: &BTreeMap<u32, Vec<ConsumerRecord>>,
+    action: &str,
+) {
+    assert_eq!(output.len(), input.len(), "output partition count");
+    for (partition, records) in input {
+        let expected: Vec<Forwarded> = records
+            .iter()
+            .filter(|r| action_of(&r.value).as_deref() == Some(action))
+            .map(forwarded)
+            .collect();
+        let got: Vec<Forwarded> = output[partition].iter().map(forwarded).collect();
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "partition {partition}: {action} records"
+        );
+        assert!(
+            got == expected,
+            "partition {partition}: the output differs from the input's {action} records"
+        );
+    }
+}
+
+/// Forwarded records per key, in order.
+fn per_key<'a>(
+    records: impl Iterator<Item = &'a ConsumerRecord>,
+) -> BTreeMap<Option<Bytes>, Vec<Forwarded>> {
+    let mut by_key: BTreeMap<Option<Bytes>, Vec<Forwarded>> = BTreeMap::new();
+    for record in records {
+        by_key
+            .entry(record.key.clone())
+            .or_default()
+            .push(forwarded(record));
+    }
+    by_key
+}
+
+/// Asserts that `output` holds exactly the `input` records that `keep`
+/// accepts, unchanged, each in the partition its key picks, in input order
+/// per key.
+fn assert_routed(
+    input: &BTreeMap<u32, Vec<ConsumerRecord>>,
+    output: &BTreeMap<u32, Vec<ConsumerRecord>>,
+    keep: impl Fn(&ConsumerRecord) -> bool,
+) {
+    let partitions = output.len() as u32;
+    for (&partition, records) in output {
+        for record in records {
+            let key = record.key.as_deref().expect("routed records are keyed");
+            assert_eq!(
+                partition,
+                partition_for_key(key, partitions),
+                "record {}@{} is not in its key's partition",
+                record.partition,
+                record.offset
+            );
+        }
+    }
+    let expected = per_key(input.values().flatten().filter(|r| keep(r)));
+    let got = per_key(output.values().flatten());
+    assert_eq!(
+        got.values().map(Vec::len).sum::<usize>(),
+        expected.values().map(Vec::len).sum::<usize>(),
+        "routed record count"
+    );
+    assert!(
+        got == expected,
+        "the routed records differ from the input's"
+    );
+}
+
+/// Per (window start, page), the events among `values` (JSON), leaving out
+/// sentinels: the ground truth of the aggregation.
+fn window_counts(
+    values: impl IntoIterator<Item = impl AsRef<[u8]>>,
+) -> BTreeMap<(i64, String), u64> {
+    let mut counts = BTreeMap::new();
+    for value in values {
+        let json: serde_json::Value =
+            serde_json::from_slice(value.as_ref()).expect("an event is JSON");
+        let page = json["page"].as_str().expect("an event has a page");
+        if page == SENTINEL_PAGE {
+            continue;
+        }
+        let ts = json["ts"].as_i64().expect("an event has a ts");
+        *counts
+            .entry((ts - ts.rem_euclid(WINDOW_MS), page.to_owned()))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// The partial counts of a `click-aggregate` output, summed per (window
+/// start, group value); checks each record's shape and partition.
+fn summed_partials(output: &BTreeMap<u32, Vec<ConsumerRecord>>) -> BTreeMap<(i64, String), u64> {
+    let partitions = output.len() as u32;
+    let mut sums = BTreeMap::new();
+    for (&partition, records) in output {
+        for record in records {
+            let json: serde_json::Value =
+                serde_json::from_slice(&record.value).expect("a count is JSON");
+            let key = json["key"].as_str().expect("a count has a key");
+            let start = json["window_start"].as_i64().expect("window_start");
+            let end = json["window_end"].as_i64().expect("window_end");
+            let count = json["count"].as_u64().expect("count");
+            assert_eq!(record.key.as_deref(), Some(key.as_bytes()), "{json}");
+            assert_eq!((start.rem_euclid(WINDOW_MS), end - start), (0, WINDOW_MS));
+            assert!(count > 0, "{json}");
+            assert_eq!(partition, partition_for_key(key.as_bytes(), partitions));
+            *sums.entry((start, key.to_owned())).or_default() += count;
+        }
+    }
+    sums
+}
+
+/// Asserts that the state of `click-aggregate` transform `name` holds, for
+/// each of `partitions`, only the sentinel's open window (count 1) and the
+/// sentinel's time as the highest seen: every other count was emitted and
+/// removed in the commit that emitted it.
+async fn assert_only_sentinels_open(admin: &Admin, name: &str, partitions: u32) {
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("UTF-8 state");
+    let counts: BTreeSet<(u32, String, String)> = admin
+        .transform_state(name, b"c", 10_000)
+        .await
+        .expect("read the counts")
+        .iter()
+        .map(|(key, value)| {
+            let partition = key.get(1..5).expect("a count key names its partition");
+            let partition = u32::from_be_bytes(partition.try_into().expect("4 bytes"));
+            let group = text(key.get(13..).expect("a count key names its group"));
+            (partition, group, text(value))
+        })
+        .collect();
+    let expected: BTreeSet<(u32, String, String)> = (0..partitions)
+        .map(|p| (p, SENTINEL_PAGE.to_owned(), "1".to_owned()))
+        .collect();
+    assert_eq!(counts, expected, "open windows in the state store");
+    let highs: Vec<String> = admin
+        .transform_state(name, b"t", 100)
+        .await
+        .expect("read the highest times")
+        .iter()
+        .map(|(_, value)| text(value))
+        .collect();
+    assert_eq!(highs, vec![SENTINEL_TS.to_string(); partitions as usize]);
+}
+
+/// Starts `quiver serve` off the async threads.
+async fn spawn_process(dir: &Path) -> BrokerProcess {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
+        .await
+        .expect("spawn the broker")
+}
+
+/// Shuts the broker down, which stops every transform worker first; fails
+/// if that does not finish within [`WAIT`].
+async fn shut_down(mut broker: TestBroker) {
+    tokio::time::timeout(WAIT, broker.shutdown())
+        .await
+        .expect("the broker shuts down, transforms and all");
+}
+
+/// The broker's error code of a failed request.
+fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> Option<ErrorCode> {
+    result.expect_err("the request should fail").code()
+}
+
+// ---------------------------------------------------------------------------
+// click-aggregate
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_aggregate_counts_equal_the_ground_truth() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("click", 4).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let events = events(4_000, 7);
+    produce(&client, records(&events, "click")).await;
+
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+    let deployed = admin
+        .deploy_transform(aggregate_request("page-counts"))
+        .await
+        .unwrap();
+    assert_eq!(deployed.state, RunState::Running);
+    assert_eq!(deployed.default_output, "page-counts-out");
+    produce(&client, sentinels("click", 4)).await;
+
+    let status = wait_until_caught_up(&admin, "page-counts").await;
+    assert_eq!(status.records_in, 4_004, "{status:#?}");
+    assert_eq!(status.errors, 0, "{status:#?}");
+    let output = read_topic(&client, "page-counts-out").await;
+    assert_eq!(
+        output.len(),
+        4,
+        "the default output has the input's partitions"
+    );
+    assert_eq!(count(&output), status.records_out);
+
+    let truth = window_counts(events.iter().map(Event::json));
+    assert_eq!(truth.values().sum::<u64>(), 4_000);
+    assert_eq!(
+        truth.len(),
+        11 * PAGES as usize,
+        "ten minutes span 11 windows"
+    );
+    assert_eq!(summed_partials(&output), truth);
+    assert_only_sentinels_open(&admin, "page-counts", 4).await;
+    shut_down(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_aggregate_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = spawn_process(dir.path()).await;
+    let admin = Admin::new(process.client().await);
+    admin
+        .create_topic("click", 4, TopicConfig::default())
+        .await
+        .unwrap();
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+    admin
+        .deploy_transform(aggregate_request("page-counts"))
+        .await
+        .unwrap();
+
+    // Produce while the transform runs, and kill the broker once it has
+    // committed some of the records, with more arriving.
+    let events = events(4_000, 11);
+    let producer_client = process.client().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until_stopped(
+        producer_client.clone(),
+        records(&events, "click"),
+        Arc::clone(&stop),
+    ));
+    let at_kill = wait_for_status(&admin, "page-counts", "past 1,000 records", |s| {
+        s.records_in >= 1_000
+    })
+    .await;
+    tokio::task::spawn_blocking(move || process.kill())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    // A QUIC client notices a silently dead peer only at its idle timeout;
+    // closing fails whatever is pending at once.
+    producer_client.close().await;
+    let acked = producing.await.unwrap();
+
+    let process = spawn_process(dir.path()).await;
+    let client = process.client().await;
+    let admin = Admin::new(client.clone());
+    let resumed = admin.transform_status("page-counts").await.unwrap();
+    assert_eq!(resumed.state, RunState::Running);
+    for (before, after) in at_kill.partitions.iter().zip(&resumed.partitions) {
+        assert!(
+            after.position >= before.position,
+            "a committed position was lost: {before:?} before the kill, {after:?} after"
+        );
+    }
+    // The rest of the events (again from the first one not acknowledged),
+    // then the sentinels.
+    produce(&client, records(&events[acked..], "click")).await;
+    produce(&client, sentinels("click", 4)).await;
+    wait_until_caught_up(&admin, "page-counts").await;
+
+    // The ground truth is what the input holds: every event, and maybe
+    // twice some whose acknowledgement the kill cut off.
+    let input = read_topic(&client, "click").await;
+    let truth = window_counts(input.values().flatten().map(|r| r.value.clone()));
+    let stored = truth.values().sum::<u64>();
+    assert!(stored >= 4_000, "{stored} events stored");
+    let output = read_topic(&client, "page-counts-out").await;
+    assert_eq!(summed_partials(&output), truth);
+    assert_only_sentinels_open(&admin, "page-counts", 4).await;
+}
+
+// ---------------------------------------------------------------------------
+// filter and router
+// ---------------------------------------------------------------------------
+
+/// Deploys that must be refused change nothing: a taken name, parameters
+/// the module's `init` refuses, an output that is the input.
+async fn assert_deploy_refusals(admin: &Admin) {
+    let taken = admin.deploy_transform(filter_request("clicks", "events", "upload"));
+    assert_eq!(code(taken.await), Some(ErrorCode::TransformExists));
+    let mut bad_params = filter_request("bad", "events", "click");
+    bad_params.params.truncate(1);
+    let error = admin
+        .deploy_transform(bad_params)
+        .await
+        .expect_err("init refuses the parameters");
+    assert_eq!(error.code(), Some(ErrorCode::ModuleFailed), "{error}");
+    assert!(error.to_string().contains("`equals`"), "{error}");
+    let mut loop_back = filter_request("loop", "events", "click");
+    loop_back.default_output = Some("events".into());
+    let refused = admin.deploy_transform(loop_back).await;
+    assert_eq!(code(refused), Some(ErrorCode::InvalidRequest));
+    let names: Vec<String> = admin
+        .list_transforms()
+        .await
+        .expect("list the transforms")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["clicks", "split"]);
+    let missing = admin.describe_topic("bad-out").await;
+    assert_eq!(code(missing), Some(ErrorCode::UnknownTopic));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_and_router_fill_their_outputs() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("events", 3).await;
+    broker.create_topic("click-events", 2).await;
+    broker.create_topic("upload-events", 2).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let mut input_records: Vec<ProducerRecord> = events(600, 3)
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.record("events").header("seq", i.to_string()))
+        .collect();
+    // Neither a click nor an upload: dropped by the filter, routed to the
+    // router's default output.
+    input_records.push(ProducerRecord::new("events", "not json").key("user-1"));
+    input_records.push(ProducerRecord::new("events", r#"{"page": "/p1"}"#).key("user-2"));
+    produce(&client, input_records).await;
+
+    upload(&admin, "filter", "filter").await;
+    upload(&admin, "router", "router").await;
+    admin
+        .deploy_transform(filter_request("clicks", "events", "click"))
+        .await
+        .unwrap();
+    let mut router = deploy_request("split", "router", "events", &[("field", "action")]);
+    router.outputs = vec![
+        ("click".into(), "click-events".into()),
+        ("upload".into(), "upload-events".into()),
+    ];
+    let deployed = admin.deploy_transform(router.clone()).await.unwrap();
+    assert_eq!(deployed.outputs, router.outputs);
+
+    let input = read_topic(&client, "events").await;
+    let clicks = wait_until_caught_up(&admin, "clicks").await;
+    let split = wait_until_caught_up(&admin, "split").await;
+    assert_eq!((clicks.records_in, split.records_in), (602, 602));
+    assert_eq!(split.records_out, 602);
+
+    let filtered = read_topic(&client, "clicks-out").await;
+    assert_filtered(&input, &filtered, "click");
+    assert_eq!(clicks.records_out, count(&filtered));
+    assert!(count(&filtered) > 300, "most events are clicks");
+    for (action, topic) in [("click", "click-events"), ("upload", "upload-events")] {
+        let output = read_topic(&client, topic).await;
+        assert_routed(&input, &output, |r| {
+            action_of(&r.value).as_deref() == Some(action)
+        });
+    }
+    let default = read_topic(&client, "split-out").await;
+    assert_eq!(count(&default), 2);
+    assert_routed(&input, &default, |r| action_of(&r.value).is_none());
+    assert_deploy_refusals(&admin).await;
+    shut_down(broker).await;
+}
+
+// ---------------------------------------------------------------------------
+// running-total: state, upgrade, pause and resume
+// ---------------------------------------------------------------------------
+
+/// `count` order records of topic `orders` over ten keys, and their keys.
+fn orders(count: usize, seed: u64) -> (Vec<ProducerRecord>, Vec<String>) {
+    let mut lcg = Lcg(seed);
+    let keys: Vec<String> = (0..count).map(|_| format!("k{}", lcg.below(10))).collect();
+    let records = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| ProducerRecord::new("orders", format!("order-{i}")).key(key.clone()))
+        .collect();
+    (records, keys)
+}
+
+/// Per key, how many of `keys` there are, as decimal text.
+fn totals(keys: &[String]) -> BTreeMap<String, String> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for key in keys {
+        *counts.entry(key.clone()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(k, n)| (k, n.to_string()))
+        .collect()
+}
+
+/// The whole state of transform `name`, as text.
+async fn state_text(admin: &Admin, name: &str) -> BTreeMap<String, String> {
+    admin
+        .transform_state(name, b"", 10_000)
+        .await
+        .expect("read the state")
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k).expect("UTF-8 key"),
+                String::from_utf8(v).expect("UTF-8 value"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_total_state_is_readable_and_upgrade_keeps_it() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 2).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let (mut batches, keys) = orders(550, 5);
+    let paused_batch = batches.split_off(500);
+    let second_batch = batches.split_off(300);
+    produce(&client, batches).await;
+
+    upload(&admin, "running-total", "running_total").await;
+    let request = deploy_request("totals", "running-total", "orders", &[]);
+    admin.deploy_transform(request).await.unwrap();
+    let status = wait_until_caught_up(&admin, "totals").await;
+    assert_eq!((status.records_in, status.records_out), (300, 0));
+    let expected = totals(&keys[..300]);
+    assert_eq!(state_text(&admin, "totals").await, expected);
+    let one = admin.transform_state("totals", b"k3", 10).await.unwrap();
+    assert_eq!(
+        one,
+        vec![(b"k3".to_vec(), expected["k3"].clone().into_bytes())]
+    );
+
+    // Upgrade to a new version of the module: the totals go on.
+    let v2 = admin
+        .upload_module("running-total", guest_component("running_total").into())
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let upgrade = TransformAction::Upgrade {
+        module: "running-total".into(),
+    };
+    admin.control_transform("totals", upgrade).await.unwrap();
+    let status = admin.transform_status("totals").await.unwrap();
+    assert_eq!(
+        (status.module.as_str(), status.module_version),
+        ("running-total", 2)
+    );
+    assert!(logged(&logs(&admin, "totals").await, "host", "upgraded"));
+    produce(&client, second_batch).await;
+    let status = wait_until_caught_up(&admin, "totals").await;
+    assert_eq!(status.records_in, 500);
+    assert_eq!(state_text(&admin, "totals").await, totals(&keys[..500]));
+
+    // Paused: records wait; resumed: they are counted.
+    admin
+        .control_transform("totals", TransformAction::Pause)
+        .await
+        .unwrap();
+    produce(&client, paused_batch).await;
+    let paused = admin.transform_status("totals").await.unwrap();
+    assert_eq!(
+        (paused.state.clone(), total_lag(&paused)),
+        (RunState::Paused, 50)
+    );
+    tokio::time::sleep(PAUSE_WATCH).await;
+    let still = admin.transform_status("totals").await.unwrap();
+    assert_eq!(
+        (still.state.clone(), total_lag(&still), still.records_in),
+        (RunState::Paused, 50, 500)
+    );
+    assert_eq!(state_text(&admin, "totals").await, totals(&keys[..500]));
+    admin
+        .control_transform("totals", TransformAction::Resume)
+        .await
+        .unwrap();
+    let status = wait_until_caught_up(&admin, "totals").await;
+    assert_eq!((status.state, status.records_in), (RunState::Running, 550));
+    assert_eq!(state_text(&admin, "totals").await, totals(&keys));
+    shut_down(broker).await;
+}
+
+// ---------------------------------------------------------------------------
+// Adversarial modules
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looper_is_stopped_at_its_deadline_and_others_carry_on() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("spin", 1).await;
+    broker.create_topic("events", 2).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "looper", "looper").await;
+    upload(&admin, "filter", "filter").await;
+    let mut looper = deploy_request("spinner", "looper", "spin", &[]);
+    looper.deadline_ms = Some(300);
+    let deployed = admin.deploy_transform(looper).await.unwrap();
+    assert_eq!(deployed.deadline_ms, 300);
+    admin
+        .deploy_transform(filter_request("clicks", "events", "click"))
+        .await
+        .unwrap();
+    let events = events(400, 5);
+    let (first, second) = events.split_at(200);
+    produce(&client, vec![ProducerRecord::new("spin", "go")]).await;
+    produce(&client, records(first, "events")).await;
+
+    let failed = wait_for_status(&admin, "spinner", "failed", |s| failure(s).is_some()).await;
+    let error = failure(&failed).expect("failed");
+    assert!(error.contains("deadline of 300 ms"), "{error}");
+    assert_eq!((failed.partitions[0].position, failed.records_in), (0, 0));
+    assert!(failed.errors >= 1, "{failed:#?}");
+    let lines = logs(&admin, "spinner").await;
+    assert!(
+        logged(&lines, "guest", "entering an endless loop"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.source == "host"
+            && l.level == LogLevel::Error
+            && l.message.contains("deadline")),
+        "{lines:#?}"
+    );
+
+    // The other transform and plain clients carry on.
+    let status = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(status.records_in, 200);
+    produce(&client, records(second, "events")).await;
+    let status = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(status.records_in, 400);
+    let input = read_topic(&client, "events").await;
+    assert_filtered(&input, &read_topic(&client, "clicks-out").await, "click");
+    round_trip(&client, "plain").await;
+    let spinner = admin.transform_status("spinner").await.unwrap();
+    assert!(failure(&spinner).is_some(), "{spinner:#?}");
+    assert_eq!(spinner.partitions[0].position, 0);
+
+    // Resume retries on a fresh instance, which is stopped the same way.
+    let errors = spinner.errors;
+    admin
+        .control_transform("spinner", TransformAction::Resume)
+        .await
+        .unwrap();
+    let again = wait_for_status(&admin, "spinner", "failed again", |s| {
+        s.errors > errors && failure(s).is_some()
+    })
+    .await;
+    let error = failure(&again).expect("failed");
+    assert!(error.contains("deadline of 300 ms"), "{error}");
+    assert_eq!(again.partitions[0].position, 0);
+    shut_down(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hog_is_stopped_at_its_memory_cap() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("hoard", 1).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "hog", "hog").await;
+    let mut request = deploy_request("hog", "hog", "hoard", &[]);
+    request.memory_bytes = Some(16 * MIB);
+    let deployed = admin.deploy_transform(request).await.unwrap();
+    assert_eq!(deployed.memory_bytes, 16 * MIB);
+    produce(&client, vec![ProducerRecord::new("hoard", "go")]).await;
+
+    let failed = wait_for_status(&admin, "hog", "failed", |s| failure(s).is_some()).await;
+    let error = failure(&failed).expect("failed");
+    assert!(error.contains("memory cap of 16777216 bytes"), "{error}");
+    assert_eq!((failed.partitions[0].position, failed.records_in), (0, 0));
+    let lines = logs(&admin, "hog").await;
+    assert!(
+        logged(&lines, "guest", "allocating without bound"),
+        "{lines:#?}"
+    );
+    assert!(logged(&lines, "host", "memory cap"), "{lines:#?}");
+
+    round_trip(&client, "plain").await;
+    let listed = admin.list_transforms().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "hog");
+
+    // Resume retries on a fresh instance, which hits the cap again.
+    admin
+        .control_transform("hog", TransformAction::Resume)
+        .await
+        .unwrap();
+    let again = wait_for_status(&admin, "hog", "failed again", |s| {
+        s.errors > failed.errors && failure(s).is_some()
+    })
+    .await;
+    let error = failure(&again).expect("failed");
+    assert!(error.contains("memory cap of 16777216 bytes"), "{error}");
+    shut_down(broker).await;
+}
+
+// ---------------------------------------------------------------------------
+// --on-error policies
+// ---------------------------------------------------------------------------
+
+/// Clicks on `page` in the window `W0 + window * WINDOW_MS`, for topic
+/// `mixed`.
+fn clicks_in_window(page: &str, window: i64, count: i64) -> Vec<ProducerRecord> {
+    (0..count)
+        .map(|i| {
+            let ts = W0 + window * WINDOW_MS + i * 1_000;
+            ProducerRecord::new("mixed", click(page, ts)).key("user-1")
+        })
+        .collect()
+}
+
+/// Asserts that `letters-dlq` holds exactly the bad record `bad`, unchanged,
+/// with the error and origin headers.
+async fn assert_dead_lettered(client: &Client, bad: &ConsumerRecord, last_error: &str) {
+    let dlq = read_topic(client, "letters-dlq").await;
+    assert_eq!(
+        dlq.len(),
+        1,
+        "the dead-letter topic has the input's partitions"
+    );
+    let letters: Vec<&ConsumerRecord> = dlq.values().flatten().collect();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let letter = letters[0];
+    assert_eq!((&letter.key, &letter.value), (&bad.key, &bad.value));
+    assert_eq!(letter.timestamp, bad.timestamp);
+    let names: Vec<&str> = letter.headers.iter().map(|h| h.key.as_str()).collect();
+    assert_eq!(names, ["origin", "quiver-error", "quiver-source"]);
+    assert_eq!(letter.headers[0], bad.headers[0]);
+    let error = letter.headers[1].value.as_deref().expect("an error text");
+    let error = std::str::from_utf8(error).expect("UTF-8 error");
+    assert!(error.contains("mixed/0@5"), "{error}");
+    assert!(last_error.contains(error), "{last_error:?} vs {error:?}");
+    assert_eq!(letter.headers[2].value.as_deref(), Some(&b"mixed/0@5"[..]));
+}
+
+/// Under `stop`, resume retries the failed batch (which fails again), and
+/// delete removes the transform but not its output topic.
+async fn assert_stop_resume_delete(admin: &Admin, client: &Client) {
+    admin
+        .control_transform("stopper", TransformAction::Resume)
+        .await
+        .unwrap_or_else(|e| panic!("resume: {e}"));
+    let again = wait_for_status(admin, "stopper", "failed again", |s| {
+        s.errors >= 2 && failure(s).is_some()
+    })
+    .await;
+    let error = failure(&again).expect("failed");
+    assert!(error.contains("mixed/0@5"), "{error}");
+    assert_eq!((again.errors, again.partitions[0].position), (2, 5));
+    assert_eq!(count(&read_topic(client, "stopper-out").await), 0);
+    assert!(logged(&logs(admin, "stopper").await, "host", "resumed"));
+
+    admin
+        .control_transform("stopper", TransformAction::Delete)
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    let unknown = Some(ErrorCode::UnknownTransform);
+    assert_eq!(code(admin.transform_status("stopper").await), unknown);
+    assert_eq!(
+        code(admin.transform_state("stopper", b"", 10).await),
+        unknown
+    );
+    assert_eq!(code(admin.transform_logs("stopper", 0, 10).await), unknown);
+    let resume = admin.control_transform("stopper", TransformAction::Resume);
+    assert_eq!(code(resume.await), unknown);
+    let names: Vec<String> = admin
+        .list_transforms()
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"))
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["letters", "skipper"]);
+    admin
+        .describe_topic("stopper-out")
+        .await
+        .unwrap_or_else(|e| panic!("the output topic stays: {e}"));
+
+    // Deployed again under the name, from after the bad record, it starts
+    // with empty state: the first window's 5 clicks, counted before the
+    // delete, are gone (they would come out as the next window opens).
+    let mut request = deploy_request("stopper", "click-aggregate", "mixed", &[]);
+    request.from = StartFrom::Offset(6);
+    admin
+        .deploy_transform(request)
+        .await
+        .unwrap_or_else(|e| panic!("deploy again: {e}"));
+    let status = wait_until_caught_up(admin, "stopper").await;
+    assert_eq!((status.records_in, status.records_out), (3, 0));
+    assert_eq!(count(&read_topic(client, "stopper-out").await), 0);
+    let counts = admin
+        .transform_state("stopper", b"c", 100)
+        .await
+        .unwrap_or_else(|e| panic!("read the state: {e}"));
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert!(counts[0].0.ends_with(b"/b"), "{counts:?}");
+    assert_eq!(counts[0].1, b"3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_policies() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("mixed", 1).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+    produce(&client, clicks_in_window("/a", 0, 5)).await;
+    let policies = [
+        ("skipper", OnError::Skip),
+        ("letters", OnError::DeadLetter),
+        ("stopper", OnError::Stop),
+    ];
+    for (name, on_error) in policies {
+        let mut request = deploy_request(name, "click-aggregate", "mixed", &[]);
+        request.on_error = on_error;
+        admin.deploy_transform(request).await.unwrap();
+        assert_eq!(wait_until_caught_up(&admin, name).await.records_in, 5);
+    }
+
+    // One record that is not JSON, in a batch of its own.
+    let bad = ProducerRecord::new("mixed", "not json")
+        .key("bad-key")
+        .header("origin", "test");
+    assert_eq!(produce(&client, vec![bad]).await[0].offset, 5);
+    let mut last_errors = Vec::new();
+    for name in ["skipper", "letters"] {
+        let status = wait_until_caught_up(&admin, name).await;
+        assert_eq!((status.records_in, status.errors), (5, 1), "{status:#?}");
+        let last_error = status.last_error.expect("the error is kept");
+        assert!(last_error.contains("mixed/0@5"), "{last_error}");
+        last_errors.push(last_error);
+    }
+    assert!(logged(&logs(&admin, "skipper").await, "host", "skipped"));
+    let stopped = wait_for_status(&admin, "stopper", "failed", |s| failure(s).is_some()).await;
+    let error = failure(&stopped).expect("failed");
+    assert!(error.contains("mixed/0@5"), "{error}");
+    assert_eq!((stopped.errors, stopped.partitions[0].position), (1, 5));
+
+    // Later good records are processed: clicks in the next window close
+    // the first one, whose count comes out.
+    produce(&client, clicks_in_window("/b", 1, 3)).await;
+    for name in ["skipper", "letters"] {
+        let status = wait_until_caught_up(&admin, name).await;
+        assert_eq!((status.records_in, status.records_out), (8, 1));
+        let output = read_topic(&client, &format!("{name}-out")).await;
+        let expected = BTreeMap::from([((W0, "/a".to_owned()), 5)]);
+        assert_eq!(summed_partials(&output), expected, "{name}");
+    }
+    let input = read_topic(&client, "mixed").await;
+    assert_dead_lettered(&client, &input[&0][5], &last_errors[1]).await;
+    assert_stop_resume_delete(&admin, &client).await;
+    shut_down(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_inside_a_batch_is_isolated() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("mixed", 1).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+    // Five good records, a bad one, four good ones: one producer batch, so
+    // the first call sees all ten; the failure is narrowed to offset 5.
+    let mut records = clicks_in_window("/a", 0, 5);
+    records.push(ProducerRecord::new("mixed", "not json").key("bad-key"));
+    records.extend(clicks_in_window("/a", 0, 4));
+    let acks = produce(&client, records).await;
+    assert_eq!(acks.len(), 10);
+    for (name, on_error) in [("skipper", OnError::Skip), ("letters", OnError::DeadLetter)] {
+        let mut request = deploy_request(name, "click-aggregate", "mixed", &[]);
+        request.on_error = on_error;
+        admin.deploy_transform(request).await.unwrap();
+        let status = wait_until_caught_up(&admin, name).await;
+        assert_eq!((status.records_in, status.errors), (9, 1), "{status:#?}");
+        assert!(status.last_error.unwrap().contains("mixed/0@5"));
+    }
+    let dead = read_topic(&client, "letters-dlq").await;
+    let letters: Vec<_> = dead.values().flatten().collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(&letters[0].value[..], b"not json");
+    shut_down(broker).await;
+}
+
+// ---------------------------------------------------------------------------
+// Restart
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_resume_after_a_restart() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("events", 2).await;
+    let events = events(400, 9);
+    let (first, second) = events.split_at(200);
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "filter", "filter").await;
+    admin
+        .deploy_transform(filter_request("clicks", "events", "click"))
+        .await
+        .unwrap();
+    admin
+        .deploy_transform(filter_request("uploads", "events", "upload"))
+        .await
+        .unwrap();
+    admin
+        .control_transform("uploads", TransformAction::Pause)
+        .await
+        .unwrap();
+    produce(&client, records(first, "events")).await;
+    let before = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(before.records_in, 200);
+    let paused = admin.transform_status("uploads").await.unwrap();
+    assert_eq!(
+        (paused.state.clone(), paused.records_in),
+        (RunState::Paused, 0)
+    );
+
+    broker.restart().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let clicks = admin.transform_status("clicks").await.unwrap();
+    assert_eq!(clicks.state, RunState::Running);
+    assert_eq!(
+        clicks.partitions, before.partitions,
+        "positions are durable"
+    );
+    let uploads = admin.transform_status("uploads").await.unwrap();
+    assert_eq!(
+        uploads.state,
+        RunState::Paused,
+        "a paused transform stays paused"
+    );
+    assert_eq!(uploads.partitions, paused.partitions);
+
+    produce(&client, records(second, "events")).await;
+    let after = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(after.records_in, 200, "only the new records are processed");
+    let input = read_topic(&client, "events").await;
+    assert_filtered(&input, &read_topic(&client, "clicks-out").await, "click");
+
+    let uploads = admin.transform_status("uploads").await.unwrap();
+    assert_eq!(
+        (uploads.state.clone(), total_lag(&uploads)),
+        (RunState::Paused, 400)
+    );
+    admin
+        .control_transform("uploads", TransformAction::Resume)
+        .await
+        .unwrap();
+    let resumed = wait_until_caught_up(&admin, "uploads").await;
+    assert_eq!(resumed.records_in, 400);
+    assert_filtered(&input, &read_topic(&client, "uploads-out").await, "upload");
+    shut_down(broker).await;
+}
+
+/// A new version of a module changes nothing for a transform that runs it
+/// until the transform is upgraded, across a restart too: the status names
+/// the version that runs, and that version goes on processing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_version_waits_for_its_upgrade_across_a_restart() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("events", 2).await;
+    let events = events(300, 13);
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "picker", "filter").await;
+    let mut request = filter_request("clicks", "events", "click");
+    request.module = "picker".into();
+    request.on_error = OnError::Skip;
+    admin.deploy_transform(request).await.unwrap();
+    produce(&client, records(&events[..100], "events")).await;
+    wait_until_caught_up(&admin, "clicks").await;
+
+    // Version 2 is another program, which refuses the deployment's
+    // parameters: it must not run before an upgrade asks for it.
+    let v2 = admin
+        .upload_module("picker", guest_component("looper").into())
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    produce(&client, records(&events[100..200], "events")).await;
+    let status = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(
+        (status.module_version, status.records_in, status.errors),
+        (1, 200, 0)
+    );
+
+    broker.restart().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    produce(&client, records(&events[200..], "events")).await;
+    let status = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(status.module_version, 1);
+    assert_eq!(
+        (status.records_in, status.errors),
+        (100, 0),
+        "version 1 runs on after the restart: {status:#?}"
+    );
+    let input = read_topic(&client, "events").await;
+    assert_filtered(&input, &read_topic(&client, "clicks-out").await, "click");
+    shut_down(broker).await;
+}
