@@ -23,27 +23,65 @@ pub const ERROR_HEADER: &str = "quiver-error";
 /// (`topic/partition@offset`).
 pub const SOURCE_HEADER: &str = "quiver-source";
 
-/// A call's input: records of one partition, in offset order.
+/// A header as the guest sees it, borrowed from the stored batch.
+type HeaderRef<'a> = (&'a str, Option<&'a [u8]>);
+
+/// A call's input, borrowed from the stored batches: records of one
+/// partition in offset order. [`records`](Self::records) lays them out as
+/// the contract's input records without copying keys, values or headers.
 #[derive(Debug, Default)]
-pub struct InputBatch {
-    /// The records.
-    pub records: Vec<InputRecord>,
+pub struct InputBatch<'a> {
+    topic: &'a str,
+    partition: u32,
+    rows: Vec<Row<'a>>,
+    headers: Vec<HeaderRef<'a>>,
     /// The offset after the last record taken: the partition's position
     /// once the batch is committed.
     pub next_offset: u64,
 }
 
+/// One record, its headers a range of [`InputBatch::headers`].
+#[derive(Debug)]
+struct Row<'a> {
+    offset: u64,
+    timestamp: i64,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    headers: std::ops::Range<usize>,
+}
+
+impl InputBatch<'_> {
+    /// The records, ready to pass to the guest.
+    pub fn records(&self) -> Vec<InputRecord<'_>> {
+        self.rows
+            .iter()
+            .map(|row| InputRecord {
+                topic: self.topic,
+                partition: self.partition,
+                offset: row.offset,
+                timestamp: row.timestamp,
+                key: row.key,
+                value: row.value,
+                headers: &self.headers[row.headers.clone()],
+            })
+            .collect()
+    }
+}
+
 /// Decodes the records at or after `from` in `bytes` (whole batches back to
 /// back), at most `max` of them.
-pub fn decode_input(
-    topic: &str,
+pub fn decode_input<'a>(
+    topic: &'a str,
     partition: u32,
-    bytes: &[u8],
+    bytes: &'a [u8],
     from: u64,
     max: usize,
-) -> Result<InputBatch, BatchError> {
+) -> Result<InputBatch<'a>, BatchError> {
     let mut out = InputBatch {
-        records: Vec::new(),
+        topic,
+        partition,
+        rows: Vec::new(),
+        headers: Vec::new(),
         next_offset: from,
     };
     for view in split_batches(bytes) {
@@ -55,20 +93,17 @@ pub fn decode_input(
             if offset < from {
                 continue;
             }
-            if out.records.len() == max {
+            if out.rows.len() == max {
                 return Ok(out);
             }
-            out.records.push(InputRecord {
-                topic: topic.to_owned(),
-                partition,
+            let first_header = out.headers.len();
+            out.headers.extend(record.headers());
+            out.rows.push(Row {
                 offset,
                 timestamp: log_append.unwrap_or(record.timestamp),
-                key: record.key.map(<[u8]>::to_vec),
-                value: record.value.to_vec(),
-                headers: record
-                    .headers()
-                    .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-                    .collect(),
+                key: record.key,
+                value: record.value,
+                headers: first_header..out.headers.len(),
             });
             out.next_offset = offset + 1;
         }
@@ -164,11 +199,15 @@ pub fn encode_outputs(
 
 /// The input records of a failed call as dead letters: unchanged, plus a
 /// header with the error and one naming where each came from.
-pub fn dead_letters(records: &[InputRecord], error: &str) -> Vec<OutputRecord> {
+pub fn dead_letters(records: &[InputRecord<'_>], error: &str) -> Vec<OutputRecord> {
     records
         .iter()
         .map(|record| {
-            let mut headers = record.headers.clone();
+            let mut headers: Vec<(String, Option<Vec<u8>>)> = record
+                .headers
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                .collect();
             headers.push((ERROR_HEADER.to_owned(), Some(error.as_bytes().to_vec())));
             headers.push((
                 SOURCE_HEADER.to_owned(),
@@ -178,8 +217,8 @@ pub fn dead_letters(records: &[InputRecord], error: &str) -> Vec<OutputRecord> {
             ));
             OutputRecord {
                 output: None,
-                key: record.key.clone(),
-                value: record.value.clone(),
+                key: record.key.map(<[u8]>::to_vec),
+                value: record.value.to_vec(),
                 headers,
                 timestamp: Some(record.timestamp),
             }

@@ -18,7 +18,7 @@ use quiver_proto::api::transforms::{LogLevel, OnError, StateEntry};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use super::records::{self, InputBatch, Routes};
+use super::records::{self, Routes};
 use super::{Shared, TransformError};
 use crate::clock::Clock;
 use crate::storage::{NewBatch, Partition, StateWrites, Storage, StorageError, TransformRecord};
@@ -185,23 +185,28 @@ impl Worker {
         if position >= offsets.high_watermark {
             return Ok(false);
         }
-        let batch = match self.read_input(partition, position) {
-            Ok(batch) => batch,
+        let read = match self
+            .storage
+            .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL)
+        {
+            Ok(read) => read,
             Err(e) => return Err(self.fail(&format!("reading partition {index}: {e}"))),
         };
-        if batch.records.is_empty() {
+        let max = records::MAX_RECORDS_PER_CALL;
+        let batch =
+            match records::decode_input(partition.topic(), index, &read.batches, position, max) {
+                Ok(batch) => batch,
+                Err(e) => return Err(self.fail(&format!("decoding partition {index}: {e}"))),
+            };
+        let records = batch.records();
+        if records.is_empty() {
             // Nothing readable below the high watermark: move past it.
+            let end = Some((index, batch.next_offset));
             return self
-                .commit(
-                    Some((index, batch.next_offset)),
-                    Vec::new(),
-                    StateWrites::new(),
-                    0,
-                    0,
-                )
+                .commit(end, Vec::new(), StateWrites::new(), 0, 0)
                 .map(|()| true);
         }
-        self.process_records(index, &batch.records, batch.next_offset)?;
+        self.process_records(index, &records, batch.next_offset)?;
         Ok(true)
     }
 
@@ -213,7 +218,7 @@ impl Worker {
     fn process_records(
         &mut self,
         index: u32,
-        records: &[InputRecord],
+        records: &[InputRecord<'_>],
         end: u64,
     ) -> Result<(), Flow> {
         // Ranges still to do, the next on top: (start, end index, end offset).
@@ -246,21 +251,6 @@ impl Worker {
             }
         }
         Ok(())
-    }
-
-    fn read_input(&self, partition: &Partition, position: u64) -> Result<InputBatch, String> {
-        let read = self
-            .storage
-            .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL)
-            .map_err(|e| e.to_string())?;
-        records::decode_input(
-            partition.topic(),
-            partition.index(),
-            &read.batches,
-            position,
-            records::MAX_RECORDS_PER_CALL,
-        )
-        .map_err(|e| e.to_string())
     }
 
     /// Calls `on-tick` with the watermark: the smallest, over partitions
@@ -301,7 +291,7 @@ impl Worker {
     fn on_error(
         &mut self,
         index: u32,
-        records: &[InputRecord],
+        records: &[InputRecord<'_>],
         end: u64,
         error: &CallError,
     ) -> Result<(), Flow> {

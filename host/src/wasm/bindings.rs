@@ -8,4 +8,9 @@ wasmtime::component::bindgen!({
     imports: {
         "quiver:transform/state": trappable,
     },
+    // Input records are lowered straight from the stored batch bytes,
+    // without an owned copy per record on the host.
+    ownership: Borrowing {
+        duplicate_if_necessary: true
+    },
 });

@@ -203,7 +203,7 @@ impl GuestInstance {
     }
 
     /// Calls `process` on a batch of one input partition.
-    pub fn process(&mut self, batch: &[InputRecord]) -> Result<CallOutput, CallError> {
+    pub fn process(&mut self, batch: &[InputRecord<'_>]) -> Result<CallOutput, CallError> {
         self.call(|bindings, store| bindings.quiver_transform_guest().call_process(store, batch))
     }
 
@@ -261,6 +261,11 @@ impl GuestInstance {
 
     /// A new instance with `init` called; `init` sees the state read-only.
     fn instantiate(&self) -> Result<Live, CallError> {
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let snapshot = self.snapshot()?;
         let logbook = &self.logbook;
         let wasi = WasiCtx::builder()
@@ -296,7 +301,7 @@ impl GuestInstance {
             .map_err(|e| self.classify(&e, &store))?;
         let init = bindings
             .quiver_transform_guest()
-            .call_init(&mut store, &self.params)
+            .call_init(&mut store, &params)
             .map_err(|e| self.classify(&e, &store))?;
         init.map_err(CallError::Init)?;
         Ok(Live { store, bindings })
