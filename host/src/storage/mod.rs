@@ -40,7 +40,7 @@ pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
 pub use retention::{RetentionDefaults, RetentionReport};
 pub use tables::TransformRecord;
-pub use transforms::{NewBatch, StateReader, StateWrites};
+pub use transforms::{NewBatch, PendingCommit, StateReader, StateWrites};
 pub use writer::{
     MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, OffsetToCommit, Truncated,
     WRITER_QUEUE_CAPACITY,

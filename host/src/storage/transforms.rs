@@ -37,12 +37,23 @@ pub struct NewBatch {
 /// State writes of one call: `Some(value)` stores, `None` deletes.
 pub type StateWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// A transform commit on its way to disk.
+#[derive(Debug)]
+pub struct PendingCommit(oneshot::Receiver<Result<(), StorageError>>);
+
+impl PendingCommit {
+    /// Waits until the commit is durable (or failed, changing nothing).
+    pub async fn wait(self) -> Result<(), StorageError> {
+        self.0.await.map_err(|_| StorageError::WriterStopped)?
+    }
+}
+
 /// One transform call's effects, committed together.
 pub(crate) struct TransformCommit {
     pub(super) name: String,
     pub(super) position: Option<(u32, u64)>,
     pub(super) outputs: Vec<NewBatch>,
-    pub(super) state: StateWrites,
+    pub(super) state: Arc<StateWrites>,
     pub(super) reply: oneshot::Sender<Result<(), StorageError>>,
 }
 
@@ -100,26 +111,30 @@ impl Storage {
             .await?
     }
 
-    /// Commits one call: `outputs` appended, `state` applied and, for a
-    /// `process` call, the input partition's new position, all in one
-    /// transaction. Resolves once it is durable.
-    pub async fn commit_transform(
+    /// Queues one call's commit: `outputs` appended, `state` applied and,
+    /// for a `process` call, the input partition's new position, all in one
+    /// transaction. The returned [`PendingCommit`] resolves once it is
+    /// durable, so the caller may work on while the disk syncs.
+    pub async fn begin_transform_commit(
         &self,
         name: String,
         position: Option<(u32, u64)>,
         outputs: Vec<NewBatch>,
-        state: StateWrites,
-    ) -> Result<(), StorageError> {
-        self.call(|reply| {
-            Command::CommitTransform(TransformCommit {
-                name,
-                position,
-                outputs,
-                state,
-                reply,
-            })
-        })
-        .await?
+        state: Arc<StateWrites>,
+    ) -> Result<PendingCommit, StorageError> {
+        let (reply, done) = oneshot::channel();
+        let commit = TransformCommit {
+            name,
+            position,
+            outputs,
+            state,
+            reply,
+        };
+        self.writer
+            .send(Command::CommitTransform(commit))
+            .await
+            .map_err(|_| StorageError::WriterStopped)?;
+        Ok(PendingCommit(done))
     }
 
     /// Every stored transform, sorted by name.

@@ -132,8 +132,13 @@ impl Transforms {
             // The version it was deployed or upgraded with, not the latest.
             let bytes = storage.module_code_at(&record.module, record.module_version)?;
             let sandbox = transforms.compile(bytes).await?;
-            let shared = Arc::new(Shared::new(&name, record, Arc::clone(&transforms.clock)));
-            let instance = transforms.instance(&shared, sandbox);
+            let shared = Arc::new(Shared::new(
+                &name,
+                record,
+                Arc::clone(&storage),
+                Arc::clone(&transforms.clock),
+            ));
+            let instance = Self::instance(&shared, sandbox);
             let handle = transforms.spawn(shared, instance)?;
             tracing::info!(transform = name, "transform resumed after start");
             workers.insert(name, handle);
@@ -162,7 +167,12 @@ impl Transforms {
             ..record
         };
         let sandbox = self.compile(bytes).await?;
-        let shared = Arc::new(Shared::new(&name, record.clone(), Arc::clone(&self.clock)));
+        let shared = Arc::new(Shared::new(
+            &name,
+            record.clone(),
+            Arc::clone(&self.storage),
+            Arc::clone(&self.clock),
+        ));
         let instance = self.started_instance(&shared, sandbox).await?;
         let partitions = input.partitions.len() as u32;
         self.ensure_topic(&record.default_output, partitions)
@@ -391,7 +401,7 @@ impl Transforms {
             .map_err(TransformError::from)
     }
 
-    fn instance(&self, shared: &Shared, sandbox: Sandbox) -> GuestInstance {
+    fn instance(shared: &Shared, sandbox: Sandbox) -> GuestInstance {
         let record = shared.record();
         GuestInstance::new(
             sandbox,
@@ -401,10 +411,7 @@ impl Transforms {
             },
             Arc::clone(&shared.logbook),
             record.params,
-            Some(Arc::new(worker::StoredState {
-                storage: Arc::clone(&self.storage),
-                name: shared.name.clone(),
-            })),
+            Some(Arc::clone(&shared.state) as Arc<dyn crate::wasm::StateSource>),
         )
     }
 
@@ -414,7 +421,7 @@ impl Transforms {
         shared: &Shared,
         sandbox: Sandbox,
     ) -> Result<GuestInstance, TransformError> {
-        let mut instance = self.instance(shared, sandbox);
+        let mut instance = Self::instance(shared, sandbox);
         tokio::task::spawn_blocking(move || {
             instance.start()?;
             Ok::<_, TransformError>(instance)
@@ -441,6 +448,7 @@ impl Transforms {
             positions,
             high_timestamps: BTreeMap::new(),
             last_tick: Instant::now(),
+            in_flight: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("quiver-transform-{}", shared.name))
@@ -514,6 +522,8 @@ async fn stop_worker(handle: WorkerHandle) {
 /// What the manager and a worker share about one transform.
 pub(crate) struct Shared {
     name: String,
+    /// Its state store, shared by its instances (an upgrade's too).
+    state: Arc<worker::StoredState>,
     record: Mutex<TransformRecord>,
     progress: Mutex<Progress>,
     logbook: Arc<Logbook>,
@@ -530,9 +540,15 @@ struct Progress {
 }
 
 impl Shared {
-    fn new(name: &str, record: TransformRecord, clock: Arc<dyn Clock>) -> Self {
+    fn new(
+        name: &str,
+        record: TransformRecord,
+        storage: Arc<Storage>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
+            state: Arc::new(worker::StoredState::new(storage, name)),
             record: Mutex::new(record),
             progress: Mutex::new(Progress::default()),
             logbook: Arc::new(Logbook::new(name, clock)),

@@ -10,7 +10,7 @@
 //! next tick is due.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::select_all;
@@ -21,7 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::records::{self, Routes};
 use super::{Shared, TransformError};
 use crate::clock::Clock;
-use crate::storage::{NewBatch, Partition, StateWrites, Storage, StorageError, TransformRecord};
+use crate::storage::{
+    NewBatch, Partition, PendingCommit, StateWrites, Storage, StorageError, TransformRecord,
+};
+use crate::wasm::state::Layered;
 use crate::wasm::{
     CallError, GuestInstance, InputRecord, OutputRecord, StateSnapshot, StateSource,
 };
@@ -60,6 +63,16 @@ pub(super) struct Worker {
     /// Largest record timestamp delivered per input partition.
     pub(super) high_timestamps: BTreeMap<u32, i64>,
     pub(super) last_tick: Instant,
+    /// The commit on its way to disk, if any.
+    pub(super) in_flight: Option<InFlight>,
+}
+
+/// A queued commit and the progress it will make.
+pub(super) struct InFlight {
+    pending: PendingCommit,
+    position: Option<(u32, u64)>,
+    records_in: u64,
+    records_out: u64,
 }
 
 /// What happened to a worker between calls.
@@ -103,6 +116,9 @@ impl Worker {
     }
 
     fn apply(&mut self, message: Control) -> Flow {
+        if let Err(Flow::Exit) = self.settle() {
+            return Flow::Exit;
+        }
         match message {
             Control::Stop => return Flow::Exit,
             Control::Pause(reply) => {
@@ -351,6 +367,10 @@ impl Worker {
         .map_err(CallError::Limit)
     }
 
+    /// Queues a call's commit and returns without waiting for the disk:
+    /// the next call runs while it syncs, seeing its state changes layered
+    /// over the snapshot. At most one commit is in flight; this first waits
+    /// for the previous one.
     fn commit(
         &mut self,
         position: Option<(u32, u64)>,
@@ -359,19 +379,47 @@ impl Worker {
         records_in: u64,
         records_out: u64,
     ) -> Result<(), Flow> {
-        let result = self.runtime.block_on(self.storage.commit_transform(
+        self.settle()?;
+        let state = Arc::new(state);
+        let pending = self.runtime.block_on(self.storage.begin_transform_commit(
             self.shared.name.clone(),
             position,
             outputs,
-            state,
+            Arc::clone(&state),
         ));
+        // Only a stopped writer refuses the queueing itself.
+        let Ok(pending) = pending else {
+            return Err(Flow::Exit);
+        };
+        if !state.is_empty() {
+            self.shared.state.set_pending(Some(state));
+        }
+        if let Some((partition, offset)) = position {
+            self.positions.insert(partition, offset);
+        }
+        self.in_flight = Some(InFlight {
+            pending,
+            position,
+            records_in,
+            records_out,
+        });
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and publishes its progress.
+    fn settle(&mut self) -> Result<(), Flow> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let result = self.runtime.block_on(in_flight.pending.wait());
+        self.shared.state.set_pending(None);
         match result {
             Ok(()) => {
-                if let Some((partition, offset)) = position {
-                    self.positions.insert(partition, offset);
-                }
-                self.shared
-                    .record_progress(position, records_in, records_out);
+                self.shared.record_progress(
+                    in_flight.position,
+                    in_flight.records_in,
+                    in_flight.records_out,
+                );
                 Ok(())
             }
             // Deleted meanwhile: the manager is stopping this worker.
@@ -383,6 +431,17 @@ impl Worker {
     /// Stops the transform with `error` in its status (persisted, so it
     /// stays stopped across restarts until resumed).
     fn fail(&mut self, error: &str) -> Flow {
+        // The commit before the failure stands; a failed commit's position
+        // and anything queued behind it do not.
+        if let Err(Flow::Exit) = self.settle() {
+            return Flow::Exit;
+        }
+        match self.storage.transform_positions(&self.shared.name) {
+            Ok(positions) => self.positions = positions,
+            Err(e) => self
+                .shared
+                .log(LogLevel::Error, &format!("could not reload positions: {e}")),
+        }
         self.shared
             .log(LogLevel::Error, &format!("stopped: {error}"));
         let failed = error.to_owned();
@@ -398,6 +457,9 @@ impl Worker {
     /// Sleeps until a partition has records past its position, a control
     /// message arrives, or the next tick is due.
     fn wait(&mut self) -> Flow {
+        if let Err(flow) = self.settle() {
+            return flow;
+        }
         let Ok(topic) = self.storage.topic(&self.shared.record().input) else {
             std::thread::sleep(TICK_INTERVAL);
             return Flow::Continue;
@@ -434,18 +496,47 @@ impl Worker {
     }
 }
 
-/// A transform's state store, as instances read it.
+/// A transform's state store, as its instances read it: the committed
+/// snapshot, with the changes of the commit in flight on top.
 pub(super) struct StoredState {
-    pub(super) storage: Arc<Storage>,
-    pub(super) name: String,
+    storage: Arc<Storage>,
+    name: String,
+    pending: Mutex<Option<Arc<StateWrites>>>,
+}
+
+impl StoredState {
+    pub(super) fn new(storage: Arc<Storage>, name: &str) -> Self {
+        Self {
+            storage,
+            name: name.to_owned(),
+            pending: Mutex::new(None),
+        }
+    }
+
+    fn set_pending(&self, pending: Option<Arc<StateWrites>>) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = pending;
+    }
 }
 
 impl StateSource for StoredState {
     fn snapshot(&self) -> Result<Box<dyn StateSnapshot>, String> {
-        self.storage
-            .transform_state(&self.name)
-            .map(|reader| Box::new(reader) as Box<dyn StateSnapshot>)
-            .map_err(|e| e.to_string())
+        let base: Box<dyn StateSnapshot> = Box::new(
+            self.storage
+                .transform_state(&self.name)
+                .map_err(|e| e.to_string())?,
+        );
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(match pending {
+            Some(top) => Box::new(Layered { base, top }),
+            None => base,
+        })
     }
 }
 

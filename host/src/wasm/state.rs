@@ -91,10 +91,8 @@ impl CallState {
 
     /// The value of `key`: the call's own write, else the snapshot's.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(change) = self.changes.get(key) {
-            return Ok(change.clone());
-        }
-        self.snapshot()?.get(key).map_err(StateError::Storage)
+        let snapshot = self.snapshot()?;
+        overlay_get(&self.changes, snapshot, key).map_err(StateError::Storage)
     }
 
     /// Stores `value` under `key`.
@@ -114,29 +112,8 @@ impl CallState {
     /// writes into the snapshot's entries.
     pub fn scan_prefix(&self, prefix: &[u8], limit: u32) -> Result<Vec<StateEntry>, StateError> {
         let limit = limit.min(MAX_SCAN_ENTRIES) as usize;
-        let overlay: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
-            .changes
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .collect();
-        // Each overlay entry hides at most one committed entry, so this many
-        // committed entries always cover the first `limit` live ones.
-        let committed = self
-            .snapshot()?
-            .scan_prefix(prefix, limit + overlay.len())
-            .map_err(StateError::Storage)?;
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = committed
-            .into_iter()
-            .map(|(key, value)| (key, Some(value)))
-            .collect();
-        for (key, value) in overlay {
-            merged.insert(key.clone(), value.clone());
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(key, value)| value.map(|value| (key, value)))
-            .take(limit)
-            .collect())
+        let snapshot = self.snapshot()?;
+        overlay_scan(&self.changes, snapshot, prefix, limit).map_err(StateError::Storage)
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
@@ -161,6 +138,65 @@ impl CallState {
     fn snapshot(&self) -> Result<&dyn StateSnapshot, StateError> {
         self.snapshot.as_deref().ok_or(StateError::Unavailable)
     }
+}
+
+/// Changes layered over a snapshot: what a call sees while the previous
+/// call's commit is still on its way to disk.
+pub struct Layered {
+    /// The committed state.
+    pub base: Box<dyn StateSnapshot>,
+    /// Changes not yet committed, newer than `base`.
+    pub top: std::sync::Arc<StateChanges>,
+}
+
+impl StateSnapshot for Layered {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        overlay_get(&self.top, self.base.as_ref(), key)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, String> {
+        overlay_scan(&self.top, self.base.as_ref(), prefix, limit)
+    }
+}
+
+/// The value of `key` in `changes` over `base`.
+fn overlay_get(
+    changes: &StateChanges,
+    base: &dyn StateSnapshot,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    match changes.get(key) {
+        Some(change) => Ok(change.clone()),
+        None => base.get(key),
+    }
+}
+
+/// The first `limit` live entries under `prefix` of `changes` over `base`.
+fn overlay_scan(
+    changes: &StateChanges,
+    base: &dyn StateSnapshot,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<StateEntry>, String> {
+    let overlay: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = changes
+        .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .collect();
+    // Each overlay entry hides at most one committed entry, so this many
+    // committed entries always cover the first `limit` live ones.
+    let committed = base.scan_prefix(prefix, limit + overlay.len())?;
+    let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = committed
+        .into_iter()
+        .map(|(key, value)| (key, Some(value)))
+        .collect();
+    for (key, value) in overlay {
+        merged.insert(key.clone(), value.clone());
+    }
+    Ok(merged
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|value| (key, value)))
+        .take(limit)
+        .collect())
 }
 
 #[cfg(test)]
@@ -228,6 +264,25 @@ mod tests {
         assert_eq!(
             keys(&state.scan_prefix(b"", 10).unwrap()),
             ["p0", "p3", "p4", "q0", "q1"]
+        );
+    }
+
+    #[test]
+    fn layers_stack_uncommitted_changes_over_the_snapshot() {
+        let mut pending = StateChanges::new();
+        pending.insert(b"p1".to_vec(), None);
+        pending.insert(b"p9".to_vec(), Some(b"new".to_vec()));
+        let layered = Layered {
+            base: committed(&["p1", "p2"]),
+            top: std::sync::Arc::new(pending),
+        };
+        let mut state = CallState::new(Some(Box::new(layered)), true);
+        state.put(b"p3".to_vec(), b"x".to_vec()).unwrap();
+        assert_eq!(state.get(b"p1").unwrap(), None);
+        assert_eq!(state.get(b"p9").unwrap(), Some(b"new".to_vec()));
+        assert_eq!(
+            keys(&state.scan_prefix(b"p", 10).unwrap()),
+            ["p2", "p3", "p9"]
         );
     }
 
