@@ -935,6 +935,7 @@ async fn long_poll_in_flight_at_shutdown_is_answered() {
             offset: 0,
             max_bytes: 1 << 20,
         }],
+        module: None,
     };
     let mut fetch = pin!(client.request(&request, Vec::new()));
     start(fetch.as_mut()).await;

@@ -1011,6 +1011,7 @@ async fn raw_fetch(
             max_bytes: 64 * 1024,
         }],
         member: Some(member.clone()),
+        module: None,
     };
     let response = client
         .request(&request, Vec::new())

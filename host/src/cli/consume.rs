@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use quiver_client::{
-    Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupSettings, Offset, TopicPartition,
+    Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, FetchModule, GroupSettings, Offset,
+    TopicPartition,
 };
 
 use super::ClientArgs;
@@ -41,8 +42,24 @@ pub(crate) struct ConsumeArgs {
     /// %T timestamp (ms), %h headers, %% a percent sign.
     #[arg(long, default_value = "%v")]
     format: String,
+    /// A stored module the broker runs on each record before sending it
+    /// (e.g. the filter): only what it keeps is printed.
+    #[arg(long)]
+    module: Option<String>,
+    /// An `init` parameter `k=v` of --module. Repeatable.
+    #[arg(long = "param", value_name = "K=V", requires = "module", value_parser = super::transform::parse_pair)]
+    params: Vec<(String, String)>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+impl ConsumeArgs {
+    fn fetch_module(&self) -> Option<FetchModule> {
+        self.module.as_ref().map(|name| FetchModule {
+            name: name.clone(),
+            params: self.params.clone(),
+        })
+    }
 }
 
 fn parse_from(s: &str) -> Result<Offset, String> {
@@ -99,6 +116,7 @@ async fn run_assigned(args: &ConsumeArgs, client: Client) -> anyhow::Result<()> 
         .collect();
     let config = ConsumerConfig {
         start: args.from,
+        module: args.fetch_module(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
@@ -155,6 +173,7 @@ async fn run_in_group(args: &ConsumeArgs, client: Client, group: &str) -> anyhow
             client_id: "quiver-cli".into(),
             ..GroupSettings::default()
         },
+        module: args.fetch_module(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);

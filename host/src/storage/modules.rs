@@ -74,6 +74,16 @@ impl Storage {
 }
 
 impl Storage {
+    /// A module's latest version.
+    pub fn module_version(&self, name: &str) -> Result<u32, StorageError> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(MODULES)?
+            .get(name)?
+            .map(|v| decode_record(name, v.value()).map(|record| record.version))
+            .transpose()?
+            .ok_or_else(|| StorageError::UnknownModule(name.into()))
+    }
+
     /// The bytes of a given version of a module (kept while a transform
     /// runs that version, even after newer uploads).
     pub fn module_code_at(&self, name: &str, version: u32) -> Result<Vec<u8>, StorageError> {

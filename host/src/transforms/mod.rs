@@ -6,6 +6,7 @@
 //!   starts and stops them before storage closes.
 //! - [`worker`]: one thread per transform that reads, calls the guest and
 //!   commits outputs, state and input position in one transaction.
+//! - [`fetch`]: fetch-time modules, run on each fetched record.
 //! - [`records`]: decoding input batches for the guest and encoding its
 //!   outputs into batches per output partition.
 //!
@@ -16,6 +17,7 @@
 //! at a broker restart, while positions, state, pause and failure are
 //! durable.
 
+pub mod fetch;
 pub mod records;
 mod worker;
 
@@ -41,6 +43,7 @@ use crate::wasm::{
     CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
 };
 
+use fetch::FetchModules;
 use records::Routes;
 use worker::{CONTROL_QUEUE, Control, Worker};
 
@@ -97,6 +100,7 @@ pub struct Transforms {
     clock: Arc<dyn Clock>,
     runtime: Handle,
     workers: tokio::sync::Mutex<HashMap<String, WorkerHandle>>,
+    fetch: Arc<FetchModules>,
 }
 
 impl std::fmt::Debug for Transforms {
@@ -120,6 +124,11 @@ impl Transforms {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, TransformError> {
         let transforms = Self {
+            fetch: Arc::new(FetchModules::new(
+                Arc::clone(&storage),
+                engine.clone(),
+                Arc::clone(&clock),
+            )),
             storage: Arc::clone(&storage),
             engine,
             clock,
@@ -263,6 +272,11 @@ impl Transforms {
             .map_err(|_| TransformError::Stopped(name.into()))?;
         done.await
             .map_err(|_| TransformError::Stopped(name.into()))?
+    }
+
+    /// The fetch-time module runner.
+    pub fn fetch_modules(&self) -> Arc<FetchModules> {
+        Arc::clone(&self.fetch)
     }
 
     /// A transform's log lines after `after_seq`.

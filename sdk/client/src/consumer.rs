@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quiver_proto::api::{FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec};
+use quiver_proto::api::{
+    FetchModule, FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec,
+};
 use quiver_proto::batch::{Header, split_batches};
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 
@@ -63,6 +65,10 @@ pub struct ConsumerConfig {
     pub start: Offset,
     /// Group membership settings, used by [`Consumer::subscribe`].
     pub group: GroupSettings,
+    /// A stored module the broker runs on each record before sending it
+    /// (a filter or map); only what it returns is delivered, with the
+    /// original offsets.
+    pub module: Option<FetchModule>,
 }
 
 impl Default for ConsumerConfig {
@@ -73,6 +79,7 @@ impl Default for ConsumerConfig {
             partition_max_bytes: 8 * 1024 * 1024,
             start: Offset::Latest,
             group: GroupSettings::default(),
+            module: None,
         }
     }
 }
@@ -268,6 +275,7 @@ impl Consumer {
                     }
                 })
                 .collect(),
+            module: self.config.module.clone(),
         };
         let (response, body) = self
             .client
@@ -302,7 +310,8 @@ impl Consumer {
             cursor = end;
             let from = assigned.position.unwrap_or(0);
             let next = decode_into(&body.slice_ref(bytes), assigned, from, &mut records)?;
-            updates.push((i, next, data.high_watermark));
+            // Past records a fetch-time module dropped, too.
+            updates.push((i, next.max(data.next_offset), data.high_watermark));
         }
         for (i, next, high_watermark) in updates {
             self.assigned[i].position = Some(next);

@@ -44,8 +44,12 @@ pub use quiver_proto::api::groups::{
     CommittedOffset, GroupDescription, GroupMember, GroupPartition, PartitionRef, ResetTarget,
 };
 pub use quiver_proto::api::modules::ModuleDescription;
+pub use quiver_proto::api::transforms::{
+    DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, StateEntry,
+    TransformAction, TransformPartition, TransformStatus,
+};
 pub use quiver_proto::api::{
-    Change, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionDescription,
+    Change, FetchModule, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionDescription,
     TimestampType, TopicConfig, TopicDescription, TopicSummary,
 };
 pub use quiver_proto::batch::Header;

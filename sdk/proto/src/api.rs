@@ -281,6 +281,21 @@ pub struct FetchRequest {
     /// For a group member: its identity, so that the broker refuses a fetch
     /// of a partition the member does not own at this epoch (fencing).
     pub member: Option<GroupMemberRef>,
+    /// A stored module to run on the records before they are sent: only
+    /// what it returns crosses the network (see [`FetchModule`]).
+    pub module: Option<FetchModule>,
+}
+
+/// A fetch-time module: a filter or map the broker runs on each fetched
+/// record (one call per record, so that each record it keeps keeps its
+/// offset). It may return at most one record per input record, to the
+/// default output; its state store is not available.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchModule {
+    /// The stored module (its latest version).
+    pub name: String,
+    /// Its `init` parameters.
+    pub params: Vec<(String, String)>,
 }
 
 /// A group member's identity on a fetch.
@@ -341,6 +356,10 @@ pub struct FetchedData {
     /// Bytes of whole batches in the body for this partition. The first
     /// batch may start before the requested offset.
     pub bytes: u32,
+    /// Where the next fetch of this partition starts: past the last record
+    /// read, whether or not a fetch-time module kept it (the requested
+    /// offset when nothing was read).
+    pub next_offset: u64,
 }
 
 /// Create a topic.
@@ -562,6 +581,7 @@ mod tests {
                 max_bytes: 1 << 20,
             }],
             member: None,
+            module: None,
         });
         round_trip(&CreateTopicRequest {
             name: "t".into(),

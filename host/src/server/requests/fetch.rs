@@ -6,14 +6,16 @@
 //! `OffsetOutOfRange` and the valid range, as Kafka does.
 //! Any per-partition error ends the wait at once, as in Kafka. A fetch that
 //! names a group member is fenced: each partition must be the member's at
-//! its current epoch.
+//! its current epoch. A fetch that names a module has the module run on
+//! each record read (see [`crate::transforms::fetch`]); only the records it
+//! keeps are sent, and `next_offset` tells the client to move past the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::select_all;
-use quiver_proto::api::{FetchRequest, FetchResponse, FetchResult, FetchedData};
+use quiver_proto::api::{FetchModule, FetchRequest, FetchResponse, FetchResult, FetchedData};
 use quiver_proto::batch::split_batches;
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS};
 use quiver_proto::{ErrorCode, WireError};
@@ -23,6 +25,7 @@ use tokio::time::Instant;
 use super::check_entries;
 use crate::server::Context;
 use crate::storage::{Offsets, Partition, ReadResult, Storage};
+use crate::transforms::TransformError;
 
 pub(super) async fn handle(
     context: &Context,
@@ -65,6 +68,15 @@ pub(super) async fn handle(
         if total >= request.min_bytes as usize || any_error || expired {
             // The response's bytes count against the broker's request
             // memory until they are written.
+            let reads = match &request.module {
+                Some(module) => run_module(context, &request, module, reads).await?,
+                None => reads
+                    .into_iter()
+                    .zip(&request.partitions)
+                    .map(|(read, p)| read.map(|read| with_next_offset(read, p.offset)))
+                    .collect(),
+            };
+            let total: usize = reads.iter().flatten().map(|(r, _)| r.batches.len()).sum();
             let memory = Arc::clone(&context.request_memory)
                 .acquire_many_owned(total as u32)
                 .await
@@ -140,9 +152,67 @@ async fn read_all(
     })
 }
 
+/// A read and the offset the partition's next fetch starts at.
+type Read = (ReadResult, u64);
+
+/// The offset after the last record of `read` (`offset` if it is empty).
+fn with_next_offset(read: ReadResult, offset: u64) -> Read {
+    let next = split_batches(&read.batches)
+        .flatten()
+        .last()
+        .map_or(offset, |batch| batch.last_offset() + 1);
+    (read, next)
+}
+
+/// Runs the fetch-time module over every partition's batches, on a
+/// blocking thread; a module failure fails the fetch.
+async fn run_module(
+    context: &Context,
+    request: &FetchRequest,
+    module: &FetchModule,
+    reads: Vec<Result<ReadResult, WireError>>,
+) -> Result<Vec<Result<Read, WireError>>, WireError> {
+    let modules = context.transforms.fetch_modules();
+    let module = module.clone();
+    let places: Vec<(String, u32, u64)> = request
+        .partitions
+        .iter()
+        .map(|p| (p.topic.clone(), p.partition, p.offset))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        reads
+            .into_iter()
+            .zip(places)
+            .map(|(read, (topic, partition, offset))| {
+                let read = match read {
+                    Ok(read) => read,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if read.batches.is_empty() {
+                    return Ok(Ok((read, offset)));
+                }
+                let filtered = modules.apply(&module, &topic, partition, &read.batches, offset)?;
+                let read = ReadResult {
+                    offsets: read.offsets,
+                    batches: filtered.batches,
+                };
+                Ok(Ok((read, filtered.next_offset)))
+            })
+            .collect::<Result<Vec<_>, TransformError>>()
+            .map_err(WireError::from)
+    })
+    .await
+    .map_err(|e| {
+        WireError::new(
+            ErrorCode::UnknownServerError,
+            format!("module task failed: {e}"),
+        )
+    })?
+}
+
 fn respond(
     request: &FetchRequest,
-    reads: Vec<Result<ReadResult, WireError>>,
+    reads: Vec<Result<Read, WireError>>,
 ) -> (FetchResponse, Vec<Bytes>) {
     let mut body = Vec::new();
     let partitions = request
@@ -152,11 +222,12 @@ fn respond(
         .map(|(p, read)| FetchResult {
             topic: p.topic.clone(),
             partition: p.partition,
-            outcome: read.map(|read| {
+            outcome: read.map(|(read, next_offset)| {
                 let data = FetchedData {
                     log_start_offset: read.offsets.log_start_offset,
                     high_watermark: read.offsets.high_watermark,
                     bytes: read.batches.len() as u32,
+                    next_offset,
                 };
                 if !read.batches.is_empty() {
                     body.push(Bytes::from(read.batches));
@@ -170,13 +241,9 @@ fn respond(
 
 /// Counts what a fetch sends, per topic. Records are counted from the batch
 /// headers (whole batches, so records before the fetch position count too).
-fn record_fetched(
-    context: &Context,
-    request: &FetchRequest,
-    reads: &[Result<ReadResult, WireError>],
-) {
+fn record_fetched(context: &Context, request: &FetchRequest, reads: &[Result<Read, WireError>]) {
     for (p, read) in request.partitions.iter().zip(reads) {
-        let Ok(read) = read else { continue };
+        let Ok((read, _)) = read else { continue };
         if read.batches.is_empty() {
             continue;
         }

@@ -1,0 +1,221 @@
+//! Fetch-time modules: a stored module run by the broker on each fetched
+//! record, so that only what it returns crosses the network (`quiver
+//! consume TOPIC --module M --param k=v`).
+//!
+//! The module is called once per record, so each record it keeps keeps its
+//! offset, and kept records with consecutive offsets are sealed into one
+//! batch. It may return at most one record per input record, to the default
+//! output; its state store is not available (state calls fail the call). Warm
+//! instances are pooled per (module, version, parameters), a few per key.
+//! Calls run on the caller's thread, which must not be an async worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_proto::api::FetchModule;
+use quiver_proto::batch::{BatchBuilder, Header, NewRecord, set_base_offset};
+
+use super::TransformError;
+use super::records::decode_input;
+use crate::clock::Clock;
+use crate::storage::Storage;
+use crate::wasm::{CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, WasmEngine};
+
+/// Per-call deadline of a fetch-time module.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(1);
+/// Idle instances kept per (module, version, parameters).
+pub const MAX_IDLE_INSTANCES_PER_KEY: usize = 4;
+/// Distinct (module, version, parameters) kept warm; beyond it, the pool is
+/// emptied (simple, and a working set this large is unusual).
+pub const MAX_POOLED_KEYS: usize = 64;
+
+/// Which warm instances fit a fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    name: String,
+    version: u32,
+    params: Vec<(String, String)>,
+}
+
+/// The broker's fetch-time modules: compiled modules and idle instances.
+pub struct FetchModules {
+    storage: Arc<Storage>,
+    engine: WasmEngine,
+    clock: Arc<dyn Clock>,
+    sandboxes: Mutex<HashMap<(String, u32), Sandbox>>,
+    idle: Mutex<HashMap<Key, Vec<GuestInstance>>>,
+}
+
+impl std::fmt::Debug for FetchModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FetchModules")
+    }
+}
+
+/// One partition's fetched batches after the module ran.
+#[derive(Debug)]
+pub struct Filtered {
+    /// The kept records as batches, with their original offsets.
+    pub batches: Vec<u8>,
+    /// The offset after the last record read.
+    pub next_offset: u64,
+}
+
+impl FetchModules {
+    /// An empty pool.
+    pub fn new(storage: Arc<Storage>, engine: WasmEngine, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            storage,
+            engine,
+            clock,
+            sandboxes: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `module` on the records at or after `from` in `batches` (read
+    /// from `topic`/`partition`). Blocking: compiles on first use and calls
+    /// the guest.
+    pub fn apply(
+        &self,
+        module: &FetchModule,
+        topic: &str,
+        partition: u32,
+        batches: &[u8],
+        from: u64,
+    ) -> Result<Filtered, TransformError> {
+        let decoded = decode_input(topic, partition, batches, from, usize::MAX)
+            .map_err(|e| TransformError::Invalid(format!("stored batch: {e}")))?;
+        let records = decoded.records();
+        let (key, mut instance) = self.instance(module)?;
+        let mut out = Vec::new();
+        // The batch being filled: (base offset, next offset, builder).
+        let mut run: Option<(u64, u64, BatchBuilder)> = None;
+        for record in &records {
+            let mut outputs = instance.process(std::slice::from_ref(record))?.outputs;
+            if outputs.len() > 1 {
+                return Err(CallError::Limit(format!(
+                    "a fetch-time module returned {} records for offset {}; the limit is one",
+                    outputs.len(),
+                    record.offset
+                ))
+                .into());
+            }
+            let Some(kept) = outputs.pop() else {
+                continue;
+            };
+            if kept.output.is_some() {
+                return Err(CallError::Limit(
+                    "a fetch-time module may write only to the default output".into(),
+                )
+                .into());
+            }
+            let headers: Vec<Header> = kept
+                .headers
+                .into_iter()
+                .map(|(key, value)| Header {
+                    key,
+                    value: value.map(Bytes::from),
+                })
+                .collect();
+            let new = NewRecord {
+                key: kept.key.as_deref(),
+                value: &kept.value,
+                headers: &headers,
+                timestamp: kept.timestamp.unwrap_or(record.timestamp),
+            };
+            // A gap in offsets starts the next batch.
+            if !matches!(&run, Some((_, next, _)) if *next == record.offset) {
+                seal(&mut run, &mut out);
+            }
+            let (_, next, builder) =
+                run.get_or_insert_with(|| (record.offset, record.offset, BatchBuilder::default()));
+            let full = builder.push(&new).is_err();
+            if full {
+                // So does a full batch.
+                seal(&mut run, &mut out);
+                let mut builder = BatchBuilder::default();
+                builder
+                    .push(&new)
+                    .map_err(|e| CallError::Limit(format!("output record: {e}")))?;
+                run = Some((record.offset, record.offset + 1, builder));
+            } else {
+                *next = record.offset + 1;
+            }
+        }
+        seal(&mut run, &mut out);
+        self.release(key, instance);
+        Ok(Filtered {
+            batches: out,
+            next_offset: decoded.next_offset,
+        })
+    }
+
+    /// An idle instance for `module`, or a new one.
+    fn instance(&self, module: &FetchModule) -> Result<(Key, GuestInstance), TransformError> {
+        let version = self.storage.module_version(&module.name)?;
+        let key = Key {
+            name: module.name.clone(),
+            version,
+            params: module.params.clone(),
+        };
+        if let Some(instance) = lock(&self.idle).get_mut(&key).and_then(Vec::pop) {
+            return Ok((key, instance));
+        }
+        let sandbox = self.sandbox(&module.name, version)?;
+        let logbook = Arc::new(Logbook::new(
+            &format!("fetch:{}", module.name),
+            Arc::clone(&self.clock),
+        ));
+        let limits = SandboxLimits {
+            deadline: FETCH_DEADLINE,
+            ..SandboxLimits::default()
+        };
+        let mut instance =
+            GuestInstance::new(sandbox, limits, logbook, module.params.clone(), None);
+        instance.start()?;
+        Ok((key, instance))
+    }
+
+    fn release(&self, key: Key, instance: GuestInstance) {
+        let mut idle = lock(&self.idle);
+        if idle.len() >= MAX_POOLED_KEYS && !idle.contains_key(&key) {
+            idle.clear();
+        }
+        let pool = idle.entry(key).or_default();
+        if pool.len() < MAX_IDLE_INSTANCES_PER_KEY {
+            pool.push(instance);
+        }
+    }
+
+    fn sandbox(&self, name: &str, version: u32) -> Result<Sandbox, TransformError> {
+        let key = (name.to_owned(), version);
+        if let Some(sandbox) = lock(&self.sandboxes).get(&key) {
+            return Ok(sandbox.clone());
+        }
+        let bytes = self.storage.module_code_at(name, version)?;
+        let sandbox = Sandbox::new(&self.engine, &bytes)?;
+        let mut sandboxes = lock(&self.sandboxes);
+        // Older versions of this module are not fetched with again.
+        sandboxes.retain(|(n, v), _| n != name || *v == version);
+        sandboxes.insert(key, sandbox.clone());
+        Ok(sandbox)
+    }
+}
+
+/// Seals the run of kept records, if any, into `out` at its base offset.
+fn seal(run: &mut Option<(u64, u64, BatchBuilder)>, out: &mut Vec<u8>) {
+    if let Some((base, _, builder)) = run.take().filter(|(_, _, b)| !b.is_empty()) {
+        let mut batch = builder.finish();
+        set_base_offset(&mut batch, base);
+        out.extend_from_slice(&batch);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
