@@ -2,8 +2,9 @@
 //! `list` and `describe`; `produce` from standard input (keys split at a
 //! separator, a fixed key, a fixed partition); `consume` with a format,
 //! `--partition`, `--from` and `--count`, printing every record once and
-//! stopping by itself at the end; and failures as one `error: ` line with
-//! exit code 1.
+//! stopping by itself at the end; `module` and `transform` (deploy, status,
+//! list, logs, pause, resume, state, upgrade, delete); and failures as one
+//! `error: ` line with exit code 1.
 //!
 //! Each test is a plain `#[test]`: the broker runs on a Tokio runtime owned
 //! by the test, and the `quiver` child processes are waited for on the test
@@ -506,4 +507,200 @@ fn consume_stops_at_the_end_across_several_fetches() {
         assert_eq!(line.offset, i as u64);
         assert_eq!(line.value, lines[i], "offset {i}");
     }
+}
+
+/// Polls `quiver transform status NAME` until every partition's lag is 0,
+/// and returns the last output.
+fn caught_up(fixture: &Fixture, name: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = fixture.run(&["transform", "status", name]).ok();
+        let table = out
+            .split_once("partition\tposition\thigh_watermark\tlag\n")
+            .map(|(_, rows)| rows.to_owned())
+            .unwrap_or_default();
+        let lags: Vec<&str> = table
+            .lines()
+            .filter_map(|row| row.rsplit('\t').next())
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|lag| *lag == "0") {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never caught up: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A broker with topic `actions` (30 records keyed `u0`..`u3`, two clicks
+/// to one upload) and the modules `filter` and `totals` (running-total);
+/// the temporary directory holds the module files.
+fn transform_fixture() -> (Fixture, tempfile::TempDir) {
+    let fixture = Fixture::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    fixture.create_topic("actions", 1);
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            let action = if i % 3 == 0 { "upload" } else { "click" };
+            format!("u{}|{{\"action\": \"{action}\", \"n\": {i}}}", i % 4)
+        })
+        .collect();
+    fixture.produce(&["actions", "--key-separator", "|"], &lines);
+    fixture
+        .run(&[
+            "module",
+            "upload",
+            "filter",
+            &write_module(dir.path(), "filter"),
+        ])
+        .ok();
+    fixture
+        .run(&[
+            "module",
+            "upload",
+            "totals",
+            &write_module(dir.path(), "running_total"),
+        ])
+        .ok();
+    (fixture, dir)
+}
+
+/// Writes guest `guest`'s component into `dir`; returns its path.
+fn write_module(dir: &std::path::Path, guest: &str) -> String {
+    let path = dir.join(format!("{guest}.wasm"));
+    std::fs::write(&path, quiver_tests::guest_component(guest)).expect("write module");
+    path.to_str().expect("UTF-8 path").to_owned()
+}
+
+#[test]
+fn transform_commands_deploy_inspect_and_operate() {
+    let (fixture, _dir) = transform_fixture();
+    // A parameter the module does not take fails the deploy, one line, code 1.
+    let refused = fixture
+        .run(&[
+            "transform",
+            "deploy",
+            "bad",
+            "--module",
+            "filter",
+            "--input",
+            "actions",
+            "--param",
+            "nosuch=1",
+        ])
+        .fails();
+    assert!(refused.contains("ModuleFailed"), "{refused}");
+    let deployed = fixture
+        .run(&[
+            "transform",
+            "deploy",
+            "clicks",
+            "--module",
+            "filter",
+            "--input",
+            "actions",
+            "--param",
+            "field=action",
+            "--param",
+            "equals=click",
+            "--on-error",
+            "skip",
+        ])
+        .ok();
+    assert!(
+        deployed.starts_with("deployed transform clicks"),
+        "{deployed}"
+    );
+    let status = caught_up(&fixture, "clicks");
+    assert!(status.contains("state:     running"), "{status}");
+    assert!(
+        status.contains("records:   in 30 out 20 errors 0"),
+        "{status}"
+    );
+    assert!(status.contains("on-error:  Skip"), "{status}");
+    let clicks = fixture.consume("clicks-out", &[]);
+    assert_eq!(clicks.len(), 20);
+    assert!(clicks.iter().all(|l| l.value.contains("\"click\"")));
+    let listed = fixture.run(&["transform", "list"]).ok();
+    assert!(
+        listed.contains("clicks\tmodule=filter@1\tinput=actions"),
+        "{listed}"
+    );
+    let logs = fixture.run(&["transform", "logs", "clicks"]).ok();
+    assert!(logs.contains("[host] deployed"), "{logs}");
+
+    fixture.run(&["transform", "pause", "clicks"]).ok();
+    let paused = fixture.run(&["transform", "status", "clicks"]).ok();
+    assert!(paused.contains("state:     paused"), "{paused}");
+    fixture.run(&["transform", "resume", "clicks"]).ok();
+    let resumed = fixture.run(&["transform", "status", "clicks"]).ok();
+    assert!(resumed.contains("state:     running"), "{resumed}");
+}
+
+#[test]
+fn transform_commands_read_state_upgrade_and_delete() {
+    let (fixture, dir) = transform_fixture();
+    fixture
+        .run(&[
+            "transform",
+            "deploy",
+            "clicks",
+            "--module",
+            "filter",
+            "--input",
+            "actions",
+            "--param",
+            "field=action",
+            "--param",
+            "equals=click",
+        ])
+        .ok();
+    // running-total counts records per key; `state NAME KEY` prints one.
+    fixture
+        .run(&[
+            "transform",
+            "deploy",
+            "per-user",
+            "--module",
+            "totals",
+            "--input",
+            "actions",
+        ])
+        .ok();
+    caught_up(&fixture, "per-user");
+    // u0 wrote records 0, 4, 8, ... 28: 8 of them.
+    assert_eq!(
+        fixture.run(&["transform", "state", "per-user", "u0"]).ok(),
+        "8\n"
+    );
+    let all = fixture.run(&["transform", "state", "per-user"]).ok();
+    assert_eq!(all.lines().count(), 4, "{all}");
+    assert!(all.contains("u3\t7"), "{all}");
+    let missing = fixture
+        .run(&["transform", "state", "per-user", "nobody"])
+        .fails();
+    assert!(missing.contains("no state"), "{missing}");
+
+    // The module is in use; upgrading moves the transform to another one.
+    let in_use = fixture.run(&["module", "delete", "filter"]).fails();
+    assert!(in_use.contains("ModuleInUse"), "{in_use}");
+    fixture
+        .run(&[
+            "module",
+            "upload",
+            "filter2",
+            &write_module(dir.path(), "filter"),
+        ])
+        .ok();
+    let upgraded = fixture
+        .run(&["transform", "upgrade", "clicks", "--module", "filter2"])
+        .ok();
+    assert!(upgraded.contains("now runs module filter2"), "{upgraded}");
+    fixture.run(&["module", "delete", "filter"]).ok();
+    fixture.run(&["transform", "delete", "clicks"]).ok();
+    let gone = fixture.run(&["transform", "status", "clicks"]).fails();
+    assert!(gone.contains("UnknownTransform"), "{gone}");
+    fixture.run(&["module", "delete", "filter2"]).ok();
 }

@@ -20,7 +20,7 @@ use quiver_proto::batch::{BatchBuilder, Header, NewRecord, set_base_offset};
 use super::TransformError;
 use super::records::decode_input;
 use crate::clock::Clock;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::wasm::{CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, WasmEngine};
 
 /// Per-call deadline of a fetch-time module.
@@ -86,8 +86,12 @@ impl FetchModules {
         batches: &[u8],
         from: u64,
     ) -> Result<Filtered, TransformError> {
-        let decoded = decode_input(topic, partition, batches, from, usize::MAX)
-            .map_err(|e| TransformError::Invalid(format!("stored batch: {e}")))?;
+        let decoded = decode_input(topic, partition, batches, from, usize::MAX).map_err(|e| {
+            StorageError::CorruptMetadata {
+                what: format!("batch in {topic}/{partition}"),
+                reason: e.to_string(),
+            }
+        })?;
         let records = decoded.records();
         let (key, mut instance) = self.instance(module)?;
         let mut out = Vec::new();

@@ -58,7 +58,8 @@ pub(super) struct Worker {
     pub(super) runtime: Handle,
     pub(super) instance: GuestInstance,
     pub(super) control: mpsc::Receiver<Control>,
-    /// Committed positions by input partition.
+    /// Where each input partition is read next: the committed position, or
+    /// the end of the commit in flight.
     pub(super) positions: BTreeMap<u32, u64>,
     /// Largest record timestamp delivered per input partition.
     pub(super) high_timestamps: BTreeMap<u32, i64>,

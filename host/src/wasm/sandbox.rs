@@ -245,8 +245,8 @@ impl GuestInstance {
         let changes = live.store.data_mut().state.take_changes();
         match result {
             Ok(Ok(outputs)) => {
-                check_outputs(&outputs)?;
                 self.live = Some(live);
+                check_outputs(&outputs)?;
                 Ok(CallOutput { outputs, changes })
             }
             Ok(Err(message)) => {
