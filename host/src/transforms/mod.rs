@@ -463,6 +463,7 @@ impl Transforms {
             high_timestamps: BTreeMap::new(),
             last_tick: Instant::now(),
             in_flight: None,
+            prefetched: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("quiver-transform-{}", shared.name))

@@ -121,6 +121,25 @@ pub struct Routes {
     pub named: HashMap<String, String>,
 }
 
+impl Routes {
+    /// The topic for an output record's `output` name.
+    pub fn topic(&self, output: Option<&str>) -> Result<&str, String> {
+        match output {
+            None => Ok(&self.default),
+            Some(name) => self.named.get(name).map(String::as_str).ok_or_else(|| {
+                format!("the module wrote to output {name:?}, which this transform does not map (deploy with --output {name}=TOPIC)")
+            }),
+        }
+    }
+
+    /// Fails if a record names an output this transform does not map.
+    pub fn check(&self, outputs: &[OutputRecord]) -> Result<(), String> {
+        outputs
+            .iter()
+            .try_for_each(|record| self.topic(record.output.as_deref()).map(|_| ()))
+    }
+}
+
 /// Encodes output records into batches per output partition, in the order
 /// given. Keyed records go to the partition Kafka's partitioner picks for
 /// the key; unkeyed ones to the input partition's number modulo the output
@@ -138,12 +157,7 @@ pub fn encode_outputs(
     let mut index: HashMap<(u64, u32), usize> = HashMap::new();
     let mut sealed: Vec<NewBatch> = Vec::new();
     for record in outputs {
-        let topic_name = match &record.output {
-            None => routes.default.as_str(),
-            Some(name) => routes.named.get(name).map(String::as_str).ok_or_else(|| {
-                format!("the module wrote to output {name:?}, which this transform does not map (deploy with --output {name}=TOPIC)")
-            })?,
-        };
+        let topic_name = routes.topic(record.output.as_deref())?;
         let topic = if let Some(topic) = topics.get(topic_name) {
             Arc::clone(topic)
         } else {

@@ -21,9 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::records::{self, Routes};
 use super::{Shared, TransformError};
 use crate::clock::Clock;
-use crate::storage::{
-    NewBatch, Partition, PendingCommit, StateWrites, Storage, StorageError, TransformRecord,
-};
+use crate::storage::{Partition, ReadResult, StateWrites, Storage, StorageError, TransformRecord};
 use crate::wasm::state::Layered;
 use crate::wasm::{
     CallError, GuestInstance, InputRecord, OutputRecord, StateSnapshot, StateSource,
@@ -66,11 +64,46 @@ pub(super) struct Worker {
     pub(super) last_tick: Instant,
     /// The commit on its way to disk, if any.
     pub(super) in_flight: Option<InFlight>,
+    /// The next partition's records, being read ahead, if any.
+    pub(super) prefetched: Option<Prefetched>,
+}
+
+/// A read started ahead of the call that needs it.
+pub(super) struct Prefetched {
+    partition: u32,
+    from: u64,
+    read: tokio::task::JoinHandle<Result<ReadResult, StorageError>>,
+}
+
+/// A call's output records and where they go.
+struct Outputs {
+    records: Vec<OutputRecord>,
+    routes: Routes,
+    /// The input partition (unkeyed records follow it), 0 for `on-tick`.
+    input_partition: u32,
+    /// Input records written to the dead-letter topic, not module output.
+    dead_letters: bool,
+}
+
+impl Outputs {
+    /// The module's output records.
+    fn of_module(records: Vec<OutputRecord>, routes: Routes, input_partition: u32) -> Self {
+        Self {
+            records,
+            routes,
+            input_partition,
+            dead_letters: false,
+        }
+    }
+
+    fn none(routes: Routes) -> Self {
+        Self::of_module(Vec::new(), routes, 0)
+    }
 }
 
 /// A queued commit and the progress it will make.
 pub(super) struct InFlight {
-    pending: PendingCommit,
+    task: tokio::task::JoinHandle<Result<(), StorageError>>,
     position: Option<(u32, u64)>,
     records_in: u64,
     records_out: u64,
@@ -175,17 +208,25 @@ impl Worker {
             Ok(topic) => topic,
             Err(e) => return Err(self.fail(&format!("input topic: {e}"))),
         };
+        let partitions = &topic.partitions;
         let mut worked = false;
-        for partition in &topic.partitions {
+        for (i, partition) in partitions.iter().enumerate() {
             if !self.shared.is_running() {
                 break;
             }
-            worked |= self.process_partition(partition)?;
+            let next = &partitions[(i + 1) % partitions.len()];
+            worked |= self.process_partition(partition, next)?;
         }
         Ok(worked)
     }
 
-    fn process_partition(&mut self, partition: &Arc<Partition>) -> Result<bool, Flow> {
+    /// One call on `partition`'s next records, while the records `next`
+    /// (the partition after it) will need are read ahead.
+    fn process_partition(
+        &mut self,
+        partition: &Arc<Partition>,
+        next: &Arc<Partition>,
+    ) -> Result<bool, Flow> {
         let index = partition.index();
         let offsets = partition.offsets();
         let mut position = self.positions.get(&index).copied().unwrap_or(0);
@@ -202,10 +243,14 @@ impl Worker {
         if position >= offsets.high_watermark {
             return Ok(false);
         }
-        let read = match self
-            .storage
-            .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL)
-        {
+        let read = match self.take_prefetched(index, position) {
+            Some(read) => read,
+            None => self
+                .storage
+                .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL)
+                .map_err(|e| e.to_string()),
+        };
+        let read = match read {
             Ok(read) => read,
             Err(e) => return Err(self.fail(&format!("reading partition {index}: {e}"))),
         };
@@ -220,11 +265,54 @@ impl Worker {
             // Nothing readable below the high watermark: move past it.
             let end = Some((index, batch.next_offset));
             return self
-                .commit(end, Vec::new(), StateWrites::new(), 0, 0)
+                .commit(
+                    end,
+                    Outputs::none(self.shared.routes()),
+                    StateWrites::new(),
+                    0,
+                )
                 .map(|()| true);
         }
+        let next_from = if next.index() == index {
+            batch.next_offset
+        } else {
+            self.positions.get(&next.index()).copied().unwrap_or(0)
+        };
+        self.prefetch(next, next_from);
         self.process_records(index, &records, batch.next_offset)?;
         Ok(true)
+    }
+
+    /// Starts reading `partition` from `from` on the blocking pool, if it
+    /// has records there.
+    fn prefetch(&mut self, partition: &Arc<Partition>, from: u64) {
+        let offsets = partition.offsets();
+        if from < offsets.log_start_offset || from >= offsets.high_watermark {
+            return;
+        }
+        let storage = Arc::clone(&self.storage);
+        let handle = Arc::clone(partition);
+        let read = self
+            .runtime
+            .spawn_blocking(move || storage.read(&handle, from, records::MAX_INPUT_BYTES_PER_CALL));
+        self.prefetched = Some(Prefetched {
+            partition: partition.index(),
+            from,
+            read,
+        });
+    }
+
+    /// The read-ahead result for `partition` at `from`, if that is what was
+    /// read ahead (a failure or a retention skip may have moved on).
+    fn take_prefetched(&mut self, partition: u32, from: u64) -> Option<Result<ReadResult, String>> {
+        let prefetched = self.prefetched.take()?;
+        if (prefetched.partition, prefetched.from) != (partition, from) {
+            return None;
+        }
+        Some(match self.runtime.block_on(prefetched.read) {
+            Ok(read) => read.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("read task failed: {e}")),
+        })
     }
 
     /// Calls the guest on `records` (ending at input offset `end`) and
@@ -242,14 +330,16 @@ impl Worker {
         let mut pending = vec![(0, records.len(), end)];
         while let Some((lo, hi, end)) = pending.pop() {
             let slice = &records[lo..hi];
+            let routes = self.shared.routes();
             let result = self.instance.process(slice).and_then(|output| {
-                let routed = self.route(output.outputs, index)?;
-                Ok((routed, output.changes))
+                routes.check(&output.outputs).map_err(CallError::Limit)?;
+                Ok(output)
             });
             match result {
-                Ok(((batches, records_out), changes)) => {
+                Ok(output) => {
                     let count = slice.len() as u64;
-                    self.commit(Some((index, end)), batches, changes, count, records_out)?;
+                    let outputs = Outputs::of_module(output.outputs, routes, index);
+                    self.commit(Some((index, end)), outputs, output.changes, count)?;
                     if let Some(high) = slice.iter().map(|r| r.timestamp).max() {
                         let entry = self.high_timestamps.entry(index).or_insert(i64::MIN);
                         *entry = (*entry).max(high);
@@ -279,16 +369,18 @@ impl Worker {
             .copied()
             .min()
             .unwrap_or(i64::MIN);
-        let result = self
-            .instance
-            .on_tick(watermark)
-            .and_then(|output| Ok((self.route(output.outputs, 0)?, output.changes)));
+        let routes = self.shared.routes();
+        let result = self.instance.on_tick(watermark).and_then(|output| {
+            routes.check(&output.outputs).map_err(CallError::Limit)?;
+            Ok(output)
+        });
         match result {
-            Ok(((batches, records_out), changes)) => {
-                if batches.is_empty() && changes.is_empty() {
+            Ok(output) => {
+                if output.outputs.is_empty() && output.changes.is_empty() {
                     return Ok(());
                 }
-                self.commit(None, batches, changes, 0, records_out)
+                let outputs = Outputs::of_module(output.outputs, routes, 0);
+                self.commit(None, outputs, output.changes, 0)
             }
             Err(error) => {
                 let message = format!("on-tick failed: {error}");
@@ -326,80 +418,79 @@ impl Worker {
             OnError::Skip => {
                 self.shared
                     .log(LogLevel::Warn, &format!("skipped: {message}"));
-                self.commit(Some((index, end)), Vec::new(), StateWrites::new(), 0, 0)
+                let outputs = Outputs::none(self.shared.routes());
+                self.commit(Some((index, end)), outputs, StateWrites::new(), 0)
             }
             OnError::DeadLetter => {
-                let letters = records::dead_letters(records, &error.to_string());
-                let routes = Routes {
-                    default: super::dead_letter_topic(&self.shared.name),
-                    named: std::collections::HashMap::new(),
+                let outputs = Outputs {
+                    records: records::dead_letters(records, &error.to_string()),
+                    routes: Routes {
+                        default: super::dead_letter_topic(&self.shared.name),
+                        named: std::collections::HashMap::new(),
+                    },
+                    input_partition: index,
+                    dead_letters: true,
                 };
-                let now = self.clock.now_ms();
-                let batches =
-                    match records::encode_outputs(&self.storage, &routes, letters, index, now) {
-                        Ok(batches) => batches,
-                        Err(e) => return Err(self.fail(&format!("dead-lettering failed: {e}"))),
-                    };
                 self.shared.log(
                     LogLevel::Warn,
                     &format!("dead-lettered {} records: {message}", records.len()),
                 );
-                self.commit(Some((index, end)), batches, StateWrites::new(), 0, 0)
+                self.commit(Some((index, end)), outputs, StateWrites::new(), 0)
             }
         }
     }
 
-    /// Encodes outputs for their partitions; a bad output name fails the call.
-    fn route(
-        &self,
-        outputs: Vec<OutputRecord>,
-        input_partition: u32,
-    ) -> Result<(Vec<NewBatch>, u64), CallError> {
-        let count = outputs.len() as u64;
-        let routes = self.shared.routes();
-        records::encode_outputs(
-            &self.storage,
-            &routes,
-            outputs,
-            input_partition,
-            self.clock.now_ms(),
-        )
-        .map(|batches| (batches, count))
-        .map_err(CallError::Limit)
-    }
-
-    /// Queues a call's commit and returns without waiting for the disk:
-    /// the next call runs while it syncs, seeing its state changes layered
-    /// over the snapshot. At most one commit is in flight; this first waits
-    /// for the previous one.
+    /// Hands a call's effects to a task that encodes the outputs into
+    /// batches and commits them with the state changes and position, and
+    /// returns at once: the next call runs meanwhile, seeing these state
+    /// changes layered over the snapshot. At most one commit is in flight;
+    /// this first waits for the previous one.
     fn commit(
         &mut self,
         position: Option<(u32, u64)>,
-        outputs: Vec<NewBatch>,
+        outputs: Outputs,
         state: StateWrites,
         records_in: u64,
-        records_out: u64,
     ) -> Result<(), Flow> {
+        // Dead letters are not the module's output.
+        let records_out = if outputs.dead_letters {
+            0
+        } else {
+            outputs.records.len() as u64
+        };
         self.settle()?;
         let state = Arc::new(state);
-        let pending = self.runtime.block_on(self.storage.begin_transform_commit(
-            self.shared.name.clone(),
-            position,
-            outputs,
-            Arc::clone(&state),
-        ));
-        // Only a stopped writer refuses the queueing itself.
-        let Ok(pending) = pending else {
-            return Err(Flow::Exit);
-        };
         if !state.is_empty() {
-            self.shared.state.set_pending(Some(state));
+            self.shared.state.set_pending(Some(Arc::clone(&state)));
         }
         if let Some((partition, offset)) = position {
             self.positions.insert(partition, offset);
         }
+        let storage = Arc::clone(&self.storage);
+        let name = self.shared.name.clone();
+        let now_ms = self.clock.now_ms();
+        let task = self.runtime.spawn(async move {
+            let encoder = Arc::clone(&storage);
+            let batches = tokio::task::spawn_blocking(move || {
+                records::encode_outputs(
+                    &encoder,
+                    &outputs.routes,
+                    outputs.records,
+                    outputs.input_partition,
+                    now_ms,
+                )
+            })
+            .await
+            .map_err(|e| StorageError::CommitFailed(format!("encoding task failed: {e}")))?
+            .map_err(StorageError::CommitFailed)?;
+            storage
+                .begin_transform_commit(name, position, batches, state)
+                .await?
+                .wait()
+                .await
+        });
         self.in_flight = Some(InFlight {
-            pending,
+            task,
             position,
             records_in,
             records_out,
@@ -412,7 +503,11 @@ impl Worker {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
-        let result = self.runtime.block_on(in_flight.pending.wait());
+        let result = self.runtime.block_on(in_flight.task).unwrap_or_else(|e| {
+            Err(StorageError::CommitFailed(format!(
+                "commit task failed: {e}"
+            )))
+        });
         self.shared.state.set_pending(None);
         match result {
             Ok(()) => {
