@@ -371,6 +371,9 @@ pub fn guest_component(name: &str) -> Vec<u8> {
                 "--manifest-path",
             ])
             .arg(root.join("Cargo.toml"))
+            // Here, whatever CARGO_TARGET_DIR says: this is where we read.
+            .arg("--target-dir")
+            .arg(root.join("target"))
             .status()
             .expect("run cargo build for the guest examples");
         assert!(

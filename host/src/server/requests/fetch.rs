@@ -179,7 +179,7 @@ async fn run_module(
         .iter()
         .map(|p| (p.topic.clone(), p.partition, p.offset))
         .collect();
-    tokio::task::spawn_blocking(move || {
+    let reads = tokio::task::spawn_blocking(move || {
         reads
             .into_iter()
             .zip(places)
@@ -207,7 +207,19 @@ async fn run_module(
             ErrorCode::UnknownServerError,
             format!("module task failed: {e}"),
         )
-    })?
+    })??;
+    // A map may make records larger than what was read: the response must
+    // still fit a frame.
+    let total: usize = reads.iter().flatten().map(|(r, _)| r.batches.len()).sum();
+    if total > MAX_FETCH_BYTES as usize {
+        return Err(WireError::new(
+            ErrorCode::ModuleFailed,
+            format!(
+                "the fetch-time module's output ({total} bytes) exceeds the fetch limit of {MAX_FETCH_BYTES} bytes; fetch fewer bytes"
+            ),
+        ));
+    }
+    Ok(reads)
 }
 
 fn respond(
