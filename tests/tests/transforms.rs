@@ -727,6 +727,17 @@ async fn assert_deploy_refusals(admin: &Admin) {
     loop_back.default_output = Some("events".into());
     let refused = admin.deploy_transform(loop_back).await;
     assert_eq!(code(refused), Some(ErrorCode::InvalidRequest));
+    // Nor through its dead-letter topic.
+    let mut dead_loop = filter_request("x", "x-dlq", "click");
+    dead_loop.on_error = OnError::DeadLetter;
+    let refused = admin.deploy_transform(dead_loop).await;
+    assert!(
+        matches!(
+            code(refused),
+            Some(ErrorCode::InvalidRequest | ErrorCode::UnknownTopic)
+        ),
+        "a transform may not dead-letter into its input"
+    );
     let names: Vec<String> = admin
         .list_transforms()
         .await
@@ -1211,6 +1222,57 @@ async fn a_bad_record_inside_a_batch_is_isolated() {
     let letters: Vec<_> = dead.values().flatten().collect();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(&letters[0].value[..], b"not json");
+    shut_down(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_past_a_paused_transform_moves_its_position() {
+    let now: i64 = 1_800_000_000_000;
+    let clock = Arc::new(quiver_host::clock::ManualClock::new(now));
+    let configured = Arc::clone(&clock);
+    let broker = TestBroker::start_with(move |config| {
+        config.clock = configured.clone();
+        config.retention_check_interval = Duration::from_hours(1);
+    })
+    .await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let config = TopicConfig {
+        retention_ms: Some(60_000),
+        ..TopicConfig::default()
+    };
+    admin.create_topic("events", 1, config).await.unwrap();
+    upload(&admin, "filter", "filter").await;
+    admin
+        .deploy_transform(filter_request("clicks", "events", "click"))
+        .await
+        .unwrap();
+    admin
+        .control_transform("clicks", TransformAction::Pause)
+        .await
+        .unwrap();
+    let stamped = |i: i64| {
+        ProducerRecord::new("events", format!(r#"{{"action": "click", "n": {i}}}"#)).timestamp(now)
+    };
+    produce(&client, (0..20).map(stamped).collect()).await;
+    // Every batch expires while the transform is paused: the log start
+    // reaches the high watermark, past the transform's position.
+    clock.advance(120_000);
+    broker.broker().enforce_retention().await.unwrap();
+    let offsets = admin.describe_topic("events").await.unwrap().partitions[0];
+    assert_eq!(offsets.log_start_offset, offsets.high_watermark);
+    admin
+        .control_transform("clicks", TransformAction::Resume)
+        .await
+        .unwrap();
+    let status = wait_until_caught_up(&admin, "clicks").await;
+    assert_eq!(status.partitions[0].position, offsets.high_watermark);
+    assert_eq!(status.records_in, 0, "the removed records were never seen");
+    assert!(logged(
+        &logs(&admin, "clicks").await,
+        "host",
+        "removed by retention"
+    ));
     shut_down(broker).await;
 }
 

@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 
 use super::modules::prune_module_code;
 use super::partition::Partition;
-use super::tables::{MODULES, TRANSFORM_POSITIONS, TRANSFORM_STATE, TRANSFORMS, TransformRecord};
+use super::tables::{
+    MODULE_CODE, TRANSFORM_POSITIONS, TRANSFORM_STATE, TRANSFORMS, TransformRecord,
+};
 use super::writer::{Command, PartitionUpdate, Writer, append_batch, store_partition_updates};
 use super::{Storage, StorageError};
 use crate::storage::tables::{BATCHES, TIME_INDEX};
@@ -198,15 +200,18 @@ impl StateReader {
     }
 
     /// The first `limit` entries whose keys start with `prefix`, in key
-    /// order.
+    /// order, stopping early once they hold more than `max_bytes` of keys
+    /// and values.
     pub fn scan_prefix(
         &self,
         prefix: &[u8],
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StateEntry>, StorageError> {
         let mut out = Vec::new();
+        let mut bytes = 0;
         for entry in self.table.range((self.name.as_str(), prefix)..)? {
-            if out.len() == limit {
+            if out.len() == limit || bytes > max_bytes {
                 break;
             }
             let (key, value) = entry?;
@@ -214,6 +219,7 @@ impl StateReader {
             if name != self.name || !key.starts_with(prefix) {
                 break;
             }
+            bytes += key.len() + value.value().len();
             out.push((key.to_vec(), value.value().to_vec()));
         }
         Ok(out)
@@ -236,17 +242,27 @@ impl Writer {
                 None if !exists => return Err(StorageError::UnknownTransform(name.into())),
                 _ => {}
             }
-            if txn
-                .open_table(MODULES)?
-                .get(record.module.as_str())?
-                .is_none()
-            {
-                return Err(StorageError::UnknownModule(record.module.clone()));
+            // The very version it runs must be stored (an upload meanwhile may
+            // have pruned an older one).
+            let code = (record.module.as_str(), record.module_version);
+            if txn.open_table(MODULE_CODE)?.get(code)?.is_none() {
+                return Err(StorageError::UnknownModule(format!(
+                    "{} version {}",
+                    record.module, record.module_version
+                )));
             }
-            transforms.insert(name, encode_transform(name, record)?.as_slice())?;
+            let previous = transforms
+                .insert(name, encode_transform(name, record)?.as_slice())?
+                .map(|old| decode_transform(name, old.value()))
+                .transpose()?;
+            drop(transforms);
             let mut table = txn.open_table(TRANSFORM_POSITIONS)?;
             for &(partition, offset) in positions.unwrap_or_default() {
                 table.insert((name, partition), offset)?;
+            }
+            // An upgrade may leave the old version unused.
+            if let Some(previous) = previous {
+                prune_module_code(&txn, &previous.module)?;
             }
         }
         txn.commit()?;

@@ -11,11 +11,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quiver_proto::api::FetchModule;
 use quiver_proto::batch::{BatchBuilder, Header, NewRecord, set_base_offset};
+use quiver_proto::limits::MAX_FETCH_BYTES;
 
 use super::TransformError;
 use super::records::decode_input;
@@ -25,11 +26,17 @@ use crate::wasm::{CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, Was
 
 /// Per-call deadline of a fetch-time module.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(1);
+/// Longest the module may take over one partition of one fetch, all calls
+/// together.
+pub const FETCH_BUDGET: Duration = Duration::from_secs(5);
+/// Memory cap of a fetch-time instance.
+pub const FETCH_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
 /// Idle instances kept per (module, version, parameters).
-pub const MAX_IDLE_INSTANCES_PER_KEY: usize = 4;
+pub const MAX_IDLE_INSTANCES_PER_KEY: usize = 2;
 /// Distinct (module, version, parameters) kept warm; beyond it, the pool is
-/// emptied (simple, and a working set this large is unusual).
-pub const MAX_POOLED_KEYS: usize = 64;
+/// emptied (simple, and a working set this large is unusual). With the two
+/// constants above this bounds idle instances' memory to 1 GiB.
+pub const MAX_POOLED_KEYS: usize = 16;
 
 /// Which warm instances fit a fetch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,7 +104,14 @@ impl FetchModules {
         let mut out = Vec::new();
         // The batch being filled: (base offset, next offset, builder).
         let mut run: Option<(u64, u64, BatchBuilder)> = None;
+        let started = Instant::now();
         for record in &records {
+            if started.elapsed() > FETCH_BUDGET || out.len() > MAX_FETCH_BYTES as usize {
+                return Err(CallError::Limit(format!(
+                    "a fetch-time module may take {FETCH_BUDGET:?} and return {MAX_FETCH_BYTES} bytes per partition and fetch; fetch fewer bytes"
+                ))
+                .into());
+            }
             let mut outputs = instance.process(std::slice::from_ref(record))?.outputs;
             if outputs.len() > 1 {
                 return Err(CallError::Limit(format!(
@@ -175,7 +189,7 @@ impl FetchModules {
         ));
         let limits = SandboxLimits {
             deadline: FETCH_DEADLINE,
-            ..SandboxLimits::default()
+            memory_bytes: FETCH_MEMORY_BYTES,
         };
         let mut instance =
             GuestInstance::new(sandbox, limits, logbook, module.params.clone(), None);

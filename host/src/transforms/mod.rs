@@ -30,7 +30,7 @@ use quiver_proto::api::transforms::{
     DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, StateEntry,
     TransformAction, TransformPartition, TransformStatus,
 };
-use quiver_proto::limits::{MAX_TRANSFORM_PARAM_BYTES, MAX_TRANSFORM_PARAMS};
+use quiver_proto::limits::{MAX_STATE_READ_BYTES, MAX_TRANSFORM_PARAM_BYTES, MAX_TRANSFORM_PARAMS};
 use quiver_proto::topic::validate_topic_name;
 use quiver_proto::{ErrorCode, WireError};
 use tokio::runtime::Handle;
@@ -306,7 +306,9 @@ impl Transforms {
         let storage = Arc::clone(&self.storage);
         let (name, prefix) = (name.to_owned(), prefix.to_vec());
         let entries = tokio::task::spawn_blocking(move || {
-            storage.transform_state(&name)?.scan_prefix(&prefix, limit)
+            storage
+                .transform_state(&name)?
+                .scan_prefix(&prefix, limit, MAX_STATE_READ_BYTES)
         })
         .await
         .map_err(|e| StorageError::CommitFailed(format!("state read task failed: {e}")))??;
@@ -350,7 +352,11 @@ impl Transforms {
             .clone()
             .unwrap_or_else(|| default_output_topic(&request.name));
         validate_topic_name(&default_output).map_err(|e| invalid(format!("output topic: {e}")))?;
-        for topic in std::iter::once(&default_output).chain(request.outputs.iter().map(|(_, t)| t))
+        let dead_letters = dead_letter_topic(&request.name);
+        let dead_letters = (request.on_error == OnError::DeadLetter).then_some(&dead_letters);
+        for topic in std::iter::once(&default_output)
+            .chain(request.outputs.iter().map(|(_, t)| t))
+            .chain(dead_letters)
         {
             if *topic == request.input {
                 return Err(invalid(format!(
@@ -579,10 +585,8 @@ impl Shared {
         !record.paused && record.failed.is_none()
     }
 
-    fn change_record(&self, change: impl FnOnce(&mut TransformRecord)) -> TransformRecord {
-        let mut record = lock(&self.record);
-        change(&mut record);
-        record.clone()
+    fn set_record(&self, record: TransformRecord) {
+        *lock(&self.record) = record;
     }
 
     fn routes(&self) -> Routes {

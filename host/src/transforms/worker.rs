@@ -22,7 +22,8 @@ use super::records::{self, Routes};
 use super::{Shared, TransformError};
 use crate::clock::Clock;
 use crate::storage::{Partition, ReadResult, StateWrites, Storage, StorageError, TransformRecord};
-use crate::wasm::state::Layered;
+use crate::wasm::sandbox::CallOutput;
+use crate::wasm::state::{Layered, MAX_SCAN_BYTES};
 use crate::wasm::{
     CallError, GuestInstance, InputRecord, OutputRecord, StateSnapshot, StateSource,
 };
@@ -177,7 +178,11 @@ impl Worker {
                     r.failed = None;
                 });
                 if result.is_ok() {
+                    // Its `init` ran elsewhere to check the parameters, while
+                    // this worker was still calling the old module: start it
+                    // again here, one call at a time, on the current state.
                     self.instance = *instance;
+                    self.instance.reset();
                     self.shared.log(
                         LogLevel::Info,
                         &format!("upgraded to module {module:?} version {version}"),
@@ -189,15 +194,16 @@ impl Worker {
         Flow::Continue
     }
 
-    /// Changes the record and stores it.
+    /// Changes the record, stores it, and only then shows it in `Shared`.
     fn persist(&self, change: impl FnOnce(&mut TransformRecord)) -> Result<(), TransformError> {
-        let record = self.shared.change_record(change);
-        self.runtime
-            .block_on(
-                self.storage
-                    .update_transform(self.shared.name.clone(), record),
-            )
-            .map_err(TransformError::from)
+        let mut record = self.shared.record();
+        change(&mut record);
+        self.runtime.block_on(
+            self.storage
+                .update_transform(self.shared.name.clone(), record.clone()),
+        )?;
+        self.shared.set_record(record);
+        Ok(())
     }
 
     /// One call per input partition that has records. `Ok(false)` if none
@@ -239,6 +245,13 @@ impl Worker {
                 ),
             );
             position = offsets.log_start_offset;
+            if position >= offsets.high_watermark {
+                // Nothing left to read: store the move, or the worker would
+                // keep finding this partition behind.
+                let outputs = Outputs::none(self.shared.routes());
+                self.commit(Some((index, position)), outputs, StateWrites::new(), 0)?;
+                return Ok(true);
+            }
         }
         if position >= offsets.high_watermark {
             return Ok(false);
@@ -247,11 +260,13 @@ impl Worker {
             Some(read) => read,
             None => self
                 .storage
-                .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL)
-                .map_err(|e| e.to_string()),
+                .read(partition, position, records::MAX_INPUT_BYTES_PER_CALL),
         };
         let read = match read {
             Ok(read) => read,
+            // Retention moved the log start since the check above: the next
+            // round goes on from there.
+            Err(StorageError::OffsetOutOfRange { .. }) => return Ok(true),
             Err(e) => return Err(self.fail(&format!("reading partition {index}: {e}"))),
         };
         let max = records::MAX_RECORDS_PER_CALL;
@@ -303,16 +318,18 @@ impl Worker {
     }
 
     /// The read-ahead result for `partition` at `from`, if that is what was
-    /// read ahead (a failure or a retention skip may have moved on).
-    fn take_prefetched(&mut self, partition: u32, from: u64) -> Option<Result<ReadResult, String>> {
+    /// read ahead (a failure or a retention skip may have moved on) and the
+    /// read task finished; otherwise the caller reads now.
+    fn take_prefetched(
+        &mut self,
+        partition: u32,
+        from: u64,
+    ) -> Option<Result<ReadResult, StorageError>> {
         let prefetched = self.prefetched.take()?;
         if (prefetched.partition, prefetched.from) != (partition, from) {
             return None;
         }
-        Some(match self.runtime.block_on(prefetched.read) {
-            Ok(read) => read.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("read task failed: {e}")),
-        })
+        self.runtime.block_on(prefetched.read).ok()
     }
 
     /// Calls the guest on `records` (ending at input offset `end`) and
@@ -331,10 +348,8 @@ impl Worker {
         while let Some((lo, hi, end)) = pending.pop() {
             let slice = &records[lo..hi];
             let routes = self.shared.routes();
-            let result = self.instance.process(slice).and_then(|output| {
-                routes.check(&output.outputs).map_err(CallError::Limit)?;
-                Ok(output)
-            });
+            let result = self.instance.process(slice);
+            let result = result.and_then(|output| self.checked(&routes, output));
             match result {
                 Ok(output) => {
                     let count = slice.len() as u64;
@@ -370,10 +385,8 @@ impl Worker {
             .min()
             .unwrap_or(i64::MIN);
         let routes = self.shared.routes();
-        let result = self.instance.on_tick(watermark).and_then(|output| {
-            routes.check(&output.outputs).map_err(CallError::Limit)?;
-            Ok(output)
-        });
+        let result = self.instance.on_tick(watermark);
+        let result = result.and_then(|output| self.checked(&routes, output));
         match result {
             Ok(output) => {
                 if output.outputs.is_empty() && output.changes.is_empty() {
@@ -436,6 +449,18 @@ impl Worker {
                     &format!("dead-lettered {} records: {message}", records.len()),
                 );
                 self.commit(Some((index, end)), outputs, StateWrites::new(), 0)
+            }
+        }
+    }
+
+    /// Fails a successful call whose outputs name an output this transform
+    /// does not map; the instance, which saw the call succeed, goes too.
+    fn checked(&mut self, routes: &Routes, output: CallOutput) -> Result<CallOutput, CallError> {
+        match routes.check(&output.outputs) {
+            Ok(()) => Ok(output),
+            Err(e) => {
+                self.instance.reset();
+                Err(CallError::Limit(e))
             }
         }
     }
@@ -532,11 +557,19 @@ impl Worker {
         if let Err(Flow::Exit) = self.settle() {
             return Flow::Exit;
         }
+        // Calls after the last durable commit are gone: so is what the
+        // guest's memory and the watermark learned from them.
+        self.instance.reset();
+        self.high_timestamps.clear();
         match self.storage.transform_positions(&self.shared.name) {
             Ok(positions) => self.positions = positions,
-            Err(e) => self
-                .shared
-                .log(LogLevel::Error, &format!("could not reload positions: {e}")),
+            Err(e) => {
+                self.shared.log(
+                    LogLevel::Error,
+                    &format!("could not reload positions, stopping the worker: {e}"),
+                );
+                return Flow::Exit;
+            }
         }
         self.shared
             .log(LogLevel::Error, &format!("stopped: {error}"));
@@ -619,16 +652,18 @@ impl StoredState {
 
 impl StateSource for StoredState {
     fn snapshot(&self) -> Result<Box<dyn StateSnapshot>, String> {
-        let base: Box<dyn StateSnapshot> = Box::new(
-            self.storage
-                .transform_state(&self.name)
-                .map_err(|e| e.to_string())?,
-        );
+        // The layer first: if its commit lands before the snapshot opens,
+        // the layer repeats what the snapshot holds, which is harmless.
         let pending = self
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        let base: Box<dyn StateSnapshot> = Box::new(
+            self.storage
+                .transform_state(&self.name)
+                .map_err(|e| e.to_string())?,
+        );
         Ok(match pending {
             Some(top) => Box::new(Layered { base, top }),
             None => base,
@@ -642,6 +677,7 @@ impl StateSnapshot for crate::storage::StateReader {
     }
 
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, String> {
-        Self::scan_prefix(self, prefix, limit).map_err(|e| e.to_string())
+        // Stops just past the cap, which the call then refuses.
+        Self::scan_prefix(self, prefix, limit, MAX_SCAN_BYTES).map_err(|e| e.to_string())
     }
 }

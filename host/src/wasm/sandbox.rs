@@ -39,6 +39,11 @@ pub const MAX_OUTPUT_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_OUTPUT_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 /// Most table elements a guest may grow to.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// Most core instances, memories and tables in one guest instance (a Rust
+/// component has a handful of each).
+const MAX_CORE_INSTANCES: usize = 100;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 100;
 
 /// The limits one transform's calls run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +221,13 @@ impl GuestInstance {
         })
     }
 
+    /// Drops the warm instance, so the next call starts a fresh one with
+    /// `init`: for when the host discards a call the guest saw succeed, so
+    /// that nothing the guest cached from it survives.
+    pub fn reset(&mut self) {
+        self.live = None;
+    }
+
     /// A fresh snapshot of the state, if the instance has a store.
     fn snapshot(&self) -> Result<Option<Box<dyn StateSnapshot>>, CallError> {
         self.state
@@ -245,8 +257,10 @@ impl GuestInstance {
         let changes = live.store.data_mut().state.take_changes();
         match result {
             Ok(Ok(outputs)) => {
-                self.live = Some(live);
+                // Over a limit, the call is discarded: so is the instance,
+                // whose memory (a cache of state, by contract) saw it.
                 check_outputs(&outputs)?;
+                self.live = Some(live);
                 Ok(CallOutput { outputs, changes })
             }
             Ok(Err(message)) => {
@@ -285,6 +299,7 @@ impl GuestInstance {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
+                total: 0,
                 denied: None,
             },
             state: CallState::new(snapshot, false),
@@ -304,6 +319,8 @@ impl GuestInstance {
             .call_init(&mut store, &params)
             .map_err(|e| self.classify(&e, &store))?;
         init.map_err(CallError::Init)?;
+        // Close `init`'s read transaction now, not at the next call.
+        store.data_mut().state = CallState::default();
         Ok(Live { store, bindings })
     }
 
@@ -421,25 +438,42 @@ impl state::Host for GuestData {
     }
 }
 
-/// Caps linear memory and remembers a refused growth, so that the trap
-/// that follows (the guest's allocator gives up) is reported as the cap.
+/// Caps the instance's linear memories, all of them together, and
+/// remembers a refused growth, so that the trap that follows (the guest's
+/// allocator gives up) is reported as the cap.
 struct MemoryLimiter {
     cap: usize,
+    /// Bytes of every memory of the instance so far.
+    total: usize,
     denied: Option<usize>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.denied = Some(desired);
+        let total = self.total.saturating_add(desired.saturating_sub(current));
+        if total > self.cap {
+            self.denied = Some(total);
             return Ok(false);
         }
+        self.total = total;
         Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 
     fn table_growing(

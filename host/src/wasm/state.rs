@@ -19,6 +19,9 @@ pub const MAX_STATE_VALUE_BYTES: usize = 1024 * 1024;
 pub const MAX_STATE_WRITE_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 /// Most entries one `scan-prefix` returns, whatever the guest asks.
 pub const MAX_SCAN_ENTRIES: u32 = 10_000;
+/// Most bytes of keys and values one `scan-prefix` may return; a scan that
+/// would return more fails the call (ask for fewer entries).
+pub const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;
 
 /// Committed state as of the start of a call.
 pub trait StateSnapshot: Send {
@@ -56,6 +59,9 @@ pub enum StateError {
     /// More than [`MAX_STATE_WRITE_BYTES_PER_CALL`] written in one call.
     #[error("a call wrote more than {MAX_STATE_WRITE_BYTES_PER_CALL} bytes of state")]
     TooManyWrites,
+    /// A scan whose entries hold more than [`MAX_SCAN_BYTES`].
+    #[error("a state scan returned more than {MAX_SCAN_BYTES} bytes; scan fewer entries at a time")]
+    ScanTooLarge,
     /// Reading the snapshot failed.
     #[error("state store: {0}")]
     Storage(String),
@@ -113,7 +119,13 @@ impl CallState {
     pub fn scan_prefix(&self, prefix: &[u8], limit: u32) -> Result<Vec<StateEntry>, StateError> {
         let limit = limit.min(MAX_SCAN_ENTRIES) as usize;
         let snapshot = self.snapshot()?;
-        overlay_scan(&self.changes, snapshot, prefix, limit).map_err(StateError::Storage)
+        let entries =
+            overlay_scan(&self.changes, snapshot, prefix, limit).map_err(StateError::Storage)?;
+        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > MAX_SCAN_BYTES {
+            return Err(StateError::ScanTooLarge);
+        }
+        Ok(entries)
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {

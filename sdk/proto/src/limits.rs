@@ -58,6 +58,11 @@ pub const MAX_LOG_LINES_PER_READ: u32 = 1_000;
 /// Most state entries one `TransformState` request returns.
 pub const MAX_STATE_ENTRIES_PER_READ: u32 = 10_000;
 
+/// About the most bytes of keys and values one `TransformState` response
+/// holds: entries stop after the one that crosses it (values are at most
+/// 1 MiB, so the response stays well within a frame).
+pub const MAX_STATE_READ_BYTES: usize = 8 * 1024 * 1024;
+
 /// Most `--param` pairs and named outputs of a transform, each.
 pub const MAX_TRANSFORM_PARAMS: usize = 256;
 

@@ -179,7 +179,8 @@ pub struct TransformStateRequest {
     pub name: String,
     /// Keys starting with this (empty: all), from the smallest.
     pub prefix: Vec<u8>,
-    /// Entries at most (capped at [`crate::limits::MAX_STATE_ENTRIES_PER_READ`]).
+    /// Entries at most (capped at [`crate::limits::MAX_STATE_ENTRIES_PER_READ`];
+    /// fewer come once they hold about [`crate::limits::MAX_STATE_READ_BYTES`]).
     pub limit: u32,
 }
 
