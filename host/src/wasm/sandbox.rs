@@ -263,12 +263,10 @@ impl GuestInstance {
                 self.live = Some(live);
                 Ok(CallOutput { outputs, changes })
             }
-            Ok(Err(message)) => {
-                self.live = Some(live);
-                Err(CallError::Guest(message))
-            }
-            // A trapped instance is not called again: the next call gets a
-            // fresh one.
+            // A failed call changes nothing, so its instance, which may have
+            // cached what the call did, goes too; and a trapped instance is
+            // not called again. The next call gets a fresh one.
+            Ok(Err(message)) => Err(CallError::Guest(message)),
             Err(e) => Err(self.classify(&e, &live.store)),
         }
     }
