@@ -232,18 +232,37 @@ impl Storage {
         records: u32,
         max_timestamp: i64,
     ) -> Result<u64, StorageError> {
-        self.call(|reply| {
-            Command::Append(Append {
-                batch: NewBatch {
-                    partition,
-                    batch,
-                    records,
-                    max_timestamp,
-                },
-                reply,
-            })
-        })
-        .await?
+        self.queue_append(partition, batch, records, max_timestamp)
+            .await?
+            .await
+            .map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Queues one batch for the writer and returns once it is queued (not
+    /// committed): batches queued one after another are appended in that
+    /// order. The receiver resolves to the base offset once durable.
+    pub async fn queue_append(
+        &self,
+        partition: Arc<Partition>,
+        batch: BytesMut,
+        records: u32,
+        max_timestamp: i64,
+    ) -> Result<oneshot::Receiver<Result<u64, StorageError>>, StorageError> {
+        let (reply, response) = oneshot::channel();
+        let command = Command::Append(Append {
+            batch: NewBatch {
+                partition,
+                batch,
+                records,
+                max_timestamp,
+            },
+            reply,
+        });
+        self.writer
+            .send(command)
+            .await
+            .map_err(|_| StorageError::WriterStopped)?;
+        Ok(response)
     }
 
     /// The first offset whose record timestamp is at least `timestamp`, or

@@ -17,6 +17,7 @@ use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
 use super::check_entries;
 use crate::server::Context;
+use crate::storage::StorageError;
 
 pub(super) async fn handle(
     context: &Context,
@@ -44,7 +45,10 @@ pub(super) async fn handle(
         });
 
     let topic_name = request.topic.as_str();
-    let mut appends = Vec::with_capacity(request.batches.len());
+    // Batches are queued for the writer one after another, so a request's
+    // batches of one partition are appended in the order sent; only then
+    // are the commits awaited, together.
+    let mut queued = Vec::with_capacity(request.batches.len());
     for entry in &request.batches {
         let mut batch = body.split_to(entry.bytes as usize);
         let partition = entry.partition;
@@ -64,30 +68,44 @@ pub(super) async fn handle(
         if let (Ok(_), Some(now)) = (&checked, log_append_time) {
             set_log_append_time(&mut batch, now);
         }
-        appends.push(async move {
-            let outcome = match checked {
-                Ok((partition, summary)) => context
-                    .storage
-                    .append(
-                        partition,
-                        batch,
-                        summary.record_count,
-                        log_append_time.unwrap_or(summary.max_timestamp),
-                    )
+        let pending = match checked {
+            Ok((handle, summary)) => context
+                .storage
+                .queue_append(
+                    handle,
+                    batch,
+                    summary.record_count,
+                    log_append_time.unwrap_or(summary.max_timestamp),
+                )
+                .await
+                .map(|reply| (reply, summary.record_count))
+                .map_err(WireError::from),
+            Err(e) => Err(e),
+        };
+        queued.push((partition, entry.bytes, pending));
+    }
+    let results = queued
+        .into_iter()
+        .map(|(partition, bytes, pending)| async move {
+            let outcome = match pending {
+                Ok((reply, records)) => reply
                     .await
+                    .map_err(|_| StorageError::WriterStopped)
+                    .and_then(|result| result)
                     .inspect(|_| {
-                        let records = u64::from(summary.record_count);
-                        let bytes = u64::from(entry.bytes);
-                        context.metrics.record_produced(topic_name, records, bytes);
+                        context.metrics.record_produced(
+                            topic_name,
+                            u64::from(records),
+                            u64::from(bytes),
+                        );
                     })
                     .map_err(WireError::from),
                 Err(e) => Err(e),
             };
             ProduceResult { partition, outcome }
         });
-    }
     Ok(ProduceResponse {
-        results: join_all(appends).await,
+        results: join_all(results).await,
     })
 }
 
