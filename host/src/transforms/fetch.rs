@@ -13,13 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use quiver_proto::api::FetchModule;
-use quiver_proto::batch::{BatchBuilder, Header, NewRecord, set_base_offset};
+use quiver_proto::batch::{BatchBuilder, NewRecord, set_base_offset};
 use quiver_proto::limits::MAX_FETCH_BYTES;
 
 use super::TransformError;
-use super::records::decode_input;
+use super::records::{decode_input, output_headers};
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
 use crate::wasm::{CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, WasmEngine};
@@ -130,14 +129,7 @@ impl FetchModules {
                 )
                 .into());
             }
-            let headers: Vec<Header> = kept
-                .headers
-                .into_iter()
-                .map(|(key, value)| Header {
-                    key,
-                    value: value.map(Bytes::from),
-                })
-                .collect();
+            let headers = output_headers(kept.headers);
             let new = NewRecord {
                 key: kept.key.as_deref(),
                 value: &kept.value,

@@ -175,14 +175,7 @@ pub fn encode_outputs(
         let Some(handle) = topic.partition(partition) else {
             return Err(format!("output topic {topic_name:?} has no partitions"));
         };
-        let headers: Vec<Header> = record
-            .headers
-            .into_iter()
-            .map(|(key, value)| Header {
-                key,
-                value: value.map(Bytes::from),
-            })
-            .collect();
+        let headers = output_headers(record.headers);
         let new = NewRecord {
             key: record.key.as_deref(),
             value: &record.value,
@@ -209,6 +202,17 @@ pub fn encode_outputs(
             .map(|(partition, builder)| seal(partition, builder)),
     );
     Ok(sealed)
+}
+
+/// An output record's headers as batch headers.
+pub fn output_headers(headers: Vec<(String, Option<Vec<u8>>)>) -> Vec<Header> {
+    headers
+        .into_iter()
+        .map(|(key, value)| Header {
+            key,
+            value: value.map(Bytes::from),
+        })
+        .collect()
 }
 
 /// The input records of a failed call as dead letters: unchanged, plus a
