@@ -6,6 +6,10 @@
 //! - [`BrokerProcess`]: the real `quiver serve` binary as a child process,
 //!   for crash tests (SIGKILL) and CLI tests.
 //! - [`RawConnection`]: a bare QUIC connection that sends hand-made frames.
+//! - [`cli`]: the real `quiver` binary run as a user would, with its exit
+//!   code and output, against a broker or none.
+
+pub mod cli;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

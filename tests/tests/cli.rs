@@ -11,170 +11,24 @@
 //! thread.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use quiver_client::partitioner::partition_for_key;
-use quiver_tests::{TestBroker, quiver_command};
+use quiver_tests::cli::CliFixture;
 
-/// Hang guard only: a `quiver` command still running after this long is
-/// killed and the test fails, instead of hanging the test run forever.
-/// Every command here finishes in well under a second.
-const HANG_GUARD: Duration = Duration::from_mins(2);
+/// The shared CLI fixture, with this file's parsing helpers on top.
+struct Fixture(CliFixture);
 
-/// What a finished `quiver` command left behind.
-#[derive(Debug)]
-struct Run {
-    args: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts exit code 0 and returns standard output.
-    fn ok(self) -> String {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "`quiver {}` failed; stderr: {}",
-            self.args,
-            self.stderr
-        );
-        self.stdout
+impl std::ops::Deref for Fixture {
+    type Target = CliFixture;
+    fn deref(&self) -> &CliFixture {
+        &self.0
     }
-
-    /// Asserts exit code 1, nothing on standard output, and exactly one
-    /// `error: ` line on standard error; returns that line.
-    fn fails(self) -> String {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "`quiver {}` should fail; stdout: {} stderr: {}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        assert_eq!(self.stdout, "", "`quiver {}` printed output", self.args);
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "`quiver {}`: expected one error line, got {:?}",
-            self.args,
-            self.stderr
-        );
-        assert!(
-            lines[0].starts_with("error: "),
-            "`quiver {}`: {:?}",
-            self.args,
-            lines[0]
-        );
-        lines[0].to_owned()
-    }
-}
-
-/// A broker on its own runtime, and a way to run `quiver` against it.
-struct Fixture {
-    broker: TestBroker,
-    runtime: tokio::runtime::Runtime,
 }
 
 impl Fixture {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("Tokio runtime");
-        let broker = runtime.block_on(TestBroker::start());
-        Self { broker, runtime }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with_input(args, None)
-    }
-
-    /// Runs `quiver ARGS` with `input` on standard input (or none), and
-    /// waits for it to exit by itself.
-    fn run_with_input(&self, args: &[&str], input: Option<&str>) -> Run {
-        let mut command: Command = quiver_command(self.broker.addr(), self.broker.ca());
-        command
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn quiver");
-        let writer = input.map(|input| {
-            let mut stdin = child.stdin.take().expect("piped stdin");
-            let input = input.to_owned();
-            // Written from a thread so a full pipe cannot deadlock with the
-            // output being read below; dropping `stdin` is end of input.
-            std::thread::spawn(move || stdin.write_all(input.as_bytes()))
-        });
-        let pid = child.id();
-        let (done, finished) = mpsc::channel::<()>();
-        let guard = std::thread::spawn(move || match finished.recv_timeout(HANG_GUARD) {
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                true
-            }
-            _ => false,
-        });
-        let output = child.wait_with_output().expect("wait for quiver");
-        let _ = done.send(());
-        let hung = guard.join().expect("hang guard thread");
-        let args = args.join(" ");
-        assert!(
-            !hung,
-            "`quiver {args}` did not exit within {HANG_GUARD:?} and was killed"
-        );
-        if let Some(writer) = writer {
-            writer
-                .join()
-                .expect("stdin writer thread")
-                .expect("write quiver's stdin");
-        }
-        Run {
-            args,
-            code: output.status.code(),
-            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
-            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
-        }
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let out = self
-            .run(&[
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-            ])
-            .ok();
-        assert_eq!(
-            out,
-            format!("created topic {name} with {partitions} partitions\n")
-        );
-    }
-
-    /// `quiver produce ARGS` with `lines`; asserts all were acknowledged.
-    fn produce(&self, args: &[&str], lines: &[String]) {
-        let mut input = lines.join("\n");
-        input.push('\n');
-        let mut all = vec!["produce"];
-        all.extend_from_slice(args);
-        let out = self.run_with_input(&all, Some(&input)).ok();
-        assert_eq!(out, format!("{} records acknowledged\n", lines.len()));
+        Self(CliFixture::start())
     }
 
     /// Per-partition high watermarks, from `quiver topic describe`.
@@ -211,12 +65,6 @@ impl Fixture {
         let mut all = vec!["consume", topic, "--format", "%p %o %k %v"];
         all.extend_from_slice(args);
         self.run(&all).ok().lines().map(Line::parse).collect()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.runtime.block_on(self.broker.shutdown());
     }
 }
 
