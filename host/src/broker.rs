@@ -14,13 +14,13 @@ use crate::clock::{Clock, SystemClock};
 use crate::coordinator::Coordinator;
 use crate::http::{HttpError, HttpServer};
 use crate::metrics::Metrics;
-use crate::server::{Server, ServerError};
+use crate::server::{Server, ServerError, Services};
 use crate::storage::{
     DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
 };
 use crate::tls::{ServerCert, TlsError};
 use crate::transforms::{TransformError, Transforms};
-use crate::wasm::{ModuleError, WasmEngine};
+use crate::wasm::{EngineError, WasmEngine};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -81,24 +81,32 @@ impl BrokerConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
+    /// The data directory could not be created or resolved.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory as configured.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The database could not be opened.
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] StorageError),
     /// The certificate could not be set up.
-    #[error("TLS: {0}")]
+    #[error(transparent)]
     Tls(#[from] TlsError),
     /// The listener could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
     /// The WebAssembly engine could not be set up.
-    #[error("WebAssembly engine: {0}")]
-    Wasm(#[from] ModuleError),
+    #[error(transparent)]
+    WasmEngine(#[from] EngineError),
     /// The HTTP port could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
     /// A stored transform could not be started.
-    #[error("transforms: {0}")]
-    Transforms(#[from] TransformError),
+    #[error("cannot start the stored transforms: {0}")]
+    Transforms(TransformError),
 }
 
 /// A running broker.
@@ -122,7 +130,29 @@ pub struct Broker {
 impl Broker {
     /// Starts the HTTP port (if configured; `/ready` answers 503 until the
     /// broker is up), opens storage, sets up TLS and starts listening.
-    pub async fn start(config: BrokerConfig) -> Result<Self, BrokerError> {
+    ///
+    /// The data directory is resolved to an absolute path once, here (a
+    /// relative one is relative to the working directory at start). If this
+    /// call created it and the start fails, it is removed again, so a
+    /// failed first start leaves nothing half-made behind.
+    pub async fn start(mut config: BrokerConfig) -> Result<Self, BrokerError> {
+        let configured = config.data_dir.clone();
+        let dir_error = |e: std::io::Error| BrokerError::DataDir {
+            path: configured.clone(),
+            reason: e.to_string(),
+        };
+        let created = !configured.exists();
+        std::fs::create_dir_all(&configured).map_err(dir_error)?;
+        config.data_dir = std::fs::canonicalize(&configured).map_err(dir_error)?;
+        let data_dir = config.data_dir.clone();
+        let started = Self::start_in(config).await;
+        if started.is_err() && created {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        started
+    }
+
+    async fn start_in(config: BrokerConfig) -> Result<Self, BrokerError> {
         let data_dir = config.data_dir.clone();
         let metrics = Arc::new(Metrics::new());
         // Dropped on an early return below, which stops it.
@@ -157,16 +187,20 @@ impl Broker {
                 wasm.clone(),
                 Arc::clone(&config.clock),
             )
-            .await?,
+            .await
+            .map_err(BrokerError::Transforms)?,
         );
         let server = Server::start(
             config.listen,
             config.max_connections,
             &cert,
-            Arc::clone(&storage),
-            Arc::clone(&coordinator),
-            wasm,
-            Arc::clone(&transforms),
+            Services {
+                storage: Arc::clone(&storage),
+                coordinator: Arc::clone(&coordinator),
+                wasm,
+                transforms: Arc::clone(&transforms),
+                retention_defaults: config.retention_defaults,
+            },
         )?;
         let local_addr = server.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,

@@ -194,7 +194,10 @@ impl CliFixture {
 
 /// What `quiver produce` prints after `n` acknowledged records.
 pub fn acknowledged(n: usize) -> String {
-    format!("{n} records acknowledged\n")
+    match n {
+        1 => "1 record acknowledged\n".to_owned(),
+        n => format!("{n} records acknowledged\n"),
+    }
 }
 
 impl Drop for CliFixture {

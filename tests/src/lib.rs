@@ -189,7 +189,8 @@ impl BrokerProcess {
     /// Starts `quiver serve` on `data_dir` and port 0, and waits for its
     /// "listening" line to learn the port.
     pub fn spawn(data_dir: &Path) -> Self {
-        let mut child = Command::new(quiver_bin())
+        let mut command = Command::new(quiver_bin());
+        command
             .args([
                 "serve",
                 "--listen",
@@ -198,7 +199,15 @@ impl BrokerProcess {
                 "off",
                 "--data-dir",
             ])
-            .arg(data_dir)
+            .arg(data_dir);
+        Self::spawn_command(command, data_dir)
+    }
+
+    /// Starts `command` (a `quiver serve` command line, with its own working
+    /// directory and environment), whose data directory is `data_dir`, and
+    /// waits for its "listening" line to learn the port.
+    pub fn spawn_command(mut command: Command, data_dir: &Path) -> Self {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -227,6 +236,11 @@ impl BrokerProcess {
             addr,
             ca: data_dir.join("tls").join("cert.pem"),
         }
+    }
+
+    /// The broker's self-signed certificate.
+    pub fn ca(&self) -> &Path {
+        &self.ca
     }
 
     /// The broker's address.

@@ -56,7 +56,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 30] = [
+const REACHED: [ErrorCode; 31] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -87,6 +87,7 @@ const REACHED: [ErrorCode; 30] = [
     ErrorCode::TransformExists,        // transform_refusals
     ErrorCode::ModuleInUse,            // transform_refusals
     ErrorCode::ModuleFailed,           // transform_refusals
+    ErrorCode::TopicInUse,             // transform_refusals
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.
@@ -1254,6 +1255,13 @@ async fn transform_refusals() {
         code_of(&admin.delete_module("filter").await.unwrap_err()),
         ErrorCode::ModuleInUse
     );
+    for used in ["t-in", "t-out"] {
+        assert_eq!(
+            code_of(&admin.delete_topic(used).await.unwrap_err()),
+            ErrorCode::TopicInUse,
+            "{used}"
+        );
+    }
     // Once the transform is gone the module can go too.
     admin
         .control_transform("t", TransformAction::Delete)

@@ -1,6 +1,11 @@
 //! `quiver bench produce|consume` (and `transform`, in `bench_transform.rs`): throughput and latency against a running
 //! broker, with a progress bar on a terminal and `--json` for scripts.
 //!
+//! The topic is created when missing and deleted afterwards unless it
+//! existed or `--keep` is given; `bench consume` first fills a topic that
+//! holds fewer records than it is to read (untimed), so each bench runs on
+//! its own.
+//!
 //! Produce latency is reported two ways: per produce request, from sending
 //! it to its durable acknowledgement (every request; the figure comparable
 //! to a broker benchmark that sends a batch and waits), and per record, from
@@ -43,15 +48,22 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct Common {
-    /// Topic to use; created if missing.
+    /// Topic to use; created if missing (and then deleted afterwards,
+    /// unless --keep).
     #[arg(long, default_value = "bench")]
     topic: String,
     /// Records in total.
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
     /// Partitions of the topic when it is created.
     #[arg(long, default_value_t = 4)]
     partitions: u32,
+    /// Keep a topic the bench created (e.g. to consume it later).
+    #[arg(long)]
+    keep: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -63,9 +75,6 @@ pub(crate) struct Common {
 pub(crate) struct ProduceBench {
     #[command(flatten)]
     common: Common,
-    /// Bytes of each record's value.
-    #[arg(long, default_value_t = 100)]
-    record_size: usize,
     /// Records per batch.
     #[arg(long, default_value_t = 1_000)]
     batch_size: u32,
@@ -103,11 +112,11 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     if args.producers == 0 || args.batch_size == 0 || common.records == 0 {
         bail!("--producers, --batch-size and --records must be at least 1");
     }
-    ensure_topic(common).await?;
+    let topic = BenchTopic::ensure(common).await?;
     let progress = progress_bar(common);
-    let value = Bytes::from(vec![b'x'; args.record_size]);
+    let value = Bytes::from(vec![b'x'; common.record_size]);
     // Room for a full batch of records with their framing.
-    let batch_max_bytes = args.batch_size as usize * (args.record_size + 32) + 64;
+    let batch_max_bytes = args.batch_size as usize * (common.record_size + 32) + 64;
     let buffer_bytes = args
         .buffer_kb
         .map_or(2 * batch_max_bytes * common.partitions as usize, |kb| {
@@ -150,7 +159,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    let bytes = common.records * args.record_size as u64;
+    let bytes = common.records * common.record_size as u64;
     let request_latency = requests
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -163,7 +172,12 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
         &request_latency,
         Some(&record_latency),
     );
-    Ok(())
+    topic
+        .finish(
+            common,
+            &format!("wrote {} records ({})", common.records, megabytes(bytes)),
+        )
+        .await
 }
 
 async fn produce_share(
@@ -210,7 +224,9 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     if args.consumers == 0 {
         bail!("--consumers must be at least 1");
     }
-    let partitions = ensure_topic(common).await?;
+    let topic = BenchTopic::ensure(common).await?;
+    topic.fill(common).await?;
+    let partitions = topic.partitions;
     let progress = progress_bar(common);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -253,7 +269,12 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
         );
     }
     report(common, "consume", bytes, seconds, &histogram, None);
-    Ok(())
+    topic
+        .finish(
+            common,
+            &format!("read {consumed} records ({})", megabytes(bytes)),
+        )
+        .await
 }
 
 /// Reads until `records` have come or a poll finds nothing more.
@@ -278,18 +299,87 @@ async fn consume_share(
     Ok((count, bytes, histogram))
 }
 
-async fn ensure_topic(common: &Common) -> anyhow::Result<u32> {
-    let admin = Admin::new(common.client.connect().await?);
-    match admin
-        .create_topic(&common.topic, common.partitions, TopicConfig::default())
-        .await
-    {
-        Ok(topic) => Ok(topic.partitions.len() as u32),
-        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
-            Ok(admin.describe_topic(&common.topic).await?.partitions.len() as u32)
-        }
-        Err(e) => Err(e.into()),
+/// The bench's topic: created if missing, and deleted at the end if the
+/// bench created it (unless `--keep`).
+struct BenchTopic {
+    admin: Admin,
+    partitions: u32,
+    created: bool,
+}
+
+impl BenchTopic {
+    async fn ensure(common: &Common) -> anyhow::Result<Self> {
+        let admin = Admin::new(common.client.connect().await?);
+        let (partitions, created) = match admin
+            .create_topic(&common.topic, common.partitions, TopicConfig::default())
+            .await
+        {
+            Ok(topic) => (topic.partitions.len() as u32, true),
+            Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
+                let topic = admin.describe_topic(&common.topic).await?;
+                (topic.partitions.len() as u32, false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self {
+            admin,
+            partitions,
+            created,
+        })
     }
+
+    /// Produces (untimed) what the topic lacks for `--records` to be read.
+    async fn fill(&self, common: &Common) -> anyhow::Result<()> {
+        let topic = self.admin.describe_topic(&common.topic).await?;
+        let stored: u64 = topic
+            .partitions
+            .iter()
+            .map(|p| p.high_watermark - p.log_start_offset)
+            .sum();
+        let missing = common.records.saturating_sub(stored);
+        if missing == 0 {
+            return Ok(());
+        }
+        let producer = Producer::new(common.client.connect().await?, ProducerConfig::default());
+        let value = Bytes::from(vec![b'x'; common.record_size]);
+        produce_share(
+            producer,
+            &common.topic,
+            &value,
+            missing,
+            &ProgressBar::hidden(),
+        )
+        .await?;
+        if !common.json {
+            println!(
+                "filled topic {} with {missing} records of {} B first (not timed)",
+                common.topic, common.record_size
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes the topic if the bench created it and `--keep` is off, and
+    /// says what the bench did to it.
+    async fn finish(self, common: &Common, did: &str) -> anyhow::Result<()> {
+        let fate = if self.created && !common.keep {
+            self.admin.delete_topic(&common.topic).await?;
+            "deleted it (--keep keeps it)"
+        } else if self.created {
+            "kept it"
+        } else {
+            "it existed before, so it stays"
+        };
+        if !common.json {
+            println!("{did} on topic {}; {fate}", common.topic);
+        }
+        Ok(())
+    }
+}
+
+/// Bytes as MB with one decimal.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn progress_bar(common: &Common) -> Arc<ProgressBar> {
@@ -299,9 +389,14 @@ fn progress_bar(common: &Common) -> Arc<ProgressBar> {
         ProgressBar::hidden()
     };
     if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} records, {rate}, eta {eta}")
     {
-        bar.set_style(style);
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} records/s", state.per_sec());
+            },
+        ));
     }
     Arc::new(bar)
 }

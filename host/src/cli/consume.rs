@@ -7,11 +7,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use quiver_client::{
-    Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, FetchModule, GroupSettings, Offset,
-    TopicPartition,
+    Admin, Client, Consumer, ConsumerConfig, FetchModule, GroupSettings, Offset,
+    PartitionDescription, TopicPartition,
 };
 
 use super::ClientArgs;
+use super::format::RecordFormat;
+use super::text::{ValueFormat, explain_unknown_topic};
 
 /// How long one poll waits for data.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -28,20 +30,26 @@ pub(crate) struct ConsumeArgs {
     /// there is none), and what is printed is committed.
     #[arg(long)]
     group: Option<String>,
-    /// Where to start: earliest, latest, an offset, or a time
-    /// (RFC 3339, e.g. 2026-11-25T10:00:00Z: the first record at or after it).
-    #[arg(long, default_value = "earliest", value_parser = parse_from)]
-    from: Offset,
+    /// Where to start: earliest, latest, an offset, -N (N before the end of
+    /// each partition), @MS (a timestamp in ms since the epoch) or an
+    /// RFC 3339 time (e.g. 2026-11-25T10:00:00Z): the first record at or
+    /// after it. An offset past a partition's end skips that partition.
+    #[arg(long, default_value = "earliest", value_parser = parse_from, allow_hyphen_values = true)]
+    from: StartAt,
     /// Stop after this many records.
     #[arg(long)]
     count: Option<u64>,
     /// Keep waiting for new records instead of stopping at the end.
     #[arg(long)]
     follow: bool,
-    /// Output format: %t topic, %p partition, %o offset, %k key, %v value,
-    /// %T timestamp (ms), %h headers, %% a percent sign.
+    /// Output format: `json` (one object per record), or a template with
+    /// %t topic, %p partition, %o offset, %k key, %v value, %T timestamp
+    /// (ms), %h headers, %% a percent sign, and the escapes \t \n \\.
     #[arg(long, default_value = "%v")]
     format: String,
+    /// How values are printed (hex and base64 for values that are not text).
+    #[arg(long, value_enum, default_value = "text")]
+    value_format: ValueFormat,
     /// A stored module the broker runs on each record before sending it
     /// (e.g. the filter): only what it keeps is printed.
     #[arg(long)]
@@ -62,15 +70,58 @@ impl ConsumeArgs {
     }
 }
 
-fn parse_from(s: &str) -> Result<Offset, String> {
+/// Where `--from` starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartAt {
+    /// The same rule for every partition.
+    Each(Offset),
+    /// This many records before each partition's end.
+    BeforeEnd(u64),
+}
+
+fn parse_from(s: &str) -> Result<StartAt, String> {
+    let bad =
+        || format!("expected earliest, latest, an offset, -N, @MS or an RFC 3339 time, not {s:?}");
     match s {
-        "earliest" => Ok(Offset::Earliest),
-        "latest" => Ok(Offset::Latest),
-        other => other.parse().map(Offset::At).or_else(|_| {
-            parse_time(other).map(Offset::Timestamp).map_err(|_| {
-                format!("expected earliest, latest, an offset or an RFC 3339 time, not {other:?}")
-            })
-        }),
+        "earliest" => Ok(StartAt::Each(Offset::Earliest)),
+        "latest" => Ok(StartAt::Each(Offset::Latest)),
+        _ if s.starts_with('-') => s[1..].parse().map(StartAt::BeforeEnd).map_err(|_| bad()),
+        _ if s.starts_with('@') => s[1..]
+            .parse()
+            .map(|ms| StartAt::Each(Offset::Timestamp(ms)))
+            .map_err(|_| bad()),
+        other => other
+            .parse()
+            .map(Offset::At)
+            .or_else(|_| parse_time(other).map(Offset::Timestamp))
+            .map(StartAt::Each)
+            .map_err(|_| bad()),
+    }
+}
+
+/// Where one partition starts, or `Ok(None)` when `--from` is past its end;
+/// an offset before its log start is an error naming the partition.
+fn start_for(
+    from: StartAt,
+    topic: &str,
+    p: &PartitionDescription,
+) -> Result<Option<Offset>, String> {
+    let range = || {
+        format!(
+            "partition {} of {topic} holds offsets {}..{}",
+            p.partition, p.log_start_offset, p.high_watermark
+        )
+    };
+    match from {
+        StartAt::BeforeEnd(n) => Ok(Some(Offset::At(
+            p.high_watermark.saturating_sub(n).max(p.log_start_offset),
+        ))),
+        StartAt::Each(Offset::At(offset)) if offset < p.log_start_offset => Err(format!(
+            "{}; --from {offset} is before its first stored record",
+            range()
+        )),
+        StartAt::Each(Offset::At(offset)) if offset > p.high_watermark => Ok(None),
+        StartAt::Each(offset) => Ok(Some(offset)),
     }
 }
 
@@ -82,49 +133,94 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    check_format(&args.format)?;
+    let format = RecordFormat::parse(&args.format)?;
     let client = args.client.connect().await?;
-    let result = match args.group.clone() {
-        Some(group) => run_in_group(&args, client.clone(), &group).await,
-        None => run_assigned(&args, client.clone()).await,
+    let admin = Admin::new(client.clone());
+    let result = match admin.describe_topic(&args.topic).await {
+        Err(e) => Err(explain_unknown_topic(e, &admin, &args.topic).await),
+        Ok(description) => {
+            let out = Output {
+                format,
+                values: args.value_format,
+            };
+            match args.group.clone() {
+                Some(group) => run_in_group(&args, client.clone(), &group, &out).await,
+                None => run_assigned(&args, client.clone(), &description, &out).await,
+            }
+        }
     };
     // Close explicitly, so the broker frees the connection at once.
     client.close().await;
     result
 }
 
+/// How records are printed.
+struct Output {
+    format: RecordFormat,
+    values: ValueFormat,
+}
+
 /// Assigned mode: every partition (or `--partition`), from `--from`.
-async fn run_assigned(args: &ConsumeArgs, client: Client) -> anyhow::Result<()> {
-    let description = Admin::new(client.clone())
-        .describe_topic(&args.topic)
-        .await?;
-    let partitions: Vec<u32> = match args.partition {
+async fn run_assigned(
+    args: &ConsumeArgs,
+    client: Client,
+    description: &quiver_client::TopicDescription,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let chosen: Vec<&PartitionDescription> = match args.partition {
         Some(p) if p as usize >= description.partitions.len() => bail!(
             "topic {} has {} partitions; there is no partition {p}",
             args.topic,
             description.partitions.len()
         ),
-        Some(p) => vec![p],
-        None => description.partitions.iter().map(|p| p.partition).collect(),
+        Some(p) => vec![&description.partitions[p as usize]],
+        None => description.partitions.iter().collect(),
     };
+    let mut starts = Vec::new();
+    for p in &chosen {
+        match start_for(args.from, &args.topic, p) {
+            Err(reason) => bail!(reason),
+            Ok(Some(offset)) => starts.push((p.partition, offset)),
+            // One partition asked for by name: reading nothing is an error.
+            Ok(None) if args.partition.is_some() => bail!(
+                "partition {} of {} holds offsets {}..{}; --from {} is past its end",
+                p.partition,
+                args.topic,
+                p.log_start_offset,
+                p.high_watermark,
+                from_text(args.from)
+            ),
+            Ok(None) => eprintln!(
+                "note: partition {} of {} ends at offset {}: nothing from {} there",
+                p.partition,
+                args.topic,
+                p.high_watermark,
+                from_text(args.from)
+            ),
+        }
+    }
     // Without --follow, stop at the high watermarks seen now.
-    let mut end: HashMap<u32, u64> = description
-        .partitions
+    let mut end: HashMap<u32, u64> = chosen
         .iter()
-        .filter(|p| partitions.contains(&p.partition))
+        .filter(|p| starts.iter().any(|(s, _)| *s == p.partition))
         .map(|p| (p.partition, p.high_watermark))
         .collect();
     let config = ConsumerConfig {
-        start: args.from,
         module: args.fetch_module(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
     consumer.assign(
-        partitions
+        starts
             .iter()
-            .map(|&p| TopicPartition::new(&args.topic, p)),
+            .map(|&(p, _)| TopicPartition::new(&args.topic, p)),
     );
+    for &(p, offset) in &starts {
+        consumer.seek(&TopicPartition::new(&args.topic, p), offset)?;
+    }
+    if starts.is_empty() {
+        return Ok(());
+    }
 
     let stdout = std::io::stdout();
     let mut printed = 0u64;
@@ -142,7 +238,7 @@ async fn run_assigned(args: &ConsumeArgs, client: Client) -> anyhow::Result<()> 
             break;
         }
         let records = consumer.poll(POLL_WAIT).await?;
-        let mut out = stdout.lock();
+        let mut stdout = stdout.lock();
         for record in &records {
             if args.count.is_some_and(|n| printed >= n) {
                 break;
@@ -154,19 +250,39 @@ async fn run_assigned(args: &ConsumeArgs, client: Client) -> anyhow::Result<()> 
             {
                 continue;
             }
-            writeln!(out, "{}", render(&args.format, record)).context("cannot write to stdout")?;
+            writeln!(stdout, "{}", out.format.render(record, out.values))
+                .context("cannot write to stdout")?;
             printed += 1;
         }
-        out.flush().context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
     }
     Ok(())
 }
 
+/// `--from` as the user wrote it, for messages.
+fn from_text(from: StartAt) -> String {
+    match from {
+        StartAt::Each(Offset::At(offset)) => offset.to_string(),
+        StartAt::Each(other) => format!("{other:?}"),
+        StartAt::BeforeEnd(n) => format!("-{n}"),
+    }
+}
+
 /// Group mode: print what the group assigns, commit what was printed
 /// after every poll and on exit (SIGINT, SIGTERM, `--count`, or the end).
-async fn run_in_group(args: &ConsumeArgs, client: Client, group: &str) -> anyhow::Result<()> {
+async fn run_in_group(
+    args: &ConsumeArgs,
+    client: Client,
+    group: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let StartAt::Each(start) = args.from else {
+        bail!(
+            "with --group, --from is where partitions without a committed offset start: earliest, latest, an offset or a time, not -N"
+        );
+    };
     let config = ConsumerConfig {
-        start: args.from,
+        start,
         group: GroupSettings {
             // The CLI commits exactly what it printed instead.
             auto_commit_interval: None,
@@ -192,19 +308,20 @@ async fn run_in_group(args: &ConsumeArgs, client: Client, group: &str) -> anyhow
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         };
-        let mut out = stdout.lock();
+        let mut stdout = stdout.lock();
         for record in &records {
             if args.count.is_some_and(|n| printed >= n) {
                 break;
             }
-            writeln!(out, "{}", render(&args.format, record)).context("cannot write to stdout")?;
+            writeln!(stdout, "{}", out.format.render(record, out.values))
+                .context("cannot write to stdout")?;
             printed_up_to.insert(
                 TopicPartition::new(&*record.topic, record.partition),
                 record.offset + 1,
             );
             printed += 1;
         }
-        out.flush().context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
         if !records.is_empty() {
             commit_printed(&mut consumer, &printed_up_to).await?;
         }
@@ -237,96 +354,52 @@ async fn commit_printed(
         .context("cannot commit the printed offsets")
 }
 
-fn check_format(format: &str) -> anyhow::Result<()> {
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c == '%' {
-            match chars.next() {
-                Some('t' | 'p' | 'o' | 'k' | 'v' | 'T' | 'h' | '%') => {}
-                Some(other) => bail!("unknown placeholder %{other} in --format"),
-                None => bail!("--format ends with a lone %"),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn render(format: &str, record: &ConsumerRecord) -> String {
-    let mut out = String::with_capacity(format.len() + record.value.len());
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push_str(&record.topic),
-            Some('p') => out.push_str(&record.partition.to_string()),
-            Some('o') => out.push_str(&record.offset.to_string()),
-            Some('k') => {
-                if let Some(key) = &record.key {
-                    out.push_str(&String::from_utf8_lossy(key));
-                }
-            }
-            Some('v') => out.push_str(&String::from_utf8_lossy(&record.value)),
-            Some('T') => out.push_str(&record.timestamp.to_string()),
-            Some('h') => {
-                let headers: Vec<String> = record
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        let value = h.value.as_deref().map(String::from_utf8_lossy);
-                        format!("{}={}", h.key, value.unwrap_or_default())
-                    })
-                    .collect();
-                out.push_str(&headers.join(","));
-            }
-            Some('%') => out.push('%'),
-            _ => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
-    fn render_fills_every_placeholder() {
-        let record = ConsumerRecord {
-            topic: "click".into(),
-            partition: 2,
-            offset: 41,
-            timestamp: 1_700,
-            key: Some(Bytes::from_static(b"u1")),
-            value: Bytes::from_static(b"hi"),
-            headers: vec![quiver_client::Header {
-                key: "h".into(),
-                value: Some(Bytes::from_static(b"x")),
-            }],
-        };
+    fn from_takes_offsets_relative_offsets_and_times() {
+        assert_eq!(parse_from("17"), Ok(StartAt::Each(Offset::At(17))));
+        assert_eq!(parse_from("-5"), Ok(StartAt::BeforeEnd(5)));
         assert_eq!(
-            render("%t/%p@%o %k=%v %T %h 100%%", &record),
-            "click/2@41 u1=hi 1700 h=x 100%"
+            parse_from("@1764064800000"),
+            Ok(StartAt::Each(Offset::Timestamp(1_764_064_800_000)))
         );
-    }
-
-    #[test]
-    fn bad_formats_and_offsets_are_refused() {
-        assert!(check_format("%v %q").is_err());
-        assert!(check_format("%").is_err());
-        assert!(check_format("%t %p %o %k %v %T %h %%").is_ok());
-        assert_eq!(parse_from("17"), Ok(Offset::At(17)));
         assert_eq!(
             parse_from("2026-11-25T10:00:00Z"),
-            Ok(Offset::Timestamp(1_795_600_800_000))
+            Ok(StartAt::Each(Offset::Timestamp(1_795_600_800_000)))
         );
         assert_eq!(
             parse_from("2026-11-25T11:00:00+01:00"),
-            Ok(Offset::Timestamp(1_795_600_800_000))
+            Ok(StartAt::Each(Offset::Timestamp(1_795_600_800_000)))
         );
-        assert!(parse_from("soon").is_err());
+        for bad in ["soon", "-x", "@", "@soon"] {
+            assert!(parse_from(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn starts_are_clamped_skipped_or_refused_per_partition() {
+        let p = PartitionDescription {
+            partition: 1,
+            log_start_offset: 10,
+            high_watermark: 40,
+            size_bytes: 0,
+            first_timestamp: None,
+            last_timestamp: None,
+        };
+        let start = |from| start_for(from, "click", &p);
+        assert_eq!(start(StartAt::BeforeEnd(5)), Ok(Some(Offset::At(35))));
+        assert_eq!(start(StartAt::BeforeEnd(500)), Ok(Some(Offset::At(10))));
+        assert_eq!(
+            start(StartAt::Each(Offset::At(40))),
+            Ok(Some(Offset::At(40)))
+        );
+        assert_eq!(start(StartAt::Each(Offset::At(41))), Ok(None));
+        assert_eq!(
+            start(StartAt::Each(Offset::At(3))),
+            Err("partition 1 of click holds offsets 10..40; --from 3 is before its first stored record".into())
+        );
     }
 }

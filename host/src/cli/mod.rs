@@ -3,7 +3,10 @@
 //! - `serve.rs`: run the broker.
 //! - `topic.rs`: create, list, describe, delete topics.
 //! - `produce.rs`: stdin lines to records.
-//! - `consume.rs`: records to stdout lines (assigned, or as a group member).
+//! - `consume.rs`: records to stdout lines (assigned, or as a group member);
+//!   `format.rs`: the `--format` template or JSON of each line.
+//! - `text.rs`: `--value-format` (text, hex, base64) and the unknown-topic
+//!   hint both produce and consume give.
 //! - `group.rs`: list, describe, reset and delete consumer groups.
 //! - `module.rs`: upload, list and delete WebAssembly modules.
 //! - `transform.rs`: deploy and operate transforms.
@@ -13,10 +16,12 @@
 mod bench;
 mod bench_transform;
 mod consume;
+mod format;
 mod group;
 mod module;
 mod produce;
 mod serve;
+mod text;
 mod topic;
 mod transform;
 

@@ -3,9 +3,19 @@
 use clap::Subcommand;
 use quiver_client::{Admin, Change, TimestampType, TopicConfig};
 
-/// A retention setting as shown: the number, or "default" when unset.
-fn show(value: Option<u64>) -> String {
-    value.map_or_else(|| "default".to_owned(), |v| v.to_string())
+/// A retention setting as shown: the topic's own number, or the broker
+/// default that applies when unset (`none`: no limit).
+fn show(value: Option<u64>, default: Option<u64>) -> String {
+    match (value, default) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(d)) => format!("{d} (broker default)"),
+        (None, None) => "none (broker default)".to_owned(),
+    }
+}
+
+/// A partition's timestamp column: RFC 3339, or `-` when it has none.
+fn show_time(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), super::text::rfc3339_ms)
 }
 
 /// `--retention-*` values for alter: a number, or "none" to clear.
@@ -79,10 +89,14 @@ pub(crate) enum TopicCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a topic and its data.
+    /// Delete a topic and its data (refused while a transform reads or
+    /// writes it, unless --force).
     Delete {
         /// Topic name.
         name: String,
+        /// Delete even though transforms use the topic (they then fail).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -144,11 +158,12 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
                     partitions,
                 )
                 .await?;
+            let defaults = topic.default_retention;
             println!(
                 "altered topic {name}: partitions={} retention.ms={} retention.bytes={}",
                 topic.partitions.len(),
-                show(topic.config.retention_ms),
-                show(topic.config.retention_bytes)
+                show(topic.config.retention_ms, defaults.retention_ms),
+                show(topic.config.retention_bytes, defaults.retention_bytes)
             );
         }
         TopicCommand::List { .. } => {
@@ -158,24 +173,39 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
         }
         TopicCommand::Describe { name, .. } => {
             let topic = admin.describe_topic(&name).await?;
+            let defaults = topic.default_retention;
             println!(
-                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={:?}",
+                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={}",
                 topic.name,
                 topic.partitions.len(),
-                show(topic.config.retention_ms),
-                show(topic.config.retention_bytes),
-                topic.config.timestamp_type
+                show(topic.config.retention_ms, defaults.retention_ms),
+                show(topic.config.retention_bytes, defaults.retention_bytes),
+                match topic.config.timestamp_type {
+                    TimestampType::CreateTime => "create-time",
+                    TimestampType::LogAppendTime => "log-append-time",
+                }
             );
-            println!("partition\tlog_start_offset\thigh_watermark");
+            println!(
+                "partition\tlog_start_offset\thigh_watermark\tsize_bytes\tfirst_timestamp\tlast_timestamp"
+            );
             for p in topic.partitions {
                 println!(
-                    "{}\t{}\t{}",
-                    p.partition, p.log_start_offset, p.high_watermark
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    p.partition,
+                    p.log_start_offset,
+                    p.high_watermark,
+                    p.size_bytes,
+                    show_time(p.first_timestamp),
+                    show_time(p.last_timestamp)
                 );
             }
         }
-        TopicCommand::Delete { name, .. } => {
-            admin.delete_topic(&name).await?;
+        TopicCommand::Delete { name, force, .. } => {
+            if force {
+                admin.force_delete_topic(&name).await?;
+            } else {
+                admin.delete_topic(&name).await?;
+            }
             println!("deleted topic {name}");
         }
     }

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
-use crate::storage::Storage;
+use crate::storage::{RetentionDefaults, Storage};
 use crate::tls::{ServerCert, TlsError};
 use crate::transforms::Transforms;
 use crate::wasm::WasmEngine;
@@ -50,6 +50,21 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Per-connection receive window; a connection may have this much unread.
 const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 
+/// The broker's parts the requests act on.
+#[derive(Debug)]
+pub struct Services {
+    /// Topics, partitions and every table.
+    pub storage: Arc<Storage>,
+    /// Consumer groups.
+    pub coordinator: Arc<Coordinator>,
+    /// The WebAssembly engine (uploads are checked with it).
+    pub wasm: WasmEngine,
+    /// Deployed transforms.
+    pub transforms: Arc<Transforms>,
+    /// Retention for topics that set none (shown by describe).
+    pub retention_defaults: RetentionDefaults,
+}
+
 /// Shared by every connection and request task.
 #[derive(Debug)]
 pub(crate) struct Context {
@@ -57,6 +72,7 @@ pub(crate) struct Context {
     pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) wasm: WasmEngine,
     pub(crate) transforms: Arc<Transforms>,
+    pub(crate) retention_defaults: RetentionDefaults,
     pub(crate) shutdown: CancellationToken,
     pub(crate) request_memory: Arc<Semaphore>,
     pub(crate) fetch_reads: Semaphore,
@@ -77,10 +93,7 @@ impl Server {
         listen: SocketAddr,
         max_connections: usize,
         cert: &ServerCert,
-        storage: Arc<Storage>,
-        coordinator: Arc<Coordinator>,
-        wasm: WasmEngine,
-        transforms: Arc<Transforms>,
+        services: Services,
     ) -> Result<Self, ServerError> {
         let crypto = cert.quic_config()?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -92,11 +105,12 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let context = Arc::new(Context {
-            metrics: Arc::clone(storage.metrics()),
-            storage,
-            coordinator,
-            wasm,
-            transforms,
+            metrics: Arc::clone(services.storage.metrics()),
+            storage: services.storage,
+            coordinator: services.coordinator,
+            wasm: services.wasm,
+            transforms: services.transforms,
+            retention_defaults: services.retention_defaults,
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
             fetch_reads: Semaphore::new(MAX_CONCURRENT_FETCH_READS),

@@ -88,6 +88,19 @@ pub enum StorageError {
         /// A transform running it.
         transform: String,
     },
+    /// A transform reads or writes the topic.
+    #[error(
+        "topic {topic:?} is {} transform {transform:?}; delete the transform first, or delete the topic with --force (the transform then fails)",
+        if *reads { "read by" } else { "written by" }
+    )]
+    TopicInUse {
+        /// The topic.
+        topic: String,
+        /// A transform using it.
+        transform: String,
+        /// Whether the transform reads it (else it writes it).
+        reads: bool,
+    },
     /// The writer has stopped (the broker is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
@@ -127,6 +140,7 @@ impl From<&StorageError> for WireError {
             StorageError::UnknownTransform(_) => ErrorCode::UnknownTransform,
             StorageError::TransformExists(_) => ErrorCode::TransformExists,
             StorageError::ModuleInUse { .. } => ErrorCode::ModuleInUse,
+            StorageError::TopicInUse { .. } => ErrorCode::TopicInUse,
         };
         let error = WireError::new(code, e.to_string());
         match *e {

@@ -216,9 +216,10 @@ impl Storage {
         .await?
     }
 
-    /// Deletes a topic and all its batches.
-    pub async fn delete_topic(&self, name: String) -> Result<(), StorageError> {
-        self.call(|reply| Command::DeleteTopic { name, reply })
+    /// Deletes a topic and all its batches; unless `force`, refused with
+    /// [`StorageError::TopicInUse`] while a transform reads or writes it.
+    pub async fn delete_topic(&self, name: String, force: bool) -> Result<(), StorageError> {
+        self.call(|reply| Command::DeleteTopic { name, force, reply })
             .await?
     }
 
@@ -263,6 +264,28 @@ impl Storage {
             .await
             .map_err(|_| StorageError::WriterStopped)?;
         Ok(response)
+    }
+
+    /// The first stored batch's base timestamp (its records' earliest, for
+    /// a producer whose clock moves forward), or `None` when the partition
+    /// is empty. Blocking.
+    pub fn first_timestamp(&self, partition: &Partition) -> Result<Option<i64>, StorageError> {
+        let offsets = partition.offsets();
+        if offsets.log_start_offset >= offsets.high_watermark {
+            return Ok(None);
+        }
+        let (id, index) = (partition.topic_id(), partition.index());
+        let txn = self.db.begin_read()?;
+        let batches = txn.open_table(BATCHES)?;
+        let Some(entry) = batches
+            .range((id, index, 0)..=(id, index, u64::MAX))?
+            .next()
+        else {
+            return Ok(None);
+        };
+        let (_, value) = entry?;
+        let view = BatchView::parse(value.value()).map_err(|e| corrupt_batch(partition, &e))?;
+        Ok(Some(view.base_timestamp()))
     }
 
     /// The first offset whose record timestamp is at least `timestamp`, or

@@ -13,31 +13,13 @@
 
 use std::sync::Arc;
 
-use quiver_proto::api::TopicConfig;
 use quiver_proto::batch::BatchView;
 use redb::ReadableDatabase;
 
 use super::tables::BATCHES;
 use super::{Partition, Storage, StorageError, corrupt_batch};
 
-/// Broker-wide limits for topics that set none of their own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetentionDefaults {
-    /// Default `retention.ms`.
-    pub retention_ms: Option<u64>,
-    /// Default `retention.bytes`.
-    pub retention_bytes: Option<u64>,
-}
-
-impl RetentionDefaults {
-    /// The limits in force for a topic: its own, else these.
-    pub fn effective(&self, config: &TopicConfig) -> (Option<u64>, Option<u64>) {
-        (
-            config.retention_ms.or(self.retention_ms),
-            config.retention_bytes.or(self.retention_bytes),
-        )
-    }
-}
+pub use quiver_proto::api::RetentionDefaults;
 
 /// What one retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -156,7 +156,7 @@ async fn topic_lifecycle_errors() {
     ));
     append(&storage, "t", 0, &["a"]).await;
     let old = storage.partition("t", 0).unwrap();
-    storage.delete_topic("t".into()).await.unwrap();
+    storage.delete_topic("t".into(), false).await.unwrap();
     assert!(matches!(
         storage.topic("t"),
         Err(StorageError::UnknownTopic(_))

@@ -56,6 +56,7 @@ pub(crate) enum Command {
     },
     DeleteTopic {
         name: String,
+        force: bool,
         reply: oneshot::Sender<Result<(), StorageError>>,
     },
     AlterTopic {
@@ -180,8 +181,8 @@ impl Writer {
                 } => {
                     let _ = reply.send(self.create_topic(&name, partitions, config));
                 }
-                Command::DeleteTopic { name, reply } => {
-                    let _ = reply.send(self.delete_topic(&name));
+                Command::DeleteTopic { name, force, reply } => {
+                    let _ = reply.send(self.delete_topic(&name, force));
                 }
                 Command::AlterTopic {
                     name,
@@ -544,11 +545,28 @@ impl Writer {
         Ok(removed)
     }
 
-    fn delete_topic(&self, name: &str) -> Result<(), StorageError> {
+    /// Deletes a topic, refused (unless `force`) while a transform reads it
+    /// or writes it, as module deletes are while a transform runs them.
+    fn delete_topic(&self, name: &str, force: bool) -> Result<(), StorageError> {
         let Some(topic) = read_topics(&self.topics).get(name).cloned() else {
             return Err(StorageError::UnknownTopic(name.into()));
         };
         let txn = self.db.begin_write()?;
+        if !force {
+            for entry in txn.open_table(TRANSFORMS)?.iter()? {
+                let (transform, value) = entry?;
+                let record = decode_transform(transform.value(), value.value())?;
+                let writes = record.default_output == name
+                    || record.outputs.iter().any(|(_, topic)| topic == name);
+                if record.input == name || writes {
+                    return Err(StorageError::TopicInUse {
+                        topic: name.into(),
+                        transform: transform.value().into(),
+                        reads: record.input == name,
+                    });
+                }
+            }
+        }
         delete_topic_rows(&txn, name, topic.id)?;
         txn.commit()?;
         write_topics(&self.topics).remove(name);

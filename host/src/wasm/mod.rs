@@ -41,6 +41,19 @@ pub use validate::{
 /// these ticks, so a call overruns its deadline by at most about one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The WebAssembly engine could not be set up (a broker set-up failure,
+/// not a problem with any module).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the WebAssembly engine: {0}")]
+pub struct EngineError(String);
+
+impl From<wasmtime::Error> for EngineError {
+    fn from(e: wasmtime::Error) -> Self {
+        // `{:#}` keeps wasmtime's causes in one line.
+        Self(format!("{e:#}"))
+    }
+}
+
 /// The engine shared by every module of a broker, with the thread that
 /// advances its epoch (the clock call deadlines go by).
 #[derive(Clone)]
@@ -57,19 +70,21 @@ impl std::fmt::Debug for WasmEngine {
 impl WasmEngine {
     /// An engine for components with epoch interruption on. With
     /// `cache_dir`, compiled modules are kept there, so a restart loads them
-    /// instead of compiling again.
-    pub fn new(cache_dir: Option<&Path>) -> Result<Self, ModuleError> {
-        let engine_error = |e: wasmtime::Error| ModuleError::NotAComponent(format!("engine: {e}"));
+    /// instead of compiling again; wasmtime wants it absolute, so a relative
+    /// one is resolved against the working directory here.
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         if let Some(dir) = cache_dir {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| EngineError(format!("cache directory {}: {e}", dir.display())))?;
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
-            config.cache(Some(Cache::new(cache).map_err(engine_error)?));
+            config.cache(Some(Cache::new(cache).map_err(EngineError::from)?));
         }
-        let engine = Engine::new(&config).map_err(engine_error)?;
+        let engine = Engine::new(&config).map_err(EngineError::from)?;
         spawn_epoch_ticker(&engine)
-            .map_err(|e| ModuleError::NotAComponent(format!("epoch thread: {e}")))?;
+            .map_err(|e| EngineError(format!("cannot start the epoch thread: {e}")))?;
         Ok(Self { engine })
     }
 

@@ -263,9 +263,23 @@ impl Admin {
         Ok(self.client.request(&request, Vec::new()).await?.0.entries)
     }
 
-    /// Deletes a topic and its data.
+    /// Deletes a topic and its data; refused with `TopicInUse` while a
+    /// transform reads or writes it.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        let request = DeleteTopicRequest { name: name.into() };
+        self.delete_topic_with(name, false).await
+    }
+
+    /// Deletes a topic and its data even while transforms read or write
+    /// it (they then fail).
+    pub async fn force_delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.delete_topic_with(name, true).await
+    }
+
+    async fn delete_topic_with(&self, name: &str, force: bool) -> Result<(), ClientError> {
+        let request = DeleteTopicRequest {
+            name: name.into(),
+            force,
+        };
         self.client.request(&request, Vec::new()).await?;
         Ok(())
     }

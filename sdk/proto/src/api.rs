@@ -378,11 +378,33 @@ impl Request for CreateTopicRequest {
     type Response = TopicDescription;
 }
 
+/// The broker-wide retention defaults, for topics that set none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionDefaults {
+    /// Default `retention.ms`; `None` keeps records forever.
+    pub retention_ms: Option<u64>,
+    /// Default `retention.bytes`; `None` is unlimited.
+    pub retention_bytes: Option<u64>,
+}
+
+impl RetentionDefaults {
+    /// The limits in force for a topic: its own, else these.
+    pub fn effective(&self, config: &TopicConfig) -> (Option<u64>, Option<u64>) {
+        (
+            config.retention_ms.or(self.retention_ms),
+            config.retention_bytes.or(self.retention_bytes),
+        )
+    }
+}
+
 /// Delete a topic and its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteTopicRequest {
     /// The topic.
     pub name: String,
+    /// Delete it even though transforms read or write it (they then fail);
+    /// without it such a delete is refused with `TopicInUse`.
+    pub force: bool,
 }
 
 impl Request for DeleteTopicRequest {
@@ -530,6 +552,9 @@ pub struct TopicDescription {
     pub name: String,
     /// Settings.
     pub config: TopicConfig,
+    /// The retention that applies where `config` sets none: the broker's
+    /// defaults.
+    pub default_retention: RetentionDefaults,
     /// Each partition, in order.
     pub partitions: Vec<PartitionDescription>,
 }
@@ -543,6 +568,12 @@ pub struct PartitionDescription {
     pub log_start_offset: u64,
     /// The offset the next record will get.
     pub high_watermark: u64,
+    /// Bytes of stored batches.
+    pub size_bytes: u64,
+    /// The first stored batch's base timestamp (ms), if any is stored.
+    pub first_timestamp: Option<i64>,
+    /// The largest record timestamp appended (ms), if any was.
+    pub last_timestamp: Option<i64>,
 }
 
 #[cfg(test)]
@@ -592,7 +623,10 @@ mod tests {
                 timestamp_type: TimestampType::LogAppendTime,
             },
         });
-        round_trip(&DeleteTopicRequest { name: "t".into() });
+        round_trip(&DeleteTopicRequest {
+            name: "t".into(),
+            force: true,
+        });
         round_trip(&ListTopicsRequest);
         round_trip(&DescribeTopicRequest { name: "t".into() });
         round_trip(&AlterTopicRequest {
@@ -635,7 +669,11 @@ mod tests {
 
     #[test]
     fn trailing_bytes_and_garbage_are_refused() {
-        let mut head = postcard::to_stdvec(&DeleteTopicRequest { name: "t".into() }).unwrap();
+        let mut head = postcard::to_stdvec(&DeleteTopicRequest {
+            name: "t".into(),
+            force: false,
+        })
+        .unwrap();
         head.push(0);
         assert!(matches!(
             decode_head::<DeleteTopicRequest>(&head),

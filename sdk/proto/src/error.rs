@@ -42,6 +42,7 @@
 //! | 1010 | `TransformExists`      | (none)                           |
 //! | 1011 | `ModuleInUse`          | (none: a transform runs the module) |
 //! | 1012 | `ModuleFailed`         | (none: a fetch-time module failed) |
+//! | 1013 | `TopicInUse`           | (none: a transform reads or writes the topic) |
 
 use std::fmt;
 
@@ -122,11 +123,14 @@ pub enum ErrorCode {
     ModuleInUse = 1011,
     /// A fetch-time module failed (its error, trap, deadline or limit).
     ModuleFailed = 1012,
+    /// The topic cannot be deleted (without `force`) while a transform
+    /// reads or writes it.
+    TopicInUse = 1013,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -160,6 +164,7 @@ impl ErrorCode {
         Self::TransformExists,
         Self::ModuleInUse,
         Self::ModuleFailed,
+        Self::TopicInUse,
     ];
 
     /// The number on the wire.

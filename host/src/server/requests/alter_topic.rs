@@ -27,5 +27,5 @@ pub(super) async fn handle(
             request.partitions,
         )
         .await?;
-    Ok(describe(&topic))
+    describe(context, &topic).await
 }

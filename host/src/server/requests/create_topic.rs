@@ -19,7 +19,7 @@ pub(super) async fn handle(
         .storage
         .create_topic(request.name, request.partitions, request.config)
         .await?;
-    Ok(describe(&topic))
+    describe(context, &topic).await
 }
 
 /// A partition count must be 1 to [`MAX_PARTITIONS_PER_TOPIC`].

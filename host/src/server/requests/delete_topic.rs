@@ -1,4 +1,5 @@
-//! `DeleteTopic`: remove the topic and all its batches.
+//! `DeleteTopic`: remove the topic and all its batches (refused while a
+//! transform reads or writes it, unless forced).
 
 use quiver_proto::WireError;
 use quiver_proto::api::DeleteTopicRequest;
@@ -9,7 +10,10 @@ pub(super) async fn handle(
     context: &Context,
     request: DeleteTopicRequest,
 ) -> Result<(), WireError> {
-    context.storage.delete_topic(request.name.clone()).await?;
+    context
+        .storage
+        .delete_topic(request.name.clone(), request.force)
+        .await?;
     context.metrics.forget_topic(&request.name);
     Ok(())
 }

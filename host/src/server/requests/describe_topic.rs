@@ -1,4 +1,5 @@
-//! `DescribeTopic`: each partition's log start offset and high watermark.
+//! `DescribeTopic`: each partition's offsets, size and timestamps, and the
+//! topic's settings with the broker defaults that fill the unset ones.
 
 use quiver_proto::WireError;
 use quiver_proto::api::{DescribeTopicRequest, PartitionDescription, TopicDescription};
@@ -6,29 +7,56 @@ use quiver_proto::api::{DescribeTopicRequest, PartitionDescription, TopicDescrip
 use crate::server::Context;
 use crate::storage::Topic;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     context: &Context,
     request: &DescribeTopicRequest,
 ) -> Result<TopicDescription, WireError> {
     let topic = context.storage.topic(&request.name)?;
-    Ok(describe(&topic))
+    describe(context, &topic).await
 }
 
-pub(super) fn describe(topic: &Topic) -> TopicDescription {
-    TopicDescription {
+/// The description create, alter and describe answer with.
+pub(super) async fn describe(
+    context: &Context,
+    topic: &Topic,
+) -> Result<TopicDescription, WireError> {
+    let storage = std::sync::Arc::clone(&context.storage);
+    let handles = topic.partitions.clone();
+    // The first timestamps are a read of each partition's first batch.
+    let first_timestamps = tokio::task::spawn_blocking(move || {
+        handles
+            .iter()
+            .map(|p| storage.first_timestamp(p))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| {
+        WireError::new(
+            quiver_proto::ErrorCode::UnknownServerError,
+            format!("describe task failed: {e}"),
+        )
+    })??;
+    Ok(TopicDescription {
         name: topic.name.to_string(),
         config: topic.config,
+        default_retention: context.retention_defaults,
         partitions: topic
             .partitions
             .iter()
-            .map(|p| {
+            .zip(first_timestamps)
+            .map(|(p, first_timestamp)| {
                 let offsets = p.offsets();
+                let stats = p.stats();
                 PartitionDescription {
                     partition: p.index(),
                     log_start_offset: offsets.log_start_offset,
                     high_watermark: offsets.high_watermark,
+                    size_bytes: stats.size_bytes,
+                    first_timestamp,
+                    last_timestamp: (stats.max_timestamp != i64::MIN)
+                        .then_some(stats.max_timestamp),
                 }
             })
             .collect(),
-    }
+    })
 }

@@ -170,7 +170,7 @@ pub(crate) async fn dispatch(
             let request = decode::<DescribeTopicRequest>(version, head)?;
             Reply::new(
                 version,
-                &describe_topic::handle(context, &request)?,
+                &describe_topic::handle(context, &request).await?,
                 Vec::new(),
             )
         }
