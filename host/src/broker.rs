@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use quiver_proto::limits::MAX_CONNECTIONS;
-
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -14,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::coordinator::Coordinator;
 use crate::http::{HttpError, HttpServer};
 use crate::metrics::Metrics;
-use crate::server::{Server, ServerError, Services};
+use crate::server::{ConnectionLimits, Server, ServerError, Services};
 use crate::storage::{
     DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
 };
@@ -45,9 +43,9 @@ pub struct BrokerConfig {
     pub tls_key: Option<PathBuf>,
     /// Storage settings.
     pub storage: StorageOptions,
-    /// Concurrent client connections, at most; more are refused with
-    /// `TooManyConnections`.
-    pub max_connections: usize,
+    /// Connections at once (in all and per client address) and the
+    /// deadlines for a client's first request and for a frame's header.
+    pub connections: ConnectionLimits,
     /// Retention limits for topics that set none.
     pub retention_defaults: RetentionDefaults,
     /// How often the retention cleaner runs.
@@ -68,7 +66,7 @@ impl BrokerConfig {
             tls_cert: None,
             tls_key: None,
             storage: StorageOptions::default(),
-            max_connections: MAX_CONNECTIONS,
+            connections: ConnectionLimits::default(),
             retention_defaults: RetentionDefaults::default(),
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             clock: Arc::new(SystemClock),
@@ -192,7 +190,7 @@ impl Broker {
         );
         let server = Server::start(
             config.listen,
-            config.max_connections,
+            config.connections,
             &cert,
             Services {
                 storage: Arc::clone(&storage),

@@ -163,6 +163,11 @@ pub struct Settings {
     #[arg(long, env = "QUIVER_MAX_CONNECTIONS", value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Concurrent connections from one client IP address, at most; more
+    /// are refused [default: 256].
+    #[arg(long, env = "QUIVER_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
     /// Default retention time, in milliseconds, for topics created without
     /// their own [default: none, keep forever].
     #[arg(long, env = "QUIVER_DEFAULT_RETENTION_MS", value_name = "MS")]
@@ -188,6 +193,7 @@ impl Settings {
             http: self.http.or(lower.http),
             log_format: self.log_format.or(lower.log_format),
             max_connections: self.max_connections.or(lower.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
             retention_ms: self.retention_ms.or(lower.retention_ms),
             retention_bytes: self.retention_bytes.or(lower.retention_bytes),
         }
@@ -244,6 +250,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Concurrent client connections, at most.
     pub max_connections: usize,
+    /// Concurrent connections from one client IP address, at most.
+    pub max_connections_per_ip: usize,
     /// Default `retention.ms` for topics without their own.
     pub retention_ms: Option<u64>,
     /// Default `retention.bytes` for topics without their own.
@@ -261,6 +269,7 @@ impl Default for Config {
             http: HttpListen::On(parse_default(DEFAULT_HTTP)),
             log_format: LogFormat::Text,
             max_connections: quiver_proto::limits::MAX_CONNECTIONS,
+            max_connections_per_ip: crate::server::MAX_CONNECTIONS_PER_IP,
             retention_ms: None,
             retention_bytes: None,
         }
@@ -299,6 +308,9 @@ impl Config {
             http: settings.http.unwrap_or(defaults.http),
             log_format: settings.log_format.unwrap_or(defaults.log_format),
             max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_ip: settings
+                .max_connections_per_ip
+                .unwrap_or(defaults.max_connections_per_ip),
             retention_ms: settings.retention_ms,
             retention_bytes: settings.retention_bytes,
         };
@@ -317,6 +329,11 @@ impl Config {
                 "max_connections is {}; it must be 1 to {MAX_CONNECTIONS_CEILING}",
                 self.max_connections
             )));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections_per_ip is 0; it must be at least 1".into(),
+            ));
         }
         if self.cache_mb == 0 || self.cache_mb > MAX_CACHE_MB {
             return Err(ConfigError::Invalid(format!(
@@ -338,6 +355,7 @@ impl Config {
             http: Some(self.http),
             log_format: Some(self.log_format),
             max_connections: Some(self.max_connections),
+            max_connections_per_ip: Some(self.max_connections_per_ip),
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
         }
@@ -354,7 +372,8 @@ impl Config {
         config.tls_cert.clone_from(&self.tls_cert);
         config.tls_key.clone_from(&self.tls_key);
         config.storage.cache_bytes = self.cache_mb.saturating_mul(1024 * 1024);
-        config.max_connections = self.max_connections;
+        config.connections.max_connections = self.max_connections;
+        config.connections.max_connections_per_ip = self.max_connections_per_ip;
         config.http = self.http.addr();
         config.retention_defaults = RetentionDefaults {
             retention_ms: self.retention_ms,
@@ -552,7 +571,7 @@ mod tests {
         let broker = config.broker_config();
         assert_eq!(broker.http, Some(addr("127.0.0.1:0")));
         assert_eq!(broker.storage.cache_bytes, 8 * 1024 * 1024);
-        assert_eq!(broker.max_connections, 3);
+        assert_eq!(broker.connections.max_connections, 3);
         assert_eq!(broker.retention_defaults.retention_ms, Some(1000));
         assert_eq!(broker.retention_defaults.retention_bytes, Some(2000));
     }

@@ -43,7 +43,7 @@ impl TestBroker {
 
     /// Starts a broker that accepts at most `max_connections` connections.
     pub async fn with_max_connections(max_connections: usize) -> Self {
-        Self::start_with(move |config| config.max_connections = max_connections).await
+        Self::start_with(move |config| config.connections.max_connections = max_connections).await
     }
 
     /// Starts a broker whose configuration `configure` adjusts (on every
@@ -333,11 +333,28 @@ impl RawConnection {
 
     /// Sends `bytes` on a new stream, finishes it, and reads the reply.
     pub async fn send(&self, bytes: &[u8]) -> RawReply {
+        self.send_then(bytes, true).await
+    }
+
+    /// Sends `bytes` on a new stream without finishing it (a client that
+    /// stalls mid-frame), and reads the reply.
+    pub async fn send_unfinished(&self, bytes: &[u8]) -> RawReply {
+        self.send_then(bytes, false).await
+    }
+
+    /// Waits until the broker closes the connection; returns why.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        self.connection.closed().await
+    }
+
+    async fn send_then(&self, bytes: &[u8], finish: bool) -> RawReply {
         let (mut send, mut recv) = self.connection.open_bi().await.expect("open stream");
         // The broker may stop the stream before taking everything; what it
         // answers is still readable.
         let _ = send.write_all(bytes).await;
-        let _ = send.finish();
+        if finish {
+            let _ = send.finish();
+        }
         let mut header = [0u8; HEADER_BYTES];
         if let Err(e) = recv.read_exact(&mut header).await {
             return RawReply::Closed(e.to_string());

@@ -381,7 +381,7 @@ async fn metrics_move_with_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_are_counted() {
     let broker = TestBroker::start_with(|config| {
-        config.max_connections = 1;
+        config.connections.max_connections = 1;
         config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     })
     .await;
@@ -542,14 +542,15 @@ retention_bytes = 2000
     assert_eq!(
         printed,
         concat!(
-            "data_dir = \"/srv/quiver\"\n", // file
-            "listen = \"0.0.0.0:9400\"\n",  // file
-            "cache_mb = 128\n",             // env over file
-            "http = \"off\"\n",             // flag over file
-            "log_format = \"json\"\n",      // env over file
-            "max_connections = 30\n",       // flag over env over file
-            "retention_ms = 5000\n",        // env over file
-            "retention_bytes = 2000\n",     // file
+            "data_dir = \"/srv/quiver\"\n",   // file
+            "listen = \"0.0.0.0:9400\"\n",    // file
+            "cache_mb = 128\n",               // env over file
+            "http = \"off\"\n",               // flag over file
+            "log_format = \"json\"\n",        // env over file
+            "max_connections = 30\n",         // flag over env over file
+            "max_connections_per_ip = 256\n", // default
+            "retention_ms = 5000\n",          // env over file
+            "retention_bytes = 2000\n",       // file
         )
     );
     // The printed configuration is itself a valid config file.
@@ -590,6 +591,7 @@ retention_bytes = 2000
             "http = \"127.0.0.1:7401\"\n",
             "log_format = \"text\"\n",
             "max_connections = 1024\n",
+            "max_connections_per_ip = 256\n",
         )
     );
 }

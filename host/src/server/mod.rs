@@ -9,13 +9,14 @@ mod stream;
 
 pub use stream::{FRAME_READ_TIMEOUT, MAX_CONNECTION_REQUEST_BYTES};
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quinn::{Endpoint, Incoming, TransportConfig, VarInt};
 use quiver_proto::ErrorCode;
-use quiver_proto::limits::{MAX_FRAME_BYTES, MAX_STREAMS_PER_CONNECTION};
+use quiver_proto::limits::{MAX_CONNECTIONS, MAX_FRAME_BYTES, MAX_STREAMS_PER_CONNECTION};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +44,46 @@ pub const SMALL_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A connection with no traffic (not even keep-alives) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// How long a connection may stay open without sending its first request
+/// (its keep-alives do not count): a client holding slots it never uses is
+/// let go.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// How long the 12 header bytes of a frame may take to arrive once its
+/// stream is open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections from one IP address, at most, unless configured: a quarter
+/// of [`MAX_CONNECTIONS`], so one client cannot take every slot.
+pub const MAX_CONNECTIONS_PER_IP: usize = MAX_CONNECTIONS / 4;
+
+/// How many connections a listener takes, and how long it waits for a
+/// client's first request and for a frame's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections at once, at most; more are refused with
+    /// `TooManyConnections`.
+    pub max_connections: usize,
+    /// Connections from one IP address at once, at most (also refused with
+    /// `TooManyConnections`).
+    pub max_connections_per_ip: usize,
+    /// See [`FIRST_REQUEST_TIMEOUT`].
+    pub first_request_timeout: Duration,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
+            header_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
 
 /// How long shutdown waits for in-flight requests before closing anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -73,6 +114,7 @@ pub(crate) struct Context {
     pub(crate) wasm: WasmEngine,
     pub(crate) transforms: Arc<Transforms>,
     pub(crate) retention_defaults: RetentionDefaults,
+    pub(crate) header_timeout: Duration,
     pub(crate) shutdown: CancellationToken,
     pub(crate) request_memory: Arc<Semaphore>,
     pub(crate) fetch_reads: Semaphore,
@@ -91,7 +133,7 @@ impl Server {
     /// Binds `listen` and starts accepting connections.
     pub fn start(
         listen: SocketAddr,
-        max_connections: usize,
+        limits: ConnectionLimits,
         cert: &ServerCert,
         services: Services,
     ) -> Result<Self, ServerError> {
@@ -111,6 +153,7 @@ impl Server {
             wasm: services.wasm,
             transforms: services.transforms,
             retention_defaults: services.retention_defaults,
+            header_timeout: limits.header_timeout,
             shutdown: shutdown.clone(),
             request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
             fetch_reads: Semaphore::new(MAX_CONCURRENT_FETCH_READS),
@@ -119,7 +162,7 @@ impl Server {
             endpoint.clone(),
             context,
             tasks.clone(),
-            max_connections,
+            limits,
         ));
         Ok(Self {
             endpoint,
@@ -184,27 +227,41 @@ async fn accept_loop(
     endpoint: Endpoint,
     context: Arc<Context>,
     tasks: TaskTracker,
-    max_connections: usize,
+    limits: ConnectionLimits,
 ) {
-    let connections = Arc::new(Semaphore::new(max_connections));
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerIp::default();
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
             () = context.shutdown.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
+        let ip = incoming.remote_address().ip();
+        let Some(slot) = per_ip.take(ip, limits.max_connections_per_ip) else {
+            tasks.spawn(refuse_connection(
+                incoming,
+                format!(
+                    "too many connections from {ip} (at most {})",
+                    limits.max_connections_per_ip
+                ),
+                Arc::clone(&context.metrics),
+            ));
+            continue;
+        };
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => {
                 let context = Arc::clone(&context);
+                let first_request_timeout = limits.first_request_timeout;
                 tasks.spawn(async move {
-                    serve_connection(incoming, context).await;
-                    drop(permit);
+                    serve_connection(incoming, context, first_request_timeout).await;
+                    drop((permit, slot));
                 });
             }
             Err(_) => {
                 tasks.spawn(refuse_connection(
                     incoming,
-                    max_connections,
+                    format!("too many connections (at most {})", limits.max_connections),
                     Arc::clone(&context.metrics),
                 ));
             }
@@ -212,19 +269,61 @@ async fn accept_loop(
     }
 }
 
+/// Open connections per client IP address.
+#[derive(Debug, Clone, Default)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in [`PerIp`]; given back when dropped.
+struct IpSlot {
+    counts: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A slot for `ip`, unless it already holds `limit`.
+    fn take(&self, ip: IpAddr, limit: usize) -> Option<IpSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Completes the handshake only to tell the client why it is refused.
-async fn refuse_connection(incoming: Incoming, limit: usize, metrics: Arc<Metrics>) {
+async fn refuse_connection(incoming: Incoming, reason: String, metrics: Arc<Metrics>) {
     metrics.connection_refused();
     if let Ok(connection) = incoming.await {
-        tracing::warn!(peer = %connection.remote_address(), limit, "too many connections");
+        tracing::warn!(peer = %connection.remote_address(), %reason, "connection refused");
         connection.close(
             VarInt::from(ErrorCode::TooManyConnections.code() as u16),
-            b"too many connections",
+            reason.as_bytes(),
         );
     }
 }
 
-async fn serve_connection(incoming: Incoming, context: Arc<Context>) {
+async fn serve_connection(
+    incoming: Incoming,
+    context: Arc<Context>,
+    first_request_timeout: Duration,
+) {
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(e) => {
@@ -237,13 +336,25 @@ async fn serve_connection(incoming: Incoming, context: Arc<Context>) {
     let _open = context.metrics.connection_opened();
     let streams = TaskTracker::new();
     let memory = Arc::new(Semaphore::new(MAX_CONNECTION_REQUEST_BYTES));
+    let first_request = tokio::time::sleep(first_request_timeout);
+    tokio::pin!(first_request);
+    let mut served_one = false;
     loop {
         let accepted = tokio::select! {
             accepted = connection.accept_bi() => accepted,
+            () = &mut first_request, if !served_one => {
+                tracing::debug!(%peer, "no request within the first-request deadline");
+                connection.close(
+                    VarInt::from(ErrorCode::InvalidRequest.code() as u16),
+                    format!("no request within {first_request_timeout:?} of connecting").as_bytes(),
+                );
+                return;
+            }
             () = context.shutdown.cancelled() => break,
         };
         match accepted {
             Ok((send, recv)) => {
+                served_one = true;
                 streams.spawn(stream::serve(
                     Arc::clone(&context),
                     Arc::clone(&memory),

@@ -6,7 +6,9 @@
 //! ([`MAX_CONNECTION_REQUEST_BYTES`]) and then from the broker's
 //! ([`super::MAX_INFLIGHT_REQUEST_BYTES`]) before its body is read, and the
 //! body must arrive within [`FRAME_READ_TIMEOUT`]: a client that announces
-//! large frames and then sends nothing holds little, briefly.
+//! large frames and then sends nothing holds little, briefly. The header
+//! itself must arrive within the listener's header timeout
+//! ([`super::HEADER_READ_TIMEOUT`] by default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,14 +50,25 @@ pub(super) async fn serve(
     mut recv: RecvStream,
 ) {
     let mut header_bytes = [0u8; HEADER_BYTES];
-    let (version, result) = match recv.read_exact(&mut header_bytes).await {
-        Ok(()) => {
+    let header = tokio::time::timeout(context.header_timeout, recv.read_exact(&mut header_bytes));
+    let (version, result) = match header.await {
+        Err(_) => (
+            FALLBACK_VERSION,
+            Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the frame header's {HEADER_BYTES} bytes did not arrive within {:?}",
+                    context.header_timeout
+                ),
+            )),
+        ),
+        Ok(Ok(())) => {
             // Echo the request's version, even in an error response.
             let version = u16::from_be_bytes([header_bytes[6], header_bytes[7]]);
             let result = read_and_run(&context, &connection_memory, &header_bytes, &mut recv).await;
             (version, result)
         }
-        Err(ReadExactError::FinishedEarly(got)) => (
+        Ok(Err(ReadExactError::FinishedEarly(got))) => (
             FALLBACK_VERSION,
             Err(WireError::new(
                 ErrorCode::InvalidRequest,
@@ -65,7 +78,7 @@ pub(super) async fn serve(
             )),
         ),
         // The client reset the stream or the connection went away.
-        Err(ReadExactError::ReadError(_)) => return,
+        Ok(Err(ReadExactError::ReadError(_))) => return,
     };
     let mut memory = None;
     let mut chunks: Vec<Bytes> = match result {
