@@ -227,6 +227,14 @@ impl Consumer {
         Ok(timeout.min(until_heartbeat.max(Duration::from_millis(1))))
     }
 
+    /// After a retriable failure: a group member heartbeats first thing on
+    /// the next attempt, which rejoins if the broker no longer knows it.
+    pub(crate) fn connection_lost(&mut self) {
+        if let Some(m) = &mut self.membership {
+            m.heartbeat_due = Instant::now();
+        }
+    }
+
     /// A fetch error in group mode: fenced or unassigned means the group
     /// moved on (heartbeat now); out of range means the committed offset
     /// is gone (start over from the reset policy).
