@@ -256,14 +256,23 @@ impl Follower {
         }
     }
 
-    fn read(&self, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|i| {
-                self.lines
-                    .recv_timeout(WAIT)
-                    .unwrap_or_else(|_| panic!("line {i} of {n} did not arrive"))
-            })
-            .collect()
+    fn read(&mut self, n: usize) -> Vec<String> {
+        let mut lines = Vec::with_capacity(n);
+        for i in 0..n {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(line) => lines.push(line),
+                Err(e) => {
+                    let mut child = self.child.take().expect("still running");
+                    let _ = child.kill();
+                    let output = child.wait_with_output().expect("wait for quiver consume");
+                    panic!(
+                        "line {i} of {n} did not arrive ({e}) after {lines:?}; stderr: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+            }
+        }
+        lines
     }
 
     /// SIGTERM; returns the exit code and standard error.
@@ -315,7 +324,7 @@ fn consume_follow_keeps_printing_across_a_restart() {
     cli_create_topic(addr, &ca, "click");
     cli_produce(addr, &ca, "click", &values("before", 3));
 
-    let follower = Follower::start(addr, &ca, &["consume", "click", "--follow"]);
+    let mut follower = Follower::start(addr, &ca, &["consume", "click", "--follow"]);
     assert_eq!(follower.read(3), values("before", 3));
 
     let broker = restart(broker, dir.path());
@@ -335,7 +344,7 @@ fn consume_follow_in_a_group_rejoins_across_a_restart() {
     cli_create_topic(addr, &ca, "click");
     cli_produce(addr, &ca, "click", &values("before", 3));
 
-    let follower = Follower::start(
+    let mut follower = Follower::start(
         addr,
         &ca,
         &["consume", "click", "--group", "dashboards", "--follow"],

@@ -168,8 +168,9 @@ impl Client {
     }
 
     /// The open connection, dialling a new one if the last was closed. A
-    /// failed re-dial reports the lost connection's error (with its close
-    /// code) when the dial failure is retriable, else the dial's error.
+    /// re-dial that times out or is refused reports the lost connection's
+    /// error (with its close code, so as retriable as the loss); any other
+    /// failure (an untrusted certificate, a refusal with a code) as itself.
     async fn connection(&self) -> Result<quinn::Connection, ClientError> {
         let current = lock(&self.inner.current).clone();
         if current.close_reason().is_none() {
@@ -190,13 +191,18 @@ impl Client {
                 *lock(&self.inner.current) = fresh.clone();
                 Ok(fresh)
             }
-            Err(dial) if dial.is_retriable() => Err(match ClientError::from(lost) {
-                ClientError::Connection { code, reason } => ClientError::Connection {
-                    code,
-                    reason: format!("{reason}; reconnecting failed: {dial}"),
-                },
-                _ => dial,
-            }),
+            // The broker was reachable before: a refused or timed-out
+            // handshake (e.g. it is still shutting down) is as transient
+            // as the loss itself.
+            Err(dial @ (ClientError::ConnectTimeout { .. } | ClientError::Connect { .. })) => {
+                Err(match ClientError::from(lost) {
+                    ClientError::Connection { code, reason } => ClientError::Connection {
+                        code,
+                        reason: format!("{reason}; reconnecting failed: {dial}"),
+                    },
+                    _ => dial,
+                })
+            }
             Err(dial) => Err(dial),
         }
     }

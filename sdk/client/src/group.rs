@@ -318,10 +318,16 @@ impl Consumer {
         };
         let response = match self.client.request(&request, Vec::new()).await {
             Ok((response, _)) => response,
+            // The broker forgot this member (evicted, fenced, or restarted:
+            // then the whole group is gone until someone joins).
             Err(e)
                 if matches!(
                     e.code(),
-                    Some(ErrorCode::UnknownMember | ErrorCode::FencedMemberEpoch)
+                    Some(
+                        ErrorCode::UnknownMember
+                            | ErrorCode::FencedMemberEpoch
+                            | ErrorCode::GroupNotFound
+                    )
                 ) =>
             {
                 return self.rejoin().await;
@@ -375,7 +381,8 @@ impl Consumer {
         Ok(())
     }
 
-    /// After eviction or fencing: everything owned is lost; join again.
+    /// After eviction, fencing or a broker restart: everything owned is
+    /// lost; join again.
     async fn rejoin(&mut self) -> Result<(), ClientError> {
         let lost: Vec<TopicPartition> = self.assigned.drain(..).map(|a| a.tp()).collect();
         if !lost.is_empty() {
