@@ -19,7 +19,7 @@ use quiver_tests::{BrokerProcess, quiver_command};
 use tokio::sync::mpsc as async_mpsc;
 
 /// How long a test waits for records before failing.
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_mins(1);
 
 /// Stops the broker with SIGTERM and starts it again on the same data
 /// directory and address.

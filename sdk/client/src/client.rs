@@ -338,7 +338,7 @@ impl Dialer {
     }
 }
 
-/// WebPKI verification, unchanged, that remembers the certificate it
+/// `WebPKI` verification, unchanged, that remembers the certificate it
 /// refused so the connect error can name it.
 #[derive(Debug)]
 struct RecordingVerifier {

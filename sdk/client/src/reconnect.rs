@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// lost broker before returning the error, unless
 /// [`ConsumerConfig::reconnect_timeout`](crate::ConsumerConfig::reconnect_timeout)
 /// says otherwise.
-pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// The first wait after a failure.
 pub const RECONNECT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
@@ -147,11 +147,11 @@ mod tests {
         // Without a limit it never gives up.
         let mut forever = Retry::new();
         for hours in 0..100 {
-            assert!(forever.failed(start + Duration::from_secs(hours * 3_600), None));
+            assert!(forever.failed(start + Duration::from_hours(hours), None));
         }
         assert_eq!(
             forever.next_attempt(),
-            Some(start + Duration::from_secs(99 * 3_600) + RECONNECT_BACKOFF_MAX)
+            Some(start + Duration::from_hours(99) + RECONNECT_BACKOFF_MAX)
         );
     }
 }
