@@ -189,16 +189,18 @@ impl BrokerProcess {
     /// Starts `quiver serve` on `data_dir` and port 0, and waits for its
     /// "listening" line to learn the port.
     pub fn spawn(data_dir: &Path) -> Self {
+        Self::spawn_on(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts `quiver serve` on `data_dir` listening on `addr` (e.g. the
+    /// address of a broker just stopped, to restart it where its clients
+    /// look), and waits for its "listening" line.
+    pub fn spawn_on(data_dir: &Path, addr: SocketAddr) -> Self {
         let mut command = Command::new(quiver_bin());
         command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "off",
-                "--data-dir",
-            ])
+            .args(["serve", "--listen"])
+            .arg(addr.to_string())
+            .args(["--http", "off", "--data-dir"])
             .arg(data_dir);
         Self::spawn_command(command, data_dir)
     }
@@ -238,19 +240,24 @@ impl BrokerProcess {
         }
     }
 
-    /// The broker's self-signed certificate.
-    pub fn ca(&self) -> &Path {
-        &self.ca
-    }
-
     /// The broker's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The broker's self-signed certificate (`DATA/tls/cert.pem`).
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+
+    /// A client configuration for this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(self.addr.to_string()).ca_file(&self.ca)
+    }
+
     /// A connected client.
     pub async fn client(&self) -> Client {
-        Client::connect(ClientConfig::new(self.addr.to_string()).ca_file(&self.ca))
+        Client::connect(self.client_config())
             .await
             .expect("connect to the broker process")
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use quiver_client::{
-    Admin, Client, Consumer, ConsumerConfig, FetchModule, GroupSettings, Offset,
+    Admin, Client, ClientError, Consumer, ConsumerConfig, FetchModule, GroupSettings, Offset,
     PartitionDescription, TopicPartition,
 };
 
@@ -39,7 +39,8 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long)]
     count: Option<u64>,
-    /// Keep waiting for new records instead of stopping at the end.
+    /// Keep waiting for new records instead of stopping at the end; across
+    /// broker restarts too (reconnecting with backoff, forever).
     #[arg(long)]
     follow: bool,
     /// Output format: `json` (one object per record), or a template with
@@ -62,6 +63,15 @@ pub(crate) struct ConsumeArgs {
 }
 
 impl ConsumeArgs {
+    /// How long to keep retrying a lost broker: forever with `--follow`.
+    fn reconnect_timeout(&self) -> Option<Duration> {
+        if self.follow {
+            None
+        } else {
+            ConsumerConfig::default().reconnect_timeout
+        }
+    }
+
     fn fetch_module(&self) -> Option<FetchModule> {
         self.module.as_ref().map(|name| FetchModule {
             name: name.clone(),
@@ -207,6 +217,7 @@ async fn run_assigned(
         .collect();
     let config = ConsumerConfig {
         module: args.fetch_module(),
+        reconnect_timeout: args.reconnect_timeout(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
@@ -270,6 +281,11 @@ fn from_text(from: StartAt) -> String {
 
 /// Group mode: print what the group assigns, commit what was printed
 /// after every poll and on exit (SIGINT, SIGTERM, `--count`, or the end).
+///
+/// Across a broker restart the member joins again and resumes from the
+/// committed offsets; a commit the restart interrupted is retried after the
+/// next poll, and records this process printed already are not printed
+/// again.
 async fn run_in_group(
     args: &ConsumeArgs,
     client: Client,
@@ -290,6 +306,7 @@ async fn run_in_group(
             ..GroupSettings::default()
         },
         module: args.fetch_module(),
+        reconnect_timeout: args.reconnect_timeout(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
@@ -298,6 +315,7 @@ async fn run_in_group(
         .context("cannot watch SIGTERM")?;
     let mut printed_up_to: BTreeMap<TopicPartition, u64> = BTreeMap::new();
     let mut printed = 0u64;
+    let mut uncommitted = false;
     let stdout = std::io::stdout();
     loop {
         if args.count.is_some_and(|n| printed >= n) {
@@ -313,17 +331,29 @@ async fn run_in_group(
             if args.count.is_some_and(|n| printed >= n) {
                 break;
             }
+            let tp = TopicPartition::new(&*record.topic, record.partition);
+            if printed_up_to
+                .get(&tp)
+                .is_some_and(|&next| record.offset < next)
+            {
+                continue;
+            }
             writeln!(stdout, "{}", out.format.render(record, out.values))
                 .context("cannot write to stdout")?;
-            printed_up_to.insert(
-                TopicPartition::new(&*record.topic, record.partition),
-                record.offset + 1,
-            );
+            printed_up_to.insert(tp, record.offset + 1);
             printed += 1;
+            uncommitted = true;
         }
         stdout.flush().context("cannot write to stdout")?;
-        if !records.is_empty() {
-            commit_printed(&mut consumer, &printed_up_to).await?;
+        if uncommitted {
+            match commit_printed(&mut consumer, &printed_up_to).await {
+                Ok(()) => uncommitted = false,
+                // The broker is away: the next poll reconnects, then retry.
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(error = %e, "commit deferred");
+                }
+                Err(e) => return Err(e).context("cannot commit the printed offsets"),
+            }
         }
         let caught_up = consumer.assignment().iter().all(|tp| {
             matches!((consumer.position(tp), consumer.high_watermark(tp)), (Some(p), Some(hw)) if p >= hw)
@@ -332,7 +362,9 @@ async fn run_in_group(
             break;
         }
     }
-    commit_printed(&mut consumer, &printed_up_to).await?;
+    commit_printed(&mut consumer, &printed_up_to)
+        .await
+        .context("cannot commit the printed offsets")?;
     consumer.close().await?;
     Ok(())
 }
@@ -341,17 +373,14 @@ async fn run_in_group(
 async fn commit_printed(
     consumer: &mut Consumer,
     printed_up_to: &BTreeMap<TopicPartition, u64>,
-) -> anyhow::Result<()> {
+) -> Result<(), ClientError> {
     let owned = consumer.assignment();
     let positions: Vec<(TopicPartition, u64)> = printed_up_to
         .iter()
         .filter(|(tp, _)| owned.contains(tp))
         .map(|(tp, &offset)| (tp.clone(), offset))
         .collect();
-    consumer
-        .commit_offsets(positions)
-        .await
-        .context("cannot commit the printed offsets")
+    consumer.commit_offsets(positions).await
 }
 
 #[cfg(test)]

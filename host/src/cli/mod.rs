@@ -26,10 +26,11 @@ mod topic;
 mod transform;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
-use quiver_client::{Client, ClientConfig, DEFAULT_BROKER};
+use quiver_client::{Client, ClientConfig, ClientError, DEFAULT_BROKER};
 
 /// Quiver: a durable, partitioned log over QUIC.
 #[derive(Debug, Parser)]
@@ -64,7 +65,8 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Where the broker is and whom to trust; shared by every client command.
+/// Where the broker is, whom to trust and how long to wait; shared by every
+/// client command.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ClientArgs {
     /// The broker's HOST:PORT.
@@ -75,6 +77,10 @@ pub(crate) struct ClientArgs {
     /// `quiver serve` generates), else the system's roots.
     #[arg(long, env = "QUIVER_CA")]
     ca: Option<PathBuf>,
+    /// Seconds to wait for the broker to answer when connecting (and when
+    /// reconnecting); requests, once connected, have their own 30 s limit.
+    #[arg(long, env = "QUIVER_TIMEOUT", value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
+    timeout: Duration,
 }
 
 /// The certificate `quiver serve` generates with its default data dir.
@@ -82,7 +88,7 @@ const LOCAL_BROKER_CERT: &str = "quiver-data/tls/cert.pem";
 
 impl ClientArgs {
     pub(crate) fn config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new(&self.broker);
+        let mut config = ClientConfig::new(&self.broker).connect_timeout(self.timeout);
         config.ca_file = self.ca.clone().or_else(|| {
             let local = PathBuf::from(LOCAL_BROKER_CERT);
             local.exists().then_some(local)
@@ -91,10 +97,44 @@ impl ClientArgs {
     }
 
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(self.config())
+        let config = self.config();
+        Client::connect(config.clone())
             .await
-            .with_context(|| format!("cannot reach the broker at {}", self.broker))
+            .map_err(|e| self.explain(e, &config))
     }
+
+    /// A connect error as the user should read it: what was tried and what
+    /// to do about it.
+    fn explain(&self, error: ClientError, config: &ClientConfig) -> anyhow::Error {
+        match error {
+            ClientError::UntrustedCertificate { .. } => {
+                let trusted = match (&self.ca, &config.ca_file) {
+                    (Some(ca), _) => format!("{} (--ca or QUIVER_CA)", ca.display()),
+                    (None, Some(local)) => format!("./{}", local.display()),
+                    (None, None) => "the system's roots".to_owned(),
+                };
+                anyhow!(
+                    "{error}. This client trusted {trusted}: pass the broker's certificate \
+                     with --ca FILE or QUIVER_CA=FILE (a local quiver serve writes it to \
+                     DATA/tls/cert.pem and logs its fingerprint)"
+                )
+            }
+            ClientError::ConnectTimeout { .. } | ClientError::Connect { .. } => error.into(),
+            other => anyhow::Error::new(other)
+                .context(format!("cannot reach the broker at {}", self.broker)),
+        }
+    }
+}
+
+/// `--timeout`: seconds, fractions allowed, above zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, not {s:?}"))?;
+    if secs <= 0.0 {
+        return Err("the timeout must be above zero".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -107,5 +147,19 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Module(command) => module::run(command).await,
         Command::Transform(command) => transform::run(command).await,
         Command::Bench(command) => bench::run(command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(parse_timeout("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_timeout("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("5s").is_err());
     }
 }

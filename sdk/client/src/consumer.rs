@@ -2,7 +2,7 @@
 //! long-polling fetches over all of them at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quiver_proto::api::{
@@ -15,6 +15,7 @@ use crate::admin::Admin;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::group::{GroupSettings, Membership, RebalanceEvent};
+use crate::reconnect::{DEFAULT_RECONNECT_TIMEOUT, Retry};
 
 /// A topic and partition number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +70,10 @@ pub struct ConsumerConfig {
     /// (a filter or map); only what it returns is delivered, with the
     /// original offsets.
     pub module: Option<FetchModule>,
+    /// How long [`Consumer::poll`] keeps retrying while the broker cannot
+    /// be reached (with backoff, returning no records meanwhile) before it
+    /// returns the error; `None` retries forever.
+    pub reconnect_timeout: Option<Duration>,
 }
 
 impl Default for ConsumerConfig {
@@ -80,6 +85,7 @@ impl Default for ConsumerConfig {
             start: Offset::Latest,
             group: GroupSettings::default(),
             module: None,
+            reconnect_timeout: Some(DEFAULT_RECONNECT_TIMEOUT),
         }
     }
 }
@@ -144,6 +150,8 @@ pub struct Consumer {
     pub(crate) events: Vec<RebalanceEvent>,
     /// Where the next fetch starts in `assigned`.
     rotation: usize,
+    /// Backoff while the broker cannot be reached.
+    retry: Retry,
 }
 
 impl Consumer {
@@ -156,6 +164,7 @@ impl Consumer {
             membership: None,
             events: Vec::new(),
             rotation: 0,
+            retry: Retry::new(),
         }
     }
 
@@ -233,7 +242,51 @@ impl Consumer {
     ///
     /// On a partition error (e.g. `OffsetOutOfRange`) nothing is returned
     /// and no position moves; the error says which partition and why.
+    ///
+    /// A [retriable](ClientError::is_retriable) failure (the broker
+    /// restarting, a lost connection) is retried with backoff
+    /// ([`RECONNECT_BACKOFF_INITIAL`](crate::RECONNECT_BACKOFF_INITIAL)
+    /// doubling to [`RECONNECT_BACKOFF_MAX`](crate::RECONNECT_BACKOFF_MAX)),
+    /// returning no records while it lasts, for up to
+    /// [`ConsumerConfig::reconnect_timeout`]; positions are kept. A group
+    /// member that the broker no longer knows (it restarted) joins again:
+    /// its partitions are reported [`RebalanceEvent::Lost`] and it resumes
+    /// from the committed offsets of what it is given.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(attempt) = self.retry.next_attempt() {
+                tokio::time::sleep_until(attempt.min(deadline).into()).await;
+                if attempt > deadline {
+                    return Ok(Vec::new());
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.poll_once(remaining).await {
+                Ok(records) => {
+                    if self.retry.failing() {
+                        tracing::info!("consumer reaches the broker again");
+                    }
+                    self.retry.succeeded();
+                    return Ok(records);
+                }
+                Err(e) if e.is_retriable() => {
+                    if !self
+                        .retry
+                        .failed(Instant::now(), self.config.reconnect_timeout)
+                    {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "consumer cannot reach the broker; retrying");
+                    self.connection_lost();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt of [`poll`](Self::poll).
+    async fn poll_once(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         let wait = if self.membership.is_some() {
             self.group_step(timeout).await?
         } else {

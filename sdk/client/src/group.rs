@@ -227,6 +227,14 @@ impl Consumer {
         Ok(timeout.min(until_heartbeat.max(Duration::from_millis(1))))
     }
 
+    /// After a retriable failure: a group member heartbeats first thing on
+    /// the next attempt, which rejoins if the broker no longer knows it.
+    pub(crate) fn connection_lost(&mut self) {
+        if let Some(m) = &mut self.membership {
+            m.heartbeat_due = Instant::now();
+        }
+    }
+
     /// A fetch error in group mode: fenced or unassigned means the group
     /// moved on (heartbeat now); out of range means the committed offset
     /// is gone (start over from the reset policy).
@@ -310,10 +318,16 @@ impl Consumer {
         };
         let response = match self.client.request(&request, Vec::new()).await {
             Ok((response, _)) => response,
+            // The broker forgot this member (evicted, fenced, or restarted:
+            // then the whole group is gone until someone joins).
             Err(e)
                 if matches!(
                     e.code(),
-                    Some(ErrorCode::UnknownMember | ErrorCode::FencedMemberEpoch)
+                    Some(
+                        ErrorCode::UnknownMember
+                            | ErrorCode::FencedMemberEpoch
+                            | ErrorCode::GroupNotFound
+                    )
                 ) =>
             {
                 return self.rejoin().await;
@@ -367,7 +381,8 @@ impl Consumer {
         Ok(())
     }
 
-    /// After eviction or fencing: everything owned is lost; join again.
+    /// After eviction, fencing or a broker restart: everything owned is
+    /// lost; join again.
     async fn rejoin(&mut self) -> Result<(), ClientError> {
         let lost: Vec<TopicPartition> = self.assigned.drain(..).map(|a| a.tp()).collect();
         if !lost.is_empty() {

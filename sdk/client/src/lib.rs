@@ -1,9 +1,12 @@
 //! The async Rust SDK for Quiver.
 //!
 //! # Layout
-//! - [`Client`] (`client.rs`): one QUIC connection to a broker; every other
-//!   type sends its requests through it. [`ClientConfig`] says where and
-//!   which certificate authority to trust.
+//! - [`Client`] (`client.rs`): one QUIC connection to a broker at a time,
+//!   re-dialled when lost; every other type sends its requests through it.
+//!   [`ClientConfig`] says where, which certificate authority to trust, and
+//!   how long to wait.
+//! - `reconnect.rs`: the backoff with which a [`Consumer`] retries a lost
+//!   broker.
 //! - [`Producer`] (`producer.rs`): batching by size and linger, keyed
 //!   partitioning ([`partitioner`]), durable acknowledgements.
 //! - [`Consumer`] (`consumer.rs`): assigned partitions, seek, long-poll;
@@ -30,9 +33,12 @@ mod error;
 mod group;
 pub use quiver_proto::partitioner;
 mod producer;
+mod reconnect;
 
 pub use admin::Admin;
-pub use client::{Client, ClientConfig, DEFAULT_BROKER};
+pub use client::{
+    Client, ClientConfig, DEFAULT_BROKER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
 pub use error::ClientError;
 pub use group::{GroupSettings, RebalanceEvent};
@@ -54,3 +60,4 @@ pub use quiver_proto::api::{
 };
 pub use quiver_proto::batch::Header;
 pub use quiver_proto::{ErrorCode, ErrorDetail, WireError};
+pub use reconnect::{DEFAULT_RECONNECT_TIMEOUT, RECONNECT_BACKOFF_INITIAL, RECONNECT_BACKOFF_MAX};
