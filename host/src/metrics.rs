@@ -559,15 +559,14 @@ mod tests {
     #[test]
     fn transform_series_are_sampled_at_each_scrape() {
         let metrics = Metrics::new();
-        let source: std::sync::Arc<dyn TransformSource> = std::sync::Arc::new(Fixed(vec![
-            TransformSample {
+        let source: std::sync::Arc<dyn TransformSource> =
+            std::sync::Arc::new(Fixed(vec![TransformSample {
                 name: "t".into(),
                 records_in: 7,
                 records_out: 2,
                 errors: 1,
                 lag: vec![(0, 3), (1, 0)],
-            },
-        ]));
+            }]));
         metrics.sample_transforms_from(std::sync::Arc::downgrade(&source));
         let text = metrics.encode();
         assert_eq!(
@@ -579,7 +578,10 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            sample(&text, "quiver_transform_lag{transform=\"t\",partition=\"0\"}"),
+            sample(
+                &text,
+                "quiver_transform_lag{transform=\"t\",partition=\"0\"}"
+            ),
             Some(3.0)
         );
         // The same figures scraped again stay the same (not added up).

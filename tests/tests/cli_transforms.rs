@@ -122,12 +122,23 @@ fn alter_and_seek_recover_a_failed_transform() {
     assert!(status.contains("state:     failed"), "{status}");
     fixture.run(&["transform", "resume", "altered"]).ok();
     let status = status_until(&fixture, "altered", caught_up);
-    assert!(status.contains("records:   in 8 out 1 errors 2"), "{status}");
+    assert!(
+        status.contains("records:   in 8 out 1 errors 2"),
+        "{status}"
+    );
 
     // seek past the bad record, then resume.
     failed_transform(&fixture, dir.path(), "sought");
     let sought = fixture
-        .run(&["transform", "seek", "sought", "--partition", "0", "--offset", "6"])
+        .run(&[
+            "transform",
+            "seek",
+            "sought",
+            "--partition",
+            "0",
+            "--offset",
+            "6",
+        ])
         .ok();
     assert_eq!(
         sought,
@@ -135,18 +146,40 @@ fn alter_and_seek_recover_a_failed_transform() {
     );
     fixture.run(&["transform", "resume", "sought"]).ok();
     let status = status_until(&fixture, "sought", caught_up);
-    assert!(status.contains("records:   in 8 out 1 errors 1"), "{status}");
+    assert!(
+        status.contains("records:   in 8 out 1 errors 1"),
+        "{status}"
+    );
     assert!(status.contains("state:     running"), "{status}");
 
     // A seek on a running transform says nothing more.
     let again = fixture
-        .run(&["transform", "seek", "sought", "--partition", "0", "--offset", "9"])
+        .run(&[
+            "transform",
+            "seek",
+            "sought",
+            "--partition",
+            "0",
+            "--offset",
+            "9",
+        ])
         .ok();
-    assert_eq!(again, "transform sought: partition 0 moved from offset 9 to 9\n");
+    assert_eq!(
+        again,
+        "transform sought: partition 0 moved from offset 9 to 9\n"
+    );
 
     // Refused seeks name the valid range, in one line.
     let partition = fixture
-        .run(&["transform", "seek", "sought", "--partition", "3", "--offset", "0"])
+        .run(&[
+            "transform",
+            "seek",
+            "sought",
+            "--partition",
+            "3",
+            "--offset",
+            "0",
+        ])
         .fails();
     assert!(
         partition.contains(
@@ -155,7 +188,15 @@ fn alter_and_seek_recover_a_failed_transform() {
         "{partition}"
     );
     let offset = fixture
-        .run(&["transform", "seek", "sought", "--partition", "0", "--offset", "10"])
+        .run(&[
+            "transform",
+            "seek",
+            "sought",
+            "--partition",
+            "0",
+            "--offset",
+            "10",
+        ])
         .fails();
     assert!(
         offset.contains(
@@ -196,7 +237,7 @@ fn alter_and_seek_recover_a_failed_transform() {
         "{logs}"
     );
     assert!(
-        logs.contains(" INFO [host] on-error changed from skip to dead-letter\n"),
+        logs.contains(" INFO [host] on-error changed from stop to dead-letter\n"),
         "{logs}"
     );
 }
@@ -209,7 +250,10 @@ fn a_restart_keeps_a_failed_transform_failed_and_says_so() {
     fixture.runtime.block_on(fixture.broker.restart());
     let status = fixture.run(&["transform", "status", "broken"]).ok();
     assert!(status.contains("state:     failed: "), "{status}");
-    assert!(status.contains("records:   in 5 out 0 errors 1"), "{status}");
+    assert!(
+        status.contains("records:   in 5 out 0 errors 1"),
+        "{status}"
+    );
     let logs = fixture.run(&["transform", "logs", "broken"]).ok();
     assert!(
         logs.contains(" WARN [host] still failed after start: "),
@@ -230,7 +274,15 @@ fn state_keys_read_as_text_and_a_group_is_found_by_its_value() {
     let module = write_module(dir.path(), "click_aggregate");
     fixture.run(&["module", "upload", "agg", &module]).ok();
     fixture
-        .run(&["transform", "deploy", "page-counts", "--module", "agg", "--input", "click"])
+        .run(&[
+            "transform",
+            "deploy",
+            "page-counts",
+            "--module",
+            "agg",
+            "--input",
+            "click",
+        ])
         .ok();
     let mut lines = first_clicks();
     lines.extend(bad_then_more());
@@ -246,18 +298,31 @@ fn state_keys_read_as_text_and_a_group_is_found_by_its_value() {
     let all = fixture.run(&["transform", "state", "page-counts"]).ok();
     assert_eq!(
         all,
-        format!("high-ts/0\t{}\npartition/0/window/{}//docs\t3\n", W0 + 62_000, W0 + 60_000)
+        format!(
+            "high-ts/0\t{}\npartition/0/window/{}//docs\t3\n",
+            W0 + 62_000,
+            W0 + 60_000
+        )
     );
     let docs = fixture
         .run(&["transform", "state", "page-counts", "/docs"])
         .ok();
-    assert_eq!(docs, format!("partition/0/window/{}//docs\t3\n", W0 + 60_000));
+    assert_eq!(
+        docs,
+        format!("partition/0/window/{}//docs\t3\n", W0 + 60_000)
+    );
     let exact = fixture
         .run(&["transform", "state", "page-counts", "high-ts/0"])
         .ok();
     assert_eq!(exact, format!("{}\n", W0 + 62_000));
     let prefix = fixture
-        .run(&["transform", "state", "page-counts", "--prefix", "partition/0/window/"])
+        .run(&[
+            "transform",
+            "state",
+            "page-counts",
+            "--prefix",
+            "partition/0/window/",
+        ])
         .ok();
     assert_eq!(prefix, docs);
     let missing = fixture
@@ -273,7 +338,15 @@ fn state_keys_read_as_text_and_a_group_is_found_by_its_value() {
     fixture.run(&["module", "upload", "totals", &totals]).ok();
     fixture.create_topic("raw", 1);
     fixture
-        .run(&["transform", "deploy", "per-key", "--module", "totals", "--input", "raw"])
+        .run(&[
+            "transform",
+            "deploy",
+            "per-key",
+            "--module",
+            "totals",
+            "--input",
+            "raw",
+        ])
         .ok();
     fixture.runtime.block_on(async {
         let producer = Producer::new(fixture.broker.client().await, ProducerConfig::default());
@@ -294,7 +367,10 @@ fn module_versions_are_announced_and_listed_and_bad_files_refused() {
     fixture.create_topic("actions", 1);
     let filter = write_module(dir.path(), "filter");
     let first = fixture.run(&["module", "upload", "filter", &filter]).ok();
-    assert!(first.starts_with("uploaded module filter version 1 ("), "{first}");
+    assert!(
+        first.starts_with("uploaded module filter version 1 ("),
+        "{first}"
+    );
     assert!(!first.contains("keep their version"), "{first}");
     fixture
         .run(&[
@@ -317,9 +393,8 @@ fn module_versions_are_announced_and_listed_and_bad_files_refused() {
         "{second}"
     );
     assert!(
-        second.ends_with(
-            "; transforms keep their version until upgraded (clicks runs version 1)\n"
-        ),
+        second
+            .ends_with("; transforms keep their version until upgraded (clicks runs version 1)\n"),
         "{second}"
     );
     let list = fixture.run(&["module", "list"]).ok();
@@ -327,7 +402,10 @@ fn module_versions_are_announced_and_listed_and_bad_files_refused() {
     assert_eq!(rows.len(), 2, "{list}");
     assert!(rows[0].starts_with("filter\tversion=1\tbytes="), "{list}");
     assert!(rows[0].ends_with("\ttransforms=clicks"), "{list}");
-    assert!(rows[1].starts_with("filter\tversion=2 (latest)\tbytes="), "{list}");
+    assert!(
+        rows[1].starts_with("filter\tversion=2 (latest)\tbytes="),
+        "{list}"
+    );
     assert!(rows[1].contains("\ttransforms=-\timports="), "{list}");
 
     // Not WebAssembly, a core module, two forbidden imports: one line each.
@@ -356,9 +434,17 @@ fn module_versions_are_announced_and_listed_and_bad_files_refused() {
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&truncated, bytes).expect("write");
     let refused = fixture
-        .run(&["module", "upload", "half", truncated.to_str().expect("UTF-8")])
+        .run(&[
+            "module",
+            "upload",
+            "half",
+            truncated.to_str().expect("UTF-8"),
+        ])
         .fails();
-    assert!(refused.contains("not a valid WebAssembly component: "), "{refused}");
+    assert!(
+        refused.contains("not a valid WebAssembly component: "),
+        "{refused}"
+    );
     let forbidden = dir.path().join("forbidden.wasm");
     let bytes = wat::parse_str(
         r#"(component
@@ -368,7 +454,12 @@ fn module_versions_are_announced_and_listed_and_bad_files_refused() {
     .expect("component text");
     std::fs::write(&forbidden, bytes).expect("write");
     let refused = fixture
-        .run(&["module", "upload", "net", forbidden.to_str().expect("UTF-8")])
+        .run(&[
+            "module",
+            "upload",
+            "net",
+            forbidden.to_str().expect("UTF-8"),
+        ])
         .fails();
     assert!(
         refused.contains(

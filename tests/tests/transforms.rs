@@ -561,7 +561,10 @@ async fn assert_only_sentinels_open(admin: &Admin, name: &str, partitions: u32) 
             let key = text(key);
             let mut parts = key.splitn(5, '/');
             assert_eq!(parts.next(), Some("partition"), "{key}");
-            let partition = parts.next().and_then(|p| p.parse().ok()).expect("a partition");
+            let partition = parts
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a partition");
             assert_eq!(parts.next(), Some("window"), "{key}");
             let start = parts.next().expect("a window start");
             assert!(start.len() == 13 && start.parse::<i64>().is_ok(), "{key}");
@@ -772,8 +775,9 @@ async fn filter_and_router_fill_their_outputs() {
         .enumerate()
         .map(|(i, e)| e.record("events").header("seq", i.to_string()))
         .collect();
-    // Neither a click nor an upload: dropped by the filter, routed to the
-    // router's default output.
+    // Neither a click nor an upload: dropped by the filter; the router
+    // skips the one that is not JSON (malformed, with a log line) and sends
+    // the other to its default output.
     input_records.push(ProducerRecord::new("events", "not json").key("user-1"));
     input_records.push(ProducerRecord::new("events", r#"{"page": "/p1"}"#).key("user-2"));
     produce(&client, input_records).await;
@@ -796,7 +800,12 @@ async fn filter_and_router_fill_their_outputs() {
     let clicks = wait_until_caught_up(&admin, "clicks").await;
     let split = wait_until_caught_up(&admin, "split").await;
     assert_eq!((clicks.records_in, split.records_in), (602, 602));
-    assert_eq!(split.records_out, 602);
+    assert_eq!(split.records_out, 601);
+    assert!(logged(
+        &logs(&admin, "split").await,
+        "guest",
+        "skipped 1 malformed record: events/"
+    ));
 
     let filtered = read_topic(&client, "clicks-out").await;
     assert_filtered(&input, &filtered, "click");
@@ -809,8 +818,10 @@ async fn filter_and_router_fill_their_outputs() {
         });
     }
     let default = read_topic(&client, "split-out").await;
-    assert_eq!(count(&default), 2);
-    assert_routed(&input, &default, |r| action_of(&r.value).is_none());
+    assert_eq!(count(&default), 1);
+    assert_routed(&input, &default, |r| {
+        action_of(&r.value).is_none() && &r.value[..] != b"not json"
+    });
     assert_deploy_refusals(&admin).await;
     shut_down(broker).await;
 }
@@ -1509,7 +1520,9 @@ async fn a_failed_transform_recovers_by_alter_or_seek() {
     let error = admin.seek_transform("sought", 0, 10).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
     assert!(
-        error.to_string().contains("from 0 (log start) to 9 (high watermark)"),
+        error
+            .to_string()
+            .contains("from 0 (log start) to 9 (high watermark)"),
         "{error}"
     );
     let unknown = admin.seek_transform("nobody", 0, 0).await;
@@ -1617,11 +1630,19 @@ async fn a_restart_tells_the_truth_and_keeps_counters() {
         Some(2.0)
     );
     assert_eq!(
-        metric(&text, "quiver_transform_errors_total", &[("transform", "broken")]),
+        metric(
+            &text,
+            "quiver_transform_errors_total",
+            &[("transform", "broken")]
+        ),
         Some(1.0)
     );
     let lag = |text: &str, name: &str| {
-        metric(text, "quiver_transform_lag", &[("transform", name), ("partition", "0")])
+        metric(
+            text,
+            "quiver_transform_lag",
+            &[("transform", name), ("partition", "0")],
+        )
     };
     assert_eq!(lag(&text, "running"), Some(0.0));
     assert_eq!(lag(&text, "held"), Some(2.0), "paused before the last two");
@@ -1640,7 +1661,11 @@ async fn a_restart_tells_the_truth_and_keeps_counters() {
     ));
     let held = admin.transform_status("held").await.unwrap();
     assert_eq!(held.state, RunState::Paused);
-    assert!(logged(&logs(&admin, "held").await, "host", "still paused after start"));
+    assert!(logged(
+        &logs(&admin, "held").await,
+        "host",
+        "still paused after start"
+    ));
     let log = logs(&admin, "running").await;
     assert!(logged(&log, "host", "resumed after start"), "{log:#?}");
     assert!(!logged(&log, "host", "still"), "{log:#?}");

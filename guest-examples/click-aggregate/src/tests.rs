@@ -65,7 +65,10 @@ fn run(
 
 /// The count key of (`partition`, window `start`, `group`).
 fn count_key(partition: u32, start: i64, group: &str) -> Vec<u8> {
-    count_keys(partition).key(start, group).unwrap().into_bytes()
+    count_keys(partition)
+        .key(start, group)
+        .unwrap()
+        .into_bytes()
 }
 
 fn tick(config: &Config, state: &mut State<MemStore>) -> Vec<OutputRecord> {
@@ -371,7 +374,12 @@ fn ground_truth_across_partitions_with_failed_calls() {
     let mut open = 0;
     for (key, value) in state.scan_prefix(b"partition/", u32::MAX) {
         let text = std::str::from_utf8(&key).unwrap();
-        let partition: u32 = text["partition/".len()..].split('/').next().unwrap().parse().unwrap();
+        let partition: u32 = text["partition/".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let (start, page) = count_keys(partition).parse(&key).unwrap();
         let partition = partition as usize;
         assert!(

@@ -34,7 +34,10 @@ fn matches(config: &Config, value: &[u8]) -> Result<bool, String> {
 
 /// The records of `batch` that match, passed through, and the malformed
 /// ones left out.
-fn filter(config: &Config, batch: Vec<InputRecord>) -> Result<(Vec<OutputRecord>, Malformed), String> {
+fn filter(
+    config: &Config,
+    batch: Vec<InputRecord>,
+) -> Result<(Vec<OutputRecord>, Malformed), String> {
     let mut malformed = Malformed::new(config.on_malformed);
     let mut out = Vec::new();
     for record in batch {

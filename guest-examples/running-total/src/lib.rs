@@ -168,7 +168,10 @@ mod tests {
         let skipped = total(
             &config,
             &mut state,
-            &[record(Some("a"), "nope"), record(Some("a"), r#"{"amount": 1}"#)],
+            &[
+                record(Some("a"), "nope"),
+                record(Some("a"), r#"{"amount": 1}"#),
+            ],
         )
         .unwrap();
         assert_eq!(skipped.skipped(), 1);

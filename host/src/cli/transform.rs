@@ -140,7 +140,7 @@ pub(crate) struct DeployArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum OnErrorArg {
+pub(crate) enum OnErrorArg {
     /// Stop with the error in status; `resume` retries.
     Stop,
     /// Skip the failed batch.
@@ -525,7 +525,10 @@ mod tests {
         assert_eq!(show_value(br#"{ "count": 3 }"#), r#"{"count":3}"#);
         assert_eq!(show_value(b"plain text"), "plain text");
         assert_eq!(show_value(b"\x00\xff"), "\\x00\\xff");
-        assert_eq!(show_bytes("partition/0/window/0000000000005//docs".as_bytes()), "partition/0/window/0000000000005//docs");
+        assert_eq!(
+            show_bytes("partition/0/window/0000000000005//docs".as_bytes()),
+            "partition/0/window/0000000000005//docs"
+        );
         assert_eq!(show_bytes("caf\u{e9}\t\\".as_bytes()), "caf\u{e9}\\t\\\\");
         assert_eq!(show_bytes(b"c\x00\x00\x00\x01"), "c\\x00\\x00\\x00\\x01");
     }

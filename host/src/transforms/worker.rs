@@ -205,8 +205,10 @@ impl Worker {
                 let from = self.shared.record().on_error;
                 let result = self.persist(|r| r.on_error = on_error);
                 if result.is_ok() {
-                    self.shared
-                        .log(LogLevel::Info, &format!("on-error changed from {from} to {on_error}"));
+                    self.shared.log(
+                        LogLevel::Info,
+                        &format!("on-error changed from {from} to {on_error}"),
+                    );
                 }
                 let _ = reply.send(result);
             }

@@ -118,7 +118,10 @@ mod tests {
             Some("skipped 2 malformed records; the first: t/0@5: not JSON")
         );
         let mut fail = Malformed::new(OnMalformed::Fail);
-        assert_eq!(fail.record("t/0@5: not JSON".into()), Err("t/0@5: not JSON".into()));
+        assert_eq!(
+            fail.record("t/0@5: not JSON".into()),
+            Err("t/0@5: not JSON".into())
+        );
         assert_eq!(fail.summary(), None);
     }
 }

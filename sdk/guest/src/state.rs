@@ -357,11 +357,11 @@ mod tests {
         let keys = WindowKeys::new("partition/0/");
         let key = keys.key(1_764_064_800_000, "/docs").unwrap();
         assert_eq!(key, "partition/0/window/1764064800000//docs");
+        assert_eq!(keys.parse(key.as_bytes()), Ok((1_764_064_800_000, "/docs")));
         assert_eq!(
-            keys.parse(key.as_bytes()),
-            Ok((1_764_064_800_000, "/docs"))
+            keys.key(5, "a").unwrap(),
+            "partition/0/window/0000000000005/a"
         );
-        assert_eq!(keys.key(5, "a").unwrap(), "partition/0/window/0000000000005/a");
         assert!(keys.key(-1, "a").is_err());
         assert!(keys.key(MAX_WINDOW_START_MS + 1, "a").is_err());
         assert!(keys.parse(b"partition/1/window/0000000000005/a").is_err());
@@ -370,8 +370,15 @@ mod tests {
 
         // A prefix scan returns windows oldest first, whatever the groups.
         let mut state = State::new(MemStore::default());
-        for (start, group) in [(120_000, "/a"), (60_000, "/zz"), (9_000_000, "/a"), (60_000, "")] {
-            state.add_u64(keys.key(start, group).unwrap().as_bytes(), 1).unwrap();
+        for (start, group) in [
+            (120_000, "/a"),
+            (60_000, "/zz"),
+            (9_000_000, "/a"),
+            (60_000, ""),
+        ] {
+            state
+                .add_u64(keys.key(start, group).unwrap().as_bytes(), 1)
+                .unwrap();
         }
         state.put(b"partition/10/window/0000000000001/x", b"1");
         let starts: Vec<(i64, String)> = state
