@@ -169,6 +169,12 @@ fn alter_and_seek_recover_a_failed_transform() {
         "transform sought: partition 0 moved from offset 9 to 9\n"
     );
 
+    refusals_dead_letters_and_log_times(&fixture);
+}
+
+/// On transform `sought` (caught up at offset 9 of `sought-in`): refused
+/// seeks, an alter to dead-letter, and the log's times and notes.
+fn refusals_dead_letters_and_log_times(fixture: &CliFixture) {
     // Refused seeks name the valid range, in one line.
     let partition = fixture
         .run(&[
@@ -407,7 +413,12 @@ fn module_versions_are_announced_and_listed_and_bad_files_refused() {
         "{list}"
     );
     assert!(rows[1].contains("\ttransforms=-\timports="), "{list}");
+}
 
+#[test]
+fn files_that_are_not_components_are_refused_in_one_line() {
+    let fixture = CliFixture::start();
+    let dir = tempfile::tempdir().expect("temp dir");
     // Not WebAssembly, a core module, two forbidden imports: one line each.
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello\n").expect("write");

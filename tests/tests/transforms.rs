@@ -1443,7 +1443,7 @@ async fn deploy_and_fail(broker: &TestBroker, client: &Client, name: &str) -> Tr
     let topic = format!("{name}-in");
     broker.create_topic(&topic, 1).await;
     let request = deploy_request(name, "click-aggregate", &topic, &[STRICT]);
-    admin.deploy_transform(request).await.unwrap();
+    admin.deploy_transform(request).await.expect("deploy");
     produce(client, clicks_to(&topic, "/a", 0, 5)).await;
     assert_eq!(wait_until_caught_up(&admin, name).await.records_in, 5);
     let bad = ProducerRecord::new(topic.as_str(), "not json").key("bad-key");
@@ -1452,7 +1452,10 @@ async fn deploy_and_fail(broker: &TestBroker, client: &Client, name: &str) -> Tr
     assert_eq!(produce(client, rest).await[0].offset, 5);
     let failed = wait_for_status(&admin, name, "failed", |s| failure(s).is_some()).await;
     let at = format!("{topic}/0@5");
-    assert!(failure(&failed).unwrap().contains(&at), "{failed:#?}");
+    assert!(
+        failure(&failed).expect("failed").contains(&at),
+        "{failed:#?}"
+    );
     assert_eq!((failed.partitions[0].position, failed.errors), (5, 1));
     failed
 }
@@ -1463,7 +1466,7 @@ async fn assert_recovered(admin: &Admin, client: &Client, name: &str, errors: u6
     admin
         .control_transform(name, TransformAction::Resume)
         .await
-        .unwrap();
+        .expect("resume");
     let status = wait_until_caught_up(admin, name).await;
     assert_eq!(
         (status.records_in, status.records_out, status.errors),
@@ -1562,11 +1565,19 @@ async fn a_failed_transform_recovers_by_alter_or_seek() {
 /// `GET path` on the broker's HTTP port; the body of a 200 response.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP port");
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
     let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
+    stream
+        .read_to_string(&mut reply)
+        .await
+        .expect("read the reply");
     let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_owned()

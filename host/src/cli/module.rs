@@ -1,5 +1,6 @@
 //! `quiver module upload|list|delete`: the WebAssembly module registry.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -120,7 +121,7 @@ fn uploaded(module: &ModuleDescription) -> String {
             })
             .collect();
         if !older.is_empty() {
-            said.push_str(&format!(" ({})", older.join(", ")));
+            let _ = write!(said, " ({})", older.join(", "));
         }
     }
     said

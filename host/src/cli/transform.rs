@@ -256,32 +256,14 @@ pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
                 println!("transform {name} now runs module {module}");
             }
             TransformCommand::Alter { name, on_error, .. } => {
-                let on_error = on_error.policy();
-                admin.alter_transform(&name, on_error).await?;
-                let mut said = format!("transform {name}: on-error is now {on_error}");
-                if on_error == OnError::DeadLetter {
-                    said.push_str(&format!(" (failed records go to {name}-dlq)"));
-                }
-                println!("{said}{}", still_stopped(&admin, &name).await?);
+                alter(&admin, &name, on_error.policy()).await?;
             }
             TransformCommand::Seek {
                 name,
                 partition,
                 offset,
                 ..
-            } => {
-                let before = admin.transform_status(&name).await?;
-                admin.seek_transform(&name, partition, offset).await?;
-                let from = before
-                    .partitions
-                    .iter()
-                    .find(|p| p.partition == partition)
-                    .map_or(0, |p| p.position);
-                println!(
-                    "transform {name}: partition {partition} moved from offset {from} to {offset}{}",
-                    still_stopped(&admin, &name).await?
-                );
-            }
+            } => seek(&admin, &name, partition, offset).await?,
             TransformCommand::Delete(args) => {
                 admin
                     .control_transform(&args.name, TransformAction::Delete)
@@ -306,6 +288,35 @@ pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
     .await;
     client.close().await;
     result
+}
+
+async fn alter(admin: &Admin, name: &str, on_error: OnError) -> anyhow::Result<()> {
+    admin.alter_transform(name, on_error).await?;
+    let dead_letters = if on_error == OnError::DeadLetter {
+        format!(" (failed records go to {name}-dlq)")
+    } else {
+        String::new()
+    };
+    println!(
+        "transform {name}: on-error is now {on_error}{dead_letters}{}",
+        still_stopped(admin, name).await?
+    );
+    Ok(())
+}
+
+async fn seek(admin: &Admin, name: &str, partition: u32, offset: u64) -> anyhow::Result<()> {
+    let before = admin.transform_status(name).await?;
+    admin.seek_transform(name, partition, offset).await?;
+    let from = before
+        .partitions
+        .iter()
+        .find(|p| p.partition == partition)
+        .map_or(0, |p| p.position);
+    println!(
+        "transform {name}: partition {partition} moved from offset {from} to {offset}{}",
+        still_stopped(admin, name).await?
+    );
+    Ok(())
 }
 
 /// What to add after an alter or a seek when the transform does not run.

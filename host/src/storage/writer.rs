@@ -145,6 +145,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    #[expect(clippy::too_many_lines, reason = "one arm per writer command")]
     fn run(self, mut rx: mpsc::Receiver<Command>) {
         let mut next_command = None;
         loop {
