@@ -22,8 +22,17 @@
 //! | `quiver_retention_deleted_batches_total` | counter | |
 //! | `quiver_retention_deleted_bytes_total` | counter | |
 //! | `quiver_consumer_group_lag` | gauge | `group`, `topic`, `partition` |
+//! | `quiver_transform_records_in_total` | counter | `transform` |
+//! | `quiver_transform_records_out_total` | counter | `transform` |
+//! | `quiver_transform_errors_total` | counter | `transform` |
+//! | `quiver_transform_lag` | gauge | `transform`, `partition` |
+//!
+//! The transform series are sampled when scraped (from counters that
+//! survive restarts, see `storage/tables.rs`), so a deleted transform's
+//! series disappear.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -63,6 +72,38 @@ struct LagLabels {
     partition: u32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransformLabels {
+    transform: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransformLagLabels {
+    transform: String,
+    partition: u32,
+}
+
+/// One transform's figures, as sampled at a scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransformSample {
+    /// The transform.
+    pub name: String,
+    /// Input records processed since its deploy.
+    pub records_in: u64,
+    /// Output records committed since its deploy.
+    pub records_out: u64,
+    /// Failed calls since its deploy.
+    pub errors: u64,
+    /// Per input partition: (partition, high watermark minus position).
+    pub lag: Vec<(u32, u64)>,
+}
+
+/// What the transform series are sampled from at each scrape.
+pub trait TransformSource: Send + Sync {
+    /// Every transform's figures now.
+    fn sample(&self) -> Vec<TransformSample>;
+}
+
 /// The broker's metrics and the registry that renders them.
 ///
 /// Recording is lock-free for unlabelled metrics; a labelled one takes a
@@ -84,6 +125,13 @@ pub struct Metrics {
     retention_deleted_batches: Counter,
     retention_deleted_bytes: Counter,
     consumer_group_lag: Family<LagLabels, Gauge>,
+    transform_records_in: Family<TransformLabels, Counter>,
+    transform_records_out: Family<TransformLabels, Counter>,
+    transform_errors: Family<TransformLabels, Counter>,
+    transform_lag: Family<TransformLagLabels, Gauge>,
+    /// Sampled at each scrape; the lock also keeps two scrapes from
+    /// interleaving a clear with a refill.
+    transforms: Mutex<Option<Weak<dyn TransformSource>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -194,6 +242,30 @@ impl Metrics {
             "Records between a consumer group's committed offset and the partition's high watermark",
             consumer_group_lag.clone(),
         );
+        let transform_records_in = Family::<TransformLabels, Counter>::default();
+        registry.register(
+            "transform_records_in",
+            "Input records a transform processed (committed), since its deploy",
+            transform_records_in.clone(),
+        );
+        let transform_records_out = Family::<TransformLabels, Counter>::default();
+        registry.register(
+            "transform_records_out",
+            "Output records a transform committed (dead letters not included), since its deploy",
+            transform_records_out.clone(),
+        );
+        let transform_errors = Family::<TransformLabels, Counter>::default();
+        registry.register(
+            "transform_errors",
+            "Failed transform calls, since the deploy",
+            transform_errors.clone(),
+        );
+        let transform_lag = Family::<TransformLagLabels, Gauge>::default();
+        registry.register(
+            "transform_lag",
+            "Records between a transform's position and its input partition's high watermark",
+            transform_lag.clone(),
+        );
         Self {
             registry,
             produced_records,
@@ -210,12 +282,64 @@ impl Metrics {
             retention_deleted_batches,
             retention_deleted_bytes,
             consumer_group_lag,
+            transform_records_in,
+            transform_records_out,
+            transform_errors,
+            transform_lag,
+            transforms: Mutex::new(None),
+        }
+    }
+
+    /// Samples the transform series from `source` at every scrape, while it
+    /// lives.
+    pub fn sample_transforms_from(&self, source: Weak<dyn TransformSource>) {
+        *self
+            .transforms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(source);
+    }
+
+    /// Replaces every transform series with `samples`.
+    pub fn set_transforms(&self, samples: &[TransformSample]) {
+        self.transform_records_in.clear();
+        self.transform_records_out.clear();
+        self.transform_errors.clear();
+        self.transform_lag.clear();
+        for sample in samples {
+            let labels = TransformLabels {
+                transform: sample.name.clone(),
+            };
+            self.transform_records_in
+                .get_or_create(&labels)
+                .inc_by(sample.records_in);
+            self.transform_records_out
+                .get_or_create(&labels)
+                .inc_by(sample.records_out);
+            self.transform_errors
+                .get_or_create(&labels)
+                .inc_by(sample.errors);
+            for &(partition, lag) in &sample.lag {
+                let labels = TransformLagLabels {
+                    transform: sample.name.clone(),
+                    partition,
+                };
+                self.transform_lag
+                    .get_or_create(&labels)
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
         }
     }
 
     /// Renders every metric in the Prometheus text format, version 0.0.4
     /// (served with [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
+        let source = self
+            .transforms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(source) = source.as_ref().and_then(Weak::upgrade) {
+            self.set_transforms(&source.sample());
+        }
         let mut out = String::new();
         // Writing into a String cannot fail; an error would only come from a
         // metric's own encoder, and then the partial text is still served.
@@ -224,6 +348,7 @@ impl Metrics {
         {
             tracing::error!(error = %e, "cannot encode metrics");
         }
+        drop(source);
         out
     }
 
@@ -421,6 +546,55 @@ mod tests {
         );
         metrics.clear_consumer_group_lag();
         assert!(!metrics.encode().contains("group="));
+    }
+
+    struct Fixed(Vec<TransformSample>);
+
+    impl TransformSource for Fixed {
+        fn sample(&self) -> Vec<TransformSample> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn transform_series_are_sampled_at_each_scrape() {
+        let metrics = Metrics::new();
+        let source: std::sync::Arc<dyn TransformSource> =
+            std::sync::Arc::new(Fixed(vec![TransformSample {
+                name: "t".into(),
+                records_in: 7,
+                records_out: 2,
+                errors: 1,
+                lag: vec![(0, 3), (1, 0)],
+            }]));
+        metrics.sample_transforms_from(std::sync::Arc::downgrade(&source));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "quiver_transform_records_in_total{transform=\"t\"}"),
+            Some(7.0)
+        );
+        assert_eq!(
+            sample(&text, "quiver_transform_errors_total{transform=\"t\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "quiver_transform_lag{transform=\"t\",partition=\"0\"}"
+            ),
+            Some(3.0)
+        );
+        // The same figures scraped again stay the same (not added up).
+        assert_eq!(
+            sample(
+                &metrics.encode(),
+                "quiver_transform_records_out_total{transform=\"t\"}"
+            ),
+            Some(2.0)
+        );
+        drop(source);
+        metrics.set_transforms(&[]);
+        assert!(!metrics.encode().contains("transform=\"t\""));
     }
 
     #[test]

@@ -470,7 +470,7 @@ fn transform_commands_deploy_inspect_and_operate() {
         status.contains("records:   in 30 out 20 errors 0"),
         "{status}"
     );
-    assert!(status.contains("on-error:  Skip"), "{status}");
+    assert!(status.contains("on-error:  skip\n"), "{status}");
     let clicks = fixture.consume("clicks-out", &[]);
     assert_eq!(clicks.len(), 20);
     assert!(clicks.iter().all(|l| l.value.contains("\"click\"")));

@@ -79,6 +79,9 @@ const SENTINEL_PAGE: &str = "/sentinel";
 const W0: i64 = 1_699_999_980_000;
 /// One mebibyte.
 const MIB: u64 = 1024 * 1024;
+/// The example modules' parameter that makes malformed input fail the call
+/// (they skip it by default).
+const STRICT: (&str, &str) = ("on_malformed", "fail");
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -548,16 +551,25 @@ fn summed_partials(output: &BTreeMap<u32, Vec<ConsumerRecord>>) -> BTreeMap<(i64
 /// removed in the commit that emitted it.
 async fn assert_only_sentinels_open(admin: &Admin, name: &str, partitions: u32) {
     let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("UTF-8 state");
+    // Keys read `partition/<P>/window/<start, 13 digits>/<group>`.
     let counts: BTreeSet<(u32, String, String)> = admin
-        .transform_state(name, b"c", 10_000)
+        .transform_state(name, b"partition/", 10_000)
         .await
         .expect("read the counts")
         .iter()
         .map(|(key, value)| {
-            let partition = key.get(1..5).expect("a count key names its partition");
-            let partition = u32::from_be_bytes(partition.try_into().expect("4 bytes"));
-            let group = text(key.get(13..).expect("a count key names its group"));
-            (partition, group, text(value))
+            let key = text(key);
+            let mut parts = key.splitn(5, '/');
+            assert_eq!(parts.next(), Some("partition"), "{key}");
+            let partition = parts
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a partition");
+            assert_eq!(parts.next(), Some("window"), "{key}");
+            let start = parts.next().expect("a window start");
+            assert!(start.len() == 13 && start.parse::<i64>().is_ok(), "{key}");
+            let group = parts.next().expect("a count key names its group");
+            (partition, group.to_owned(), text(value))
         })
         .collect();
     let expected: BTreeSet<(u32, String, String)> = (0..partitions)
@@ -565,7 +577,7 @@ async fn assert_only_sentinels_open(admin: &Admin, name: &str, partitions: u32) 
         .collect();
     assert_eq!(counts, expected, "open windows in the state store");
     let highs: Vec<String> = admin
-        .transform_state(name, b"t", 100)
+        .transform_state(name, b"high-ts/", 100)
         .await
         .expect("read the highest times")
         .iter()
@@ -763,8 +775,9 @@ async fn filter_and_router_fill_their_outputs() {
         .enumerate()
         .map(|(i, e)| e.record("events").header("seq", i.to_string()))
         .collect();
-    // Neither a click nor an upload: dropped by the filter, routed to the
-    // router's default output.
+    // Neither a click nor an upload: dropped by the filter; the router
+    // skips the one that is not JSON (malformed, with a log line) and sends
+    // the other to its default output.
     input_records.push(ProducerRecord::new("events", "not json").key("user-1"));
     input_records.push(ProducerRecord::new("events", r#"{"page": "/p1"}"#).key("user-2"));
     produce(&client, input_records).await;
@@ -787,7 +800,12 @@ async fn filter_and_router_fill_their_outputs() {
     let clicks = wait_until_caught_up(&admin, "clicks").await;
     let split = wait_until_caught_up(&admin, "split").await;
     assert_eq!((clicks.records_in, split.records_in), (602, 602));
-    assert_eq!(split.records_out, 602);
+    assert_eq!(split.records_out, 601);
+    assert!(logged(
+        &logs(&admin, "split").await,
+        "guest",
+        "skipped 1 malformed record: events/"
+    ));
 
     let filtered = read_topic(&client, "clicks-out").await;
     assert_filtered(&input, &filtered, "click");
@@ -800,8 +818,10 @@ async fn filter_and_router_fill_their_outputs() {
         });
     }
     let default = read_topic(&client, "split-out").await;
-    assert_eq!(count(&default), 2);
-    assert_routed(&input, &default, |r| action_of(&r.value).is_none());
+    assert_eq!(count(&default), 1);
+    assert_routed(&input, &default, |r| {
+        action_of(&r.value).is_none() && &r.value[..] != b"not json"
+    });
     assert_deploy_refusals(&admin).await;
     shut_down(broker).await;
 }
@@ -1133,7 +1153,7 @@ async fn assert_stop_resume_delete(admin: &Admin, client: &Client) {
     assert_eq!((status.records_in, status.records_out), (3, 0));
     assert_eq!(count(&read_topic(client, "stopper-out").await), 0);
     let counts = admin
-        .transform_state("stopper", b"c", 100)
+        .transform_state("stopper", b"partition/0/window/", 100)
         .await
         .unwrap_or_else(|e| panic!("read the state: {e}"));
     assert_eq!(counts.len(), 1, "{counts:?}");
@@ -1155,7 +1175,7 @@ async fn on_error_policies() {
         ("stopper", OnError::Stop),
     ];
     for (name, on_error) in policies {
-        let mut request = deploy_request(name, "click-aggregate", "mixed", &[]);
+        let mut request = deploy_request(name, "click-aggregate", "mixed", &[STRICT]);
         request.on_error = on_error;
         admin.deploy_transform(request).await.unwrap();
         assert_eq!(wait_until_caught_up(&admin, name).await.records_in, 5);
@@ -1211,7 +1231,7 @@ async fn a_bad_record_inside_a_batch_is_isolated() {
     let acks = produce(&client, records).await;
     assert_eq!(acks.len(), 10);
     for (name, on_error) in [("skipper", OnError::Skip), ("letters", OnError::DeadLetter)] {
-        let mut request = deploy_request(name, "click-aggregate", "mixed", &[]);
+        let mut request = deploy_request(name, "click-aggregate", "mixed", &[STRICT]);
         request.on_error = on_error;
         admin.deploy_transform(request).await.unwrap();
         let status = wait_until_caught_up(&admin, name).await;
@@ -1329,7 +1349,10 @@ async fn transforms_resume_after_a_restart() {
 
     produce(&client, records(second, "events")).await;
     let after = wait_until_caught_up(&admin, "clicks").await;
-    assert_eq!(after.records_in, 200, "only the new records are processed");
+    assert_eq!(
+        after.records_in, 400,
+        "the counters survive the restart and only the new records are processed"
+    );
     let input = read_topic(&client, "events").await;
     assert_filtered(&input, &read_topic(&client, "clicks-out").await, "click");
 
@@ -1388,10 +1411,294 @@ async fn a_new_module_version_waits_for_its_upgrade_across_a_restart() {
     assert_eq!(status.module_version, 1);
     assert_eq!(
         (status.records_in, status.errors),
-        (100, 0),
+        (300, 0),
         "version 1 runs on after the restart: {status:#?}"
     );
     let input = read_topic(&client, "events").await;
     assert_filtered(&input, &read_topic(&client, "clicks-out").await, "click");
+    shut_down(broker).await;
+}
+
+// ---------------------------------------------------------------------------
+// Recovering a failed transform: alter, seek, malformed input
+// ---------------------------------------------------------------------------
+
+/// Clicks on `page` in the window `W0 + window * WINDOW_MS`, for `topic`.
+fn clicks_to(topic: &str, page: &str, window: i64, count: i64) -> Vec<ProducerRecord> {
+    (0..count)
+        .map(|i| {
+            let ts = W0 + window * WINDOW_MS + i * 1_000;
+            ProducerRecord::new(topic, click(page, ts)).key("user-1")
+        })
+        .collect()
+}
+
+/// Deploys click-aggregate as `name` on a new topic `name-in` under `stop`,
+/// failing on malformed input; produces five clicks on `/a` in window 0
+/// (offsets 0 to 4), waits until they are processed, then one record that
+/// is not JSON (offset 5) and three clicks on `/b` in window 1 (offsets 6
+/// to 8, closing window 0); waits until the transform failed on offset 5.
+async fn deploy_and_fail(broker: &TestBroker, client: &Client, name: &str) -> TransformStatus {
+    let admin = Admin::new(client.clone());
+    let topic = format!("{name}-in");
+    broker.create_topic(&topic, 1).await;
+    let request = deploy_request(name, "click-aggregate", &topic, &[STRICT]);
+    admin.deploy_transform(request).await.expect("deploy");
+    produce(client, clicks_to(&topic, "/a", 0, 5)).await;
+    assert_eq!(wait_until_caught_up(&admin, name).await.records_in, 5);
+    let bad = ProducerRecord::new(topic.as_str(), "not json").key("bad-key");
+    let mut rest = vec![bad];
+    rest.extend(clicks_to(&topic, "/b", 1, 3));
+    assert_eq!(produce(client, rest).await[0].offset, 5);
+    let failed = wait_for_status(&admin, name, "failed", |s| failure(s).is_some()).await;
+    let at = format!("{topic}/0@5");
+    assert!(
+        failure(&failed).expect("failed").contains(&at),
+        "{failed:#?}"
+    );
+    assert_eq!((failed.partitions[0].position, failed.errors), (5, 1));
+    failed
+}
+
+/// After the recovery, `name` processed the eight good records and emitted
+/// window 0's count of 5.
+async fn assert_recovered(admin: &Admin, client: &Client, name: &str, errors: u64) {
+    admin
+        .control_transform(name, TransformAction::Resume)
+        .await
+        .expect("resume");
+    let status = wait_until_caught_up(admin, name).await;
+    assert_eq!(
+        (status.records_in, status.records_out, status.errors),
+        (8, 1, errors),
+        "{status:#?}"
+    );
+    let output = read_topic(client, &format!("{name}-out")).await;
+    let expected = BTreeMap::from([((W0, "/a".to_owned()), 5)]);
+    assert_eq!(summed_partials(&output), expected, "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transform_recovers_by_alter_or_seek() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+
+    // alter --on-error skip: kept, but the transform stays failed until
+    // resumed; then the bad record is skipped and the rest processed.
+    deploy_and_fail(&broker, &client, "altered").await;
+    admin
+        .alter_transform("altered", OnError::Skip)
+        .await
+        .unwrap();
+    let altered = admin.transform_status("altered").await.unwrap();
+    assert_eq!(altered.on_error, OnError::Skip);
+    assert!(failure(&altered).is_some(), "still failed: {altered:#?}");
+    assert!(logged(
+        &logs(&admin, "altered").await,
+        "host",
+        "on-error changed from stop to skip"
+    ));
+    assert_recovered(&admin, &client, "altered", 2).await;
+
+    // seek past the bad record: the position moves, the state (window 0's
+    // five clicks) stays, and resume carries on from there.
+    deploy_and_fail(&broker, &client, "sought").await;
+    admin.seek_transform("sought", 0, 6).await.unwrap();
+    let sought = admin.transform_status("sought").await.unwrap();
+    assert_eq!(sought.partitions[0].position, 6);
+    assert!(failure(&sought).is_some(), "still failed: {sought:#?}");
+    assert!(logged(
+        &logs(&admin, "sought").await,
+        "host",
+        "partition 0 moved from offset 5 to 6"
+    ));
+    assert_recovered(&admin, &client, "sought", 1).await;
+
+    // Refused seeks name the valid range; nothing moves.
+    let error = admin.seek_transform("sought", 3, 0).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::UnknownPartition));
+    assert!(error.to_string().contains("partitions 0 to 0"), "{error}");
+    let error = admin.seek_transform("sought", 0, 10).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
+    assert!(
+        error
+            .to_string()
+            .contains("from 0 (log start) to 9 (high watermark)"),
+        "{error}"
+    );
+    let unknown = admin.seek_transform("nobody", 0, 0).await;
+    assert_eq!(code(unknown), Some(ErrorCode::UnknownTransform));
+    assert_eq!(
+        admin.transform_status("sought").await.unwrap().partitions[0].position,
+        9
+    );
+
+    // alter --on-error dead-letter creates NAME-dlq, as a deploy would.
+    admin
+        .alter_transform("sought", OnError::DeadLetter)
+        .await
+        .unwrap();
+    admin
+        .describe_topic("sought-dlq")
+        .await
+        .expect("the dead-letter topic is created");
+
+    // By default the example skips malformed input with a log line: no
+    // error, no failure.
+    let lenient = deploy_request("lenient", "click-aggregate", "sought-in", &[]);
+    admin.deploy_transform(lenient).await.unwrap();
+    let status = wait_until_caught_up(&admin, "lenient").await;
+    assert_eq!(
+        (status.records_in, status.records_out, status.errors),
+        (9, 1, 0)
+    );
+    assert!(logged(
+        &logs(&admin, "lenient").await,
+        "guest",
+        "skipped 1 malformed record: sought-in/0@5"
+    ));
+    shut_down(broker).await;
+}
+
+/// `GET path` on the broker's HTTP port; the body of a 200 response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .await
+        .expect("read the reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of sample `metric` with exactly `labels`, if scraped.
+fn metric(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the scrape parses");
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == metric
+                && s.labels.len() == labels.len()
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric}: {other:?}"),
+        })
+}
+
+/// After a restart, a failed transform says it stays failed (with its
+/// stored error), a paused one that it stays paused, a running one that it
+/// resumed; counters are as before the restart, and `/metrics` shows them
+/// with the lag per input partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_tells_the_truth_and_keeps_counters() {
+    let mut broker = TestBroker::start_with_http().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+    let failed = deploy_and_fail(&broker, &client, "broken").await;
+    let error = failure(&failed).unwrap().to_owned();
+    for name in ["running", "held"] {
+        let request = deploy_request(name, "click-aggregate", "broken-in", &[]);
+        admin.deploy_transform(request).await.unwrap();
+    }
+    let running = wait_until_caught_up(&admin, "running").await;
+    assert_eq!((running.records_in, running.records_out), (9, 1));
+    wait_until_caught_up(&admin, "held").await;
+    admin
+        .control_transform("held", TransformAction::Pause)
+        .await
+        .unwrap();
+    produce(&client, clicks_to("broken-in", "/c", 2, 2)).await;
+    let running = wait_until_caught_up(&admin, "running").await;
+    assert_eq!((running.records_in, running.records_out), (11, 2));
+
+    let text = http_get(broker.http_addr(), "/metrics").await;
+    let running_label = [("transform", "running")];
+    assert_eq!(
+        metric(&text, "quiver_transform_records_in_total", &running_label),
+        Some(11.0)
+    );
+    assert_eq!(
+        metric(&text, "quiver_transform_records_out_total", &running_label),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "quiver_transform_errors_total",
+            &[("transform", "broken")]
+        ),
+        Some(1.0)
+    );
+    let lag = |text: &str, name: &str| {
+        metric(
+            text,
+            "quiver_transform_lag",
+            &[("transform", name), ("partition", "0")],
+        )
+    };
+    assert_eq!(lag(&text, "running"), Some(0.0));
+    assert_eq!(lag(&text, "held"), Some(2.0), "paused before the last two");
+    assert_eq!(lag(&text, "broken"), Some(6.0), "stopped at offset 5 of 11");
+
+    broker.restart().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let status = admin.transform_status("broken").await.unwrap();
+    assert_eq!(failure(&status), Some(error.as_str()), "still failed");
+    assert_eq!((status.records_in, status.errors), (5, 1), "{status:#?}");
+    assert!(logged(
+        &logs(&admin, "broken").await,
+        "host",
+        &format!("still failed after start: {error}")
+    ));
+    let held = admin.transform_status("held").await.unwrap();
+    assert_eq!(held.state, RunState::Paused);
+    assert!(logged(
+        &logs(&admin, "held").await,
+        "host",
+        "still paused after start"
+    ));
+    let log = logs(&admin, "running").await;
+    assert!(logged(&log, "host", "resumed after start"), "{log:#?}");
+    assert!(!logged(&log, "host", "still"), "{log:#?}");
+    let status = wait_until_caught_up(&admin, "running").await;
+    assert_eq!(
+        (status.records_in, status.records_out, status.errors),
+        (11, 2, 0),
+        "the counters survive the restart"
+    );
+    let text = http_get(broker.http_addr(), "/metrics").await;
+    assert_eq!(
+        metric(&text, "quiver_transform_records_in_total", &running_label),
+        Some(11.0)
+    );
+    assert_eq!(lag(&text, "held"), Some(2.0));
+
+    // A deleted transform's series go.
+    admin
+        .control_transform("held", TransformAction::Delete)
+        .await
+        .unwrap();
+    let text = http_get(broker.http_addr(), "/metrics").await;
+    assert!(!text.contains("transform=\"held\""), "{text}");
     shut_down(broker).await;
 }

@@ -6,7 +6,8 @@
 //! Event time is the integer field `ts` (ms since the epoch).
 //!
 //! Parameters: `window_ms` (default 60000), `group_by` (a top-level field
-//! name, default `page`), `grace_ms` (default 0).
+//! name, default `page`), `grace_ms` (default 0), `on_malformed` (`skip`,
+//! the default, or `fail`).
 //!
 //! Windows are aligned to the epoch (`start = ts - ts mod window_ms`). Every
 //! record is counted in its window under its group value (a string as is, a
@@ -28,21 +29,26 @@
 //! count (see the README). A record that arrives after its window closed is
 //! still counted: it comes out as one more partial count for that window.
 //!
-//! A record that is not a JSON object, or lacks an integer `ts` or a scalar
-//! group value, fails the batch with a message naming its position (the
-//! transform's `--on-error` policy applies).
+//! A record that is not a JSON object, or lacks an integer `ts` (in 1970 to
+//! 2286) or a scalar group value, is malformed: skipped with a log line, or
+//! with `on_malformed=fail` it fails the batch with a message naming its
+//! position (the transform's `--on-error` policy then applies).
 //!
-//! State layout (keys are binary; integers are big-endian):
+//! State layout (text keys, decimal text values):
 //!
-//! - `b"c" ++ partition (u32) ++ window_start (i64, sign bit flipped so the
-//!   bytes sort like the numbers) ++ group value` → count, decimal text;
-//! - `b"t" ++ partition (u32)` → highest `ts` seen, decimal text.
+//! - `partition/<P>/window/<start-ms, 13 digits>/<group value>` → count
+//!   (see `quiver_guest::state::WindowKeys`), for example
+//!   `partition/0/window/1764064800000//docs`;
+//! - `high-ts/<P>` → highest `ts` seen on input partition `P`.
 
 use std::collections::BTreeMap;
 
-use quiver_guest::state::Store;
+use quiver_guest::state::{Store, WindowKeys};
 use quiver_guest::window::{Window, Windows, closed, window_start};
-use quiver_guest::{Guest, InitCell, InputRecord, OutputRecord, Params, State, json};
+use quiver_guest::{
+    Guest, InitCell, InputRecord, Malformed, OnMalformed, OutputRecord, Params, State, json,
+    malformed,
+};
 use serde::Serialize;
 
 /// Entries read per state scan while emitting closed windows.
@@ -55,11 +61,12 @@ const MAX_PARTITIONS: u32 = 1 << 16;
 struct Config {
     windows: Windows,
     group_by: String,
+    on_malformed: OnMalformed,
 }
 
 impl Config {
     fn from_params(params: &Params) -> Result<Self, String> {
-        params.only(&["window_ms", "group_by", "grace_ms"])?;
+        params.only(&["window_ms", "group_by", "grace_ms", malformed::PARAM])?;
         let window_ms = params.parse_or("window_ms", 60_000_i64)?;
         let grace_ms = params.parse_or("grace_ms", 0_i64)?;
         let group_by = params.get("group_by").unwrap_or("page").to_string();
@@ -69,7 +76,11 @@ impl Config {
         let windows = Windows::tumbling(window_ms)
             .and_then(|w| w.with_grace(grace_ms))
             .map_err(|e| format!("parameters: {e}"))?;
-        Ok(Self { windows, group_by })
+        Ok(Self {
+            windows,
+            group_by,
+            on_malformed: OnMalformed::from_params(params)?,
+        })
     }
 }
 
@@ -84,47 +95,17 @@ struct Emitted<'a> {
     count: u64,
 }
 
-/// Maps an `i64` to 8 bytes that sort like the numbers.
-fn ordered(n: i64) -> [u8; 8] {
-    (n.cast_unsigned() ^ (1 << 63)).to_be_bytes()
+/// The count keys of input partition `partition`.
+fn count_keys(partition: u32) -> WindowKeys {
+    WindowKeys::new(&format!("partition/{partition}/"))
 }
 
-/// Inverse of [`ordered`].
-fn unordered(bytes: [u8; 8]) -> i64 {
-    (u64::from_be_bytes(bytes) ^ (1 << 63)).cast_signed()
-}
-
-/// The prefix of every count key of `partition`.
-fn count_prefix(partition: u32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(13);
-    key.push(b'c');
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
-}
-
-/// The key of the count of (`partition`, window `start`, `group`).
-fn count_key(partition: u32, start: i64, group: &str) -> Vec<u8> {
-    let mut key = count_prefix(partition);
-    key.extend_from_slice(&ordered(start));
-    key.extend_from_slice(group.as_bytes());
-    key
-}
-
-/// The window start and group value of a count key of `partition`.
-fn parse_count_key(key: &[u8]) -> Result<(i64, &str), String> {
-    let rest = key.get(5..).ok_or("state: count key too short")?;
-    let (start, group) = rest
-        .split_at_checked(8)
-        .ok_or("state: count key too short")?;
-    let start = unordered(start.try_into().map_err(|_| "state: count key too short")?);
-    let group = std::str::from_utf8(group).map_err(|_| "state: group value is not UTF-8")?;
-    Ok((start, group))
-}
+/// What the keys of the highest `ts` per partition start with.
+const HIGH_PREFIX: &str = "high-ts/";
 
 /// The key of the highest `ts` seen on `partition`.
-fn high_key(partition: u32) -> [u8; 5] {
-    let [a, b, c, d] = partition.to_be_bytes();
-    [b't', a, b, c, d]
+fn high_key(partition: u32) -> String {
+    format!("{HIGH_PREFIX}{partition}")
 }
 
 /// The counting and emitting logic, over any store.
@@ -134,30 +115,23 @@ struct Aggregator<'a, S> {
 }
 
 impl<S: Store> Aggregator<'_, S> {
-    /// Counts `batch` and returns the windows it closed.
-    fn process(&mut self, batch: &[InputRecord]) -> Result<Vec<OutputRecord>, String> {
+    /// Counts `batch` and returns the windows it closed, and what it
+    /// skipped as malformed.
+    fn process(&mut self, batch: &[InputRecord]) -> Result<(Vec<OutputRecord>, Malformed), String> {
         let windows = self.config.windows;
+        let mut malformed = Malformed::new(self.config.on_malformed);
         // Per (partition, window start, group value): this batch's count.
         let mut counts: BTreeMap<(u32, i64, String), u64> = BTreeMap::new();
         // Per partition: this batch's highest ts.
         let mut highs: BTreeMap<u32, i64> = BTreeMap::new();
         for record in batch {
-            let [ts, group] = json::fields(&record.value, ["ts", &self.config.group_by])
-                .map_err(|e| format!("{}: {e}", record.position()))?;
-            let ts = ts.as_ref().and_then(json::as_i64).ok_or_else(|| {
-                format!(
-                    "{}: field `ts` is missing or not an integer",
-                    record.position()
-                )
-            })?;
-            let group = group.and_then(json::into_text).ok_or_else(|| {
-                format!(
-                    "{}: field `{}` is missing or not a string, number or boolean",
-                    record.position(),
-                    self.config.group_by
-                )
-            })?;
-            let start = windows.latest(ts).start;
+            let (ts, start, group) = match self.read(record) {
+                Ok(read) => read,
+                Err(error) => {
+                    malformed.record(error)?;
+                    continue;
+                }
+            };
             *counts.entry((record.partition, start, group)).or_default() += 1;
             highs
                 .entry(record.partition)
@@ -166,17 +140,17 @@ impl<S: Store> Aggregator<'_, S> {
         }
 
         for ((partition, start, group), n) in &counts {
-            self.state
-                .add_u64(&count_key(*partition, *start, group), *n)?;
+            let key = count_keys(*partition).key(*start, group)?;
+            self.state.add_u64(key.as_bytes(), *n)?;
         }
 
         let mut outputs = Vec::new();
         for (partition, batch_high) in highs {
             let key = high_key(partition);
-            let old = self.state.get_i64(&key)?;
+            let old = self.state.get_i64(key.as_bytes())?;
             let high = old.map_or(batch_high, |old| old.max(batch_high));
             if old != Some(high) {
-                self.state.put_i64(&key, high);
+                self.state.put_i64(key.as_bytes(), high);
             }
             // Windows closed before this batch were emitted already; what
             // may close now is a window whose end the new high (minus
@@ -193,17 +167,46 @@ impl<S: Store> Aggregator<'_, S> {
                 self.emit_closed(partition, high, &mut outputs)?;
             }
         }
-        Ok(outputs)
+        Ok((outputs, malformed))
+    }
+
+    /// A record's `ts`, its window start and its group value, or why it is
+    /// malformed.
+    fn read(&self, record: &InputRecord) -> Result<(i64, i64, String), String> {
+        let [ts, group] = json::fields(&record.value, ["ts", &self.config.group_by])
+            .map_err(|e| format!("{}: {e}", record.position()))?;
+        let ts = ts.as_ref().and_then(json::as_i64).ok_or_else(|| {
+            format!(
+                "{}: field `ts` is missing or not an integer",
+                record.position()
+            )
+        })?;
+        let group = group.and_then(json::into_text).ok_or_else(|| {
+            format!(
+                "{}: field `{}` is missing or not a string, number or boolean",
+                record.position(),
+                self.config.group_by
+            )
+        })?;
+        let start = self.config.windows.latest(ts).start;
+        // A window start the keys cannot hold is malformed input too.
+        count_keys(record.partition)
+            .key(start, &group)
+            .map_err(|e| format!("{}: field `ts`: {e}", record.position()))?;
+        Ok((ts, start, group))
     }
 
     /// Emits every window of every partition that is due.
     fn on_tick(&mut self) -> Result<Vec<OutputRecord>, String> {
         let mut outputs = Vec::new();
-        for (key, value) in self.state.scan_prefix(b"t", MAX_PARTITIONS) {
+        for (key, value) in self
+            .state
+            .scan_prefix(HIGH_PREFIX.as_bytes(), MAX_PARTITIONS)
+        {
             let partition = key
-                .get(1..5)
-                .and_then(|p| p.try_into().ok())
-                .map(u32::from_be_bytes)
+                .strip_prefix(HIGH_PREFIX.as_bytes())
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .and_then(|p| p.parse().ok())
                 .ok_or("state: bad partition key")?;
             let high = std::str::from_utf8(&value)
                 .ok()
@@ -223,12 +226,12 @@ impl<S: Store> Aggregator<'_, S> {
         outputs: &mut Vec<OutputRecord>,
     ) -> Result<(), String> {
         let windows = self.config.windows;
-        let prefix = count_prefix(partition);
+        let keys = count_keys(partition);
         loop {
-            let page = self.state.scan_prefix(&prefix, SCAN_PAGE);
+            let page = self.state.scan_prefix(keys.prefix().as_bytes(), SCAN_PAGE);
             let full = page.len() == SCAN_PAGE as usize;
             for (key, value) in page {
-                let (start, group) = parse_count_key(&key)?;
+                let (start, group) = keys.parse(&key)?;
                 let window: Window = windows.at(start);
                 if !closed(window.end, high, windows.grace()) {
                     // Keys sort by window start: the rest are open too.
@@ -269,11 +272,13 @@ impl Guest for ClickAggregate {
     fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
         let mut state = State::host();
-        Aggregator {
+        let (outputs, malformed) = Aggregator {
             config: &config,
             state: &mut state,
         }
-        .process(&batch)
+        .process(&batch)?;
+        malformed.log();
+        Ok(outputs)
     }
 
     fn on_tick(_watermark: i64) -> Result<Vec<OutputRecord>, String> {

@@ -58,7 +58,17 @@ fn run(
     state: &mut State<MemStore>,
     batch: &[InputRecord],
 ) -> Result<Vec<OutputRecord>, String> {
-    Aggregator { config, state }.process(batch)
+    let (outputs, malformed) = Aggregator { config, state }.process(batch)?;
+    assert_eq!(malformed.skipped(), 0, "{:?}", malformed.summary());
+    Ok(outputs)
+}
+
+/// The count key of (`partition`, window `start`, `group`).
+fn count_key(partition: u32, start: i64, group: &str) -> Vec<u8> {
+    count_keys(partition)
+        .key(start, group)
+        .unwrap()
+        .into_bytes()
 }
 
 fn tick(config: &Config, state: &mut State<MemStore>) -> Vec<OutputRecord> {
@@ -98,31 +108,12 @@ fn parameters() {
 }
 
 #[test]
-fn keys_sort_by_partition_then_window_start() {
-    let mut keys = [
-        count_key(1, -5, "a"),
-        count_key(0, 10, "a"),
-        count_key(0, -60_000, "z"),
-        count_key(0, 0, "a"),
-        count_key(0, i64::MAX, ""),
-        count_key(0, i64::MIN, "b"),
-    ];
-    keys.sort();
-    let parsed: Vec<(i64, &str)> = keys.iter().map(|k| parse_count_key(k).unwrap()).collect();
+fn keys_are_readable_text() {
     assert_eq!(
-        parsed,
-        vec![
-            (i64::MIN, "b"),
-            (-60_000, "z"),
-            (0, "a"),
-            (10, "a"),
-            (i64::MAX, ""),
-            (-5, "a")
-        ]
+        String::from_utf8(count_key(0, 1_764_064_800_000, "/docs")).unwrap(),
+        "partition/0/window/1764064800000//docs"
     );
-    for n in [i64::MIN, -1, 0, 1, i64::MAX] {
-        assert_eq!(unordered(ordered(n)), n);
-    }
+    assert_eq!(high_key(12), "high-ts/12");
 }
 
 #[test]
@@ -151,7 +142,7 @@ fn a_window_closes_when_the_partition_high_passes_its_end() {
     // Emitted counts are gone from the state; the open window's stays.
     assert_eq!(state.get_u64(&count_key(0, 0, "/a")), Ok(None));
     assert_eq!(state.get_u64(&count_key(0, 100, "/a")), Ok(Some(1)));
-    assert_eq!(state.get_i64(&high_key(0)), Ok(Some(100)));
+    assert_eq!(state.get_i64(high_key(0).as_bytes()), Ok(Some(100)));
 }
 
 #[test]
@@ -198,8 +189,32 @@ fn late_records_are_counted_as_extra_partials() {
 }
 
 #[test]
+fn bad_records_are_skipped_with_one_log_line() {
+    let c = config(&[("window_ms", "100")]);
+    let mut state = State::new(MemStore::default());
+    let mut bad = click(2, 41, "/a", 0);
+    bad.value = b"nope".to_vec();
+    let mut late = click(2, 42, "/a", 0);
+    late.value = br#"{"page": "/a", "ts": -5}"#.to_vec();
+    let batch = [click(2, 40, "/a", 0), bad, late, click(2, 43, "/a", 100)];
+    let (out, malformed) = Aggregator {
+        config: &c,
+        state: &mut state,
+    }
+    .process(&batch)
+    .unwrap();
+    assert_eq!(counts(&out), vec![("/a".into(), 0, 100, 1)]);
+    assert_eq!(malformed.skipped(), 2);
+    let line = malformed.summary().unwrap();
+    assert!(
+        line.starts_with("skipped 2 malformed records; the first: click/2@41: invalid JSON"),
+        "{line}"
+    );
+}
+
+#[test]
 fn bad_records_fail_the_batch_naming_them() {
-    let c = config(&[]);
+    let c = config(&[("on_malformed", "fail")]);
     let mut state = State::new(MemStore::default());
     let mut bad = click(2, 41, "/a", 0);
     for (value, want) in [
@@ -357,9 +372,16 @@ fn ground_truth_across_partitions_with_failed_calls() {
         }
     }
     let mut open = 0;
-    for (key, value) in state.scan_prefix(b"c", u32::MAX) {
-        let (start, page) = parse_count_key(&key).unwrap();
-        let partition = u32::from_be_bytes(key[1..5].try_into().unwrap()) as usize;
+    for (key, value) in state.scan_prefix(b"partition/", u32::MAX) {
+        let text = std::str::from_utf8(&key).unwrap();
+        let partition: u32 = text["partition/".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (start, page) = count_keys(partition).parse(&key).unwrap();
+        let partition = partition as usize;
         assert!(
             start + 1000 > highs[partition] - 200,
             "a due window was not emitted"

@@ -4,37 +4,50 @@
 //! match). A record is kept, unchanged (key, value, headers, timestamp), on
 //! the default output when its value is a JSON object whose `field` is the
 //! string `equals`, or a number or boolean whose JSON text is `equals`
-//! (`equals=42` matches `42` and `"42"`, not `42.0`). Records that are not
-//! JSON objects, lack the field, or hold `null`, an array or an object there
-//! are dropped: a filter never fails on input, so it can also run at fetch
-//! time.
+//! (`equals=42` matches `42` and `"42"`, not `42.0`). Records that lack the
+//! field, or hold `null`, an array or an object there, do not match and are
+//! dropped. A record that is not a JSON object is malformed: with
+//! `on_malformed=skip` (the default) it is dropped with a log line, so the
+//! filter also suits fetch-time filtering; with `on_malformed=fail` it
+//! fails the call.
 
 use quiver_guest::json;
-use quiver_guest::{Guest, InitCell, InputRecord, OutputRecord, Params};
+use quiver_guest::{
+    Guest, InitCell, InputRecord, Malformed, OnMalformed, OutputRecord, Params, malformed,
+};
 
 /// What to match.
 struct Config {
     field: String,
     equals: String,
+    on_malformed: OnMalformed,
 }
 
 static CONFIG: InitCell<Config> = InitCell::new();
 
-/// Whether `value` (a record value) matches `config`.
-fn matches(config: &Config, value: &[u8]) -> bool {
-    match json::get(value, &config.field) {
-        Ok(Some(v)) => json::text(&v).is_some_and(|t| t == config.equals),
-        Ok(None) | Err(_) => false,
-    }
+/// Whether `value` (a record value) matches `config`; an error if it is
+/// not a JSON object.
+fn matches(config: &Config, value: &[u8]) -> Result<bool, String> {
+    Ok(json::get(value, &config.field)?
+        .is_some_and(|v| json::text(&v).is_some_and(|t| t == config.equals)))
 }
 
-/// The records of `batch` that match, passed through.
-fn filter(config: &Config, batch: Vec<InputRecord>) -> Vec<OutputRecord> {
-    batch
-        .into_iter()
-        .filter(|r| matches(config, &r.value))
-        .map(OutputRecord::forward)
-        .collect()
+/// The records of `batch` that match, passed through, and the malformed
+/// ones left out.
+fn filter(
+    config: &Config,
+    batch: Vec<InputRecord>,
+) -> Result<(Vec<OutputRecord>, Malformed), String> {
+    let mut malformed = Malformed::new(config.on_malformed);
+    let mut out = Vec::new();
+    for record in batch {
+        match matches(config, &record.value) {
+            Ok(true) => out.push(OutputRecord::forward(record)),
+            Ok(false) => {}
+            Err(e) => malformed.record(format!("{}: {e}", record.position()))?,
+        }
+    }
+    Ok((out, malformed))
 }
 
 struct Filter;
@@ -42,17 +55,20 @@ struct Filter;
 impl Guest for Filter {
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         let params = Params::new(params);
-        params.only(&["field", "equals"])?;
+        params.only(&["field", "equals", malformed::PARAM])?;
         CONFIG.set(Config {
             field: params.required("field")?.to_string(),
             equals: params.required("equals")?.to_string(),
+            on_malformed: OnMalformed::from_params(&params)?,
         });
         Ok(())
     }
 
     fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
-        Ok(filter(&config, batch))
+        let (out, malformed) = filter(&config, batch)?;
+        malformed.log();
+        Ok(out)
     }
 
     fn on_tick(_watermark: i64) -> Result<Vec<OutputRecord>, String> {
@@ -71,7 +87,9 @@ mod tests {
         let c = Config {
             field: "action".into(),
             equals: "click".into(),
+            on_malformed: OnMalformed::Skip,
         };
+        let matches = |c: &Config, v: &[u8]| matches(c, v).unwrap_or(false);
         assert!(matches(&c, br#"{"action": "click", "ts": 1}"#));
         assert!(!matches(&c, br#"{"action": "upload"}"#));
         assert!(!matches(&c, br#"{"page": "click"}"#));
@@ -81,6 +99,7 @@ mod tests {
         let n = Config {
             field: "user_id".into(),
             equals: "42".into(),
+            on_malformed: OnMalformed::Skip,
         };
         assert!(matches(&n, br#"{"user_id": 42}"#));
         assert!(matches(&n, br#"{"user_id": "42"}"#));
@@ -89,9 +108,10 @@ mod tests {
 
     #[test]
     fn process_forwards_matches_unchanged() {
-        let config = Config {
+        let mut config = Config {
             field: "action".into(),
             equals: "click".into(),
+            on_malformed: OnMalformed::Skip,
         };
         let record = |offset, value: &[u8]| InputRecord {
             topic: "events".into(),
@@ -102,19 +122,25 @@ mod tests {
             value: value.to_vec(),
             headers: vec![("h".into(), Some(b"1".to_vec()))],
         };
-        let out = filter(
-            &config,
+        let batch = || {
             vec![
                 record(0, br#"{"action": "click"}"#),
                 record(1, br#"{"action": "upload"}"#),
                 record(2, b"not json"),
-            ],
-        );
+                record(3, br#"{"page": "/"}"#),
+            ]
+        };
+        let (out, malformed) = filter(&config, batch()).unwrap();
+        assert_eq!(malformed.skipped(), 1, "only the record that is not JSON");
+        assert!(malformed.summary().unwrap().contains("events/0@2"));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].value, br#"{"action": "click"}"#);
         assert_eq!(out[0].key.as_deref(), Some(&b"u1"[..]));
         assert_eq!(out[0].timestamp, Some(5));
         assert_eq!(out[0].output, None);
+        config.on_malformed = OnMalformed::Fail;
+        let error = filter(&config, batch()).unwrap_err();
+        assert!(error.starts_with("events/0@2: invalid JSON"), "{error}");
     }
 
     #[test]

@@ -9,36 +9,51 @@
 //! per-value aggregation (`rekey` by `page`, then `click-aggregate`).
 //!
 //! A record that is not a JSON object, or lacks a string, number or boolean
-//! in `field`, fails the batch with a message naming its position.
+//! in `field`, is malformed: with `on_malformed=skip` (the default) it is
+//! left out with a log line; with `on_malformed=fail` it fails the batch
+//! with a message naming its position.
 
 use quiver_guest::json;
-use quiver_guest::{Guest, InitCell, InputRecord, OutputRecord, Params};
+use quiver_guest::{
+    Guest, InitCell, InputRecord, Malformed, OnMalformed, OutputRecord, Params, malformed,
+};
 
 /// The field to key by.
 struct Config {
     field: String,
+    on_malformed: OnMalformed,
 }
 
 static CONFIG: InitCell<Config> = InitCell::new();
 
-/// Re-keys every record of `batch`.
-fn rekey(config: &Config, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
-    batch
-        .into_iter()
-        .map(|r| {
-            let key = json::get(&r.value, &config.field)
-                .map_err(|e| format!("{}: {e}", r.position()))?
-                .and_then(json::into_text)
-                .ok_or_else(|| {
-                    format!(
-                        "{}: field `{}` is missing or not a string, number or boolean",
-                        r.position(),
-                        config.field
-                    )
-                })?;
-            Ok(OutputRecord::forward(r).with_key(Some(key.into_bytes())))
+/// Re-keys every record of `batch`, leaving out the malformed ones.
+fn rekey(
+    config: &Config,
+    batch: Vec<InputRecord>,
+) -> Result<(Vec<OutputRecord>, Malformed), String> {
+    let mut malformed = Malformed::new(config.on_malformed);
+    let mut out = Vec::new();
+    for r in batch {
+        match key_of(config, &r) {
+            Ok(key) => out.push(OutputRecord::forward(r).with_key(Some(key.into_bytes()))),
+            Err(e) => malformed.record(e)?,
+        }
+    }
+    Ok((out, malformed))
+}
+
+/// The new key of `r`, or why it is malformed.
+fn key_of(config: &Config, r: &InputRecord) -> Result<String, String> {
+    json::get(&r.value, &config.field)
+        .map_err(|e| format!("{}: {e}", r.position()))?
+        .and_then(json::into_text)
+        .ok_or_else(|| {
+            format!(
+                "{}: field `{}` is missing or not a string, number or boolean",
+                r.position(),
+                config.field
+            )
         })
-        .collect()
 }
 
 struct Rekey;
@@ -46,16 +61,19 @@ struct Rekey;
 impl Guest for Rekey {
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         let params = Params::new(params);
-        params.only(&["field"])?;
+        params.only(&["field", malformed::PARAM])?;
         CONFIG.set(Config {
             field: params.required("field")?.to_string(),
+            on_malformed: OnMalformed::from_params(&params)?,
         });
         Ok(())
     }
 
     fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
-        rekey(&config, batch)
+        let (out, malformed) = rekey(&config, batch)?;
+        malformed.log();
+        Ok(out)
     }
 
     fn on_tick(_watermark: i64) -> Result<Vec<OutputRecord>, String> {
@@ -83,19 +101,27 @@ mod tests {
 
     #[test]
     fn keys_by_field() {
-        let c = Config {
+        let mut c = Config {
             field: "page".into(),
+            on_malformed: OnMalformed::Skip,
         };
-        let out = rekey(
+        let (out, malformed) = rekey(
             &c,
-            vec![record(r#"{"page": "/home"}"#), record(r#"{"page": 3}"#)],
+            vec![
+                record(r#"{"page": "/home"}"#),
+                record("nope"),
+                record(r#"{"page": 3}"#),
+            ],
         )
         .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(malformed.skipped(), 1);
         assert_eq!(out[0].key.as_deref(), Some(&b"/home"[..]));
         assert_eq!(out[1].key.as_deref(), Some(&b"3"[..]));
         assert_eq!(out[0].value, br#"{"page": "/home"}"#);
         assert_eq!(out[0].timestamp, Some(9));
         assert_eq!(out[0].headers, vec![("h".to_string(), None)]);
+        c.on_malformed = OnMalformed::Fail;
         for bad in [r#"{"x": 1}"#, r#"{"page": null}"#, "nope"] {
             let err = rekey(&c, vec![record(bad)]).unwrap_err();
             assert!(err.starts_with("click/1@4: "), "{err}");

@@ -1,4 +1,4 @@
-//! `quiver transform deploy|list|status|pause|resume|upgrade|delete|logs|state`:
+//! `quiver transform deploy|list|status|pause|resume|upgrade|alter|seek|delete|logs|state`:
 //! transforms the broker runs on an input topic.
 
 use std::time::Duration;
@@ -7,9 +7,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use quiver_client::Admin;
 use quiver_proto::api::transforms::{
-    DeployTransformRequest, OnError, RunState, StartFrom, TransformAction, TransformPartition,
-    TransformStatus,
+    DeployTransformRequest, LogLevel, OnError, RunState, StartFrom, TransformAction,
+    TransformPartition, TransformStatus,
 };
+use quiver_proto::limits::MAX_STATE_ENTRIES_PER_READ;
 
 use super::ClientArgs;
 
@@ -41,6 +42,31 @@ pub(crate) enum TransformCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change what a failed call does (a failed transform stays failed until
+    /// `resume`).
+    Alter {
+        /// Transform name.
+        name: String,
+        /// The new policy.
+        #[arg(long, value_enum)]
+        on_error: OnErrorArg,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Move one input partition's position, keeping state (a failed
+    /// transform stays failed until `resume`).
+    Seek {
+        /// Transform name.
+        name: String,
+        /// The input partition.
+        #[arg(long)]
+        partition: u32,
+        /// The next offset to process (log start to high watermark).
+        #[arg(long)]
+        offset: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Stop a transform and delete its positions and state.
     Delete(NameArgs),
     /// Print a transform's recent log lines.
@@ -57,7 +83,8 @@ pub(crate) enum TransformCommand {
     State {
         /// Transform name.
         name: String,
-        /// Only this key (as text).
+        /// Only this key (as text); if no key is exactly this, the entries
+        /// whose keys end in `/KEY` (a window's group value, say).
         key: Option<String>,
         /// Only keys starting with this text.
         #[arg(long, conflicts_with = "key")]
@@ -113,13 +140,23 @@ pub(crate) struct DeployArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum OnErrorArg {
+pub(crate) enum OnErrorArg {
     /// Stop with the error in status; `resume` retries.
     Stop,
     /// Skip the failed batch.
     Skip,
     /// Write the failed batch to NAME-dlq with the error in a header.
     DeadLetter,
+}
+
+impl OnErrorArg {
+    fn policy(self) -> OnError {
+        match self {
+            Self::Stop => OnError::Stop,
+            Self::Skip => OnError::Skip,
+            Self::DeadLetter => OnError::DeadLetter,
+        }
+    }
 }
 
 pub(crate) fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -149,6 +186,8 @@ impl TransformCommand {
             }
             Self::List { client }
             | Self::Upgrade { client, .. }
+            | Self::Alter { client, .. }
+            | Self::Seek { client, .. }
             | Self::Logs { client, .. }
             | Self::State { client, .. } => client,
         }
@@ -216,6 +255,15 @@ pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
                     .await?;
                 println!("transform {name} now runs module {module}");
             }
+            TransformCommand::Alter { name, on_error, .. } => {
+                alter(&admin, &name, on_error.policy()).await?;
+            }
+            TransformCommand::Seek {
+                name,
+                partition,
+                offset,
+                ..
+            } => seek(&admin, &name, partition, offset).await?,
             TransformCommand::Delete(args) => {
                 admin
                     .control_transform(&args.name, TransformAction::Delete)
@@ -242,14 +290,59 @@ pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
     result
 }
 
+async fn alter(admin: &Admin, name: &str, on_error: OnError) -> anyhow::Result<()> {
+    admin.alter_transform(name, on_error).await?;
+    let dead_letters = if on_error == OnError::DeadLetter {
+        format!(" (failed records go to {name}-dlq)")
+    } else {
+        String::new()
+    };
+    println!(
+        "transform {name}: on-error is now {on_error}{dead_letters}{}",
+        still_stopped(admin, name).await?
+    );
+    Ok(())
+}
+
+async fn seek(admin: &Admin, name: &str, partition: u32, offset: u64) -> anyhow::Result<()> {
+    let before = admin.transform_status(name).await?;
+    admin.seek_transform(name, partition, offset).await?;
+    let from = before
+        .partitions
+        .iter()
+        .find(|p| p.partition == partition)
+        .map_or(0, |p| p.position);
+    println!(
+        "transform {name}: partition {partition} moved from offset {from} to {offset}{}",
+        still_stopped(admin, name).await?
+    );
+    Ok(())
+}
+
+/// What to add after an alter or a seek when the transform does not run.
+async fn still_stopped(admin: &Admin, name: &str) -> anyhow::Result<String> {
+    Ok(match admin.transform_status(name).await?.state {
+        RunState::Running => String::new(),
+        RunState::Paused => {
+            format!("; it stays paused until `quiver transform resume {name}`")
+        }
+        RunState::Failed { .. } => {
+            format!("; it stays failed until `quiver transform resume {name}`")
+        }
+    })
+}
+
 async fn print_logs(admin: &Admin, name: &str, follow: bool) -> anyhow::Result<()> {
     let mut after = 0;
     loop {
         for line in admin.transform_logs(name, after, 1_000).await? {
             after = line.seq;
             println!(
-                "{} {:?} [{}] {}",
-                line.at_ms, line.level, line.source, line.message
+                "{} {} [{}] {}",
+                rfc3339_ms(line.at_ms),
+                level_name(line.level),
+                line.source,
+                line.message
             );
         }
         if !follow {
@@ -266,28 +359,93 @@ async fn print_state(
     prefix: Option<&str>,
     limit: u32,
 ) -> anyhow::Result<()> {
-    let prefix = key.or(prefix).unwrap_or_default();
-    let entries = admin
-        .transform_state(name, prefix.as_bytes(), limit)
+    let Some(key) = key else {
+        let prefix = prefix.unwrap_or_default();
+        for (key, value) in admin
+            .transform_state(name, prefix.as_bytes(), limit)
+            .await?
+        {
+            println!("{}\t{}", show_bytes(&key), show_value(&value));
+        }
+        return Ok(());
+    };
+    let entries = admin.transform_state(name, key.as_bytes(), 1).await?;
+    if let Some((_, value)) = entries.iter().find(|(k, _)| *k == key.as_bytes()) {
+        println!("{}", show_value(value));
+        return Ok(());
+    }
+    // No key is exactly KEY: the keys that end in `/KEY`, such as the
+    // windows of group `KEY` under `.../window/<start>/KEY`.
+    let suffix = format!("/{key}");
+    let all = admin
+        .transform_state(name, b"", MAX_STATE_ENTRIES_PER_READ)
         .await?;
-    match key {
-        Some(key) => {
-            let Some((_, value)) = entries.iter().find(|(k, _)| *k == key.as_bytes()) else {
-                bail!("transform {name} has no state under {key:?}");
-            };
-            println!("{}", String::from_utf8_lossy(value));
-        }
-        None => {
-            for (key, value) in entries {
-                println!(
-                    "{}\t{}",
-                    key.escape_ascii(),
-                    String::from_utf8_lossy(&value)
-                );
-            }
-        }
+    let found: Vec<_> = all
+        .iter()
+        .filter(|(k, _)| k.ends_with(suffix.as_bytes()))
+        .take(limit as usize)
+        .collect();
+    if found.is_empty() {
+        bail!("transform {name} has no state under {key:?} (nor keys ending in {suffix:?})");
+    }
+    for (key, value) in found {
+        println!("{}\t{}", show_bytes(key), show_value(value));
     }
     Ok(())
+}
+
+/// A value as JSON when it is JSON (on one line), else as [`show_bytes`].
+fn show_value(value: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(value) {
+        Ok(json) => json.to_string(),
+        Err(_) => show_bytes(value),
+    }
+}
+
+/// UTF-8 text as is, with control characters escaped; other bytes escaped
+/// as `\xNN`.
+fn show_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text
+            .chars()
+            .map(|c| {
+                if c.is_control() || c == '\\' {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+        Err(_) => bytes.escape_ascii().to_string(),
+    }
+}
+
+/// `ms` since the epoch as RFC 3339 in UTC with milliseconds.
+fn rfc3339_ms(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => format!("{ms}ms"),
+    }
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "TRACE",
+        LogLevel::Debug => "DEBUG",
+        LogLevel::Info => "INFO",
+        LogLevel::Warn => "WARN",
+        LogLevel::Error => "ERROR",
+    }
 }
 
 fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployTransformRequest> {
@@ -311,11 +469,7 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployTransformRequest> {
         outputs,
         params: args.params.clone(),
         from: args.from,
-        on_error: match args.on_error {
-            OnErrorArg::Stop => OnError::Stop,
-            OnErrorArg::Skip => OnError::Skip,
-            OnErrorArg::DeadLetter => OnError::DeadLetter,
-        },
+        on_error: args.on_error.policy(),
         deadline_ms: args.deadline_ms,
         memory_bytes: args.memory_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
     })
@@ -343,7 +497,7 @@ fn print_status(status: &TransformStatus) {
     for (k, v) in &status.params {
         println!("param:     {k}={v}");
     }
-    println!("on-error:  {:?}", status.on_error);
+    println!("on-error:  {}", status.on_error);
     println!(
         "limits:    deadline {} ms, memory {} MiB",
         status.deadline_ms,
@@ -369,5 +523,32 @@ fn print_status(status: &TransformStatus) {
             p.high_watermark,
             p.lag()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_print_as_json_text_or_escaped_bytes() {
+        assert_eq!(show_value(b"42"), "42");
+        assert_eq!(show_value(br#"{ "count": 3 }"#), r#"{"count":3}"#);
+        assert_eq!(show_value(b"plain text"), "plain text");
+        assert_eq!(show_value(b"\x00\xff"), "\\x00\\xff");
+        assert_eq!(
+            show_bytes("partition/0/window/0000000000005//docs".as_bytes()),
+            "partition/0/window/0000000000005//docs"
+        );
+        assert_eq!(show_bytes("caf\u{e9}\t\\".as_bytes()), "caf\u{e9}\\t\\\\");
+        assert_eq!(show_bytes(b"c\x00\x00\x00\x01"), "c\\x00\\x00\\x00\\x01");
+    }
+
+    #[test]
+    fn log_times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_764_064_800_123), "2025-11-25T10:00:00.123Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(i64::MAX), format!("{}ms", i64::MAX));
     }
 }

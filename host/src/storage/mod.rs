@@ -40,7 +40,7 @@ pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
 pub use retention::{RetentionDefaults, RetentionReport};
 pub use tables::TransformRecord;
-pub use transforms::{NewBatch, PendingCommit, StateReader, StateWrites};
+pub use transforms::{NewBatch, PendingCommit, StateReader, StateWrites, TransformCounters};
 pub use writer::{
     MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, OffsetToCommit, Truncated,
     WRITER_QUEUE_CAPACITY,
@@ -463,6 +463,7 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
         txn.open_table(tables::TRANSFORMS)?;
         txn.open_table(tables::TRANSFORM_POSITIONS)?;
         txn.open_table(tables::TRANSFORM_STATE)?;
+        txn.open_table(tables::TRANSFORM_COUNTERS)?;
     }
     txn.commit()?;
     Ok(())

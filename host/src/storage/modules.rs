@@ -1,8 +1,8 @@
 //! The WebAssembly module registry's storage: validated components by name,
 //! the latest version's bytes kept. Writes go through the writer.
 
-use quiver_proto::api::modules::ModuleDescription;
-use std::collections::BTreeSet;
+use quiver_proto::api::modules::{ModuleDescription, ModuleVersion};
+use std::collections::{BTreeMap, BTreeSet};
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -44,11 +44,14 @@ impl Storage {
     pub fn modules(&self) -> Result<Vec<ModuleDescription>, StorageError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MODULES)?;
+        let code = txn.open_table(MODULE_CODE)?;
+        let transforms = txn.open_table(TRANSFORMS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (name, value) = entry?;
             let record = decode_record(name.value(), value.value())?;
-            out.push(describe(name.value(), record));
+            let versions = module_versions(&code, &transforms, name.value())?;
+            out.push(describe(name.value(), record, versions));
         }
         Ok(out)
     }
@@ -127,7 +130,11 @@ pub(crate) fn decode_record(name: &str, bytes: &[u8]) -> Result<ModuleRecord, St
     })
 }
 
-pub(crate) fn describe(name: &str, record: ModuleRecord) -> ModuleDescription {
+pub(crate) fn describe(
+    name: &str,
+    record: ModuleRecord,
+    versions: Vec<ModuleVersion>,
+) -> ModuleDescription {
     ModuleDescription {
         name: name.to_owned(),
         version: record.version,
@@ -135,5 +142,38 @@ pub(crate) fn describe(name: &str, record: ModuleRecord) -> ModuleDescription {
         size_bytes: record.size_bytes,
         uploaded_at_ms: record.uploaded_at_ms,
         imports: record.imports,
+        versions,
     }
+}
+
+/// Every stored version of module `name`, oldest first, with the
+/// transforms running each.
+pub(crate) fn module_versions(
+    code: &impl ReadableTable<(&'static str, u32), &'static [u8]>,
+    transforms: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Vec<ModuleVersion>, StorageError> {
+    let mut users: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for entry in transforms.iter()? {
+        let (transform, value) = entry?;
+        let record = decode_transform(transform.value(), value.value())?;
+        if record.module == name {
+            users
+                .entry(record.module_version)
+                .or_default()
+                .push(transform.value().to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for entry in code.range((name, 0)..=(name, u32::MAX))? {
+        let (key, bytes) = entry?;
+        let version = key.value().1;
+        out.push(ModuleVersion {
+            version,
+            sha256: crate::wasm::sha256_hex(bytes.value()),
+            size_bytes: bytes.value().len() as u64,
+            transforms: users.remove(&version).unwrap_or_default(),
+        });
+    }
+    Ok(out)
 }

@@ -12,6 +12,7 @@
 //! | `transforms`      | `&str` transform name                 | postcard [`TransformRecord`]           |
 //! | `transform_positions` | `(transform, input partition)`    | next input offset to process           |
 //! | `transform_state` | `(transform, key bytes)`              | value bytes                            |
+//! | `transform_counters` | `&str` transform name              | `(records_in, records_out, errors)` since the deploy |
 //! | `time_index`      | `(topic_id, partition, timestamp)`    | base offset of the first batch whose running max timestamp reached `timestamp` |
 //!
 //! The time index gains an entry only when a batch raises its partition's
@@ -63,6 +64,12 @@ pub(crate) const TRANSFORM_POSITIONS: TableDefinition<'_, (&str, u32), u64> =
 /// `(transform, key)` to a value of the transform's state store.
 pub(crate) const TRANSFORM_STATE: TableDefinition<'_, (&str, &[u8]), &[u8]> =
     TableDefinition::new("transform_state");
+
+/// Transform name to `(records_in, records_out, errors)` since its deploy,
+/// written with each commit (added after format version 1 shipped: created
+/// at open, and a transform without a row counts from zero).
+pub(crate) const TRANSFORM_COUNTERS: TableDefinition<'_, &str, (u64, u64, u64)> =
+    TableDefinition::new("transform_counters");
 
 /// `(topic_id, partition, timestamp)` to a base offset; see the module docs.
 pub(crate) const TIME_INDEX: TableDefinition<'_, (u64, u32, i64), u64> =

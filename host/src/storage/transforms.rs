@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 use super::modules::prune_module_code;
 use super::partition::Partition;
 use super::tables::{
-    MODULE_CODE, TRANSFORM_POSITIONS, TRANSFORM_STATE, TRANSFORMS, TransformRecord,
+    MODULE_CODE, TRANSFORM_COUNTERS, TRANSFORM_POSITIONS, TRANSFORM_STATE, TRANSFORMS,
+    TransformRecord,
 };
 use super::writer::{Command, PartitionUpdate, Writer, append_batch, store_partition_updates};
 use super::{Storage, StorageError};
@@ -34,6 +35,17 @@ pub struct NewBatch {
     pub records: u32,
     /// Its largest record timestamp.
     pub max_timestamp: i64,
+}
+
+/// A transform's counters since its deploy, stored with its positions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransformCounters {
+    /// Input records processed (committed).
+    pub records_in: u64,
+    /// Output records committed (dead letters not included).
+    pub records_out: u64,
+    /// Failed calls.
+    pub errors: u64,
 }
 
 /// State writes of one call: `Some(value)` stores, `None` deletes.
@@ -54,6 +66,8 @@ impl PendingCommit {
 pub(crate) struct TransformCommit {
     pub(super) name: String,
     pub(super) position: Option<(u32, u64)>,
+    /// The counters once this commit is in.
+    pub(super) counters: TransformCounters,
     pub(super) outputs: Vec<NewBatch>,
     pub(super) state: Arc<StateWrites>,
     pub(super) reply: oneshot::Sender<Result<(), StorageError>>,
@@ -86,22 +100,25 @@ impl Storage {
             name,
             record,
             positions: Some(positions),
+            counters: Some(TransformCounters::default()),
             reply,
         })
         .await?
     }
 
     /// Replaces an existing transform's record (pause, resume, failure,
-    /// upgrade); positions and state stay.
+    /// upgrade, alter), and its counters if given; positions and state stay.
     pub async fn update_transform(
         &self,
         name: String,
         record: TransformRecord,
+        counters: Option<TransformCounters>,
     ) -> Result<(), StorageError> {
         self.call(|reply| Command::PutTransform {
             name,
             record,
             positions: None,
+            counters,
             reply,
         })
         .await?
@@ -113,14 +130,16 @@ impl Storage {
             .await?
     }
 
-    /// Queues one call's commit: `outputs` appended, `state` applied and,
-    /// for a `process` call, the input partition's new position, all in one
-    /// transaction. The returned [`PendingCommit`] resolves once it is
-    /// durable, so the caller may work on while the disk syncs.
+    /// Queues one call's commit: `outputs` appended, `state` applied, the
+    /// counters stored and, for a `process` call (or a seek), the input
+    /// partition's new position, all in one transaction. The returned
+    /// [`PendingCommit`] resolves once it is durable, so the caller may work
+    /// on while the disk syncs.
     pub async fn begin_transform_commit(
         &self,
         name: String,
         position: Option<(u32, u64)>,
+        counters: TransformCounters,
         outputs: Vec<NewBatch>,
         state: Arc<StateWrites>,
     ) -> Result<PendingCommit, StorageError> {
@@ -128,6 +147,7 @@ impl Storage {
         let commit = TransformCommit {
             name,
             position,
+            counters,
             outputs,
             state,
             reply,
@@ -164,6 +184,20 @@ impl Storage {
             out.insert(key.value().1, value.value());
         }
         Ok(out)
+    }
+
+    /// A transform's stored counters (zeros if it has none yet).
+    pub fn transform_counters(&self, name: &str) -> Result<TransformCounters, StorageError> {
+        let txn = self.db.begin_read()?;
+        let counters = txn.open_table(TRANSFORM_COUNTERS)?.get(name)?.map(|v| {
+            let (records_in, records_out, errors) = v.value();
+            TransformCounters {
+                records_in,
+                records_out,
+                errors,
+            }
+        });
+        Ok(counters.unwrap_or_default())
     }
 
     /// A read-only view of a transform's state store as last committed.
@@ -232,6 +266,7 @@ impl Writer {
         name: &str,
         record: &TransformRecord,
         positions: Option<&[(u32, u64)]>,
+        counters: Option<TransformCounters>,
     ) -> Result<(), StorageError> {
         let txn = self.db.begin_write()?;
         {
@@ -260,6 +295,9 @@ impl Writer {
             for &(partition, offset) in positions.unwrap_or_default() {
                 table.insert((name, partition), offset)?;
             }
+            if let Some(counters) = counters {
+                store_counters(&txn, name, counters)?;
+            }
             // An upgrade may leave the old version unused.
             if let Some(previous) = previous {
                 prune_module_code(&txn, &previous.module)?;
@@ -283,6 +321,7 @@ impl Writer {
             prune_module_code(&txn, &record.module)?;
             txn.open_table(TRANSFORM_POSITIONS)?
                 .retain_in((name, 0)..=(name, u32::MAX), |_, _| false)?;
+            txn.open_table(TRANSFORM_COUNTERS)?.remove(name)?;
             let mut state = txn.open_table(TRANSFORM_STATE)?;
             let mut keys: Vec<Vec<u8>> = Vec::new();
             for entry in state.range((name, &[][..])..)? {
@@ -306,6 +345,7 @@ impl Writer {
         &self,
         name: &str,
         position: Option<(u32, u64)>,
+        counters: TransformCounters,
         mut outputs: Vec<NewBatch>,
         state: &StateWrites,
     ) -> Result<(), StorageError> {
@@ -335,6 +375,7 @@ impl Writer {
                 txn.open_table(TRANSFORM_POSITIONS)?
                     .insert((name, partition), offset)?;
             }
+            store_counters(&txn, name, counters)?;
         }
         store_partition_updates(&txn, &touched)?;
         txn.commit()?;
@@ -343,4 +384,14 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+fn store_counters(
+    txn: &redb::WriteTransaction,
+    name: &str,
+    counters: TransformCounters,
+) -> Result<(), StorageError> {
+    let value = (counters.records_in, counters.records_out, counters.errors);
+    txn.open_table(TRANSFORM_COUNTERS)?.insert(name, value)?;
+    Ok(())
 }

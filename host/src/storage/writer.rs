@@ -19,13 +19,13 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::StorageError;
-use super::modules::{NewModule, decode_record, describe, prune_module_code};
+use super::modules::{NewModule, decode_record, describe, module_versions, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::tables::{
     BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_TOPIC_ID_KEY,
     PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS, TRANSFORMS, TopicRecord, TransformRecord,
 };
-use super::transforms::{NewBatch, TransformCommit, decode_transform};
+use super::transforms::{NewBatch, TransformCommit, TransformCounters, decode_transform};
 use crate::metrics::Metrics;
 
 /// Commands waiting for the writer, at most.
@@ -95,6 +95,8 @@ pub(crate) enum Command {
         record: TransformRecord,
         /// `Some` deploys (refused if the name exists), `None` updates.
         positions: Option<Vec<(u32, u64)>>,
+        /// Counters to store with it (a deploy stores zeros).
+        counters: Option<TransformCounters>,
         reply: oneshot::Sender<Result<(), StorageError>>,
     },
     /// Delete a transform with its positions and state.
@@ -144,6 +146,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    #[expect(clippy::too_many_lines, reason = "one arm per writer command")]
     fn run(self, mut rx: mpsc::Receiver<Command>) {
         let mut next_command = None;
         loop {
@@ -212,9 +215,15 @@ impl Writer {
                     name,
                     record,
                     positions,
+                    counters,
                     reply,
                 } => {
-                    let _ = reply.send(self.put_transform(&name, &record, positions.as_deref()));
+                    let _ = reply.send(self.put_transform(
+                        &name,
+                        &record,
+                        positions.as_deref(),
+                        counters,
+                    ));
                 }
                 Command::DeleteTransform { name, reply } => {
                     let _ = reply.send(self.delete_transform(&name));
@@ -224,6 +233,7 @@ impl Writer {
                     let result = self.commit_transform(
                         &commit.name,
                         commit.position,
+                        commit.counters,
                         commit.outputs,
                         &commit.state,
                     );
@@ -499,6 +509,11 @@ impl Writer {
             record
         };
         prune_module_code(&txn, name)?;
+        let versions = module_versions(
+            &txn.open_table(MODULE_CODE)?,
+            &txn.open_table(TRANSFORMS)?,
+            name,
+        )?;
         txn.commit()?;
         tracing::info!(
             module = name,
@@ -506,7 +521,7 @@ impl Writer {
             sha256 = record.sha256,
             "module stored"
         );
-        Ok(describe(name, record))
+        Ok(describe(name, record, versions))
     }
 
     fn delete_module(&self, name: &str) -> Result<(), StorageError> {

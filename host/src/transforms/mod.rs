@@ -12,10 +12,10 @@
 //!
 //! Decisions where the issue is silent: the default output topic (and the
 //! dead-letter topic `NAME-dlq` under `--on-error dead-letter`) is created
-//! with the input's partition count; named outputs must exist; counters
-//! (records in/out, errors) and the log are kept in memory and start again
-//! at a broker restart, while positions, state, pause and failure are
-//! durable.
+//! with the input's partition count; named outputs must exist; the log is
+//! kept in memory and starts again at a broker restart, while positions,
+//! counters (records in/out, errors, stored with each commit), state,
+//! policy, pause and failure are durable.
 
 pub mod fetch;
 pub mod records;
@@ -32,12 +32,13 @@ use quiver_proto::api::transforms::{
 };
 use quiver_proto::limits::{MAX_STATE_READ_BYTES, MAX_TRANSFORM_PARAM_BYTES, MAX_TRANSFORM_PARAMS};
 use quiver_proto::topic::validate_topic_name;
-use quiver_proto::{ErrorCode, WireError};
+use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::storage::{Storage, StorageError, TransformRecord};
+use crate::metrics::{TransformSample, TransformSource};
+use crate::storage::{Storage, StorageError, TransformCounters, TransformRecord};
 use crate::wasm::sandbox::{MAX_DEADLINE, MAX_MEMORY_BYTES};
 use crate::wasm::{
     CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
@@ -69,6 +70,37 @@ pub enum TransformError {
     /// The transform's worker is gone (the broker is stopping).
     #[error("transform {0:?} is not running on this broker")]
     Stopped(String),
+    /// A seek named a partition the input topic does not have.
+    #[error(
+        "transform {transform:?} reads topic {topic:?}, which has partitions 0 to {last}; there is no partition {partition}",
+        last = count.saturating_sub(1)
+    )]
+    SeekPartition {
+        /// The transform.
+        transform: String,
+        /// Its input topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many the topic has.
+        count: u32,
+    },
+    /// A seek offset outside the partition's stored range.
+    #[error(
+        "offset {offset} is outside {topic}/{partition}: seek to an offset from {log_start_offset} (log start) to {high_watermark} (high watermark)"
+    )]
+    SeekOffset {
+        /// The input topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// First stored offset.
+        log_start_offset: u64,
+        /// Next offset to be written.
+        high_watermark: u64,
+    },
 }
 
 impl From<&TransformError> for WireError {
@@ -79,6 +111,19 @@ impl From<&TransformError> for WireError {
             TransformError::Call(_) => WireError::new(ErrorCode::ModuleFailed, e.to_string()),
             TransformError::Invalid(_) => WireError::new(ErrorCode::InvalidRequest, e.to_string()),
             TransformError::Stopped(_) => WireError::new(ErrorCode::ShuttingDown, e.to_string()),
+            TransformError::SeekPartition { .. } => {
+                WireError::new(ErrorCode::UnknownPartition, e.to_string())
+            }
+            TransformError::SeekOffset {
+                log_start_offset,
+                high_watermark,
+                ..
+            } => WireError::new(ErrorCode::OffsetOutOfRange, e.to_string()).with_detail(
+                ErrorDetail::OffsetRange {
+                    log_start_offset: *log_start_offset,
+                    high_watermark: *high_watermark,
+                },
+            ),
         }
     }
 }
@@ -100,7 +145,56 @@ pub struct Transforms {
     clock: Arc<dyn Clock>,
     runtime: Handle,
     workers: tokio::sync::Mutex<HashMap<String, WorkerHandle>>,
+    /// The running transforms again, behind a plain lock, for `/metrics`.
+    listed: Arc<Listed>,
     fetch: Arc<FetchModules>,
+}
+
+/// The transforms `/metrics` samples.
+struct Listed {
+    storage: Arc<Storage>,
+    shared: Mutex<BTreeMap<String, Arc<Shared>>>,
+}
+
+impl Listed {
+    fn insert(&self, shared: &Arc<Shared>) {
+        lock(&self.shared).insert(shared.name.clone(), Arc::clone(shared));
+    }
+
+    fn remove(&self, name: &str) {
+        lock(&self.shared).remove(name);
+    }
+}
+
+impl TransformSource for Listed {
+    fn sample(&self) -> Vec<TransformSample> {
+        let shared: Vec<Arc<Shared>> = lock(&self.shared).values().cloned().collect();
+        shared
+            .iter()
+            .map(|s| {
+                let counters = s.counters();
+                let positions = s.lock_progress().positions.clone();
+                let lag = match self.storage.topic(&s.record().input) {
+                    Ok(topic) => topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let at = positions.get(&p.index()).copied().unwrap_or(0);
+                            (p.index(), p.offsets().high_watermark.saturating_sub(at))
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                TransformSample {
+                    name: s.name.clone(),
+                    records_in: counters.records_in,
+                    records_out: counters.records_out,
+                    errors: counters.errors,
+                    lag,
+                }
+            })
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Transforms {
@@ -134,22 +228,45 @@ impl Transforms {
             clock,
             runtime: Handle::current(),
             workers: tokio::sync::Mutex::new(HashMap::new()),
+            listed: Arc::new(Listed {
+                storage: Arc::clone(&storage),
+                shared: Mutex::new(BTreeMap::new()),
+            }),
         };
+        let source: Arc<dyn TransformSource> = transforms.listed.clone();
+        storage
+            .metrics()
+            .sample_transforms_from(Arc::downgrade(&source));
         let records = storage.transforms()?;
         let mut workers = transforms.workers.lock().await;
         for (name, record) in records {
             // The version it was deployed or upgraded with, not the latest.
             let bytes = storage.module_code_at(&record.module, record.module_version)?;
             let sandbox = transforms.compile(bytes).await?;
+            let counters = storage.transform_counters(&name)?;
+            let note = match (&record.failed, record.paused) {
+                (Some(error), _) => format!(
+                    "still failed after start: {error}; `quiver transform resume {name}` retries"
+                ),
+                (None, true) => "still paused after start".to_owned(),
+                (None, false) => "resumed after start".to_owned(),
+            };
+            let level = if record.failed.is_some() {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
             let shared = Arc::new(Shared::new(
                 &name,
                 record,
+                counters,
                 Arc::clone(&storage),
                 Arc::clone(&transforms.clock),
             ));
             let instance = Self::instance(&shared, sandbox);
-            let handle = transforms.spawn(shared, instance)?;
-            tracing::info!(transform = name, "transform resumed after start");
+            let handle = transforms.spawn(Arc::clone(&shared), instance)?;
+            shared.log(level, &note);
+            transforms.listed.insert(&shared);
             workers.insert(name, handle);
         }
         drop(workers);
@@ -179,6 +296,7 @@ impl Transforms {
         let shared = Arc::new(Shared::new(
             &name,
             record.clone(),
+            TransformCounters::default(),
             Arc::clone(&self.storage),
             Arc::clone(&self.clock),
         ));
@@ -210,6 +328,7 @@ impl Transforms {
             .await?;
         shared.log(LogLevel::Info, "deployed");
         let handle = self.spawn(Arc::clone(&shared), instance)?;
+        self.listed.insert(&shared);
         workers.insert(name, handle);
         drop(workers);
         Ok(self.status(&shared))
@@ -234,9 +353,9 @@ impl Transforms {
         Ok(out)
     }
 
-    /// Pauses, resumes, upgrades or deletes a transform. The worker acts
-    /// between calls, so this may wait for the current call (at most its
-    /// deadline); other transforms' requests do not wait with it.
+    /// Pauses, resumes, upgrades, deletes, alters or seeks a transform. The
+    /// worker acts between calls, so this may wait for the current call (at
+    /// most its deadline); other transforms' requests do not wait with it.
     pub async fn control(&self, name: &str, action: TransformAction) -> Result<(), TransformError> {
         let unknown = || TransformError::from(StorageError::UnknownTransform(name.into()));
         let (shared, control) = {
@@ -248,6 +367,7 @@ impl Transforms {
         let message = match action {
             TransformAction::Delete => {
                 let handle = self.workers.lock().await.remove(name).ok_or_else(unknown)?;
+                self.listed.remove(name);
                 stop_worker(handle).await;
                 self.storage.delete_transform(name.to_owned()).await?;
                 return Ok(());
@@ -262,6 +382,28 @@ impl Transforms {
                     instance: Box::new(instance),
                     module,
                     version,
+                    reply,
+                }
+            }
+            TransformAction::Alter { on_error } => {
+                if on_error == OnError::DeadLetter {
+                    let input = self.storage.topic(&shared.record().input)?;
+                    let dead_letters = dead_letter_topic(name);
+                    if *dead_letters == *input.name {
+                        return Err(TransformError::Invalid(format!(
+                            "dead-letter topic {dead_letters:?} is the input topic; a transform cannot feed itself"
+                        )));
+                    }
+                    self.ensure_topic(&dead_letters, input.partitions.len() as u32)
+                        .await?;
+                }
+                Control::Alter { on_error, reply }
+            }
+            TransformAction::Seek { partition, offset } => {
+                self.check_seek(name, &shared.record().input, partition, offset)?;
+                Control::Seek {
+                    partition,
+                    offset,
                     reply,
                 }
             }
@@ -319,9 +461,41 @@ impl Transforms {
     pub async fn shutdown(&self) {
         let workers: Vec<WorkerHandle> =
             self.workers.lock().await.drain().map(|(_, w)| w).collect();
+        lock(&self.listed.shared).clear();
         for handle in workers {
             stop_worker(handle).await;
         }
+    }
+
+    /// A seek must name an input partition and an offset in its stored
+    /// range.
+    fn check_seek(
+        &self,
+        name: &str,
+        input: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), TransformError> {
+        let topic = self.storage.topic(input)?;
+        let Some(handle) = topic.partitions.get(partition as usize) else {
+            return Err(TransformError::SeekPartition {
+                transform: name.to_owned(),
+                topic: input.to_owned(),
+                partition,
+                count: topic.partitions.len() as u32,
+            });
+        };
+        let offsets = handle.offsets();
+        if (offsets.log_start_offset..=offsets.high_watermark).contains(&offset) {
+            return Ok(());
+        }
+        Err(TransformError::SeekOffset {
+            topic: input.to_owned(),
+            partition,
+            offset,
+            log_start_offset: offsets.log_start_offset,
+            high_watermark: offsets.high_watermark,
+        })
     }
 
     fn check_deploy(
@@ -550,7 +724,7 @@ pub(crate) struct Shared {
     logbook: Arc<Logbook>,
 }
 
-/// Counters since the broker started, and committed positions.
+/// Counters since the deploy (as committed), and committed positions.
 #[derive(Debug, Clone, Default)]
 struct Progress {
     records_in: u64,
@@ -564,14 +738,22 @@ impl Shared {
     fn new(
         name: &str,
         record: TransformRecord,
+        counters: TransformCounters,
         storage: Arc<Storage>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             name: name.to_owned(),
             state: Arc::new(worker::StoredState::new(storage, name)),
+            progress: Mutex::new(Progress {
+                records_in: counters.records_in,
+                records_out: counters.records_out,
+                errors: counters.errors,
+                // A stored failure is the last error a restart knows of.
+                last_error: record.failed.clone(),
+                ..Progress::default()
+            }),
             record: Mutex::new(record),
-            progress: Mutex::new(Progress::default()),
             logbook: Arc::new(Logbook::new(name, clock)),
         }
     }
@@ -613,6 +795,16 @@ impl Shared {
         progress.records_out += records_out;
         if let Some((partition, offset)) = position {
             progress.positions.insert(partition, offset);
+        }
+    }
+
+    /// The counters as committed, to store with the next commit.
+    fn counters(&self) -> TransformCounters {
+        let progress = self.lock_progress();
+        TransformCounters {
+            records_in: progress.records_in,
+            records_out: progress.records_out,
+            errors: progress.errors,
         }
     }
 

@@ -46,6 +46,17 @@ pub(super) enum Control {
         version: u32,
         reply: oneshot::Sender<Result<(), TransformError>>,
     },
+    /// Change the failure policy.
+    Alter {
+        on_error: OnError,
+        reply: oneshot::Sender<Result<(), TransformError>>,
+    },
+    /// Move one input partition's position (already checked in range).
+    Seek {
+        partition: u32,
+        offset: u64,
+        reply: oneshot::Sender<Result<(), TransformError>>,
+    },
     /// Finish the current call and exit.
     Stop,
 }
@@ -190,18 +201,61 @@ impl Worker {
                 }
                 let _ = reply.send(result);
             }
+            Control::Alter { on_error, reply } => {
+                let from = self.shared.record().on_error;
+                let result = self.persist(|r| r.on_error = on_error);
+                if result.is_ok() {
+                    self.shared.log(
+                        LogLevel::Info,
+                        &format!("on-error changed from {from} to {on_error}"),
+                    );
+                }
+                let _ = reply.send(result);
+            }
+            Control::Seek {
+                partition,
+                offset,
+                reply,
+            } => {
+                let _ = reply.send(self.seek(partition, offset));
+            }
         }
         Flow::Continue
+    }
+
+    /// Stores `partition`'s new position (nothing in flight: the caller
+    /// settled) and reads on from there; state stays as it is.
+    fn seek(&mut self, partition: u32, offset: u64) -> Result<(), TransformError> {
+        let from = self.positions.get(&partition).copied().unwrap_or(0);
+        let commit = self.storage.begin_transform_commit(
+            self.shared.name.clone(),
+            Some((partition, offset)),
+            self.shared.counters(),
+            Vec::new(),
+            Arc::new(StateWrites::new()),
+        );
+        self.runtime
+            .block_on(async { commit.await?.wait().await })?;
+        self.positions.insert(partition, offset);
+        self.shared.record_progress(Some((partition, offset)), 0, 0);
+        // A read-ahead from the old position must not be used.
+        self.prefetched = None;
+        self.shared.log(
+            LogLevel::Info,
+            &format!("partition {partition} moved from offset {from} to {offset}"),
+        );
+        Ok(())
     }
 
     /// Changes the record, stores it, and only then shows it in `Shared`.
     fn persist(&self, change: impl FnOnce(&mut TransformRecord)) -> Result<(), TransformError> {
         let mut record = self.shared.record();
         change(&mut record);
-        self.runtime.block_on(
-            self.storage
-                .update_transform(self.shared.name.clone(), record.clone()),
-        )?;
+        self.runtime.block_on(self.storage.update_transform(
+            self.shared.name.clone(),
+            record.clone(),
+            Some(self.shared.counters()),
+        ))?;
         self.shared.set_record(record);
         Ok(())
     }
@@ -494,6 +548,11 @@ impl Worker {
         let storage = Arc::clone(&self.storage);
         let name = self.shared.name.clone();
         let now_ms = self.clock.now_ms();
+        // Absolute counters once this commit is in: the committed ones (the
+        // previous commit just settled) plus this call's.
+        let mut counters = self.shared.counters();
+        counters.records_in += records_in;
+        counters.records_out += records_out;
         let task = self.runtime.spawn(async move {
             let encoder = Arc::clone(&storage);
             let batches = tokio::task::spawn_blocking(move || {
@@ -509,7 +568,7 @@ impl Worker {
             .map_err(|e| StorageError::CommitFailed(format!("encoding task failed: {e}")))?
             .map_err(StorageError::CommitFailed)?;
             storage
-                .begin_transform_commit(name, position, batches, state)
+                .begin_transform_commit(name, position, counters, batches, state)
                 .await?
                 .wait()
                 .await

@@ -32,6 +32,7 @@ pub use bindings::quiver::transform::types::{InputRecord, OutputRecord};
 pub use logbook::Logbook;
 pub use sandbox::{CallError, GuestInstance, Sandbox, SandboxLimits};
 pub use state::{StateChanges, StateSnapshot, StateSource};
+pub(crate) use validate::sha256_hex;
 pub use validate::{
     ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, GUEST_EXPORT,
     ModuleError, ModuleInfo,

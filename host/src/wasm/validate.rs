@@ -46,16 +46,26 @@ pub enum ModuleError {
         /// Its size.
         size: usize,
     },
-    /// Not a WebAssembly component wasmtime can compile.
+    /// Does not start with the WebAssembly magic bytes.
+    #[error("not a WebAssembly file (it does not start with the \\0asm header)")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build with --target wasm32-wasip2 to get a component"
+    )]
+    CoreModule,
+    /// Not a WebAssembly component wasmtime can compile (the reason on one
+    /// line).
     #[error("not a valid WebAssembly component: {0}")]
     NotAComponent(String),
-    /// Imports something outside the contract and the allowed WASI set.
+    /// Imports things outside the contract and the allowed WASI set.
     #[error(
-        "module imports {import:?}, which transforms may not use (allowed: quiver:transform/{{types,log,state}}@{CONTRACT_VERSION}, wasi:{{io,cli,random,filesystem}} and wasi:clocks/wall-clock)"
+        "module imports {}, which transforms may not use (allowed: quiver:transform/{{types,log,state}}@{CONTRACT_VERSION}, wasi:{{io,cli,random,filesystem}} and wasi:clocks/wall-clock)",
+        quoted(imports)
     )]
-    ForbiddenImport {
-        /// The import's name.
-        import: String,
+    ForbiddenImports {
+        /// Every forbidden import, sorted.
+        imports: Vec<String>,
     },
     /// Built for another version of the contract.
     #[error(
@@ -91,17 +101,26 @@ impl WasmEngine {
         if bytes.len() > MAX_MODULE_BYTES as usize {
             return Err(ModuleError::TooLarge { size: bytes.len() });
         }
+        check_preamble(bytes)?;
         let engine = self.engine();
         let component = Component::from_binary(engine, bytes)
-            .map_err(|e| ModuleError::NotAComponent(format!("{e:#}")))?;
+            .map_err(|e| ModuleError::NotAComponent(one_line(&format!("{e:#}"))))?;
         let ty = component.component_type();
         let mut imports: Vec<String> = ty
             .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         imports.sort();
+        let mut forbidden = Vec::new();
         for import in &imports {
-            check_import(import)?;
+            match check_import(import) {
+                Ok(()) => {}
+                Err(ModuleError::ForbiddenImports { imports }) => forbidden.extend(imports),
+                Err(other) => return Err(other),
+            }
+        }
+        if !forbidden.is_empty() {
+            return Err(ModuleError::ForbiddenImports { imports: forbidden });
         }
         let exports: Vec<String> = ty
             .exports(engine)
@@ -127,18 +146,50 @@ fn check_import(import: &str) -> Result<(), ModuleError> {
         return if CONTRACT_IMPORTS.contains(&interface) {
             Ok(())
         } else {
-            Err(ModuleError::ForbiddenImport {
-                import: import.to_owned(),
-            })
+            Err(forbidden(import))
         };
     }
     if ALLOWED_WASI_PACKAGES.iter().any(|p| import.starts_with(p)) {
         Ok(())
     } else {
-        Err(ModuleError::ForbiddenImport {
-            import: import.to_owned(),
-        })
+        Err(forbidden(import))
     }
+}
+
+fn forbidden(import: &str) -> ModuleError {
+    ModuleError::ForbiddenImports {
+        imports: vec![import.to_owned()],
+    }
+}
+
+/// `"a", "b"` for the message.
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The 8-byte preamble: `\0asm`, then a version and a layer (u16 each,
+/// little-endian): layer 0 is a core module, layer 1 a component.
+fn check_preamble(bytes: &[u8]) -> Result<(), ModuleError> {
+    let Some((b"\0asm", rest)) = bytes.split_first_chunk::<4>() else {
+        return Err(ModuleError::NotWasm);
+    };
+    match rest.get(2..4) {
+        Some([0, 0]) => Err(ModuleError::CoreModule),
+        _ => Ok(()),
+    }
+}
+
+/// The text with its lines joined, so an error prints as one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn check_exports(exports: &[String]) -> Result<(), ModuleError> {
@@ -169,7 +220,8 @@ fn contract_item(name: &str) -> Option<(&str, &str)> {
     rest.split_once('@')
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, lower-case hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut out = String::with_capacity(64);
     for byte in digest.as_ref() {
@@ -190,22 +242,22 @@ mod tests {
             check_import("quiver:transform/log@0.2.0"),
             Err(ModuleError::ContractVersion { .. })
         ));
-        assert!(matches!(
+        assert_eq!(
             check_import("wasi:http/outgoing-handler@0.2.0"),
-            Err(ModuleError::ForbiddenImport { import }) if import == "wasi:http/outgoing-handler@0.2.0"
-        ));
+            Err(forbidden("wasi:http/outgoing-handler@0.2.0"))
+        );
         assert!(matches!(
             check_import("wasi:sockets/tcp@0.2.0"),
-            Err(ModuleError::ForbiddenImport { .. })
+            Err(ModuleError::ForbiddenImports { .. })
         ));
         assert_eq!(check_import("wasi:clocks/wall-clock@0.2.6"), Ok(()));
         assert!(matches!(
             check_import("wasi:clocks/monotonic-clock@0.2.6"),
-            Err(ModuleError::ForbiddenImport { .. })
+            Err(ModuleError::ForbiddenImports { .. })
         ));
         assert!(matches!(
             check_import("quiver:transform/admin@0.1.0"),
-            Err(ModuleError::ForbiddenImport { .. })
+            Err(ModuleError::ForbiddenImports { .. })
         ));
     }
 
@@ -228,18 +280,40 @@ mod tests {
     #[test]
     fn components_are_compiled_and_their_imports_named() {
         let engine = WasmEngine::new(None).unwrap();
-        assert!(matches!(
-            engine.validate(b"not wasm"),
-            Err(ModuleError::NotAComponent(_))
-        ));
-        let forbidden =
-            wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
-                .unwrap();
+        assert_eq!(engine.validate(b"not wasm"), Err(ModuleError::NotWasm));
+        let core = wat::parse_str("(module)").unwrap();
+        assert_eq!(engine.validate(&core), Err(ModuleError::CoreModule));
+        // A component preamble with a broken body: one line, whatever
+        // wasmtime's error says.
+        let mut broken = wat::parse_str("(component)").unwrap();
+        broken.extend_from_slice(&[0xff; 8]);
+        match engine.validate(&broken) {
+            Err(e @ ModuleError::NotAComponent(_)) => {
+                assert_eq!(e.to_string().lines().count(), 1, "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let forbidden = wat::parse_str(
+            r#"(component
+                (import "wasi:sockets/tcp@0.2.0" (instance))
+                (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
+        )
+        .unwrap();
+        let refused = engine.validate(&forbidden).unwrap_err();
         assert_eq!(
-            engine.validate(&forbidden),
-            Err(ModuleError::ForbiddenImport {
-                import: "wasi:http/outgoing-handler@0.2.0".into()
-            })
+            refused,
+            ModuleError::ForbiddenImports {
+                imports: vec![
+                    "wasi:http/outgoing-handler@0.2.0".into(),
+                    "wasi:sockets/tcp@0.2.0".into()
+                ]
+            }
+        );
+        assert!(
+            refused.to_string().starts_with(
+                r#"module imports "wasi:http/outgoing-handler@0.2.0", "wasi:sockets/tcp@0.2.0", which"#
+            ),
+            "{refused}"
         );
         let no_guest =
             wat::parse_str(r#"(component (import "wasi:io/error@0.2.6" (instance)))"#).unwrap();

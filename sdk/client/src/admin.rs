@@ -16,8 +16,8 @@ use quiver_proto::api::modules::{
     DeleteModuleRequest, ListModulesRequest, ModuleDescription, UploadModuleRequest,
 };
 use quiver_proto::api::transforms::{
-    ControlTransformRequest, DeployTransformRequest, ListTransformsRequest, LogLine, StateEntry,
-    TransformAction, TransformLogsRequest, TransformStateRequest, TransformStatus,
+    ControlTransformRequest, DeployTransformRequest, ListTransformsRequest, LogLine, OnError,
+    StateEntry, TransformAction, TransformLogsRequest, TransformStateRequest, TransformStatus,
 };
 
 use crate::client::Client;
@@ -261,6 +261,27 @@ impl Admin {
             limit,
         };
         Ok(self.client.request(&request, Vec::new()).await?.0.entries)
+    }
+
+    /// Changes a transform's failure policy (kept durably; `DeadLetter`
+    /// creates `NAME-dlq` if missing). A failed transform stays failed until
+    /// resumed.
+    pub async fn alter_transform(&self, name: &str, on_error: OnError) -> Result<(), ClientError> {
+        self.control_transform(name, TransformAction::Alter { on_error })
+            .await
+    }
+
+    /// Moves a transform's position on one input partition, keeping its
+    /// state; `offset` must lie between the partition's log start and high
+    /// watermark. A failed transform stays failed until resumed.
+    pub async fn seek_transform(
+        &self,
+        name: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), ClientError> {
+        self.control_transform(name, TransformAction::Seek { partition, offset })
+            .await
     }
 
     /// Deletes a topic and its data; refused with `TopicInUse` while a

@@ -65,6 +65,7 @@ pub mod bindings {
 
 pub mod json;
 pub mod log;
+pub mod malformed;
 pub mod params;
 mod record;
 pub mod state;
@@ -75,6 +76,7 @@ pub mod window;
 pub use bindings::export;
 pub use bindings::exports::quiver::transform::guest::Guest;
 pub use bindings::quiver::transform::types::{Headers, InputRecord, OutputRecord};
+pub use malformed::{Malformed, OnMalformed};
 pub use params::{InitCell, Params};
 pub use state::State;
 

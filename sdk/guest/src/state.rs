@@ -7,7 +7,9 @@
 //!
 //! - counters (`u64`, `i64`) stored as decimal ASCII text (`b"42"`), so
 //!   `quiver transform state NAME KEY` shows them as they are;
-//! - JSON values stored as compact JSON text.
+//! - JSON values stored as compact JSON text;
+//! - per-window keys ([`WindowKeys`]) as readable text,
+//!   `<scope>window/<start-ms>/<group>`, sorted by window start.
 //!
 //! Everything written during a call commits with the call's outputs and
 //! input position, or not at all (see `wit/transform.wit`).
@@ -211,6 +213,62 @@ impl<S: Store> State<S> {
     }
 }
 
+/// Largest window start [`WindowKeys`] can write (2286-11-20T17:46:39.999Z):
+/// starts have 13 digits, so the text sorts like the numbers.
+pub const MAX_WINDOW_START_MS: i64 = 9_999_999_999_999;
+
+/// Readable keys for values per event-time window and group value:
+/// `<scope>window/<start>/<group>`, the window start in ms since the epoch
+/// with 13 digits (zero-padded), so a prefix scan of
+/// [`prefix`](Self::prefix) returns the windows oldest first, and
+/// `quiver transform state NAME GROUP` finds a group's windows. For example
+/// `partition/0/window/1764064800000//docs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowKeys {
+    prefix: String,
+}
+
+impl WindowKeys {
+    /// Keys under `scope` (empty, or ending in `/`, such as `partition/0/`).
+    pub fn new(scope: &str) -> Self {
+        Self {
+            prefix: format!("{scope}window/"),
+        }
+    }
+
+    /// What every key of this scope starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of (`start`, `group`); fails for a start outside
+    /// `0..=MAX_WINDOW_START_MS`.
+    pub fn key(&self, start: i64, group: &str) -> Result<String, String> {
+        if !(0..=MAX_WINDOW_START_MS).contains(&start) {
+            return Err(format!(
+                "window start {start} ms is outside 0..={MAX_WINDOW_START_MS} (1970 to 2286)"
+            ));
+        }
+        Ok(format!("{}{start:013}/{group}", self.prefix))
+    }
+
+    /// The window start and group of a key of this scope.
+    pub fn parse<'k>(&self, key: &'k [u8]) -> Result<(i64, &'k str), String> {
+        let bad = || format!("state: {} is not a window key", show_key(key));
+        let rest = key.strip_prefix(self.prefix.as_bytes()).ok_or_else(bad)?;
+        let text = std::str::from_utf8(rest).map_err(|_| bad())?;
+        let (start, group) = text.split_at_checked(13).ok_or_else(bad)?;
+        let group = group.strip_prefix('/').ok_or_else(bad)?;
+        let start = start
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| start.parse().ok())
+            .flatten()
+            .ok_or_else(bad)?;
+        Ok((start, group))
+    }
+}
+
 /// Parses a decimal counter.
 fn decode_u64(key: &[u8], value: &[u8]) -> Result<u64, String> {
     std::str::from_utf8(value)
@@ -292,6 +350,54 @@ mod tests {
         assert_eq!(state.get_json::<Seen>(b"none"), Ok(None));
         state.put(b"j", b"{");
         assert!(state.get_json::<Seen>(b"j").is_err());
+    }
+
+    #[test]
+    fn window_keys_read_as_text_and_sort_by_start() {
+        let keys = WindowKeys::new("partition/0/");
+        let key = keys.key(1_764_064_800_000, "/docs").unwrap();
+        assert_eq!(key, "partition/0/window/1764064800000//docs");
+        assert_eq!(keys.parse(key.as_bytes()), Ok((1_764_064_800_000, "/docs")));
+        assert_eq!(
+            keys.key(5, "a").unwrap(),
+            "partition/0/window/0000000000005/a"
+        );
+        assert!(keys.key(-1, "a").is_err());
+        assert!(keys.key(MAX_WINDOW_START_MS + 1, "a").is_err());
+        assert!(keys.parse(b"partition/1/window/0000000000005/a").is_err());
+        assert!(keys.parse(b"partition/0/window/00000000000x5/a").is_err());
+        assert!(keys.parse(b"partition/0/window/0000000000005a").is_err());
+
+        // A prefix scan returns windows oldest first, whatever the groups.
+        let mut state = State::new(MemStore::default());
+        for (start, group) in [
+            (120_000, "/a"),
+            (60_000, "/zz"),
+            (9_000_000, "/a"),
+            (60_000, ""),
+        ] {
+            state
+                .add_u64(keys.key(start, group).unwrap().as_bytes(), 1)
+                .unwrap();
+        }
+        state.put(b"partition/10/window/0000000000001/x", b"1");
+        let starts: Vec<(i64, String)> = state
+            .scan_prefix(keys.prefix().as_bytes(), 10)
+            .iter()
+            .map(|(k, _)| {
+                let (start, group) = keys.parse(k).unwrap();
+                (start, group.to_owned())
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                (60_000, String::new()),
+                (60_000, "/zz".into()),
+                (120_000, "/a".into()),
+                (9_000_000, "/a".into())
+            ]
+        );
     }
 
     #[test]

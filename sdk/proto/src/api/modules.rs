@@ -66,4 +66,20 @@ pub struct ModuleDescription {
     pub uploaded_at_ms: i64,
     /// What it imports (contract and WASI interfaces).
     pub imports: Vec<String>,
+    /// Every stored version, oldest first (the latest, and older ones that
+    /// transforms still run), with the transforms running each.
+    pub versions: Vec<ModuleVersion>,
+}
+
+/// One stored version of a module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleVersion {
+    /// The version.
+    pub version: u32,
+    /// SHA-256 of its bytes, lower-case hex.
+    pub sha256: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// The transforms that run it, sorted.
+    pub transforms: Vec<String>,
 }

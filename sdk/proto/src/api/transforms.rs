@@ -23,7 +23,8 @@ pub enum StartFrom {
 
 /// What a transform does when a call fails (the guest returns an error,
 /// traps, runs past its deadline or breaks a limit). A failed call changes
-/// nothing; the policy decides what happens next.
+/// nothing; the policy decides what happens next. Displayed as the CLI flag
+/// spells it (`stop`, `skip`, `dead-letter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OnError {
     /// Stop the transform with the error in its status; `resume` retries
@@ -34,6 +35,23 @@ pub enum OnError {
     /// Write the batch's records, with the error in a `quiver-error` header,
     /// to the dead-letter topic `NAME-dlq`, move past it and carry on.
     DeadLetter,
+}
+
+impl OnError {
+    /// The policy as the `--on-error` flag spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Skip => "skip",
+            Self::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+impl std::fmt::Display for OnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Deploy a transform.
@@ -102,9 +120,25 @@ pub enum TransformAction {
     },
     /// Stop it and delete its positions and state (its output topics stay).
     Delete,
+    /// Change the failure policy from the next call on (kept in the stored
+    /// transform; `DeadLetter` creates `NAME-dlq` if missing). A failed
+    /// transform stays failed until `Resume`.
+    Alter {
+        /// The new policy.
+        on_error: OnError,
+    },
+    /// Move one input partition's position (state is kept). The offset must
+    /// lie in the partition's stored range, log start to high watermark. A
+    /// failed transform stays failed until `Resume`.
+    Seek {
+        /// The input partition.
+        partition: u32,
+        /// The next offset to process.
+        offset: u64,
+    },
 }
 
-/// Pause, resume, upgrade or delete a transform.
+/// Pause, resume, upgrade, delete, alter or seek a transform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlTransformRequest {
     /// The transform.
@@ -240,11 +274,11 @@ pub struct TransformStatus {
     pub state: RunState,
     /// Per input partition: committed position and lag.
     pub partitions: Vec<TransformPartition>,
-    /// Input records processed (committed) since the broker started.
+    /// Input records processed (committed) since the deploy; durable.
     pub records_in: u64,
-    /// Output records committed since the broker started.
+    /// Output records committed since the deploy; durable.
     pub records_out: u64,
-    /// Failed calls since the broker started.
+    /// Failed calls since the deploy; durable.
     pub errors: u64,
     /// The most recent failure, if any.
     pub last_error: Option<String>,
