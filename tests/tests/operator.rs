@@ -397,7 +397,10 @@ async fn refused_connections_are_counted() {
         assert!(Admin::new(second).list_topics().await.is_err());
     }
     let scrape = scrape(http).await;
-    assert_eq!(sample(&scrape, "quiver_connections_refused_total", &[]), 1);
+    // The client may dial again for its request once refused (it re-dials a
+    // closed connection), and be refused again.
+    let refused = sample(&scrape, "quiver_connections_refused_total", &[]);
+    assert!((1..=2).contains(&refused), "refused {refused}");
     assert_eq!(sample(&scrape, "quiver_connections_open", &[]), 1);
     drop(first);
 }

@@ -115,6 +115,7 @@ mod tests {
     fn timestamps_print_as_rfc3339_utc() {
         assert_eq!(rfc3339_ms(1_764_064_800_123), "2025-11-25T10:00:00.123Z");
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339_ms(i64::MAX), i64::MAX.to_string());
     }
 

@@ -339,7 +339,7 @@ async fn print_logs(admin: &Admin, name: &str, follow: bool) -> anyhow::Result<(
             after = line.seq;
             println!(
                 "{} {} [{}] {}",
-                rfc3339_ms(line.at_ms),
+                super::text::rfc3339_ms(line.at_ms),
                 level_name(line.level),
                 line.source,
                 line.message
@@ -409,7 +409,10 @@ fn show_bytes(bytes: &[u8]) -> String {
         Ok(text) => text
             .chars()
             .map(|c| {
-                if c.is_control() || c == '\\' {
+                if c.is_ascii_control() || c == '\\' {
+                    // `\t`, `\n`, `\\`, `\x00`: as the bytes would print.
+                    (c as u8).escape_ascii().to_string()
+                } else if c.is_control() {
                     c.escape_default().to_string()
                 } else {
                     c.to_string()
@@ -417,24 +420,6 @@ fn show_bytes(bytes: &[u8]) -> String {
             })
             .collect(),
         Err(_) => bytes.escape_ascii().to_string(),
-    }
-}
-
-/// `ms` since the epoch as RFC 3339 in UTC with milliseconds.
-fn rfc3339_ms(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => format!("{ms}ms"),
     }
 }
 
@@ -542,13 +527,5 @@ mod tests {
         );
         assert_eq!(show_bytes("caf\u{e9}\t\\".as_bytes()), "caf\u{e9}\\t\\\\");
         assert_eq!(show_bytes(b"c\x00\x00\x00\x01"), "c\\x00\\x00\\x00\\x01");
-    }
-
-    #[test]
-    fn log_times_are_rfc3339_utc_with_milliseconds() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(1_764_064_800_123), "2025-11-25T10:00:00.123Z");
-        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339_ms(i64::MAX), format!("{}ms", i64::MAX));
     }
 }
