@@ -377,6 +377,11 @@ impl Storage {
             .next_back()
             .transpose()?
             .map_or(offset, |(key, _)| key.value().2);
+        // Below the high watermark every offset is stored: the next batch
+        // must start where the last one ended. A gap is damage, not an end;
+        // `next` stays at `offset` when no batch holding it was found (a
+        // batch found but over the byte budget moves it too).
+        let mut next = offset;
         for entry in table.range((id, index, start)..(id, index, offsets.high_watermark))? {
             let (_, value) = entry?;
             let bytes = value.value();
@@ -384,6 +389,10 @@ impl Storage {
             if view.last_offset() < offset {
                 continue;
             }
+            if view.base_offset() > next {
+                break;
+            }
+            next = view.last_offset() + 1;
             let may_exceed = batches.is_empty() && first_may_exceed;
             if !may_exceed && batches.len() + bytes.len() > max_bytes {
                 break;
@@ -392,6 +401,37 @@ impl Storage {
             if batches.len() >= max_bytes {
                 break;
             }
+        }
+        if next == offset {
+            // Retention may have removed it since the offsets were read: then
+            // the offset is below the log start now, as a reader is told.
+            let now = partition.offsets();
+            if offset < now.log_start_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: now.log_start_offset,
+                    high_watermark: now.high_watermark,
+                });
+            }
+            // Nothing holds `offset`, though it is below the high watermark.
+            tracing::error!(
+                topic = partition.topic(),
+                partition = partition.index(),
+                offset,
+                high_watermark = offsets.high_watermark,
+                "no stored batch holds an offset below the high watermark"
+            );
+            return Err(StorageError::CorruptMetadata {
+                what: format!(
+                    "{}/{} at offset {offset}",
+                    partition.topic(),
+                    partition.index()
+                ),
+                reason: format!(
+                    "no stored batch holds it, though the high watermark is {}",
+                    offsets.high_watermark
+                ),
+            });
         }
         Ok(ReadResult { offsets, batches })
     }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use quiver_proto::api::TopicConfig;
 use quiver_proto::batch::{BatchBuilder, BatchView, NewRecord, split_batches};
+use quiver_proto::{ErrorCode, WireError};
 
 use super::*;
 
@@ -391,5 +392,45 @@ async fn retention_reuses_space_so_the_file_stops_growing() {
         sizes[30], sizes[59]
     );
     assert!(sizes[59] < 6_000_000, "{sizes:?}");
+    storage.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hole_below_the_high_watermark_is_an_error_not_an_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+        storage
+            .create_topic("t".into(), 1, TopicConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(append(&storage, "t", 0, &["a", "b"]).await, 0);
+        assert_eq!(append(&storage, "t", 0, &["c"]).await, 2);
+        assert_eq!(append(&storage, "t", 0, &["d", "e"]).await, 3);
+        let id = storage.partition("t", 0).unwrap().topic_id();
+        storage.shutdown().await;
+        id
+    };
+    // Damage: the middle batch's row is gone, as a corrupted key would lose it.
+    {
+        let db = Database::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(BATCHES).unwrap().remove((id, 0, 2)).unwrap();
+        txn.commit().unwrap();
+    }
+    let storage = Storage::open(dir.path(), &StorageOptions::default()).unwrap();
+    let partition = storage.partition("t", 0).unwrap();
+    // A read stops before the hole; a read at it fails, naming the offset.
+    let read = storage.read(&partition, 0, 1 << 20).unwrap();
+    assert_eq!(
+        values_from(&read.batches, 0),
+        vec![(0, "a".into()), (1, "b".into())]
+    );
+    let error = storage.read(&partition, 2, 1 << 20).unwrap_err();
+    assert!(error.to_string().contains("t/0 at offset 2"), "{error}");
+    assert_eq!(WireError::from(&error).code, ErrorCode::StorageError);
+    // Past the hole, reads work.
+    let read = storage.read(&partition, 3, 1 << 20).unwrap();
+    assert_eq!(values_from(&read.batches, 3).len(), 2);
     storage.shutdown().await;
 }
