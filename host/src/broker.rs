@@ -217,6 +217,7 @@ impl Broker {
                 .run(config.retention_check_interval, cleaner.clone()),
         );
         if let Some(http) = &http {
+            http.watch_storage(Arc::clone(storage.health()));
             http.set_ready(true);
         }
         Ok(Self {

@@ -28,7 +28,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
-use crate::storage::{DEFAULT_CACHE_BYTES, RetentionDefaults};
+use crate::storage::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, RetentionDefaults};
 
 /// The default address of the HTTP port (`/health`, `/ready`, `/metrics`).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7401";
@@ -149,6 +149,17 @@ pub struct Settings {
     #[arg(long, env = "QUIVER_CACHE_MB", value_name = "MIB")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_mb: Option<usize>,
+    /// Space kept in reserve beside the database, in MiB: released when
+    /// the disk fills so that deletes and retention can still free space
+    /// [default: 64].
+    #[arg(long, env = "QUIVER_RESERVE_MB", value_name = "MIB")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_mb: Option<u64>,
+    /// Largest size of the database plus the reserve, in MiB; past it,
+    /// produce is refused as on a full disk [default: none, the disk's size].
+    #[arg(long, env = "QUIVER_MAX_STORAGE_MB", value_name = "MIB")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_storage_mb: Option<u64>,
     /// HTTP port for /health, /ready and /metrics (TCP, plain HTTP/1.1), or
     /// `off` [default: 127.0.0.1:7401].
     #[arg(long, env = "QUIVER_HTTP", value_name = "ADDR|off")]
@@ -190,6 +201,8 @@ impl Settings {
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             cache_mb: self.cache_mb.or(lower.cache_mb),
+            reserve_mb: self.reserve_mb.or(lower.reserve_mb),
+            max_storage_mb: self.max_storage_mb.or(lower.max_storage_mb),
             http: self.http.or(lower.http),
             log_format: self.log_format.or(lower.log_format),
             max_connections: self.max_connections.or(lower.max_connections),
@@ -244,6 +257,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// redb page cache, in MiB.
     pub cache_mb: usize,
+    /// The space reserve, in MiB.
+    pub reserve_mb: u64,
+    /// The limit on the database plus the reserve, in MiB, if any.
+    pub max_storage_mb: Option<u64>,
     /// The HTTP port, or off.
     pub http: HttpListen,
     /// The log line format.
@@ -266,6 +283,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             cache_mb: DEFAULT_CACHE_BYTES / (1024 * 1024),
+            reserve_mb: DEFAULT_RESERVE_BYTES / (1024 * 1024),
+            max_storage_mb: None,
             http: HttpListen::On(parse_default(DEFAULT_HTTP)),
             log_format: LogFormat::Text,
             max_connections: quiver_proto::limits::MAX_CONNECTIONS,
@@ -305,6 +324,8 @@ impl Config {
             tls_cert: settings.tls_cert,
             tls_key: settings.tls_key,
             cache_mb: settings.cache_mb.unwrap_or(defaults.cache_mb),
+            reserve_mb: settings.reserve_mb.unwrap_or(defaults.reserve_mb),
+            max_storage_mb: settings.max_storage_mb,
             http: settings.http.unwrap_or(defaults.http),
             log_format: settings.log_format.unwrap_or(defaults.log_format),
             max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
@@ -341,6 +362,14 @@ impl Config {
                 self.cache_mb
             )));
         }
+        if let Some(max) = self.max_storage_mb
+            && max <= self.reserve_mb
+        {
+            return Err(ConfigError::Invalid(format!(
+                "max_storage_mb ({max}) must be above reserve_mb ({}), which it includes",
+                self.reserve_mb
+            )));
+        }
         Ok(())
     }
 
@@ -352,6 +381,8 @@ impl Config {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             cache_mb: Some(self.cache_mb),
+            reserve_mb: Some(self.reserve_mb),
+            max_storage_mb: self.max_storage_mb,
             http: Some(self.http),
             log_format: Some(self.log_format),
             max_connections: Some(self.max_connections),
@@ -372,6 +403,8 @@ impl Config {
         config.tls_cert.clone_from(&self.tls_cert);
         config.tls_key.clone_from(&self.tls_key);
         config.storage.cache_bytes = self.cache_mb.saturating_mul(1024 * 1024);
+        config.storage.reserve_bytes = self.reserve_mb.saturating_mul(1024 * 1024);
+        config.storage.max_bytes = self.max_storage_mb.map(|mb| mb.saturating_mul(1024 * 1024));
         config.connections.max_connections = self.max_connections;
         config.connections.max_connections_per_ip = self.max_connections_per_ip;
         config.http = self.http.addr();

@@ -4,7 +4,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/health` | 200 while the process runs |
-//! | `/ready` | 200 once the database is open and the QUIC listener is up; 503 before that and during shutdown |
+//! | `/ready` | 200 once the database is open and the QUIC listener is up; 503 before that, during shutdown, and while storage takes no writes (a full disk, a reopen after a write error, a failure), with the reason |
 //! | `/metrics` | 200, every [`Metrics`] in the Prometheus text format (0.0.4) |
 //!
 //! Only `GET` and `HEAD` are served (405 otherwise, 404 for other paths).
@@ -15,8 +15,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{self, Metrics};
+use crate::storage::StorageHealth;
 
 /// HTTP connections open at once, at most; more are closed on accept.
 pub const MAX_HTTP_CONNECTIONS: usize = 64;
@@ -70,6 +71,9 @@ pub enum HttpError {
 #[derive(Debug)]
 struct State {
     ready: AtomicBool,
+    /// Storage's health, once it is open: `/ready` fails while it has a
+    /// problem (a full disk, a reopen, a failure).
+    storage: OnceLock<Arc<StorageHealth>>,
     metrics: Arc<Metrics>,
     database: PathBuf,
 }
@@ -97,6 +101,7 @@ impl HttpServer {
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let state = Arc::new(State {
             ready: AtomicBool::new(false),
+            storage: OnceLock::new(),
             metrics,
             database,
         });
@@ -120,6 +125,12 @@ impl HttpServer {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Makes `/ready` answer 503, with the reason, while storage has a
+    /// problem.
+    pub fn watch_storage(&self, health: Arc<StorageHealth>) {
+        let _ = self.state.storage.set(health);
     }
 
     /// Sets what `/ready` answers: 200 when true, 503 when false.
@@ -237,10 +248,14 @@ async fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<By
     match path {
         "/health" => text(StatusCode::OK, "ok\n"),
         "/ready" => {
-            if state.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            let problem = state.storage.get().and_then(|health| health.problem());
+            match (state.ready.load(Ordering::Acquire), problem) {
+                (true, None) => text(StatusCode::OK, "ready\n"),
+                (_, Some(problem)) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {problem}\n"),
+                ),
+                (false, None) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             }
         }
         _ => {
@@ -260,8 +275,8 @@ async fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<By
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -142,8 +142,15 @@ impl TestBroker {
     }
 }
 
+/// The test brokers keep a 1 MiB space reserve, not the default 64 MiB:
+/// the suite starts a few hundred brokers, and each would write its reserve.
+const TEST_RESERVE_BYTES: u64 = 1024 * 1024;
+/// The same for `quiver serve`.
+const TEST_RESERVE_ARGS: [&str; 2] = ["--reserve-mb", "1"];
+
 async fn start_broker(dir: &Path, configure: &Configure) -> Broker {
     let mut config = BrokerConfig::new(dir, "127.0.0.1:0".parse().expect("address"));
+    config.storage.reserve_bytes = TEST_RESERVE_BYTES;
     configure(&mut config);
     Broker::start(config).await.expect("start the test broker")
 }
@@ -201,7 +208,8 @@ impl BrokerProcess {
             .args(["serve", "--listen"])
             .arg(addr.to_string())
             .args(["--http", "off", "--data-dir"])
-            .arg(data_dir);
+            .arg(data_dir)
+            .args(TEST_RESERVE_ARGS);
         Self::spawn_command(command, data_dir)
     }
 

@@ -21,6 +21,7 @@ mod group;
 mod module;
 mod produce;
 mod serve;
+mod storage;
 mod text;
 mod topic;
 mod transform;
@@ -63,6 +64,9 @@ enum Command {
     /// Measure throughput and latency against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check a stopped broker's data directory.
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
 }
 
 /// Where the broker is, whom to trust and how long to wait; shared by every
@@ -147,6 +151,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Module(command) => module::run(command).await,
         Command::Transform(command) => transform::run(command).await,
         Command::Bench(command) => bench::run(command).await,
+        Command::Storage(command) => storage::run(command),
     }
 }
 

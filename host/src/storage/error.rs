@@ -2,6 +2,8 @@
 
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
+use super::health::StorageProblem;
+
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -104,6 +106,101 @@ pub enum StorageError {
     /// The writer has stopped (the broker is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
+    /// The database file failed redb's integrity check and could not be
+    /// repaired.
+    #[error(
+        "the database {} failed its integrity check ({reason}); the broker does not start on it. \
+         `quiver storage check` on the data directory reports what is damaged; restore the \
+         directory from a backup, or move it aside and start with an empty one",
+        path.display()
+    )]
+    Damaged {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What redb found.
+        reason: String,
+    },
+    /// The writer panicked in a write (redb does on some damaged pages).
+    #[error("{0}")]
+    Panicked(String),
+    /// A write that adds data, refused while the disk is full.
+    #[error(
+        "the disk is full ({0}); writes that add data are refused until space is freed: \
+         delete topics, lower retention, or free disk space"
+    )]
+    DiskFull(String),
+    /// The database is being reopened after a write error; retry.
+    #[error("storage is recovering from a write error ({0}); retry shortly")]
+    Recovering(String),
+    /// Storage cannot go on until the broker is restarted.
+    #[error(
+        "storage failed: {0}; restart the broker after `quiver storage check` on its data directory"
+    )]
+    Failed(String),
+}
+
+/// What a failed write means for the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WriteFailure {
+    /// No space: the disk (or the storage limit) is full.
+    NoSpace(String),
+    /// Another I/O error: the database must be reopened.
+    Io(String),
+    /// The database or redb's state is damaged: storage stops.
+    Fatal(String),
+}
+
+impl WriteFailure {
+    /// The error a request that met this failure gets.
+    pub(crate) fn error(&self) -> StorageError {
+        match self {
+            Self::NoSpace(reason) => StorageError::DiskFull(reason.clone()),
+            Self::Io(reason) => StorageError::Recovering(reason.clone()),
+            Self::Fatal(reason) => StorageError::Failed(reason.clone()),
+        }
+    }
+
+    /// What `/ready` reports once this happened.
+    pub(crate) fn problem(&self) -> StorageProblem {
+        match self {
+            Self::NoSpace(reason) => StorageProblem::DiskFull(reason.clone()),
+            Self::Io(reason) => StorageProblem::Recovering(reason.clone()),
+            Self::Fatal(reason) => StorageProblem::Failed(reason.clone()),
+        }
+    }
+}
+
+impl StorageError {
+    /// How a failed write leaves the database, for errors that say so;
+    /// `None` for errors about the request (an unknown topic, ...).
+    pub(crate) fn write_failure(&self) -> Option<WriteFailure> {
+        let e = match self {
+            Self::Engine(e) => e,
+            Self::Panicked(reason) => return Some(WriteFailure::Fatal(reason.clone())),
+            _ => return None,
+        };
+        let io_kind = match e {
+            redb::Error::Io(io) => Some(io.kind()),
+            _ => None,
+        };
+        Some(match (e, io_kind) {
+            (_, Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)) => {
+                WriteFailure::NoSpace(e.to_string())
+            }
+            (_, Some(_))
+            | (
+                redb::Error::PreviousIo
+                | redb::Error::Backend(_)
+                | redb::Error::DatabaseClosed
+                | redb::Error::TransactionPoisoned,
+                None,
+            ) => WriteFailure::Io(e.to_string()),
+            (redb::Error::Corrupted(_) | redb::Error::LockPoisoned(_), None) => {
+                WriteFailure::Fatal(e.to_string())
+            }
+            _ => return None,
+        })
+    }
 }
 
 macro_rules! from_redb {
@@ -129,7 +226,13 @@ impl From<&StorageError> for WireError {
             StorageError::Engine(_)
             | StorageError::UnsupportedFormat { .. }
             | StorageError::CorruptMetadata { .. }
-            | StorageError::CommitFailed(_) => ErrorCode::StorageError,
+            | StorageError::CommitFailed(_)
+            | StorageError::Failed(_)
+            | StorageError::Damaged { .. }
+            | StorageError::Panicked(_) => ErrorCode::StorageError,
+            StorageError::DiskFull(_) | StorageError::Recovering(_) => {
+                ErrorCode::StorageUnavailable
+            }
             StorageError::UnknownTopic(_) => ErrorCode::UnknownTopic,
             StorageError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
             StorageError::TopicExists(_) => ErrorCode::TopicAlreadyExists,

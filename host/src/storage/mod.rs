@@ -10,16 +10,25 @@
 //!   the one transaction that commits a call's outputs, state and position.
 //! - [`retention`]: which batches retention removes, and the pass that
 //!   removes them.
+//! - [`check`]: the offline check behind `quiver storage check`.
+//! - [`database`]: the open redb database, checked on open and reopened
+//!   by the writer after a write error.
+//! - [`space`]: the space reserve and the optional size limit.
+//! - [`health`]: whether storage takes writes (`/ready` reads it).
 //! - [`error`]: [`StorageError`] and its wire mapping.
 //!
 //! Reads run on the caller's thread against a redb snapshot and never block
 //! the writer.
 
+mod check;
+mod database;
 mod error;
+mod health;
 mod modules;
 mod offsets;
 mod partition;
 mod retention;
+mod space;
 mod tables;
 mod transforms;
 mod writer;
@@ -32,13 +41,19 @@ use bytes::BytesMut;
 use quiver_proto::api::TopicConfig;
 use quiver_proto::batch::BatchView;
 use redb::{Database, ReadableDatabase, ReadableTable};
+
+use database::OpenDatabase;
+use space::Space;
 use tokio::sync::{mpsc, oneshot};
 
+pub use check::{CheckReport, PageCheck, check};
 pub use error::StorageError;
+pub use health::{StorageHealth, StorageProblem};
 pub use modules::NewModule;
 pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
 pub use retention::{RetentionDefaults, RetentionReport};
+pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 pub use tables::TransformRecord;
 pub use transforms::{NewBatch, PendingCommit, StateReader, StateWrites, TransformCounters};
 pub use writer::{
@@ -66,12 +81,20 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 pub struct StorageOptions {
     /// redb page cache size in bytes.
     pub cache_bytes: usize,
+    /// Space kept in reserve beside the database, released when the disk
+    /// fills so that deletes and retention can still commit (0: none).
+    pub reserve_bytes: u64,
+    /// Bytes the database file and the reserve may take together; past it
+    /// writes fail as on a full disk. `None`: the disk's size.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         Self {
             cache_bytes: DEFAULT_CACHE_BYTES,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+            max_bytes: None,
         }
     }
 }
@@ -88,7 +111,7 @@ pub struct ReadResult {
 /// The broker's storage. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Storage {
-    pub(crate) db: Arc<Database>,
+    pub(crate) db: Arc<OpenDatabase>,
     path: PathBuf,
     topics: Arc<Topics>,
     writer: mpsc::Sender<Command>,
@@ -112,11 +135,11 @@ impl Storage {
     ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Engine(e.into()))?;
         let path = dir.join(DATABASE_FILE);
-        let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
-            .create(&path)?;
-        stamp_format_version(&db)?;
-        let topics = Arc::new(RwLock::new(load_topics(&db)?));
+        let space = Arc::new(Space::new(dir, options.reserve_bytes, options.max_bytes));
+        let health = Arc::new(StorageHealth::default());
+        let db = OpenDatabase::open(&path, options.cache_bytes, space, health)?;
+        stamp_format_version(&*db.get()?)?;
+        let topics = Arc::new(RwLock::new(load_topics(&*db.get()?)?));
         let db = Arc::new(db);
         let (writer, thread) =
             writer::spawn(Arc::clone(&db), Arc::clone(&topics), Arc::clone(&metrics))
@@ -134,6 +157,11 @@ impl Storage {
     /// The broker's metrics, for recording (retention deletions, ...).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Whether storage takes writes, and if not why.
+    pub fn health(&self) -> &Arc<StorageHealth> {
+        &self.db.health
     }
 
     /// The database file's path.
@@ -236,7 +264,7 @@ impl Storage {
         self.queue_append(partition, batch, records, max_timestamp)
             .await?
             .await
-            .map_err(|_| StorageError::WriterStopped)?
+            .map_err(|_| self.db.health.stopped_error())?
     }
 
     /// Queues one batch for the writer and returns once it is queued (not
@@ -262,7 +290,7 @@ impl Storage {
         self.writer
             .send(command)
             .await
-            .map_err(|_| StorageError::WriterStopped)?;
+            .map_err(|_| self.db.health.stopped_error())?;
         Ok(response)
     }
 
@@ -460,8 +488,8 @@ impl Storage {
         self.writer
             .send(command(reply))
             .await
-            .map_err(|_| StorageError::WriterStopped)?;
-        response.await.map_err(|_| StorageError::WriterStopped)
+            .map_err(|_| self.db.health.stopped_error())?;
+        response.await.map_err(|_| self.db.health.stopped_error())
     }
 }
 

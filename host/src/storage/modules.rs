@@ -4,7 +4,7 @@
 use quiver_proto::api::modules::{ModuleDescription, ModuleVersion};
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::{MODULE_CODE, MODULES, ModuleRecord, TRANSFORMS};
 use super::transforms::decode_transform;

@@ -2,7 +2,7 @@
 //! Writes go through the writer (one commit, one fsync); reads use a
 //! snapshot.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::tables::COMMITTED_OFFSETS;
 use super::writer::{Command, OffsetToCommit};

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use quiver_proto::batch::BatchView;
-use redb::ReadableDatabase;
 
 use super::tables::BATCHES;
 use super::{Partition, Storage, StorageError, corrupt_batch};

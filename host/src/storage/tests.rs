@@ -434,3 +434,111 @@ async fn a_hole_below_the_high_watermark_is_an_error_not_an_end() {
     assert_eq!(values_from(&read.batches, 3).len(), 2);
     storage.shutdown().await;
 }
+
+/// A value of `len` bytes, distinct per `i`.
+fn filler(i: u32, len: usize) -> String {
+    format!("{i:08}").repeat(len / 8)
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_produce_lets_deletes_free_space_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions {
+        reserve_bytes: 1024 * 1024,
+        max_bytes: Some(6 * 1024 * 1024),
+        ..StorageOptions::default()
+    };
+    let storage = Storage::open(dir.path(), &options).unwrap();
+    for topic in ["kept", "scratch"] {
+        storage
+            .create_topic(topic.into(), 1, TopicConfig::default())
+            .await
+            .unwrap();
+    }
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..2_000 {
+        let value = filler(i, 4096);
+        let topic = if i % 2 == 0 { "kept" } else { "scratch" };
+        let (bytes, count) = batch(&[&value]);
+        let partition = storage.partition(topic, 0).unwrap();
+        match storage.append(partition, bytes, count, 1_000).await {
+            Ok(offset) if topic == "kept" => acknowledged.push((offset, value)),
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the limit is reached");
+    assert!(matches!(refused, StorageError::DiskFull(_)), "{refused}");
+    assert_eq!(
+        WireError::from(&refused).code,
+        ErrorCode::StorageUnavailable
+    );
+    assert!(matches!(
+        storage.health().problem(),
+        Some(StorageProblem::DiskFull(_))
+    ));
+    // Still full: the next produce is refused without a write.
+    let (bytes, count) = batch(&["more"]);
+    let error = storage
+        .append(storage.partition("kept", 0).unwrap(), bytes, count, 1_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StorageError::DiskFull(_)), "{error}");
+    // Reads work meanwhile.
+    let read = storage
+        .read(&storage.partition("kept", 0).unwrap(), 0, usize::MAX)
+        .unwrap();
+    assert_eq!(values_from(&read.batches, 0).len(), acknowledged.len());
+
+    // Deleting a topic commits (on the released reserve) and frees space.
+    storage.delete_topic("scratch".into(), false).await.unwrap();
+    assert_eq!(storage.health().problem(), None);
+    let (bytes, count) = batch(&["after"]);
+    let offset = storage
+        .append(storage.partition("kept", 0).unwrap(), bytes, count, 1_000)
+        .await
+        .expect("produce resumes once space is freed");
+    acknowledged.push((offset, "after".into()));
+    storage.shutdown().await;
+    drop(storage);
+
+    let storage = Storage::open(dir.path(), &options).unwrap();
+    let read = storage
+        .read(&storage.partition("kept", 0).unwrap(), 0, usize::MAX)
+        .unwrap();
+    assert_eq!(values_from(&read.batches, 0), acknowledged);
+}
+
+#[tokio::test]
+async fn a_panicking_writer_fails_storage_with_a_storage_error() {
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
+    append(&storage, "t", 0, &["kept"]).await;
+    let error = storage
+        .alter_topic("t".into(), |_| panic!("injected"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Failed(_)), "{error}");
+    assert!(error.to_string().contains("injected"), "{error}");
+    assert_eq!(WireError::from(&error).code, ErrorCode::StorageError);
+    assert!(matches!(
+        storage.health().problem(),
+        Some(StorageProblem::Failed(_))
+    ));
+    // Every later write and read gets the same reason, not a poisoned lock
+    // or "shutting down".
+    let (bytes, count) = batch(&["lost"]);
+    let error = storage
+        .append(storage.partition("t", 0).unwrap(), bytes, count, 1_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Failed(_)), "{error}");
+    let error = storage
+        .read(&storage.partition("t", 0).unwrap(), 0, usize::MAX)
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Failed(_)), "{error}");
+    storage.shutdown().await;
+}

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use quiver_proto::api::transforms::StateEntry;
-use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
+use redb::{ReadOnlyTable, ReadableTable};
 use tokio::sync::oneshot;
 
+use super::health::StorageHealth;
 use super::modules::prune_module_code;
 use super::partition::Partition;
 use super::tables::{
@@ -53,12 +54,15 @@ pub type StateWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// A transform commit on its way to disk.
 #[derive(Debug)]
-pub struct PendingCommit(oneshot::Receiver<Result<(), StorageError>>);
+pub struct PendingCommit {
+    reply: oneshot::Receiver<Result<(), StorageError>>,
+    health: Arc<StorageHealth>,
+}
 
 impl PendingCommit {
     /// Waits until the commit is durable (or failed, changing nothing).
     pub async fn wait(self) -> Result<(), StorageError> {
-        self.0.await.map_err(|_| StorageError::WriterStopped)?
+        self.reply.await.map_err(|_| self.health.stopped_error())?
     }
 }
 
@@ -155,8 +159,11 @@ impl Storage {
         self.writer
             .send(Command::CommitTransform(commit))
             .await
-            .map_err(|_| StorageError::WriterStopped)?;
-        Ok(PendingCommit(done))
+            .map_err(|_| self.db.health.stopped_error())?;
+        Ok(PendingCommit {
+            reply: done,
+            health: Arc::clone(&self.db.health),
+        })
     }
 
     /// Every stored transform, sorted by name.

@@ -8,17 +8,21 @@
 //! Topic creation and deletion go through the same thread, so offsets and
 //! topic existence change in one order.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quiver_proto::api::TopicConfig;
 use quiver_proto::api::modules::ModuleDescription;
 use quiver_proto::batch::set_base_offset;
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::error::StorageError;
+use super::database::OpenDatabase;
+use super::error::{StorageError, WriteFailure};
+use super::health::StorageProblem;
 use super::modules::{NewModule, decode_record, describe, module_versions, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::tables::{
@@ -121,7 +125,7 @@ pub(crate) enum Command {
 
 /// Starts the writer thread.
 pub(crate) fn spawn(
-    db: Arc<Database>,
+    db: Arc<OpenDatabase>,
     topics: Arc<Topics>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>)> {
@@ -133,21 +137,102 @@ pub(crate) fn spawn(
                 db,
                 topics,
                 metrics,
+                failure: Cell::new(None),
+                disk_full: None,
+                reopen_pending: None,
             }
             .run(rx);
         })?;
     Ok((tx, handle))
 }
 
+/// How often, at most, a refusing writer checks whether it can write again
+/// (space back, the database reopened).
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
 pub(super) struct Writer {
-    pub(super) db: Arc<Database>,
+    pub(super) db: Arc<OpenDatabase>,
     topics: Arc<Topics>,
     pub(super) metrics: Arc<Metrics>,
+    /// What the current command's failed write left to do (see `note`).
+    failure: Cell<Option<WriteFailure>>,
+    /// Set while writes that add data are refused for lack of space.
+    disk_full: Option<Refusing>,
+    /// Set while the database could not be reopened.
+    reopen_pending: Option<Refusing>,
+}
+
+/// Why the writer refuses, and when it last checked whether it still must.
+struct Refusing {
+    reason: String,
+    checked: Instant,
+}
+
+impl Refusing {
+    fn new(reason: String) -> Self {
+        Self {
+            reason,
+            checked: Instant::now(),
+        }
+    }
+
+    /// Whether it is time to check again (and notes that it is checked now).
+    fn due(&mut self) -> bool {
+        let due = self.checked.elapsed() >= RETRY_INTERVAL;
+        if due {
+            self.checked = Instant::now();
+        }
+        due
+    }
+}
+
+impl Command {
+    /// Whether the command stores more data (refused while the disk is full).
+    fn adds_data(&self) -> bool {
+        matches!(
+            self,
+            Self::Append(_)
+                | Self::CommitTransform(_)
+                | Self::PutModule { .. }
+                | Self::CreateTopic { .. }
+        )
+    }
+
+    /// Whether the command removes data (so a full disk may have room again).
+    fn frees_space(&self) -> bool {
+        matches!(
+            self,
+            Self::DeleteTopic { .. }
+                | Self::Truncate { .. }
+                | Self::DeleteModule { .. }
+                | Self::DeleteTransform { .. }
+                | Self::DeleteGroupOffsets { .. }
+        )
+    }
+
+    /// Answers the command with `error` without running it.
+    fn refuse(self, error: StorageError) {
+        match self {
+            Self::Append(append) => drop(append.reply.send(Err(error))),
+            Self::CreateTopic { reply, .. } | Self::AlterTopic { reply, .. } => {
+                drop(reply.send(Err(error)));
+            }
+            Self::DeleteTopic { reply, .. }
+            | Self::CommitOffsets { reply, .. }
+            | Self::DeleteModule { reply, .. }
+            | Self::PutTransform { reply, .. }
+            | Self::DeleteTransform { reply, .. } => drop(reply.send(Err(error))),
+            Self::DeleteGroupOffsets { reply, .. } => drop(reply.send(Err(error))),
+            Self::PutModule { reply, .. } => drop(reply.send(Err(error))),
+            Self::CommitTransform(commit) => drop(commit.reply.send(Err(error))),
+            Self::Truncate { reply, .. } => drop(reply.send(Err(error))),
+            Self::Shutdown { reply } => drop(reply.send(())),
+        }
+    }
 }
 
 impl Writer {
-    #[expect(clippy::too_many_lines, reason = "one arm per writer command")]
-    fn run(self, mut rx: mpsc::Receiver<Command>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut next_command = None;
         loop {
             let command = match next_command.take() {
@@ -157,108 +242,292 @@ impl Writer {
                     None => return,
                 },
             };
-            match command {
-                Command::Append(first) => {
-                    let mut bytes = first.batch.batch.len();
-                    let mut group = vec![first];
-                    while group.len() < MAX_GROUP_COMMIT_APPENDS && bytes < MAX_GROUP_COMMIT_BYTES {
-                        match rx.try_recv() {
-                            Ok(Command::Append(append)) => {
-                                bytes += append.batch.batch.len();
-                                group.push(append);
-                            }
-                            Ok(other) => {
-                                next_command = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
+            if let Command::Shutdown { reply } = command {
+                let _ = reply.send(());
+                return;
+            }
+            if let Some(refusal) = self.refusal(&command) {
+                command.refuse(refusal);
+                continue;
+            }
+            let frees_space = command.frees_space();
+            let succeeded = self.execute(command, &mut rx, &mut next_command);
+            if let Some(failure) = self.failure.take() {
+                self.recover(failure);
+            } else if succeeded && frees_space && self.disk_full.is_some() {
+                self.space_freed();
+            }
+        }
+    }
+
+    /// Why `command` cannot run now, if it cannot.
+    fn refusal(&mut self, command: &Command) -> Option<StorageError> {
+        if let Some(StorageProblem::Failed(reason)) = self.db.health.problem() {
+            return Some(StorageError::Failed(reason));
+        }
+        if let Some(pending) = &mut self.reopen_pending {
+            if !pending.due() {
+                return Some(StorageError::Recovering(pending.reason.clone()));
+            }
+            if let Err(e) = self.db.reopen() {
+                pending.reason = e.to_string();
+                return Some(StorageError::Recovering(pending.reason.clone()));
+            }
+            self.reopened();
+        }
+        if command.adds_data()
+            && let Some(full) = &mut self.disk_full
+        {
+            // Space may have been freed outside the broker: the reserve can
+            // be taken again.
+            if !(full.due() && self.db.take_reserve()) {
+                return Some(StorageError::DiskFull(full.reason.clone()));
+            }
+            self.disk_full = None;
+            self.db.health.set(None);
+        }
+        None
+    }
+
+    /// Runs one command; `true` when it succeeded.
+    fn execute(
+        &self,
+        command: Command,
+        rx: &mut mpsc::Receiver<Command>,
+        next_command: &mut Option<Command>,
+    ) -> bool {
+        fn answer<T>(
+            reply: oneshot::Sender<Result<T, StorageError>>,
+            result: Result<T, StorageError>,
+        ) -> bool {
+            let ok = result.is_ok();
+            let _ = reply.send(result);
+            ok
+        }
+        match command {
+            Command::Append(first) => {
+                let mut bytes = first.batch.batch.len();
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP_COMMIT_APPENDS && bytes < MAX_GROUP_COMMIT_BYTES {
+                    match rx.try_recv() {
+                        Ok(Command::Append(append)) => {
+                            bytes += append.batch.batch.len();
+                            group.push(append);
                         }
+                        Ok(other) => {
+                            *next_command = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
                     }
-                    self.commit_group(group, bytes);
                 }
-                Command::CreateTopic {
-                    name,
-                    partitions,
-                    config,
-                    reply,
-                } => {
-                    let _ = reply.send(self.create_topic(&name, partitions, config));
-                }
-                Command::DeleteTopic { name, force, reply } => {
-                    let _ = reply.send(self.delete_topic(&name, force));
-                }
-                Command::AlterTopic {
-                    name,
-                    update,
-                    partitions,
-                    reply,
-                } => {
-                    let _ = reply.send(self.alter_topic(&name, update, partitions));
-                }
-                Command::CommitOffsets {
-                    group,
-                    offsets,
-                    reply,
-                } => {
-                    let _ = reply.send(self.commit_offsets(&group, &offsets));
-                }
-                Command::DeleteGroupOffsets { group, reply } => {
-                    let _ = reply.send(self.delete_group_offsets(&group));
-                }
-                Command::PutModule { module, reply } => {
-                    let _ = reply.send(self.put_module(&module));
-                }
-                Command::DeleteModule { name, reply } => {
-                    let _ = reply.send(self.delete_module(&name));
-                }
-                Command::PutTransform {
-                    name,
-                    record,
-                    positions,
-                    counters,
-                    reply,
-                } => {
-                    let _ = reply.send(self.put_transform(
-                        &name,
-                        &record,
-                        positions.as_deref(),
-                        counters,
-                    ));
-                }
-                Command::DeleteTransform { name, reply } => {
-                    let _ = reply.send(self.delete_transform(&name));
-                }
-                Command::CommitTransform(commit) => {
-                    let reply = commit.reply;
-                    let result = self.commit_transform(
+                self.commit_group(group, bytes)
+            }
+            Command::CreateTopic {
+                name,
+                partitions,
+                config,
+                reply,
+            } => answer(
+                reply,
+                self.write(|| self.create_topic(&name, partitions, config)),
+            ),
+            Command::DeleteTopic { name, force, reply } => {
+                answer(reply, self.write(|| self.delete_topic(&name, force)))
+            }
+            Command::AlterTopic {
+                name,
+                update,
+                partitions,
+                reply,
+            } => answer(
+                reply,
+                self.write(|| self.alter_topic(&name, update, partitions)),
+            ),
+            Command::CommitOffsets {
+                group,
+                offsets,
+                reply,
+            } => answer(reply, self.write(|| self.commit_offsets(&group, &offsets))),
+            Command::DeleteGroupOffsets { group, reply } => {
+                answer(reply, self.write(|| self.delete_group_offsets(&group)))
+            }
+            Command::PutModule { module, reply } => {
+                answer(reply, self.write(|| self.put_module(&module)))
+            }
+            Command::DeleteModule { name, reply } => {
+                answer(reply, self.write(|| self.delete_module(&name)))
+            }
+            Command::PutTransform {
+                name,
+                record,
+                positions,
+                counters,
+                reply,
+            } => answer(
+                reply,
+                self.write(|| self.put_transform(&name, &record, positions.as_deref(), counters)),
+            ),
+            Command::DeleteTransform { name, reply } => {
+                answer(reply, self.write(|| self.delete_transform(&name)))
+            }
+            Command::CommitTransform(commit) => {
+                let result = self.write(|| {
+                    self.commit_transform(
                         &commit.name,
                         commit.position,
                         commit.counters,
                         commit.outputs,
                         &commit.state,
-                    );
-                    let _ = reply.send(result);
-                }
-                Command::Truncate {
-                    partition,
-                    before,
-                    reply,
-                } => {
-                    let _ = reply.send(self.truncate(&partition, before));
-                }
-                Command::Shutdown { reply } => {
-                    let _ = reply.send(());
-                    return;
-                }
+                    )
+                });
+                answer(commit.reply, result)
+            }
+            Command::Truncate {
+                partition,
+                before,
+                reply,
+            } => answer(reply, self.write(|| self.truncate(&partition, before))),
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+                true
             }
         }
     }
 
-    fn commit_group(&self, mut group: Vec<Append>, bytes: usize) {
+    /// Runs one write. A failed write is noted for `recover` and made
+    /// known (`/ready`) before its caller hears of it; the caller gets the
+    /// failure's typed error (retriable for a full disk or an I/O error).
+    /// A panic (redb unwraps on some damaged pages) must not leave a broker
+    /// that looks healthy: it fails storage, with the reason.
+    fn write<T>(&self, write: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(write)).unwrap_or_else(|panic| {
+            Err(StorageError::Panicked(format!(
+                "the storage writer panicked: {}",
+                panic_message(panic.as_ref())
+            )))
+        });
+        result.map_err(|e| match e.write_failure() {
+            Some(failure) => {
+                tracing::error!(error = %e, "storage write failed");
+                self.db.health.set(Some(failure.problem()));
+                let error = failure.error();
+                self.failure.set(Some(failure));
+                error
+            }
+            None => e,
+        })
+    }
+
+    /// After a failed write: a full disk releases the reserve and refuses
+    /// writes that add data; any I/O error reopens the database (redb
+    /// takes no more writes on the old handle); damage stops storage.
+    fn recover(&mut self, failure: WriteFailure) {
+        let reason = match failure {
+            WriteFailure::Fatal(reason) => return self.fail(reason),
+            WriteFailure::NoSpace(reason) => {
+                if self.db.space.release_reserve() {
+                    tracing::warn!(
+                        bytes = self.db.space.reserve_bytes(),
+                        "disk full: released the space reserve so that deletes and retention can commit"
+                    );
+                }
+                self.disk_full = Some(Refusing::new(reason.clone()));
+                self.db
+                    .health
+                    .set(Some(StorageProblem::DiskFull(reason.clone())));
+                reason
+            }
+            WriteFailure::Io(reason) => {
+                self.db
+                    .health
+                    .set(Some(StorageProblem::Recovering(reason.clone())));
+                reason
+            }
+        };
+        match self.db.reopen() {
+            Ok(()) => self.reopened(),
+            Err(e) => {
+                tracing::error!(error = %e, after = reason, "cannot reopen the database; will retry");
+                self.reopen_pending = Some(Refusing::new(e.to_string()));
+            }
+        }
+    }
+
+    /// The database is open again: what is stored wins over memory (a
+    /// commit reported as failed may have reached the disk).
+    fn reopened(&mut self) {
+        self.reopen_pending = None;
+        if self.write(|| self.reconcile()).is_err()
+            && let Some(failure) = self.failure.take()
+        {
+            return self.recover(failure);
+        }
+        let problem = self
+            .disk_full
+            .as_ref()
+            .map(|full| StorageProblem::DiskFull(full.reason.clone()));
+        self.db.health.set(problem);
+    }
+
+    /// Publishes each partition's stored offsets where memory differs.
+    fn reconcile(&self) -> Result<(), StorageError> {
+        let txn = self.db.begin_read()?;
+        let state = txn.open_table(PARTITION_STATE)?;
+        for topic in read_topics(&self.topics).values() {
+            for partition in &topic.partitions {
+                let Some(stored) = state.get((topic.id, partition.index()))? else {
+                    continue;
+                };
+                let (log_start_offset, high_watermark, size_bytes, max_timestamp) = stored.value();
+                let update = PartitionUpdate {
+                    partition: Arc::clone(partition),
+                    offsets: Offsets {
+                        log_start_offset,
+                        high_watermark,
+                    },
+                    stats: LogStats {
+                        size_bytes,
+                        max_timestamp,
+                    },
+                };
+                if update.offsets != partition.offsets() {
+                    tracing::warn!(
+                        topic = partition.topic(),
+                        partition = partition.index(),
+                        stored = ?update.offsets,
+                        "a commit reported as failed reached the disk; publishing what is stored"
+                    );
+                    update.publish();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A delete committed while the disk was full: writes may go on. The
+    /// reserve is taken again if there is room for it.
+    fn space_freed(&mut self) {
+        self.disk_full = None;
+        self.db.take_reserve();
+        self.db.health.set(None);
+    }
+
+    /// Storage cannot go on: every later command gets the reason.
+    fn fail(&mut self, reason: String) {
+        tracing::error!(
+            reason,
+            "storage failed; restart the broker after `quiver storage check`"
+        );
+        self.db.health.set(Some(StorageProblem::Failed(reason)));
+        self.db.abandon();
+    }
+
+    fn commit_group(&self, mut group: Vec<Append>, bytes: usize) -> bool {
         let started = Instant::now();
         let mut touched: HashMap<(u64, u32), PartitionUpdate> = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
-        let result = self.write_group(&mut group, &mut touched, &mut outcomes);
+        let result = self.write(|| self.write_group(&mut group, &mut touched, &mut outcomes));
         match result {
             Ok(()) => {
                 self.metrics
@@ -275,15 +544,23 @@ impl Writer {
                 for (append, outcome) in group.into_iter().zip(outcomes) {
                     let _ = append.reply.send(outcome);
                 }
+                true
             }
             Err(e) => {
                 tracing::error!(error = %e, appends = group.len(), "group commit failed");
+                // Each append gets the failure's typed error, or else why
+                // the commit failed.
                 let reason = e.to_string();
+                let failure = self.failure.take();
                 for append in group {
-                    let _ = append
-                        .reply
-                        .send(Err(StorageError::CommitFailed(reason.clone())));
+                    let error = failure.as_ref().map_or_else(
+                        || StorageError::CommitFailed(reason.clone()),
+                        WriteFailure::error,
+                    );
+                    let _ = append.reply.send(Err(error));
                 }
+                self.failure.set(failure);
+                false
             }
         }
     }
@@ -591,6 +868,15 @@ impl Writer {
         tracing::info!(topic = name, id = topic.id, "topic deleted");
         Ok(())
     }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Writes one batch at its partition's next offset (as this transaction

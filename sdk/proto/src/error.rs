@@ -126,11 +126,15 @@ pub enum ErrorCode {
     /// The topic cannot be deleted (without `force`) while a transform
     /// reads or writes it.
     TopicInUse = 1013,
+    /// Storage takes no writes that add data for now: the disk is full (or
+    /// the storage limit is reached), or the database is being reopened
+    /// after a write error. Retriable; reads still work.
+    StorageUnavailable = 1014,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 35] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -165,6 +169,7 @@ impl ErrorCode {
         Self::ModuleInUse,
         Self::ModuleFailed,
         Self::TopicInUse,
+        Self::StorageUnavailable,
     ];
 
     /// The number on the wire.

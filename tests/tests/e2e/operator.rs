@@ -591,6 +591,7 @@ retention_bytes = 2000
             "data_dir = \"./quiver-data\"\n",
             "listen = \"127.0.0.1:7400\"\n",
             "cache_mb = 256\n",
+            "reserve_mb = 64\n",
             "http = \"127.0.0.1:7401\"\n",
             "log_format = \"text\"\n",
             "max_connections = 1024\n",

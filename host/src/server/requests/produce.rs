@@ -17,7 +17,6 @@ use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
 use super::check_entries;
 use crate::server::Context;
-use crate::storage::StorageError;
 
 pub(super) async fn handle(
     context: &Context,
@@ -90,7 +89,7 @@ pub(super) async fn handle(
             let outcome = match pending {
                 Ok((reply, records)) => reply
                     .await
-                    .map_err(|_| StorageError::WriterStopped)
+                    .map_err(|_| context.storage.health().stopped_error())
                     .and_then(|result| result)
                     .inspect(|_| {
                         context.metrics.record_produced(

@@ -1,0 +1,174 @@
+//! The open redb database: how it is opened (with an integrity check), and
+//! how the writer closes and reopens it after a write error.
+//!
+//! After an I/O error redb refuses every later write until the database is
+//! closed and opened again, so the handle is replaceable: readers and the
+//! writer take the current one for each transaction, and get a typed error
+//! while there is none.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+use super::error::StorageError;
+use super::health::{StorageHealth, StorageProblem};
+use super::space::{LimitedFile, Space, used_bytes};
+
+/// How long a reopen waits for readers to let go of the old handle.
+const READERS_GRACE: Duration = Duration::from_secs(5);
+
+/// The current database, replaceable by the writer.
+#[derive(Debug)]
+pub(crate) struct OpenDatabase {
+    path: PathBuf,
+    cache_bytes: usize,
+    pub(crate) space: Arc<Space>,
+    pub(crate) health: Arc<StorageHealth>,
+    current: RwLock<Option<Arc<Database>>>,
+}
+
+impl OpenDatabase {
+    /// Opens (or creates) the database file at `path`, checking every page
+    /// of a file that was not created now, and takes the space reserve.
+    pub(crate) fn open(
+        path: &Path,
+        cache_bytes: usize,
+        space: Arc<Space>,
+        health: Arc<StorageHealth>,
+    ) -> Result<Self, StorageError> {
+        let db = open_file(path, cache_bytes, &space)?;
+        let opened = Self {
+            path: path.to_owned(),
+            cache_bytes,
+            space,
+            health,
+            current: RwLock::new(Some(Arc::new(db))),
+        };
+        opened.take_reserve();
+        Ok(opened)
+    }
+
+    /// The current database; a typed error while it is being reopened or
+    /// after storage failed.
+    pub(crate) fn get(&self) -> Result<Arc<Database>, StorageError> {
+        if let Some(StorageProblem::Failed(reason)) = self.health.problem() {
+            return Err(StorageError::Failed(reason));
+        }
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| match self.health.problem() {
+                Some(problem) => problem.error(),
+                None => StorageError::Recovering("the database is being reopened".into()),
+            })
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
+        Ok(self.get()?.begin_read()?)
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StorageError> {
+        Ok(self.get()?.begin_write()?)
+    }
+
+    /// Closes the database and opens it again: redb recovers the file as
+    /// after a crash. Only the writer calls this. On failure there is no
+    /// current database until a later call succeeds.
+    pub(crate) fn reopen(&self) -> Result<(), StorageError> {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(old) = old {
+            // Readers hold a handle only for one call; the file is closed
+            // (and its lock released) when the last one drops it.
+            let deadline = Instant::now() + READERS_GRACE;
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(shared) if Instant::now() < deadline => {
+                        old = shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => {
+                        return Err(StorageError::Recovering(
+                            "readers still hold the old database".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let db = open_file(&self.path, self.cache_bytes, &self.space)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+        tracing::info!(
+            path = %self.path.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "database reopened"
+        );
+        Ok(())
+    }
+
+    /// Stops serving the database for good, after a fatal failure. The
+    /// handle is leaked on purpose, not closed: closing a damaged database
+    /// writes to it, and redb may panic on state a panic left behind.
+    pub(crate) fn abandon(&self) {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        std::mem::forget(old);
+    }
+
+    /// Takes the space reserve if there is room for it; `true` when held.
+    pub(crate) fn take_reserve(&self) -> bool {
+        let database_used = std::fs::metadata(&self.path).map_or(0, |m| used_bytes(&m));
+        match self.space.take_reserve(database_used) {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    bytes = self.space.reserve_bytes(),
+                    "no room for the space reserve; a full disk may then block deletes too"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the space reserve");
+                false
+            }
+        }
+    }
+}
+
+/// Opens the file with redb's integrity check on every open, so that a
+/// damaged file is refused at start rather than met by a panic later. The
+/// check reads every page (about as long as the recovery after a crash).
+fn open_file(
+    path: &Path,
+    cache_bytes: usize,
+    space: &Arc<Space>,
+) -> Result<Database, StorageError> {
+    let backend = LimitedFile::open(path, Arc::clone(space))?;
+    Database::builder()
+        .set_cache_size(cache_bytes)
+        .set_check_integrity_on_open(true)
+        .create_with_backend(backend)
+        .map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+                StorageError::Damaged {
+                    path: path.to_owned(),
+                    reason,
+                }
+            }
+            e => e.into(),
+        })
+}
