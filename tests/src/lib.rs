@@ -10,6 +10,7 @@
 //!   code and output, against a broker or none.
 
 pub mod cli;
+pub mod http;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //! Topic creation and deletion go through the same thread, so offsets and
 //! topic existence change in one order.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
@@ -138,7 +138,7 @@ pub(crate) fn spawn(
                 topics,
                 metrics,
                 failure: Cell::new(None),
-                disk_full: None,
+                disk_full: RefCell::new(None),
                 reopen_pending: None,
             }
             .run(rx);
@@ -157,7 +157,7 @@ pub(super) struct Writer {
     /// What the current command's failed write left to do (see `note`).
     failure: Cell<Option<WriteFailure>>,
     /// Set while writes that add data are refused for lack of space.
-    disk_full: Option<Refusing>,
+    disk_full: RefCell<Option<Refusing>>,
     /// Set while the database could not be reopened.
     reopen_pending: Option<Refusing>,
 }
@@ -250,12 +250,9 @@ impl Writer {
                 command.refuse(refusal);
                 continue;
             }
-            let frees_space = command.frees_space();
-            let succeeded = self.execute(command, &mut rx, &mut next_command);
+            self.execute(command, &mut rx, &mut next_command);
             if let Some(failure) = self.failure.take() {
                 self.recover(failure);
-            } else if succeeded && frees_space && self.disk_full.is_some() {
-                self.space_freed();
             }
         }
     }
@@ -276,34 +273,28 @@ impl Writer {
             self.reopened();
         }
         if command.adds_data()
-            && let Some(full) = &mut self.disk_full
+            && let Some(full) = self.disk_full.get_mut()
         {
             // Space may have been freed outside the broker: the reserve can
             // be taken again.
             if !(full.due() && self.db.take_reserve()) {
                 return Some(StorageError::DiskFull(full.reason.clone()));
             }
-            self.disk_full = None;
+            *self.disk_full.get_mut() = None;
             self.db.health.set(None);
         }
         None
     }
 
-    /// Runs one command; `true` when it succeeded.
+    /// Runs one command.
+    #[expect(clippy::too_many_lines, reason = "one arm per writer command")]
     fn execute(
         &self,
         command: Command,
         rx: &mut mpsc::Receiver<Command>,
         next_command: &mut Option<Command>,
-    ) -> bool {
-        fn answer<T>(
-            reply: oneshot::Sender<Result<T, StorageError>>,
-            result: Result<T, StorageError>,
-        ) -> bool {
-            let ok = result.is_ok();
-            let _ = reply.send(result);
-            ok
-        }
+    ) {
+        let frees_space = command.frees_space();
         match command {
             Command::Append(first) => {
                 let mut bytes = first.batch.batch.len();
@@ -321,26 +312,30 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                self.commit_group(group, bytes)
+                self.commit_group(group, bytes);
             }
             Command::CreateTopic {
                 name,
                 partitions,
                 config,
                 reply,
-            } => answer(
+            } => self.answer(
+                frees_space,
                 reply,
                 self.write(|| self.create_topic(&name, partitions, config)),
             ),
-            Command::DeleteTopic { name, force, reply } => {
-                answer(reply, self.write(|| self.delete_topic(&name, force)))
-            }
+            Command::DeleteTopic { name, force, reply } => self.answer(
+                frees_space,
+                reply,
+                self.write(|| self.delete_topic(&name, force)),
+            ),
             Command::AlterTopic {
                 name,
                 update,
                 partitions,
                 reply,
-            } => answer(
+            } => self.answer(
+                frees_space,
                 reply,
                 self.write(|| self.alter_topic(&name, update, partitions)),
             ),
@@ -348,15 +343,21 @@ impl Writer {
                 group,
                 offsets,
                 reply,
-            } => answer(reply, self.write(|| self.commit_offsets(&group, &offsets))),
-            Command::DeleteGroupOffsets { group, reply } => {
-                answer(reply, self.write(|| self.delete_group_offsets(&group)))
-            }
+            } => self.answer(
+                frees_space,
+                reply,
+                self.write(|| self.commit_offsets(&group, &offsets)),
+            ),
+            Command::DeleteGroupOffsets { group, reply } => self.answer(
+                frees_space,
+                reply,
+                self.write(|| self.delete_group_offsets(&group)),
+            ),
             Command::PutModule { module, reply } => {
-                answer(reply, self.write(|| self.put_module(&module)))
+                self.answer(frees_space, reply, self.write(|| self.put_module(&module)));
             }
             Command::DeleteModule { name, reply } => {
-                answer(reply, self.write(|| self.delete_module(&name)))
+                self.answer(frees_space, reply, self.write(|| self.delete_module(&name)));
             }
             Command::PutTransform {
                 name,
@@ -364,13 +365,16 @@ impl Writer {
                 positions,
                 counters,
                 reply,
-            } => answer(
+            } => self.answer(
+                frees_space,
                 reply,
                 self.write(|| self.put_transform(&name, &record, positions.as_deref(), counters)),
             ),
-            Command::DeleteTransform { name, reply } => {
-                answer(reply, self.write(|| self.delete_transform(&name)))
-            }
+            Command::DeleteTransform { name, reply } => self.answer(
+                frees_space,
+                reply,
+                self.write(|| self.delete_transform(&name)),
+            ),
             Command::CommitTransform(commit) => {
                 let result = self.write(|| {
                     self.commit_transform(
@@ -381,18 +385,35 @@ impl Writer {
                         &commit.state,
                     )
                 });
-                answer(commit.reply, result)
+                self.answer(frees_space, commit.reply, result);
             }
             Command::Truncate {
                 partition,
                 before,
                 reply,
-            } => answer(reply, self.write(|| self.truncate(&partition, before))),
+            } => self.answer(
+                frees_space,
+                reply,
+                self.write(|| self.truncate(&partition, before)),
+            ),
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
-                true
             }
         }
+    }
+
+    /// Answers a command. A delete that succeeded while the disk was full
+    /// first makes the freed space known, before its caller hears of it.
+    fn answer<T>(
+        &self,
+        frees_space: bool,
+        reply: oneshot::Sender<Result<T, StorageError>>,
+        result: Result<T, StorageError>,
+    ) {
+        if frees_space && result.is_ok() {
+            self.space_freed();
+        }
+        let _ = reply.send(result);
     }
 
     /// Runs one write. A failed write is noted for `recover` and made
@@ -432,7 +453,7 @@ impl Writer {
                         "disk full: released the space reserve so that deletes and retention can commit"
                     );
                 }
-                self.disk_full = Some(Refusing::new(reason.clone()));
+                *self.disk_full.get_mut() = Some(Refusing::new(reason.clone()));
                 self.db
                     .health
                     .set(Some(StorageProblem::DiskFull(reason.clone())));
@@ -465,6 +486,7 @@ impl Writer {
         }
         let problem = self
             .disk_full
+            .get_mut()
             .as_ref()
             .map(|full| StorageProblem::DiskFull(full.reason.clone()));
         self.db.health.set(problem);
@@ -507,10 +529,11 @@ impl Writer {
 
     /// A delete committed while the disk was full: writes may go on. The
     /// reserve is taken again if there is room for it.
-    fn space_freed(&mut self) {
-        self.disk_full = None;
-        self.db.take_reserve();
-        self.db.health.set(None);
+    fn space_freed(&self) {
+        if self.disk_full.borrow_mut().take().is_some() {
+            self.db.take_reserve();
+            self.db.health.set(None);
+        }
     }
 
     /// Storage cannot go on: every later command gets the reason.
@@ -523,7 +546,7 @@ impl Writer {
         self.db.abandon();
     }
 
-    fn commit_group(&self, mut group: Vec<Append>, bytes: usize) -> bool {
+    fn commit_group(&self, mut group: Vec<Append>, bytes: usize) {
         let started = Instant::now();
         let mut touched: HashMap<(u64, u32), PartitionUpdate> = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
@@ -544,7 +567,6 @@ impl Writer {
                 for (append, outcome) in group.into_iter().zip(outcomes) {
                     let _ = append.reply.send(outcome);
                 }
-                true
             }
             Err(e) => {
                 tracing::error!(error = %e, appends = group.len(), "group commit failed");
@@ -560,7 +582,6 @@ impl Writer {
                     let _ = append.reply.send(Err(error));
                 }
                 self.failure.set(failure);
-                false
             }
         }
     }

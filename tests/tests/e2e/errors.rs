@@ -3,10 +3,7 @@
 //! serving afterwards: a fresh record goes in and comes back byte for byte,
 //! on the connection that saw the error and on a new one.
 //!
-//! Three codes are not provoked, on purpose:
-//! - `StorageError` means the storage engine itself failed (an I/O error, a
-//!   corrupt database file, a failed commit). No request can cause that; it
-//!   needs a broken disk, which is the storage layer's tests' business.
+//! Two codes are not provoked, on purpose:
 //! - `UnknownServerError` means a failure inside the broker that no request
 //!   should be able to cause (a response that does not encode, a read task
 //!   that panicked); a request that did reach it would be a bug. It is also
@@ -56,7 +53,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 31] = [
+const REACHED: [ErrorCode; 33] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -88,14 +85,12 @@ const REACHED: [ErrorCode; 31] = [
     ErrorCode::ModuleInUse,            // transform_refusals
     ErrorCode::ModuleFailed,           // transform_refusals
     ErrorCode::TopicInUse,             // transform_refusals
+    ErrorCode::StorageError,           // damaged_storage.rs: a_lost_batch_*
+    ErrorCode::StorageUnavailable,     // full_disk.rs
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.
-const NOT_REACHABLE: [ErrorCode; 3] = [
-    ErrorCode::StorageError,
-    ErrorCode::UnknownServerError,
-    ErrorCode::GroupBusy,
-];
+const NOT_REACHABLE: [ErrorCode; 2] = [ErrorCode::UnknownServerError, ErrorCode::GroupBusy];
 
 #[test]
 fn every_code_is_reached_or_explained() {

@@ -10,6 +10,7 @@ mod crash;
 mod damaged_storage;
 mod errors;
 mod fetch_modules;
+mod full_disk;
 mod groups;
 mod modules;
 mod newcomer;

@@ -16,54 +16,10 @@ use quiver_client::{
 };
 use quiver_host::http::{HttpServer, MAX_HTTP_CONNECTIONS};
 use quiver_host::metrics::Metrics;
+use quiver_tests::http::{get, request};
 use quiver_tests::{TestBroker, quiver_bin};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-/// What one HTTP/1.1 request got back.
-#[derive(Debug)]
-struct HttpReply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// Sends one request with `Connection: close` and reads the whole reply.
-async fn request(addr: SocketAddr, method: &str, path: &str) -> HttpReply {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to HTTP");
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .expect("send request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("reply in time")
-        .expect("read reply");
-    let raw = String::from_utf8(raw).expect("UTF-8 reply");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    HttpReply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
-
-async fn get(addr: SocketAddr, path: &str) -> HttpReply {
-    request(addr, "GET", path).await
-}
 
 /// Checks every line against the Prometheus text format 0.0.4 grammar:
 /// `# HELP name text`, `# TYPE name type` (once per family, before its
@@ -548,6 +504,7 @@ retention_bytes = 2000
             "data_dir = \"/srv/quiver\"\n",   // file
             "listen = \"0.0.0.0:9400\"\n",    // file
             "cache_mb = 128\n",               // env over file
+            "reserve_mb = 64\n",              // default
             "http = \"off\"\n",               // flag over file
             "log_format = \"json\"\n",        // env over file
             "max_connections = 30\n",         // flag over env over file
