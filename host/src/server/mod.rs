@@ -7,7 +7,10 @@
 mod requests;
 mod stream;
 
-pub use stream::{FRAME_READ_TIMEOUT, MAX_CONNECTION_REQUEST_BYTES};
+pub use stream::{
+    FRAME_READ_BASE, MAX_CONNECTION_REQUEST_BYTES, MIN_FRAME_RATE, RESERVE_STEP_BYTES,
+    frame_read_deadline,
+};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +32,7 @@ use crate::transforms::Transforms;
 use crate::wasm::WasmEngine;
 
 /// Bytes of request frames held in memory across all connections, at most;
-/// a request beyond it waits for memory before its body is read.
+/// a request beyond it waits for memory as its body arrives.
 pub const MAX_INFLIGHT_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 
 /// Fetches reading from storage at once, at most; with

@@ -2,12 +2,14 @@
 //! header against the limits before reading the rest), run the request,
 //! write the response, finish the stream.
 //!
-//! A frame's memory is reserved from its connection's budget
+//! A frame's memory is reserved as its bytes arrive, in steps of
+//! [`RESERVE_STEP_BYTES`], from its connection's budget
 //! ([`MAX_CONNECTION_REQUEST_BYTES`]) and then from the broker's
-//! ([`super::MAX_INFLIGHT_REQUEST_BYTES`]) before its body is read, and the
-//! body must arrive within [`FRAME_READ_TIMEOUT`]: a client that announces
-//! large frames and then sends nothing holds little, briefly. The header
-//! itself must arrive within the listener's header timeout
+//! ([`super::MAX_INFLIGHT_REQUEST_BYTES`]); its body must arrive within
+//! [`frame_read_deadline`] (a base plus the time at [`MIN_FRAME_RATE`]). So
+//! a client that announces large frames and sends nothing holds no memory,
+//! and one that trickles holds only what it sent, until its deadline. The
+//! header itself must arrive within the listener's header timeout
 //! ([`super::HEADER_READ_TIMEOUT`] by default).
 
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use quiver_proto::api::encode_error;
 use quiver_proto::frame::{self, FrameError, FrameHeader, HEADER_BYTES};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 use tokio::io::AsyncReadExt as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::Context;
 use super::requests::{self, Reply};
@@ -27,8 +29,20 @@ use super::requests::{self, Reply};
 /// Bytes of request frames one connection may hold in memory at once.
 pub const MAX_CONNECTION_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
-/// How long the rest of a frame may take to arrive once its header has.
-pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the rest of a frame may take to arrive once its header has,
+/// beyond the time its size takes at [`MIN_FRAME_RATE`].
+pub const FRAME_READ_BASE: Duration = Duration::from_secs(10);
+
+/// The slowest a frame's body may arrive, in bytes per second, on average.
+pub const MIN_FRAME_RATE: u64 = 1024 * 1024;
+
+/// A frame's memory is reserved in steps of this many bytes, as they arrive.
+pub const RESERVE_STEP_BYTES: usize = 1024 * 1024;
+
+/// How long a body of `len` bytes may take to arrive.
+pub fn frame_read_deadline(len: usize) -> Duration {
+    FRAME_READ_BASE + Duration::from_millis(len as u64 * 1000 / MIN_FRAME_RATE)
+}
 
 /// How long writing a response may take.
 const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,27 +138,18 @@ async fn read_and_run(
     let header = FrameHeader::parse(header_bytes).map_err(frame_error)?;
     let rest_len = header.rest_len();
     let shutting_down = || WireError::new(ErrorCode::ShuttingDown, "broker shutting down");
-    // Reserve the frame's memory before allocating it: first from this
-    // connection's budget, then from the broker's.
-    let _connection_memory = tokio::select! {
-        permit = connection_memory.acquire_many(rest_len as u32) => permit.map_err(|_| shutting_down())?,
-        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    // Small frames skip the broker's budget: heartbeats and commits never
+    // queue behind large frames whose senders are slow.
+    let budgets = Budgets {
+        connection: connection_memory,
+        broker: (rest_len > super::SMALL_REQUEST_BYTES).then_some(&*context.request_memory),
     };
-    let _memory = if rest_len <= super::SMALL_REQUEST_BYTES {
-        None
-    } else {
-        tokio::select! {
-            permit = context.request_memory.acquire_many(rest_len as u32) => {
-                Some(permit.map_err(|_| shutting_down())?)
-            }
-            () = context.shutdown.cancelled() => return Err(shutting_down()),
-        }
-    };
-    let rest = tokio::select! {
-        read = tokio::time::timeout(FRAME_READ_TIMEOUT, read_rest(recv, rest_len)) => {
+    let deadline = frame_read_deadline(rest_len);
+    let (rest, _memory) = tokio::select! {
+        read = tokio::time::timeout(deadline, read_rest(recv, rest_len, &budgets)) => {
             read.map_err(|_| WireError::new(
                 ErrorCode::InvalidRequest,
-                format!("the frame's {rest_len} bytes did not arrive within {FRAME_READ_TIMEOUT:?}"),
+                format!("the frame's {rest_len} bytes did not arrive within {deadline:?}"),
             ))??
         }
         () = context.shutdown.cancelled() => return Err(shutting_down()),
@@ -156,11 +161,57 @@ async fn read_and_run(
     requests::dispatch(context, header.tag, header.version, &rest, body).await
 }
 
-/// Reads exactly `rest_len` bytes into spare capacity (no zeroing first).
-async fn read_rest(recv: &mut RecvStream, rest_len: usize) -> Result<BytesMut, WireError> {
+/// The memory budgets a frame's bytes are reserved from.
+struct Budgets<'a> {
+    connection: &'a Semaphore,
+    broker: Option<&'a Semaphore>,
+}
+
+/// Memory reserved for one frame, given back when dropped.
+#[derive(Default)]
+struct Reserved<'a> {
+    permits: Vec<SemaphorePermit<'a>>,
+    bytes: usize,
+}
+
+impl<'a> Reserved<'a> {
+    /// Reserves `bytes` more from every budget, waiting for them.
+    async fn grow(&mut self, budgets: &Budgets<'a>, bytes: usize) -> Result<(), WireError> {
+        let closed = |_| WireError::new(ErrorCode::ShuttingDown, "broker shutting down");
+        let count = bytes as u32;
+        self.permits.push(
+            budgets
+                .connection
+                .acquire_many(count)
+                .await
+                .map_err(closed)?,
+        );
+        if let Some(broker) = budgets.broker {
+            self.permits
+                .push(broker.acquire_many(count).await.map_err(closed)?);
+        }
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+/// Reads exactly `rest_len` bytes into spare capacity (no zeroing first;
+/// the pages are touched only as bytes arrive), reserving memory for them
+/// step by step just before reading them.
+async fn read_rest<'a>(
+    recv: &mut RecvStream,
+    rest_len: usize,
+    budgets: &Budgets<'a>,
+) -> Result<(BytesMut, Reserved<'a>), WireError> {
     let mut rest = BytesMut::with_capacity(rest_len);
-    let mut limited = (&mut *recv).take(rest_len as u64);
+    let mut reserved = Reserved::default();
+    let mut limited = (&mut *recv).take(0);
     while rest.len() < rest_len {
+        if rest.len() == reserved.bytes {
+            let step = RESERVE_STEP_BYTES.min(rest_len - reserved.bytes);
+            reserved.grow(budgets, step).await?;
+            limited.set_limit(step as u64);
+        }
         match limited.read_buf(&mut rest).await {
             Ok(0) => {
                 return Err(frame_error(FrameError::Truncated {
@@ -177,7 +228,7 @@ async fn read_rest(recv: &mut RecvStream, rest_len: usize) -> Result<BytesMut, W
             }
         }
     }
-    Ok(rest)
+    Ok((rest, reserved))
 }
 
 fn frame_error(error: FrameError) -> WireError {
@@ -188,5 +239,19 @@ fn frame_error(error: FrameError) -> WireError {
                 max: u64::from(quiver_proto::limits::MAX_FRAME_BYTES),
             }),
         _ => WireError::new(ErrorCode::InvalidRequest, error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_may_take_the_base_plus_its_size_at_the_minimum_rate() {
+        assert_eq!(frame_read_deadline(0), FRAME_READ_BASE);
+        assert_eq!(
+            frame_read_deadline(16 * 1024 * 1024),
+            FRAME_READ_BASE + Duration::from_secs(16)
+        );
     }
 }

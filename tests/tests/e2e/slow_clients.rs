@@ -1,19 +1,24 @@
-//! Clients that hold the broker's connection slots without using them
-//! (issue 9, item 6): a frame header that never completes is answered
-//! within the header deadline, a connection that never sends a request is
-//! closed after the first-request deadline (its keep-alives do not save
-//! it), and one client address holds at most its share of the slots.
+//! Clients that hold the broker's connection slots or memory without using
+//! them (issue 9, items 5 and 6): a frame header that never completes is
+//! answered within the header deadline, a connection that never sends a
+//! request is closed after the first-request deadline (its keep-alives do
+//! not save it), one client address holds at most its share of the slots,
+//! and frames announced but not sent hold no memory.
 //!
 //! The deadlines are shortened here through the broker's configuration;
 //! the defaults are `HEADER_READ_TIMEOUT` (10 s) and
 //! `FIRST_REQUEST_TIMEOUT` (60 s).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quiver_client::{Admin, Client, ErrorCode};
+use quiver_client::{Admin, Client, ErrorCode, Producer, ProducerConfig, ProducerRecord};
+use quiver_host::server::MAX_INFLIGHT_REQUEST_BYTES;
 use quiver_proto::WireError;
-use quiver_proto::api::decode_head;
-use quiver_tests::{RawConnection, RawReply, TestBroker};
+use quiver_proto::api::{RequestKind, decode_head};
+use quiver_proto::frame::HEADER_BYTES;
+use quiver_proto::limits::MAX_FRAME_BYTES;
+use quiver_tests::{RawConnection, RawReply, TestBroker, frame};
 
 const SHORT: Duration = Duration::from_millis(500);
 
@@ -124,4 +129,44 @@ async fn one_address_holds_at_most_its_share_of_connections() {
         .await
         .expect("first still serving");
     drop(again);
+}
+
+/// Frames announced and never sent (issue 9, item 5): nine connections
+/// each open four streams whose headers claim nearly the largest frame,
+/// more than the broker's whole request-memory budget together, and send
+/// nothing more. Memory is reserved as bytes arrive, so they hold none of
+/// it: a 70 KB produce from another client is answered at once, where it
+/// used to wait for the announced frames' deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_frames_hold_no_memory_until_their_bytes_arrive() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let claimed = MAX_FRAME_BYTES as usize - 1024;
+    let header = frame(RequestKind::Produce as u16, 1, &[], &vec![0; claimed]);
+    let header = header[..HEADER_BYTES].to_vec();
+    let mut attackers = Vec::new();
+    let mut stalled = tokio::task::JoinSet::new();
+    for _ in 0..9 {
+        let raw = Arc::new(RawConnection::connect(broker.addr(), broker.ca()).await);
+        for _ in 0..4 {
+            let (raw, header) = (Arc::clone(&raw), header.clone());
+            stalled.spawn(async move { raw.send_unfinished(&header).await });
+        }
+        attackers.push(raw);
+    }
+    assert!(9 * 4 * claimed > MAX_INFLIGHT_REQUEST_BYTES);
+    // Let the headers reach the broker.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    let value = vec![b'x'; 70_000];
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        producer.send(ProducerRecord::new("t", value).partition(0)),
+    )
+    .await
+    .expect("answered while the announced frames wait for their bytes")
+    .expect("acknowledged");
+    stalled.abort_all();
+    drop(attackers);
 }
