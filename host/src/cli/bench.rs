@@ -44,6 +44,9 @@ pub(crate) enum BenchCommand {
     Consume(ConsumeBench),
     /// Run a module as a deployed transform over a filled topic.
     Transform(super::bench_transform::TransformBench),
+    /// Open and hold many connections; report how many the broker holds
+    /// and (with --broker-pid) its memory per connection.
+    Connections(super::bench_connections::ConnectionsBench),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +107,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Consume(args) => consume(args).await,
         BenchCommand::Transform(args) => super::bench_transform::run(args).await,
+        BenchCommand::Connections(args) => super::bench_connections::run(args).await,
     }
 }
 
@@ -202,11 +206,13 @@ async fn produce_share(
         let ack = producer
             .enqueue(ProducerRecord::new(topic, value.clone()))
             .await?;
-        if i % LATENCY_SAMPLE_EVERY == 0 {
-            samples
-                .send((sent, ack))
-                .await
-                .map_err(|_| ClientError::Closed)?;
+        if i % LATENCY_SAMPLE_EVERY == 0 && samples.send((sent, ack)).await.is_err() {
+            // The collector stopped at a failed acknowledgement: report
+            // that failure (a full disk, say), not the closed channel.
+            return match collector.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(ClientError::Closed),
+            };
         }
         if i % 1_000 == 999 {
             progress.inc(1_000);

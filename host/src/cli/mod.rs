@@ -14,6 +14,7 @@
 //!   throughput through a deployed transform.
 
 mod bench;
+mod bench_connections;
 mod bench_transform;
 mod consume;
 mod format;

@@ -333,3 +333,26 @@ fn bench_removes_what_it_created_unless_kept() {
     );
     assert_eq!(cli.run(&["topic", "list"]).ok(), "bench\tpartitions=4\n");
 }
+
+#[test]
+fn bench_connections_holds_them_and_reports_the_broker_memory() {
+    let cli = CliFixture::start();
+    // The broker runs in this test process.
+    let pid = std::process::id().to_string();
+    let out = cli
+        .run(&[
+            "bench",
+            "connections",
+            "--count",
+            "5",
+            "--hold-secs",
+            "0",
+            "--broker-pid",
+            &pid,
+        ])
+        .ok();
+    assert!(out.starts_with("opened 5 of 5 connections in "), "{out}");
+    assert!(out.contains("; 5 still served after 0 s\n"), "{out}");
+    assert!(out.contains("broker resident memory: "), "{out}");
+    assert!(out.ends_with(" KiB per connection\n"), "{out}");
+}
