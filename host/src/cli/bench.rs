@@ -30,6 +30,7 @@ use quiver_client::{
 use tokio::sync::mpsc;
 
 use super::ClientArgs;
+use super::procfs::{CpuClock, CpuUsed};
 
 /// One produce latency sample per this many records.
 const LATENCY_SAMPLE_EVERY: u64 = 16;
@@ -70,6 +71,10 @@ pub(crate) struct Common {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
+    /// The broker's process id (a broker on this machine): its CPU time
+    /// is reported beside this client's.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -138,6 +143,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
                 .record(micros);
         }))
     };
+    let cpu = CpuClock::start(common.broker_pid)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..u64::from(args.producers) {
@@ -162,6 +168,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
         record_latency.add(task.await.context("producer task failed")??)?;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu.used()?;
     progress.finish_and_clear();
     let bytes = common.records * common.record_size as u64;
     let request_latency = requests
@@ -171,8 +178,11 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     report(
         common,
         "produce",
-        bytes,
-        seconds,
+        Measured {
+            bytes,
+            seconds,
+            cpu,
+        },
         &request_latency,
         Some(&record_latency),
     );
@@ -234,6 +244,7 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     topic.fill(common).await?;
     let partitions = topic.partitions;
     let progress = progress_bar(common);
+    let cpu = CpuClock::start(common.broker_pid)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..args.consumers {
@@ -267,6 +278,7 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
         histogram.add(h)?;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu.used()?;
     progress.finish_and_clear();
     if consumed < common.records {
         bail!(
@@ -274,7 +286,17 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
             common.records
         );
     }
-    report(common, "consume", bytes, seconds, &histogram, None);
+    report(
+        common,
+        "consume",
+        Measured {
+            bytes,
+            seconds,
+            cpu,
+        },
+        &histogram,
+        None,
+    );
     topic
         .finish(
             common,
@@ -420,15 +442,29 @@ fn micros(since: Instant) -> u64 {
 /// request latencies (produce: request sent to durable ack; consume: fetch
 /// round trip); `records`, for produce, each sampled record's time from
 /// `enqueue` to its ack, which adds the wait in the producer's buffer.
+/// What a bench run took.
+#[derive(Clone, Copy)]
+struct Measured {
+    bytes: u64,
+    seconds: f64,
+    cpu: CpuUsed,
+}
+
 fn report(
     common: &Common,
     what: &str,
-    bytes: u64,
-    seconds: f64,
+    measured: Measured,
     histogram: &Histogram<u64>,
     records_latency: Option<&Histogram<u64>>,
 ) {
+    let Measured {
+        bytes,
+        seconds,
+        cpu,
+    } = measured;
     let records = common.records;
+    // CPU microseconds per record.
+    let per_record = |cpu_seconds: f64| cpu_seconds * 1e6 / records.max(1) as f64;
     let record_size = bytes / records.max(1);
     let records_per_sec = records as f64 / seconds;
     let mb_per_sec = bytes as f64 / seconds / 1e6;
@@ -449,6 +485,10 @@ fn report(
             "p99_ms": ms(0.99),
             "p999_ms": ms(0.999),
             "latency_samples": histogram.len(),
+            "client_cpu_s": cpu.client,
+            "client_cpu_us_per_record": per_record(cpu.client),
+            "broker_cpu_s": cpu.broker,
+            "broker_cpu_us_per_record": cpu.broker.map(per_record),
         });
         println!("{summary}");
     } else {
@@ -467,5 +507,14 @@ fn report(
                 "  per record, enqueue to ack (includes the producer buffer): p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms"
             );
         }
+        let broker = cpu.broker.map_or_else(
+            || "broker CPU: pass --broker-pid".to_owned(),
+            |b| format!("broker CPU {b:.2} s ({:.2} us/record)", per_record(b)),
+        );
+        println!(
+            "  client CPU {:.2} s ({:.2} us/record); {broker}",
+            cpu.client,
+            per_record(cpu.client)
+        );
     }
 }

@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
 use quiver_client::{Admin, Client};
 
 use super::ClientArgs;
+use super::procfs::resident_bytes;
 
 #[derive(Debug, Args)]
 pub(crate) struct ConnectionsBench {
@@ -94,17 +95,4 @@ async fn close_all(clients: &[Client]) {
     for client in clients {
         client.close().await;
     }
-}
-
-/// A process's resident memory (`VmRSS`), in bytes.
-fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .with_context(|| format!("no VmRSS line in {path}"))
 }

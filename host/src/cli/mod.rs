@@ -20,6 +20,7 @@ mod consume;
 mod format;
 mod group;
 mod module;
+mod procfs;
 mod produce;
 mod serve;
 mod storage;
