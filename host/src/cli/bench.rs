@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_client::{
     Admin, ClientError, Consumer, ConsumerConfig, ErrorCode, Offset, Producer, ProducerConfig,
-    ProducerRecord, RequestObserver, RequestStats, TopicConfig, TopicPartition,
+    ProducerRecord, RequestObserver, RequestStats, TopicConfig, TopicName, TopicPartition,
 };
 use tokio::sync::mpsc;
 
@@ -158,7 +158,9 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             observer: Some(observer.clone()),
         };
         let producer = Producer::new(client, config);
-        let (topic, value, progress) = (common.topic.clone(), value.clone(), progress.clone());
+        // One name for all records: cloning it allocates nothing.
+        let topic = TopicName::from(&common.topic);
+        let (value, progress) = (value.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             produce_share(producer, &topic, &value, share, &progress).await
         }));
@@ -196,7 +198,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
 
 async fn produce_share(
     producer: Producer,
-    topic: &str,
+    topic: &TopicName,
     value: &Bytes,
     records: u64,
     progress: &ProgressBar,
@@ -214,7 +216,7 @@ async fn produce_share(
     for i in 0..records {
         let sent = Instant::now();
         let ack = producer
-            .enqueue(ProducerRecord::new(topic, value.clone()))
+            .enqueue(ProducerRecord::new(topic.clone(), value.clone()))
             .await?;
         if i % LATENCY_SAMPLE_EVERY == 0 && samples.send((sent, ack)).await.is_err() {
             // The collector stopped at a failed acknowledgement: report
@@ -372,7 +374,7 @@ impl BenchTopic {
         let value = Bytes::from(vec![b'x'; common.record_size]);
         produce_share(
             producer,
-            &common.topic,
+            &TopicName::from(&common.topic),
             &value,
             missing,
             &ProgressBar::hidden(),

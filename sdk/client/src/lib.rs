@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ack;
 mod admin;
 mod client;
 mod consumer;
@@ -44,7 +45,7 @@ pub use error::ClientError;
 pub use group::{GroupSettings, RebalanceEvent};
 pub use producer::{
     DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, RequestObserver,
-    RequestStats,
+    RequestStats, TopicName,
 };
 pub use quiver_proto::api::groups::{
     CommittedOffset, GroupDescription, GroupMember, GroupPartition, PartitionRef, ResetTarget,

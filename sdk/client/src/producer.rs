@@ -10,10 +10,11 @@
 //! [`ProducerConfig::buffer_bytes`]; `enqueue` waits for room beyond that.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,9 +24,10 @@ use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
     MAX_RECORDS_PER_BATCH,
 };
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
+use crate::ack::{AckReceiver, AckSender};
 use crate::admin::Admin;
 use crate::client::Client;
 use crate::error::ClientError;
@@ -88,11 +90,61 @@ impl Default for ProducerConfig {
     }
 }
 
+/// A topic's name, cheap to clone: an application that keeps one and
+/// clones it into each record sends without allocating a name per record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName(Arc<str>);
+
+impl TopicName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TopicName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for TopicName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TopicName {
+    fn from(name: &str) -> Self {
+        Self(name.into())
+    }
+}
+
+impl From<String> for TopicName {
+    fn from(name: String) -> Self {
+        Self(name.into())
+    }
+}
+
+impl From<&String> for TopicName {
+    fn from(name: &String) -> Self {
+        Self(name.as_str().into())
+    }
+}
+
 /// A record to send.
 #[derive(Debug, Clone)]
 pub struct ProducerRecord {
     /// The topic.
-    pub topic: String,
+    pub topic: TopicName,
     /// An explicit partition; otherwise chosen by key, or round-robin.
     pub partition: Option<u32>,
     /// The key; records with one key land on one partition.
@@ -107,7 +159,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A keyless record for `topic`.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<TopicName>, value: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             partition: None,
@@ -159,52 +211,53 @@ pub struct RecordMetadata {
     pub offset: u64,
 }
 
-type Ack = Option<Result<u64, ClientError>>;
-
 /// Resolves when the record's batch is durably stored (or refused).
+/// Awaiting it allocates nothing.
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    ack: watch::Receiver<Ack>,
+    ack: AckReceiver,
     partition: u32,
     index: u32,
 }
 
-impl IntoFuture for DeliveryFuture {
+impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata, ClientError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
-    fn into_future(mut self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let ack = self
-                .ack
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| ClientError::Closed)?
-                .clone();
-            let base = ack.ok_or(ClientError::Closed)??;
-            Ok(RecordMetadata {
-                partition: self.partition,
-                offset: base + u64::from(self.index),
-            })
-        })
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let base = std::task::ready!(Pin::new(&mut self.ack).poll(cx))?;
+        Poll::Ready(Ok(RecordMetadata {
+            partition: self.partition,
+            offset: base + u64::from(self.index),
+        }))
     }
 }
 
-type Key = (Arc<str>, u32);
+/// A partition: the topic's number in [`State::names`], and the partition.
+/// Integers, so that the per-record lookups hash no string.
+type Key = (u32, u32);
+
+/// A topic this producer has sent to.
+#[derive(Debug, Clone, Copy)]
+struct TopicInfo {
+    /// Its number in [`State::names`].
+    id: u32,
+    /// Its partition count when first seen.
+    partitions: u32,
+}
 
 /// One produce request to send: a topic and its (partition, batch) pairs.
-type TopicRequest = (Arc<str>, Vec<(u32, SealedBatch)>);
+type TopicRequest = (u32, Vec<(u32, SealedBatch)>);
 
 struct OpenBatch {
     builder: BatchBuilder,
     created: Instant,
-    ack: watch::Sender<Ack>,
+    ack: AckSender,
     reserved: usize,
 }
 
 struct SealedBatch {
     bytes: Bytes,
-    ack: watch::Sender<Ack>,
+    ack: AckSender,
     reserved: usize,
 }
 
@@ -223,7 +276,9 @@ struct State {
     open: HashMap<Key, OpenBatch>,
     ready: HashMap<Key, VecDeque<SealedBatch>>,
     in_flight: HashSet<Key>,
-    topics: HashMap<String, (Arc<str>, u32)>,
+    topics: HashMap<TopicName, TopicInfo>,
+    /// Topic names by number.
+    names: Vec<TopicName>,
 }
 
 impl State {
@@ -231,12 +286,23 @@ impl State {
         self.open.is_empty() && self.ready.is_empty() && self.in_flight.is_empty()
     }
 
-    fn seal(&mut self, key: &Key) {
-        if let Some(batch) = self.open.remove(key) {
-            self.ready
-                .entry(key.clone())
-                .or_default()
-                .push_back(batch.seal());
+    /// Numbers a topic first seen with `partitions` partitions.
+    fn add_topic(&mut self, name: &TopicName, partitions: u32) -> TopicInfo {
+        if let Some(info) = self.topics.get(name.as_str()) {
+            return *info;
+        }
+        let info = TopicInfo {
+            id: self.names.len() as u32,
+            partitions,
+        };
+        self.names.push(name.clone());
+        self.topics.insert(name.clone(), info);
+        info
+    }
+
+    fn seal(&mut self, key: Key) {
+        if let Some(batch) = self.open.remove(&key) {
+            self.ready.entry(key).or_default().push_back(batch.seal());
         }
     }
 }
@@ -316,7 +382,6 @@ impl Producer {
     /// Adds a record to its partition's batch and returns a future for its
     /// acknowledgement. Waits only when the buffer is full.
     pub async fn enqueue(&self, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
-        let (topic, partition) = self.choose_partition(&record).await?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let new = NewRecord {
             key: record.key.as_deref(),
@@ -331,33 +396,56 @@ impl Producer {
         if size > max {
             return Err(ClientError::RecordTooLarge { size, max });
         }
-        self.shared
-            .buffer
-            .acquire_many(size as u32)
-            .await
-            .map_err(|_| ClientError::Closed)?
-            .forget();
+        self.reserve(size).await?;
+        if let Some(appended) = self.append(&record, &new, size) {
+            return appended;
+        }
+        // A topic new to this producer: learn its partition count first.
+        let learned = self.learn_topic(&record.topic).await;
+        learned.inspect_err(|_| self.shared.buffer.add_permits(size))?;
+        self.append(&record, &new, size)
+            .unwrap_or_else(|| Err(ClientError::Protocol("topic forgotten".into())))
+    }
 
-        let config = &self.shared.config;
-        let key: Key = (topic, partition);
+    /// Adds the record to its partition's open batch, under one lock (the
+    /// topic's number and the batch together); `None` when the topic is
+    /// not known yet. `size` bytes of the buffer are reserved for it (and
+    /// given back on failure).
+    fn append(
+        &self,
+        record: &ProducerRecord,
+        new: &NewRecord<'_>,
+        size: usize,
+    ) -> Option<Result<DeliveryFuture, ClientError>> {
         let mut state = self.shared.state();
+        let topic = *state.topics.get(record.topic.as_str())?;
+        let partition = match (record.partition, &record.key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, topic.partitions),
+            (None, None) => {
+                self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % topic.partitions.max(1)
+            }
+        };
+        let config = &self.shared.config;
+        let key: Key = (topic.id, partition);
         let full = state.open.get(&key).is_some_and(|open| {
-            open.builder.size_bytes() + open.builder.encoded_len(&new) > config.batch_max_bytes
+            open.builder.size_bytes() + open.builder.encoded_len(new) > config.batch_max_bytes
         });
         if full {
-            state.seal(&key);
+            state.seal(key);
         }
-        let open = state.open.entry(key.clone()).or_insert_with(|| OpenBatch {
+        let open = state.open.entry(key).or_insert_with(|| OpenBatch {
             builder: BatchBuilder::with_capacity(config.batch_max_bytes.min(64 * 1024)),
             created: Instant::now(),
-            ack: watch::Sender::new(None),
+            ack: AckSender::default(),
             reserved: 0,
         });
-        let pushed = open.builder.push(&new);
-        if let Err(e) = pushed {
+        if let Err(e) = open.builder.push(new) {
             drop(state);
             self.shared.buffer.add_permits(size);
-            return Err(ClientError::Protocol(format!("cannot add record: {e}")));
+            return Some(Err(ClientError::Protocol(format!(
+                "cannot add record: {e}"
+            ))));
         }
         open.reserved += size;
         let future = DeliveryFuture {
@@ -369,13 +457,13 @@ impl Producer {
             || open.builder.size_bytes() >= config.batch_max_bytes
             || config.linger.is_zero();
         if ready {
-            state.seal(&key);
+            state.seal(key);
         }
         drop(state);
         if ready || full {
             self.shared.wake.notify_one();
         }
-        Ok(future)
+        Some(Ok(future))
     }
 
     /// Sends everything buffered and waits until every request has been
@@ -387,8 +475,8 @@ impl Producer {
             progress.as_mut().enable();
             {
                 let mut state = self.shared.state();
-                let keys: Vec<Key> = state.open.keys().cloned().collect();
-                for key in &keys {
+                let keys: Vec<Key> = state.open.keys().copied().collect();
+                for key in keys {
                     state.seal(key);
                 }
                 if state.is_idle() {
@@ -400,33 +488,29 @@ impl Producer {
         }
     }
 
-    async fn choose_partition(
-        &self,
-        record: &ProducerRecord,
-    ) -> Result<(Arc<str>, u32), ClientError> {
-        let cached = self.shared.state().topics.get(&record.topic).cloned();
-        let (topic, count) = if let Some(entry) = cached {
-            entry
-        } else {
-            let description = Admin::new(self.shared.client.clone())
-                .describe_topic(&record.topic)
-                .await?;
-            let entry = (
-                Arc::<str>::from(record.topic.as_str()),
-                description.partitions.len() as u32,
-            );
-            self.shared
-                .state()
-                .topics
-                .insert(record.topic.clone(), entry.clone());
-            entry
-        };
-        let partition = match (record.partition, &record.key) {
-            (Some(partition), _) => partition,
-            (None, Some(key)) => partition_for_key(key, count),
-            (None, None) => self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % count.max(1),
-        };
-        Ok((topic, partition))
+    /// Room for `size` bytes in the buffer; waits only when it is full.
+    async fn reserve(&self, size: usize) -> Result<(), ClientError> {
+        let buffer = &self.shared.buffer;
+        match buffer.try_acquire_many(size as u32) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => buffer
+                .acquire_many(size as u32)
+                .await
+                .map_err(|_| ClientError::Closed)?
+                .forget(),
+            Err(TryAcquireError::Closed) => return Err(ClientError::Closed),
+        }
+        Ok(())
+    }
+
+    /// Asks the broker how many partitions a topic new to this producer
+    /// has.
+    async fn learn_topic(&self, topic: &TopicName) -> Result<TopicInfo, ClientError> {
+        let description = Admin::new(self.shared.client.clone())
+            .describe_topic(topic)
+            .await?;
+        let partitions = description.partitions.len() as u32;
+        Ok(self.shared.state().add_topic(topic, partitions))
     }
 }
 
@@ -443,7 +527,8 @@ async fn sender_loop(shared: Arc<Shared>) {
     loop {
         let requests = take_sendable(&shared, linger);
         for (topic, batches) in requests {
-            tokio::spawn(send_request(Arc::clone(&shared), topic, batches));
+            let name = shared.state().names[topic as usize].clone();
+            tokio::spawn(send_request(Arc::clone(&shared), topic, name, batches));
         }
         tokio::select! {
             () = shared.wake.notified() => {}
@@ -459,18 +544,18 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
         .open
         .iter()
         .filter(|(_, b)| now.duration_since(b.created) >= linger)
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| *k)
         .collect();
-    for key in &expired {
+    for key in expired {
         state.seal(key);
     }
     let sendable: Vec<Key> = state
         .ready
         .keys()
         .filter(|k| !state.in_flight.contains(*k))
-        .cloned()
+        .copied()
         .collect();
-    let mut by_topic: HashMap<Arc<str>, Vec<Vec<(u32, SealedBatch)>>> = HashMap::new();
+    let mut by_topic: HashMap<u32, Vec<Vec<(u32, SealedBatch)>>> = HashMap::new();
     for key in sendable {
         let Some(queue) = state.ready.get_mut(&key) else {
             continue;
@@ -490,7 +575,7 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
         if queue.is_empty() {
             state.ready.remove(&key);
         }
-        state.in_flight.insert(key.clone());
+        state.in_flight.insert(key);
         by_topic.entry(key.0).or_default().push(taken);
     }
     // Pack partitions of a topic into requests up to the body limit.
@@ -503,7 +588,7 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
             let full = bytes + size > MAX_REQUEST_BODY_BYTES
                 || current.len() + batches.len() > MAX_PARTITIONS_PER_REQUEST;
             if !current.is_empty() && full {
-                requests.push((Arc::clone(&topic), std::mem::take(&mut current)));
+                requests.push((topic, std::mem::take(&mut current)));
                 bytes = 0;
             }
             bytes += size;
@@ -516,9 +601,14 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
     requests
 }
 
-async fn send_request(shared: Arc<Shared>, topic: Arc<str>, batches: Vec<(u32, SealedBatch)>) {
+async fn send_request(
+    shared: Arc<Shared>,
+    topic: u32,
+    name: TopicName,
+    batches: Vec<(u32, SealedBatch)>,
+) {
     let request = ProduceRequest {
-        topic: topic.to_string(),
+        topic: name.to_string(),
         batches: batches
             .iter()
             .map(|(partition, b)| ProduceBatch {
@@ -561,12 +651,12 @@ async fn send_request(shared: Arc<Shared>, topic: Arc<str>, batches: Vec<(u32, S
     for ((partition, batch), outcome) in batches.into_iter().zip(outcomes.drain(..)) {
         released += batch.reserved;
         partitions.insert(partition);
-        batch.ack.send_replace(Some(outcome));
+        batch.ack.complete(outcome);
     }
     {
         let mut state = shared.state();
         for partition in partitions {
-            state.in_flight.remove(&(Arc::clone(&topic), partition));
+            state.in_flight.remove(&(topic, partition));
         }
     }
     shared.buffer.add_permits(released);
