@@ -8,8 +8,11 @@
 //! - [`RawConnection`]: a bare QUIC connection that sends hand-made frames.
 //! - [`cli`]: the real `quiver` binary run as a user would, with its exit
 //!   code and output, against a broker or none.
+//! - [`transforms`]: deploy requests, uploads and status waits for tests of
+//!   deployed transforms.
 
 pub mod cli;
+pub mod transforms;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
