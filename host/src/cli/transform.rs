@@ -501,8 +501,12 @@ fn print_status(status: &TransformStatus) {
     }
     println!("partition\tposition\thigh_watermark\tlag");
     for p in &status.partitions {
+        let stopped = p
+            .error
+            .as_ref()
+            .map_or_else(String::new, |e| format!("\tstopped: {e}"));
         println!(
-            "{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}{stopped}",
             p.partition,
             p.position,
             p.high_watermark,

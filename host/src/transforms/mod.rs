@@ -667,6 +667,7 @@ impl Transforms {
                     partition: p.index(),
                     position: progress.positions.get(&p.index()).copied().unwrap_or(0),
                     high_watermark: p.offsets().high_watermark,
+                    error: progress.stopped_partitions.get(&p.index()).cloned(),
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -732,6 +733,8 @@ struct Progress {
     errors: u64,
     last_error: Option<String>,
     positions: BTreeMap<u32, u64>,
+    /// Input partitions stopped on their own (damaged input), with why.
+    stopped_partitions: BTreeMap<u32, String>,
 }
 
 impl Shared {
@@ -795,6 +798,30 @@ impl Shared {
         progress.records_out += records_out;
         if let Some((partition, offset)) = position {
             progress.positions.insert(partition, offset);
+        }
+    }
+
+    /// Stops one input partition with `error`.
+    fn stop_partition(&self, partition: u32, error: &str) {
+        self.lock_progress()
+            .stopped_partitions
+            .insert(partition, error.to_owned());
+    }
+
+    fn is_partition_stopped(&self, partition: u32) -> bool {
+        self.lock_progress()
+            .stopped_partitions
+            .contains_key(&partition)
+    }
+
+    /// Lets one stopped partition (or, with `None`, every one) run again.
+    fn restart_partitions(&self, partition: Option<u32>) {
+        let mut progress = self.lock_progress();
+        match partition {
+            Some(partition) => {
+                progress.stopped_partitions.remove(&partition);
+            }
+            None => progress.stopped_partitions.clear(),
         }
     }
 

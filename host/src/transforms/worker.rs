@@ -175,6 +175,7 @@ impl Worker {
                     r.paused = false;
                     r.failed = None;
                 }));
+                self.shared.restart_partitions(None);
                 self.shared.log(LogLevel::Info, "resumed");
             }
             Control::Upgrade {
@@ -238,6 +239,7 @@ impl Worker {
             .block_on(async { commit.await?.wait().await })?;
         self.positions.insert(partition, offset);
         self.shared.record_progress(Some((partition, offset)), 0, 0);
+        self.shared.restart_partitions(Some(partition));
         // A read-ahead from the old position must not be used.
         self.prefetched = None;
         self.shared.log(
@@ -307,7 +309,7 @@ impl Worker {
                 return Ok(true);
             }
         }
-        if position >= offsets.high_watermark {
+        if position >= offsets.high_watermark || self.shared.is_partition_stopped(index) {
             return Ok(false);
         }
         let read = match self.take_prefetched(index, position) {
@@ -321,13 +323,23 @@ impl Worker {
             // Retention moved the log start since the check above: the next
             // round goes on from there.
             Err(StorageError::OffsetOutOfRange { .. }) => return Ok(true),
-            Err(e) => return Err(self.fail(&format!("reading partition {index}: {e}"))),
+            Err(e) => {
+                let topic = partition.topic();
+                self.stop_partition(
+                    index,
+                    &format!("reading {topic}/{index} at offset {position}: {e}"),
+                );
+                return Ok(false);
+            }
         };
         let max = records::MAX_RECORDS_PER_CALL;
         let batch =
             match records::decode_input(partition.topic(), index, &read.batches, position, max) {
                 Ok(batch) => batch,
-                Err(e) => return Err(self.fail(&format!("decoding partition {index}: {e}"))),
+                Err(e) => {
+                    self.stop_partition(index, &e.to_string());
+                    return Ok(false);
+                }
             };
         let records = batch.records();
         if records.is_empty() {
@@ -356,7 +368,10 @@ impl Worker {
     /// has records there.
     fn prefetch(&mut self, partition: &Arc<Partition>, from: u64) {
         let offsets = partition.offsets();
-        if from < offsets.log_start_offset || from >= offsets.high_watermark {
+        if from < offsets.log_start_offset
+            || from >= offsets.high_watermark
+            || self.shared.is_partition_stopped(partition.index())
+        {
             return;
         }
         let storage = Arc::clone(&self.storage);
@@ -608,6 +623,30 @@ impl Worker {
         }
     }
 
+    /// Stops reading one input partition (its stored input is damaged or
+    /// unreadable) while the others go on: the error goes to the
+    /// partition's status, the last error and the log. Not persisted: after
+    /// a restart the same damage stops the partition again. `resume` reads
+    /// it again; `seek` past the damage moves on.
+    fn stop_partition(&mut self, index: u32, error: &str) {
+        let name = &self.shared.name;
+        let message = format!(
+            "partition {index} stopped, the other partitions go on: {error}; \
+             `quiver transform seek {name} --partition {index} --offset N` moves past it, \
+             `quiver transform resume {name}` reads it again"
+        );
+        self.shared.record_error(&message);
+        self.shared.stop_partition(index, error);
+        self.shared.log(LogLevel::Error, &message);
+        if self
+            .prefetched
+            .as_ref()
+            .is_some_and(|p| p.partition == index)
+        {
+            self.prefetched = None;
+        }
+    }
+
     /// Stops the transform with `error` in its status (persisted, so it
     /// stays stopped across restarts until resumed).
     fn fail(&mut self, error: &str) -> Flow {
@@ -654,6 +693,9 @@ impl Worker {
         };
         let mut watches = Vec::new();
         for partition in &topic.partitions {
+            if self.shared.is_partition_stopped(partition.index()) {
+                continue;
+            }
             let rx = partition.subscribe();
             let position = self.positions.get(&partition.index()).copied().unwrap_or(0);
             if rx.borrow().high_watermark > position {

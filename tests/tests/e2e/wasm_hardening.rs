@@ -3,13 +3,39 @@
 //!
 //! - a guest that recurses without bound is reported as a stack overflow
 //!   with a trace of a few frames;
+//! - a stored batch damaged on disk (a flipped bit) stops only its input
+//!   partition of a transform, naming topic, partition and offset, while the
+//!   other partitions go on; a seek moves past it;
 
-use quiver_client::{Admin, ProducerRecord};
-use quiver_proto::api::transforms::OnError;
+use quiver_client::{Admin, Client, Producer, ProducerConfig, ProducerRecord};
+use quiver_proto::api::transforms::{OnError, RunState, TransformAction};
 use quiver_tests::TestBroker;
 use quiver_tests::transforms::{
     all_logs, deploy_request, failure, produce, upload, wait_for_status,
 };
+use redb::ReadableTable as _;
+
+/// The batches table as the broker declares it (host/src/storage/tables.rs):
+/// (topic id, partition, base offset) to one stored batch.
+const BATCHES: redb::TableDefinition<'_, (u64, u32, u64), &[u8]> =
+    redb::TableDefinition::new("batches");
+
+/// `looper` passing every record through unchanged (a flood of no lines).
+const PASS_THROUGH: [(&str, &str); 2] = [("mode", "flood"), ("lines", "0")];
+
+/// Produces each of `batches` to `topic`/`partition` as a batch of its own.
+async fn produce_batches(client: &Client, topic: &str, partition: u32, batches: &[&[&str]]) {
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    for values in batches {
+        for value in *values {
+            producer
+                .enqueue(ProducerRecord::new(topic, (*value).to_owned()).partition(partition))
+                .await
+                .expect("enqueue");
+        }
+        producer.flush().await.expect("one batch acknowledged");
+    }
+}
 
 #[tokio::test]
 async fn a_stack_overflow_says_so_in_a_few_frames() {
@@ -43,4 +69,98 @@ async fn stack_overflow(mode: &str) {
             .any(|l| l.source == "host" && l.message.contains("stack overflow")),
         "{lines:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_damaged_batch_stops_only_its_partition() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("input", 2).await;
+    let client = broker.client().await;
+    produce_batches(&client, "input", 0, &[&["a0", "b0"]]).await;
+    produce_batches(&client, "input", 1, &[&["a1"], &["b1", "c1"], &["d1"]]).await;
+    drop(client);
+    broker.shutdown().await;
+    {
+        // Flip one bit in the last byte of partition 1's batch at offset 1
+        // (a record's value: covered by the CRC, not by any length).
+        let db = redb::Database::open(broker.data_dir().join("quiver.redb")).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(BATCHES).expect("batches");
+            let key = table
+                .iter()
+                .expect("iterate")
+                .map(|row| row.expect("row").0.value())
+                .find(|&(_, partition, base)| (partition, base) == (1, 1))
+                .expect("the batch at input/1 offset 1");
+            let mut bytes = table
+                .get(key)
+                .expect("get")
+                .expect("stored")
+                .value()
+                .to_vec();
+            *bytes.last_mut().expect("not empty") ^= 0x01;
+            table.insert(key, bytes.as_slice()).expect("write it back");
+        }
+        txn.commit().expect("commit");
+    }
+    broker.restart().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "looper", "looper").await;
+    let request = deploy_request("copy", "looper", "input", &PASS_THROUGH);
+    admin.deploy_transform(request).await.expect("deploy");
+
+    let status = wait_for_status(&admin, "copy", "stopped on partition 1", |s| {
+        s.partitions.iter().any(|p| p.error.is_some()) && s.partitions[0].lag() == 0
+    })
+    .await;
+    assert_eq!(status.state, RunState::Running, "{status:#?}");
+    assert_eq!(status.partitions[0].error, None);
+    let stopped = &status.partitions[1];
+    assert_eq!(
+        stopped.position, 1,
+        "the batch before the damage is processed"
+    );
+    let error = stopped.error.as_deref().expect("partition 1 stopped");
+    assert!(
+        error.contains("input/1 offset 1 is damaged") && error.contains("CRC"),
+        "{error}"
+    );
+    let lines = all_logs(&admin, "copy").await;
+    assert!(
+        lines.iter().any(|l| l.source == "host"
+            && l.message.contains("partition 1 stopped")
+            && l.message.contains("input/1 offset 1")),
+        "{lines:#?}"
+    );
+
+    // Partition 0 carries on.
+    produce_batches(&client, "input", 0, &[&["c0"]]).await;
+    let status =
+        wait_for_status(&admin, "copy", "past c0", |s| s.partitions[0].position == 3).await;
+    assert_eq!(status.partitions[1].position, 1);
+    assert_eq!(status.records_in, 4, "a0 b0 c0 a1: {status:#?}");
+
+    // Resume reads the damaged batch again: still damaged.
+    admin
+        .control_transform("copy", TransformAction::Resume)
+        .await
+        .expect("resume");
+    let status = wait_for_status(&admin, "copy", "stopped again", |s| {
+        s.partitions[1].error.is_some()
+    })
+    .await;
+    assert_eq!(status.partitions[1].position, 1);
+
+    // A seek past the damaged batch moves on.
+    admin.seek_transform("copy", 1, 3).await.expect("seek");
+    let status = wait_for_status(&admin, "copy", "caught up", |s| {
+        s.partitions
+            .iter()
+            .all(|p| p.lag() == 0 && p.error.is_none())
+    })
+    .await;
+    assert_eq!(status.records_in, 5, "d1 too: {status:#?}");
+    assert!(failure(&status).is_none());
 }

@@ -82,6 +82,8 @@ pub struct DeployTransformRequest {
 
 impl Request for DeployTransformRequest {
     const KIND: RequestKind = RequestKind::DeployTransform;
+    /// 2: each partition of the status carries its own error.
+    const VERSION: u16 = 2;
     type Response = TransformStatus;
 }
 
@@ -94,6 +96,8 @@ pub struct ListTransformsRequest {
 
 impl Request for ListTransformsRequest {
     const KIND: RequestKind = RequestKind::ListTransforms;
+    /// 2: each partition of the status carries its own error.
+    const VERSION: u16 = 2;
     type Response = ListTransformsResponse;
 }
 
@@ -285,7 +289,7 @@ pub struct TransformStatus {
 }
 
 /// One input partition's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformPartition {
     /// The input partition.
     pub partition: u32,
@@ -293,6 +297,10 @@ pub struct TransformPartition {
     pub position: u64,
     /// The partition's high watermark.
     pub high_watermark: u64,
+    /// Why this partition alone is stopped (its stored input is damaged or
+    /// unreadable at `position`), while the others go on; `None` if it runs
+    /// with the transform.
+    pub error: Option<String>,
 }
 
 impl TransformPartition {
