@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::api::TopicConfig;
 use quiver_proto::api::transforms::{
-    DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, StateEntry,
-    TransformAction, TransformPartition, TransformStatus,
+    DeployTransformRequest, LogLevel, OnError, RunState, StartFrom, StateEntry, TransformAction,
+    TransformPartition, TransformStatus,
 };
 use quiver_proto::limits::{MAX_STATE_READ_BYTES, MAX_TRANSFORM_PARAM_BYTES, MAX_TRANSFORM_PARAMS};
 use quiver_proto::topic::validate_topic_name;
@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::metrics::{TransformSample, TransformSource};
 use crate::storage::{Storage, StorageError, TransformCounters, TransformRecord};
+use crate::wasm::logbook::{LogPage, LogQuery};
 use crate::wasm::sandbox::{MAX_DEADLINE, MAX_MEMORY_BYTES};
 use crate::wasm::{
     CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
@@ -421,18 +422,13 @@ impl Transforms {
         Arc::clone(&self.fetch)
     }
 
-    /// A transform's log lines after `after_seq`.
-    pub async fn logs(
-        &self,
-        name: &str,
-        after_seq: u64,
-        max: usize,
-    ) -> Result<Vec<LogLine>, TransformError> {
+    /// A page of a transform's log lines.
+    pub async fn logs(&self, name: &str, query: &LogQuery) -> Result<LogPage, TransformError> {
         let workers = self.workers.lock().await;
         let handle = workers
             .get(name)
             .ok_or_else(|| StorageError::UnknownTransform(name.into()))?;
-        Ok(handle.shared.logbook.read(after_seq, max))
+        Ok(handle.shared.logbook.read(query))
     }
 
     /// A transform's committed state entries under `prefix`. Blocking read.
@@ -783,7 +779,8 @@ impl Shared {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        self.logbook.push(level, "host", message);
+        self.logbook
+            .push(level, crate::wasm::logbook::HOST_SOURCE, message);
     }
 
     fn record_error(&self, message: &str) {

@@ -6,13 +6,18 @@
 //! - a stored batch damaged on disk (a flipped bit) stops only its input
 //!   partition of a transform, naming topic, partition and offset, while the
 //!   other partitions go on; a seek moves past it;
+//! - a guest printing megabytes cannot flood: its lines are cut and rate
+//!   limited with a count of the dropped ones, the broker's own log gets a
+//!   summary only, and `quiver transform logs` pages a log of over 1 MiB
+//!   (`--tail`, `--since`);
 
 use quiver_client::{Admin, Client, Producer, ProducerConfig, ProducerRecord};
 use quiver_proto::api::transforms::{OnError, RunState, TransformAction};
-use quiver_tests::TestBroker;
+use quiver_tests::cli::run_quiver;
 use quiver_tests::transforms::{
     all_logs, deploy_request, failure, produce, upload, wait_for_status,
 };
+use quiver_tests::{BrokerProcess, TestBroker, quiver_command};
 use redb::ReadableTable as _;
 
 /// The batches table as the broker declares it (host/src/storage/tables.rs):
@@ -163,4 +168,85 @@ async fn a_damaged_batch_stops_only_its_partition() {
     .await;
     assert_eq!(status.records_in, 5, "d1 too: {status:#?}");
     assert!(failure(&status).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_output_cannot_flood() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    admin
+        .create_topic("noisy", 1, quiver_client::TopicConfig::default())
+        .await
+        .expect("create topic");
+    upload(&admin, "looper", "looper").await;
+    // Each call prints 1,000 lines of 8 KB: 8 MB.
+    let params = [("mode", "flood"), ("lines", "1000"), ("bytes", "8000")];
+    let request = deploy_request("noisy", "looper", "noisy", &params);
+    admin.deploy_transform(request).await.expect("deploy");
+    let logged_before = broker.stderr_bytes();
+
+    // Three calls, each in a second of its own: 300 lines of 4 KiB kept.
+    for i in 1..=3 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch");
+        tokio::time::sleep(std::time::Duration::from_millis(
+            1_050 - u64::from(now.subsec_millis()),
+        ))
+        .await;
+        produce(&client, vec![ProducerRecord::new("noisy", "go")]).await;
+        wait_for_status(&admin, "noisy", "through the record", |s| s.records_in == i).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+
+    let lines = all_logs(&admin, "noisy").await;
+    let guest: Vec<_> = lines.iter().filter(|l| l.source == "stdout").collect();
+    assert!(
+        (300..=600).contains(&guest.len()),
+        "100 lines a second kept: {}",
+        guest.len()
+    );
+    assert!(
+        guest
+            .iter()
+            .all(|l| l.message.len() <= 4_096 && l.message.ends_with(" bytes cut]")),
+        "{:?}",
+        guest.first()
+    );
+    let dropped = lines
+        .iter()
+        .filter(|l| l.source == "host" && l.message.contains("guest lines dropped"))
+        .count();
+    assert!(
+        dropped >= 3,
+        "a count of dropped lines per second: {lines:#?}"
+    );
+    let total: usize = lines.iter().map(|l| l.message.len()).sum();
+    assert!(total > 1024 * 1024, "a log of over 1 MiB: {total} bytes");
+
+    // 24 MB of guest output; the broker logged a summary.
+    let logged = broker.stderr_bytes() - logged_before;
+    assert!(logged < 64 * 1024, "the broker logged {logged} bytes");
+
+    let quiver = |args: &[&str]| {
+        let mut command = quiver_command(broker.addr(), broker.ca());
+        command.args(["transform", "logs", "noisy"]).args(args);
+        run_quiver(command, None).ok()
+    };
+    let all = tokio::task::block_in_place(|| quiver(&[]));
+    assert_eq!(
+        all.lines().count(),
+        lines.len(),
+        "every kept line, page after page"
+    );
+    assert!(all.len() > 1024 * 1024);
+    let tail = tokio::task::block_in_place(|| quiver(&["--tail", "3"]));
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+    assert!(all.ends_with(&tail));
+    let recent = tokio::task::block_in_place(|| quiver(&["--since", "1h"]));
+    assert_eq!(recent.lines().count(), lines.len());
+    let none = tokio::task::block_in_place(|| quiver(&["--since", "2999-01-01T00:00:00Z"]));
+    assert_eq!(none, "");
 }

@@ -156,27 +156,39 @@ impl Request for ControlTransformRequest {
     type Response = ();
 }
 
-/// Read a transform's log lines after `after_seq`.
+/// Read a page of a transform's log lines: those after `after_seq`, at or
+/// after `since_ms`, and of those the last `tail`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformLogsRequest {
     /// The transform.
     pub name: String,
     /// Only lines with a larger sequence number (0 for all kept).
     pub after_seq: u64,
-    /// Lines to return at most.
+    /// Lines to return at most (capped at
+    /// [`crate::limits::MAX_LOG_LINES_PER_READ`]; fewer come once they hold
+    /// about [`crate::limits::MAX_LOG_READ_BYTES`]).
     pub max_lines: u32,
+    /// Only lines written at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only the last this many of the lines the fields above select.
+    pub tail: Option<u32>,
 }
 
 impl Request for TransformLogsRequest {
     const KIND: RequestKind = RequestKind::TransformLogs;
+    /// 2: paged (`since_ms`, `tail`, `more`).
+    const VERSION: u16 = 2;
     type Response = TransformLogsResponse;
 }
 
-/// Log lines, oldest first.
+/// A page of log lines, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformLogsResponse {
     /// The lines.
     pub lines: Vec<LogLine>,
+    /// More lines matched than this page holds: ask again with `after_seq`
+    /// set to the last line's (and no `tail`).
+    pub more: bool,
 }
 
 /// How severe a log line is (the contract's `log.level`).
