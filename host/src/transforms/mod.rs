@@ -42,12 +42,14 @@ use crate::storage::{Storage, StorageError, TransformCounters, TransformRecord};
 use crate::wasm::logbook::{LogPage, LogQuery};
 use crate::wasm::sandbox::{MAX_DEADLINE, MAX_MEMORY_BYTES};
 use crate::wasm::{
-    CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
+    Busy, CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
+    WasmLimits,
 };
 
 use fetch::FetchModules;
 use records::Routes;
 use worker::{CONTROL_QUEUE, Control, Worker};
+pub use worker::{FAILURE_TRIP_RECORDS, FAILURE_WINDOW_RECORDS};
 
 /// Smallest memory cap a deployment may ask for.
 pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
@@ -71,6 +73,13 @@ pub enum TransformError {
     /// The transform's worker is gone (the broker is stopping).
     #[error("transform {0:?} is not running on this broker")]
     Stopped(String),
+    /// At a limit of concurrent work (compilations, fetch-time instances):
+    /// retry shortly.
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    /// A broker-wide limit refuses the request (transforms, guest memory).
+    #[error("{0}")]
+    Limit(String),
     /// A seek named a partition the input topic does not have.
     #[error(
         "transform {transform:?} reads topic {topic:?}, which has partitions 0 to {last}; there is no partition {partition}",
@@ -112,6 +121,8 @@ impl From<&TransformError> for WireError {
             TransformError::Call(_) => WireError::new(ErrorCode::ModuleFailed, e.to_string()),
             TransformError::Invalid(_) => WireError::new(ErrorCode::InvalidRequest, e.to_string()),
             TransformError::Stopped(_) => WireError::new(ErrorCode::ShuttingDown, e.to_string()),
+            TransformError::Busy(_) => WireError::new(ErrorCode::Busy, e.to_string()),
+            TransformError::Limit(_) => WireError::new(ErrorCode::LimitReached, e.to_string()),
             TransformError::SeekPartition { .. } => {
                 WireError::new(ErrorCode::UnknownPartition, e.to_string())
             }
@@ -149,6 +160,7 @@ pub struct Transforms {
     /// The running transforms again, behind a plain lock, for `/metrics`.
     listed: Arc<Listed>,
     fetch: Arc<FetchModules>,
+    limits: WasmLimits,
 }
 
 /// The transforms `/metrics` samples.
@@ -217,13 +229,16 @@ impl Transforms {
         storage: Arc<Storage>,
         engine: WasmEngine,
         clock: Arc<dyn Clock>,
+        limits: WasmLimits,
     ) -> Result<Self, TransformError> {
         let transforms = Self {
             fetch: Arc::new(FetchModules::new(
                 Arc::clone(&storage),
                 engine.clone(),
                 Arc::clone(&clock),
+                limits.max_fetch_instances,
             )),
+            limits,
             storage: Arc::clone(&storage),
             engine,
             clock,
@@ -287,6 +302,7 @@ impl Transforms {
             return Err(StorageError::TransformExists(name).into());
         }
         let record = self.check_deploy(&request)?;
+        self.check_totals(&workers, &record)?;
         let input = self.storage.topic(&record.input)?;
         let (version, bytes) = self.storage.module_code(&record.module)?;
         let record = TransformRecord {
@@ -583,12 +599,49 @@ impl Transforms {
         }
     }
 
+    /// Refuses a deploy that would take the broker past its limits on
+    /// deployed transforms or on the guest memory they may use together.
+    fn check_totals(
+        &self,
+        workers: &HashMap<String, WorkerHandle>,
+        record: &TransformRecord,
+    ) -> Result<(), TransformError> {
+        let max = self.limits.max_transforms;
+        if workers.len() >= max {
+            return Err(TransformError::Limit(format!(
+                "the broker runs {} transforms, its limit (--max-transforms {max}): delete one or raise the limit",
+                workers.len()
+            )));
+        }
+        let promised: u64 = workers
+            .values()
+            .map(|w| w.shared.record().memory_bytes)
+            .sum();
+        let budget = self.limits.guest_memory_bytes;
+        if promised.saturating_add(record.memory_bytes) > budget {
+            let mib = |bytes: u64| bytes / (1024 * 1024);
+            return Err(TransformError::Limit(format!(
+                "deployed transforms may use {} MiB of guest memory and this one asks for {} MiB more; \
+                 the broker's budget is {} MiB (--guest-memory-mb): ask for less (--memory-mb), delete a transform or raise the budget",
+                mib(promised),
+                mib(record.memory_bytes),
+                mib(budget)
+            )));
+        }
+        Ok(())
+    }
+
     async fn compile(&self, bytes: Vec<u8>) -> Result<Sandbox, TransformError> {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || Sandbox::new(&engine, &bytes))
-            .await
-            .map_err(|e| TransformError::Invalid(format!("compile task failed: {e}")))?
-            .map_err(TransformError::from)
+        let permit = engine.compile_permit().await?;
+        tokio::task::spawn_blocking(move || {
+            let sandbox = Sandbox::new(&engine, &bytes);
+            drop(permit);
+            sandbox
+        })
+        .await
+        .map_err(|e| TransformError::Invalid(format!("compile task failed: {e}")))?
+        .map_err(TransformError::from)
     }
 
     fn instance(shared: &Shared, sandbox: Sandbox) -> GuestInstance {
@@ -640,6 +693,7 @@ impl Transforms {
             last_tick: Instant::now(),
             in_flight: None,
             prefetched: None,
+            failures: worker::FailureWindow::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("quiver-transform-{}", shared.name))

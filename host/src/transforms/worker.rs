@@ -32,6 +32,13 @@ use crate::wasm::{
 pub(super) const TICK_INTERVAL: Duration = Duration::from_millis(500);
 /// Control messages queued for a worker, at most.
 pub(super) const CONTROL_QUEUE: usize = 16;
+/// Records in one window of the failure-rate check: under `skip` or
+/// `dead-letter`, each failing record costs a call of its own plus the
+/// calls that found it, so a module that fails almost every record is
+/// stopped rather than left to burn a core.
+pub const FAILURE_WINDOW_RECORDS: u64 = 1_000;
+/// Failed records within one window that stop the transform (99%).
+pub const FAILURE_TRIP_RECORDS: u64 = 990;
 
 /// What the manager asks of a worker.
 pub(super) enum Control {
@@ -78,6 +85,30 @@ pub(super) struct Worker {
     pub(super) in_flight: Option<InFlight>,
     /// The next partition's records, being read ahead, if any.
     pub(super) prefetched: Option<Prefetched>,
+    /// Records processed and failed in the current failure-rate window.
+    pub(super) failures: FailureWindow,
+}
+
+/// Counts of the current window of [`FAILURE_WINDOW_RECORDS`] records.
+#[derive(Debug, Default)]
+pub(super) struct FailureWindow {
+    records: u64,
+    failed: u64,
+}
+
+impl FailureWindow {
+    /// Counts `records` records, `failed` of them failed; whether the
+    /// window's failures reached [`FAILURE_TRIP_RECORDS`] (then it starts
+    /// again). A full window starts again too.
+    fn count(&mut self, records: u64, failed: u64) -> bool {
+        self.records += records;
+        self.failed += failed;
+        let tripped = self.failed >= FAILURE_TRIP_RECORDS;
+        if tripped || self.records >= FAILURE_WINDOW_RECORDS {
+            *self = Self::default();
+        }
+        tripped
+    }
 }
 
 /// A read started ahead of the call that needs it.
@@ -176,6 +207,7 @@ impl Worker {
                     r.failed = None;
                 }));
                 self.shared.restart_partitions(None);
+                self.failures = FailureWindow::default();
                 self.shared.log(LogLevel::Info, "resumed");
             }
             Control::Upgrade {
@@ -422,6 +454,7 @@ impl Worker {
             match result {
                 Ok(output) => {
                     let count = slice.len() as u64;
+                    self.failures.count(count, 0);
                     let outputs = Outputs::of_module(output.outputs, routes, index);
                     self.commit(Some((index, end)), outputs, output.changes, count)?;
                     if let Some(high) = slice.iter().map(|r| r.timestamp).max() {
@@ -495,6 +528,17 @@ impl Worker {
             CallError::Init(_) | CallError::State(_) => OnError::Stop,
             _ => self.shared.record().on_error,
         };
+        if policy != OnError::Stop
+            && self
+                .failures
+                .count(records.len() as u64, records.len() as u64)
+        {
+            return Err(self.fail(&format!(
+                "{FAILURE_TRIP_RECORDS} or more of the last {FAILURE_WINDOW_RECORDS} records failed \
+                 under on-error {policy}, so the module looks broken for this input (the last: {message}); \
+                 fix it and `upgrade`, or `resume` to go on skipping"
+            )));
+        }
         match policy {
             OnError::Stop => Err(self.fail(&message)),
             OnError::Skip => {
@@ -780,5 +824,26 @@ impl StateSnapshot for crate::storage::StateReader {
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, String> {
         // Stops just past the cap, which the call then refuses.
         Self::scan_prefix(self, prefix, limit, MAX_SCAN_BYTES).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearly_all_records_failing_in_a_window_trips_it() {
+        let mut window = FailureWindow::default();
+        assert!(!window.count(5, 0));
+        assert!(!window.count(FAILURE_TRIP_RECORDS - 1, FAILURE_TRIP_RECORDS - 1));
+        assert!(window.count(1, 1), "990 of 995 failed");
+        // Tripping starts a new window.
+        assert_eq!((window.records, window.failed), (0, 0));
+        // A window with enough successes never trips, and the next one
+        // starts from nothing.
+        assert!(!window.count(FAILURE_WINDOW_RECORDS - FAILURE_TRIP_RECORDS + 1, 0));
+        assert!(!window.count(FAILURE_TRIP_RECORDS - 1, FAILURE_TRIP_RECORDS - 1));
+        assert_eq!((window.records, window.failed), (0, 0));
+        assert!(!window.count(1, 1));
     }
 }

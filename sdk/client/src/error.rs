@@ -98,8 +98,9 @@ impl ClientError {
     }
 
     /// Whether the request may succeed if sent again once the broker is
-    /// back: the broker is shutting down, the connection was lost or timed
-    /// out, or the broker could not be reached. A consumer retries these
+    /// back: the broker is shutting down or busy (at a limit of concurrent
+    /// work: compilations, fetch-time instances), the connection was lost
+    /// or timed out, or the broker could not be reached. A consumer retries these
     /// with backoff; a producer does not (a retried produce could store its
     /// records twice).
     pub fn is_retriable(&self) -> bool {
@@ -108,7 +109,7 @@ impl ClientError {
             Self::Connection { code, .. } => {
                 matches!(code, None | Some(ErrorCode::ShuttingDown))
             }
-            Self::Broker(e) => e.code == ErrorCode::ShuttingDown,
+            Self::Broker(e) => matches!(e.code, ErrorCode::ShuttingDown | ErrorCode::Busy),
             _ => false,
         }
     }
@@ -219,6 +220,10 @@ mod tests {
         assert!(ClientError::Timeout(Duration::from_secs(30)).is_retriable());
         assert!(ClientError::Broker(WireError::new(ErrorCode::ShuttingDown, "bye")).is_retriable());
         assert!(!ClientError::Broker(WireError::new(ErrorCode::UnknownTopic, "no")).is_retriable());
+        assert!(ClientError::Broker(WireError::new(ErrorCode::Busy, "later")).is_retriable());
+        assert!(
+            !ClientError::Broker(WireError::new(ErrorCode::LimitReached, "full")).is_retriable()
+        );
         let untrusted = ClientError::UntrustedCertificate {
             broker: "b:1".into(),
             fingerprint: "AB:CD".into(),

@@ -43,6 +43,8 @@
 //! | 1011 | `ModuleInUse`          | (none: a transform runs the module) |
 //! | 1012 | `ModuleFailed`         | (none: a fetch-time module failed) |
 //! | 1013 | `TopicInUse`           | (none: a transform reads or writes the topic) |
+//! | 1014 | `Busy`                 | (none: at a limit of concurrent work; retriable) |
+//! | 1015 | `LimitReached`         | (none: a broker-wide limit refuses more) |
 
 use std::fmt;
 
@@ -126,11 +128,17 @@ pub enum ErrorCode {
     /// The topic cannot be deleted (without `force`) while a transform
     /// reads or writes it.
     TopicInUse = 1013,
+    /// The broker is at a limit of concurrent work (module compilations,
+    /// fetch-time module instances): the same request may succeed shortly.
+    Busy = 1014,
+    /// A broker-wide limit (deployed transforms, their guest memory) refuses
+    /// the request until something is removed or the limit is raised.
+    LimitReached = 1015,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 36] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -165,6 +173,8 @@ impl ErrorCode {
         Self::ModuleInUse,
         Self::ModuleFailed,
         Self::TopicInUse,
+        Self::Busy,
+        Self::LimitReached,
     ];
 
     /// The number on the wire.

@@ -56,7 +56,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 31] = [
+const REACHED: [ErrorCode; 33] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -88,6 +88,8 @@ const REACHED: [ErrorCode; 31] = [
     ErrorCode::ModuleInUse,            // transform_refusals
     ErrorCode::ModuleFailed,           // transform_refusals
     ErrorCode::TopicInUse,             // transform_refusals
+    ErrorCode::Busy, // wasm_hardening.rs: uploads_are_checked_*, broker_wide_limits_*
+    ErrorCode::LimitReached, // wasm_hardening.rs: broker_wide_limits_*
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.

@@ -10,9 +10,24 @@
 //!   limited with a count of the dropped ones, the broker's own log gets a
 //!   summary only, and `quiver transform logs` pages a log of over 1 MiB
 //!   (`--tail`, `--since`);
+//! - an upload that breaks the contract is refused before anything is
+//!   compiled, and uploads beyond the compile slots and their queue are
+//!   refused as `Busy` (retriable);
+//! - broker-wide limits refuse deploys past the transform count and the
+//!   guest-memory budget (`LimitReached`), and fetches past the fetch-time
+//!   instance limit (`Busy`);
+//! - a module that fails nearly every record under `skip` is stopped with
+//!   the reason.
 
-use quiver_client::{Admin, Client, Producer, ProducerConfig, ProducerRecord};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use quiver_client::{
+    Admin, Client, ClientError, ErrorCode, FetchModule, Producer, ProducerConfig, ProducerRecord,
+};
+use quiver_host::transforms::{FAILURE_TRIP_RECORDS, FAILURE_WINDOW_RECORDS};
 use quiver_proto::api::transforms::{OnError, RunState, TransformAction};
+use quiver_proto::api::{FetchPartition, FetchRequest};
 use quiver_tests::cli::run_quiver;
 use quiver_tests::transforms::{
     all_logs, deploy_request, failure, produce, upload, wait_for_status,
@@ -192,14 +207,14 @@ async fn guest_output_cannot_flood() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after the epoch");
-        tokio::time::sleep(std::time::Duration::from_millis(
+        tokio::time::sleep(Duration::from_millis(
             1_050 - u64::from(now.subsec_millis()),
         ))
         .await;
         produce(&client, vec![ProducerRecord::new("noisy", "go")]).await;
         wait_for_status(&admin, "noisy", "through the record", |s| s.records_in == i).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
 
     let lines = all_logs(&admin, "noisy").await;
     let guest: Vec<_> = lines.iter().filter(|l| l.source == "stdout").collect();
@@ -249,4 +264,268 @@ async fn guest_output_cannot_flood() {
     assert_eq!(recent.lines().count(), lines.len());
     let none = tokio::task::block_in_place(|| quiver(&["--since", "2999-01-01T00:00:00Z"]));
     assert_eq!(none, "");
+}
+
+/// The broker's error code of a failed request.
+fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
+    result
+        .expect_err("the request is refused")
+        .code()
+        .expect("a broker code")
+}
+
+/// Files under `dir`, recursively (0 if it does not exist).
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .map_while(Result::ok)
+            .map(|e| {
+                let path = e.path();
+                if path.is_dir() { files_under(&path) } else { 1 }
+            })
+            .sum()
+    })
+}
+
+/// A component that imports nothing and exports nothing, holding a core
+/// module of `functions` functions: slow to compile, refused without it.
+fn big_component_without_a_guest(functions: usize) -> Vec<u8> {
+    let mut wat = String::from("(component (core module");
+    for i in 0..functions {
+        let _ = write!(
+            wat,
+            " (func (param i64) (result i64) local.get 0 i64.const {i} i64.mul i64.const 7 i64.add)"
+        );
+    }
+    wat.push_str("))");
+    wat::parse_str(&wat).expect("valid WAT")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_checked_before_compiling_and_compiled_a_few_at_a_time() {
+    let broker = TestBroker::start_with(|config| {
+        config.wasm.max_compiles = 1;
+        config.wasm.compile_queue = 1;
+    })
+    .await;
+    let admin = broker.admin().await;
+    let cache = broker.data_dir().join("wasm-cache");
+
+    // Refused from its sections: nothing compiled, nothing cached.
+    let big = big_component_without_a_guest(20_000);
+    let started = std::time::Instant::now();
+    let refused = admin.upload_module("big", big.into()).await;
+    let took = started.elapsed();
+    let error = refused.expect_err("no guest export");
+    assert_eq!(error.code(), Some(ErrorCode::InvalidModule), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("does not export quiver:transform/guest@0.1.0"),
+        "{error}"
+    );
+    assert_eq!(files_under(&cache), 0, "nothing was compiled ({took:?})");
+    upload(&admin, "filter", "filter").await;
+    assert!(files_under(&cache) > 0, "a compiled module is cached");
+
+    // Seven uploads at once through one compile slot and one queue place:
+    // each is stored or refused as busy, which is retriable.
+    let guests = [
+        "click-aggregate",
+        "hog",
+        "looper",
+        "rekey",
+        "router",
+        "running-total",
+        "filter",
+    ];
+    let uploads: Vec<_> = guests
+        .iter()
+        .enumerate()
+        .map(|(i, guest)| {
+            let admin = admin.clone();
+            let bytes = quiver_tests::guest_component(guest);
+            tokio::spawn(async move { admin.upload_module(&format!("m{i}"), bytes.into()).await })
+        })
+        .collect();
+    let mut busy = Vec::new();
+    for (i, upload) in uploads.into_iter().enumerate() {
+        let result = upload.await.expect("upload task");
+        match result {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(ErrorCode::Busy) => {
+                assert!(e.is_retriable(), "{e}");
+                assert!(
+                    e.to_string().contains("module compilations are running"),
+                    "{e}"
+                );
+                busy.push(i);
+            }
+            Err(e) => panic!("upload {i}: {e}"),
+        }
+    }
+    assert!(
+        !busy.is_empty(),
+        "seven uploads at once through 1 + 1 places"
+    );
+    for i in busy {
+        let bytes = quiver_tests::guest_component(guests[i]);
+        admin
+            .upload_module(&format!("m{i}"), bytes.into())
+            .await
+            .expect("a retried upload gets its turn");
+    }
+    assert_eq!(admin.list_modules().await.expect("list").len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_wide_limits_refuse_deploys_and_fetches() {
+    const MIB: u64 = 1024 * 1024;
+    let broker = TestBroker::start_with(|config| {
+        config.wasm.max_transforms = 2;
+        config.wasm.guest_memory_bytes = 100 * MIB;
+        config.wasm.max_fetch_instances = 1;
+    })
+    .await;
+    broker.create_topic("in", 1).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "looper", "looper").await;
+    upload(&admin, "filter", "filter").await;
+    let request = |name: &str, memory_mb: u64| {
+        let mut request = deploy_request(name, "looper", "in", &PASS_THROUGH);
+        request.memory_bytes = Some(memory_mb * MIB);
+        request
+    };
+
+    admin
+        .deploy_transform(request("t1", 64))
+        .await
+        .expect("within the limits");
+    let refused = admin.deploy_transform(request("t2", 64)).await;
+    let error = refused.expect_err("past the memory budget");
+    assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}");
+    assert!(!error.is_retriable());
+    assert!(
+        error
+            .to_string()
+            .contains("asks for 64 MiB more; the broker's budget is 100 MiB"),
+        "{error}"
+    );
+    admin
+        .deploy_transform(request("t2", 16))
+        .await
+        .expect("fits the budget");
+    let error = admin
+        .deploy_transform(request("t3", 1))
+        .await
+        .expect_err("a third");
+    assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}");
+    assert!(
+        error.to_string().contains("runs 2 transforms, its limit"),
+        "{error}"
+    );
+    assert!(
+        admin.transform_status("t3").await.is_err(),
+        "nothing of t3 is stored"
+    );
+    admin
+        .control_transform("t1", TransformAction::Delete)
+        .await
+        .expect("delete t1");
+    admin
+        .deploy_transform(request("t3", 64))
+        .await
+        .expect("room again");
+
+    assert_fetch_instances_are_limited(&client).await;
+}
+
+/// With one fetch-time instance allowed: while a spinning module holds it
+/// (1 s, its deadline), another fetch is refused as busy; then it gets its
+/// turn.
+async fn assert_fetch_instances_are_limited(client: &Client) {
+    produce(client, vec![ProducerRecord::new("in", r#"{"a":"b"}"#)]).await;
+    let fetch = |module: &str, params: &[(&str, &str)]| FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1024 * 1024,
+        partitions: vec![FetchPartition {
+            topic: "in".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1024 * 1024,
+        }],
+        member: None,
+        module: Some(FetchModule {
+            name: module.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }),
+    };
+    let filter = fetch("filter", &[("field", "a"), ("equals", "b")]);
+    // Under load the spinner may start late and the filter get the instance
+    // first: then try again.
+    let mut refused = None;
+    for _ in 0..5 {
+        let spinning = tokio::spawn({
+            let client = client.clone();
+            let request = fetch("looper", &[]);
+            async move { client.request(&request, Vec::new()).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let busy = client.request(&filter, Vec::new()).await;
+        let spun = code(spinning.await.expect("task"));
+        if let Err(error) = busy {
+            assert_eq!(
+                spun,
+                ErrorCode::ModuleFailed,
+                "the spinner stops at its deadline"
+            );
+            refused = Some(error);
+            break;
+        }
+    }
+    let error = refused.expect("a fetch refused while the only instance is in use");
+    assert_eq!(error.code(), Some(ErrorCode::Busy), "{error}");
+    assert!(error.is_retriable());
+    assert!(
+        error.to_string().contains("fetch-time module instances"),
+        "{error}"
+    );
+    let (_, body) = client.request(&filter, Vec::new()).await.expect("its turn");
+    assert!(!body.is_empty(), "the record passes the filter");
+}
+
+#[tokio::test]
+async fn a_module_failing_nearly_every_record_is_stopped() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("mostly-bad", 1).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    upload(&admin, "filter", "filter").await;
+    let mut good = vec![ProducerRecord::new("mostly-bad", r#"{"a":"b"}"#); 5];
+    let bad = (0..FAILURE_WINDOW_RECORDS)
+        .map(|i| ProducerRecord::new("mostly-bad", format!("not json {i}")));
+    good.extend(bad);
+    produce(&client, good).await;
+    let params = [("field", "a"), ("equals", "b"), ("on_malformed", "fail")];
+    let mut request = deploy_request("strict", "filter", "mostly-bad", &params);
+    request.on_error = OnError::Skip;
+    admin.deploy_transform(request).await.expect("deploy");
+
+    let failed = wait_for_status(&admin, "strict", "failed", |s| failure(s).is_some()).await;
+    let error = failure(&failed).expect("failed");
+    assert!(
+        error.contains(&format!(
+            "{FAILURE_TRIP_RECORDS} or more of the last {FAILURE_WINDOW_RECORDS} records failed under on-error skip"
+        )),
+        "{error}"
+    );
+    assert_eq!(failed.errors, FAILURE_TRIP_RECORDS, "{failed:#?}");
+    // The records before the one that tripped it were skipped; that one
+    // waits for a fix (or `resume`, which skips on).
+    assert_eq!(failed.partitions[0].position, 5 + FAILURE_TRIP_RECORDS - 1);
 }
