@@ -43,8 +43,8 @@
 //! | 1011 | `ModuleInUse`          | (none: a transform runs the module) |
 //! | 1012 | `ModuleFailed`         | (none: a fetch-time module failed) |
 //! | 1013 | `TopicInUse`           | (none: a transform reads or writes the topic) |
-//! | 1014 | `Busy`                 | (none: at a limit of concurrent work; retriable) |
-//! | 1015 | `LimitReached`         | (none: a broker-wide limit refuses more) |
+//! | 1015 | `Busy`                 | (none: at a limit of concurrent work; retriable) |
+//! | 1016 | `LimitReached`         | (none: a broker-wide limit refuses more) |
 
 use std::fmt;
 
@@ -128,12 +128,13 @@ pub enum ErrorCode {
     /// The topic cannot be deleted (without `force`) while a transform
     /// reads or writes it.
     TopicInUse = 1013,
+    // 1014 is `StorageUnavailable`, added on the storage branch.
     /// The broker is at a limit of concurrent work (module compilations,
     /// fetch-time module instances): the same request may succeed shortly.
-    Busy = 1014,
+    Busy = 1015,
     /// A broker-wide limit (deployed transforms, their guest memory) refuses
     /// the request until something is removed or the limit is raised.
-    LimitReached = 1015,
+    LimitReached = 1016,
 }
 
 impl ErrorCode {
