@@ -91,7 +91,7 @@ async fn stack_overflow(mode: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_batch_stops_only_its_partition() {
     let mut broker = TestBroker::start().await;
     broker.create_topic("input", 2).await;
@@ -153,6 +153,17 @@ async fn a_damaged_batch_stops_only_its_partition() {
             && l.message.contains("partition 1 stopped")
             && l.message.contains("input/1 offset 1")),
         "{lines:#?}"
+    );
+
+    let printed = tokio::task::block_in_place(|| {
+        let mut command = quiver_command(broker.addr(), broker.ca());
+        command.args(["transform", "status", "copy"]);
+        run_quiver(command, None).ok()
+    });
+    assert!(printed.contains("state:     running"), "{printed}");
+    assert!(
+        printed.contains("\n1\t1\t4\t3\tstopped: the stored batch at input/1 offset 1 is damaged"),
+        "{printed}"
     );
 
     // Partition 0 carries on.
