@@ -186,7 +186,7 @@ impl Logbook {
             transform = self.transform.as_str(),
             lines = kept,
             dropped,
-            "guest output: {kept} lines kept, {dropped} dropped over the rate limit since the last summary (`quiver transform logs {}` shows them)",
+            "guest output since the last summary: lines kept, and dropped over the rate limit (`quiver transform logs {}` shows them)",
             self.transform
         );
     }
