@@ -39,7 +39,11 @@ impl Guest for Looper {
                 lines: params.parse_or("lines", 10_000)?,
                 bytes: params.parse_or("bytes", 1_024)?,
             },
-            other => return Err(format!("mode {other:?}: expected spin, recurse, recurse-wide or flood")),
+            other => {
+                return Err(format!(
+                    "mode {other:?}: expected spin, recurse, recurse-wide or flood"
+                ));
+            }
         };
         MODE.set(mode);
         Ok(())
@@ -92,6 +96,7 @@ fn depth(n: u64) -> u64 {
 
 /// As [`depth`], with 32 KiB on each frame.
 #[expect(unconditional_recursion, reason = "the stack must run out")]
+#[expect(clippy::large_stack_arrays, reason = "large frames are the point")]
 fn wide(n: u64) -> u64 {
     let frame = std::hint::black_box([n; 4_096]);
     wide(frame[0] + 1) + frame[4_095]
