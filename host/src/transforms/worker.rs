@@ -202,12 +202,14 @@ impl Worker {
                 let _ = reply.send(self.persist(|r| r.paused = true));
             }
             Control::Resume(reply) => {
+                // Stopped partitions are read again, and a new failure
+                // window starts, before the reply says so.
+                self.shared.restart_partitions(None);
+                self.failures = FailureWindow::default();
                 let _ = reply.send(self.persist(|r| {
                     r.paused = false;
                     r.failed = None;
                 }));
-                self.shared.restart_partitions(None);
-                self.failures = FailureWindow::default();
                 self.shared.log(LogLevel::Info, "resumed");
             }
             Control::Upgrade {
