@@ -18,7 +18,7 @@ use crate::storage::{
 };
 use crate::tls::{ServerCert, TlsError};
 use crate::transforms::{TransformError, Transforms};
-use crate::wasm::{EngineError, WasmEngine};
+use crate::wasm::{EngineError, WasmEngine, WasmLimits};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -55,6 +55,9 @@ pub struct BrokerConfig {
     /// The HTTP port (`/health`, `/ready`, `/metrics`), if any; port 0
     /// picks a free port.
     pub http: Option<SocketAddr>,
+    /// Broker-wide limits on WebAssembly work (compilations, transforms,
+    /// guest memory, fetch-time instances).
+    pub wasm: WasmLimits,
 }
 
 impl BrokerConfig {
@@ -71,6 +74,7 @@ impl BrokerConfig {
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             clock: Arc::new(SystemClock),
             http: None,
+            wasm: WasmLimits::default(),
         }
     }
 }
@@ -178,12 +182,14 @@ impl Broker {
             Arc::clone(&storage),
             Arc::clone(&config.clock),
         ));
-        let wasm = WasmEngine::new(Some(&data_dir.join(WASM_CACHE_DIR)))?;
+        let wasm = WasmEngine::new(Some(&data_dir.join(WASM_CACHE_DIR)))?
+            .with_compile_limits(config.wasm.max_compiles, config.wasm.compile_queue);
         let transforms = Arc::new(
             Transforms::start(
                 Arc::clone(&storage),
                 wasm.clone(),
                 Arc::clone(&config.clock),
+                config.wasm,
             )
             .await
             .map_err(BrokerError::Transforms)?,

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use crate::storage::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, RetentionDefaults};
+use crate::wasm::WasmLimits;
+use crate::wasm::limits;
 
 /// The default address of the HTTP port (`/health`, `/ready`, `/metrics`).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7401";
@@ -41,6 +43,20 @@ pub const MAX_CONNECTIONS_CEILING: usize = 1 << 20;
 
 /// The largest `cache_mb` accepted (1 TiB).
 pub const MAX_CACHE_MB: usize = 1 << 20;
+
+/// The largest `max_transforms` and `max_fetch_instances` accepted (each
+/// transform is a thread).
+pub const MAX_WASM_COUNT: usize = 10_000;
+
+/// The largest `max_compiles` accepted.
+pub const MAX_COMPILES_CEILING: usize = 256;
+
+/// The largest `guest_memory_mb` accepted (1 PiB: no real bound, only a
+/// guard against overflow).
+pub const MAX_GUEST_MEMORY_MB: u64 = 1 << 30;
+
+/// One mebibyte, in bytes.
+const MIB: u64 = 1024 * 1024;
 
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -189,6 +205,27 @@ pub struct Settings {
     #[arg(long, env = "QUIVER_DEFAULT_RETENTION_BYTES", value_name = "BYTES")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_bytes: Option<u64>,
+    /// Deployed transforms, at most; more deploys are refused [default: 64].
+    #[arg(long, env = "QUIVER_MAX_TRANSFORMS", value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transforms: Option<usize>,
+    /// Guest memory all deployed transforms may use together, in MiB (the
+    /// sum of their --memory-mb); a deploy past it is refused
+    /// [default: 4096].
+    #[arg(long, env = "QUIVER_GUEST_MEMORY_MB", value_name = "MIB")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_memory_mb: Option<u64>,
+    /// Fetch-time module instances alive at once, at most; a fetch that
+    /// needs another is refused as busy (consumers retry) [default: 32].
+    #[arg(long, env = "QUIVER_MAX_FETCH_INSTANCES", value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fetch_instances: Option<usize>,
+    /// Module compilations (upload, deploy, upgrade) at once, at most; up
+    /// to 8 more wait their turn, further ones are refused as busy
+    /// [default: 2].
+    #[arg(long, env = "QUIVER_MAX_COMPILES", value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_compiles: Option<usize>,
 }
 
 impl Settings {
@@ -209,6 +246,10 @@ impl Settings {
             max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
             retention_ms: self.retention_ms.or(lower.retention_ms),
             retention_bytes: self.retention_bytes.or(lower.retention_bytes),
+            max_transforms: self.max_transforms.or(lower.max_transforms),
+            guest_memory_mb: self.guest_memory_mb.or(lower.guest_memory_mb),
+            max_fetch_instances: self.max_fetch_instances.or(lower.max_fetch_instances),
+            max_compiles: self.max_compiles.or(lower.max_compiles),
         }
     }
 
@@ -273,6 +314,14 @@ pub struct Config {
     pub retention_ms: Option<u64>,
     /// Default `retention.bytes` for topics without their own.
     pub retention_bytes: Option<u64>,
+    /// Deployed transforms, at most.
+    pub max_transforms: usize,
+    /// Guest memory of all deployed transforms together, in MiB.
+    pub guest_memory_mb: u64,
+    /// Fetch-time module instances alive at once, at most.
+    pub max_fetch_instances: usize,
+    /// Module compilations at once, at most.
+    pub max_compiles: usize,
 }
 
 impl Default for Config {
@@ -291,6 +340,10 @@ impl Default for Config {
             max_connections_per_ip: crate::server::MAX_CONNECTIONS_PER_IP,
             retention_ms: None,
             retention_bytes: None,
+            max_transforms: limits::DEFAULT_MAX_TRANSFORMS,
+            guest_memory_mb: limits::DEFAULT_GUEST_MEMORY_BYTES / MIB,
+            max_fetch_instances: limits::DEFAULT_MAX_FETCH_INSTANCES,
+            max_compiles: limits::DEFAULT_MAX_COMPILES,
         }
     }
 }
@@ -334,6 +387,12 @@ impl Config {
                 .unwrap_or(defaults.max_connections_per_ip),
             retention_ms: settings.retention_ms,
             retention_bytes: settings.retention_bytes,
+            max_transforms: settings.max_transforms.unwrap_or(defaults.max_transforms),
+            guest_memory_mb: settings.guest_memory_mb.unwrap_or(defaults.guest_memory_mb),
+            max_fetch_instances: settings
+                .max_fetch_instances
+                .unwrap_or(defaults.max_fetch_instances),
+            max_compiles: settings.max_compiles.unwrap_or(defaults.max_compiles),
         };
         config.validate()?;
         Ok(config)
@@ -355,6 +414,27 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_connections_per_ip is 0; it must be at least 1".into(),
             ));
+        }
+        for (name, value, ceiling) in [
+            ("max_transforms", self.max_transforms, MAX_WASM_COUNT),
+            (
+                "max_fetch_instances",
+                self.max_fetch_instances,
+                MAX_WASM_COUNT,
+            ),
+            ("max_compiles", self.max_compiles, MAX_COMPILES_CEILING),
+        ] {
+            if value == 0 || value > ceiling {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} is {value}; it must be 1 to {ceiling}"
+                )));
+            }
+        }
+        if self.guest_memory_mb == 0 || self.guest_memory_mb > MAX_GUEST_MEMORY_MB {
+            return Err(ConfigError::Invalid(format!(
+                "guest_memory_mb is {}; it must be 1 to {MAX_GUEST_MEMORY_MB}",
+                self.guest_memory_mb
+            )));
         }
         if self.cache_mb == 0 || self.cache_mb > MAX_CACHE_MB {
             return Err(ConfigError::Invalid(format!(
@@ -389,6 +469,10 @@ impl Config {
             max_connections_per_ip: Some(self.max_connections_per_ip),
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
+            max_transforms: Some(self.max_transforms),
+            guest_memory_mb: Some(self.guest_memory_mb),
+            max_fetch_instances: Some(self.max_fetch_instances),
+            max_compiles: Some(self.max_compiles),
         }
     }
 
@@ -411,6 +495,13 @@ impl Config {
         config.retention_defaults = RetentionDefaults {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
+        };
+        config.wasm = WasmLimits {
+            max_transforms: self.max_transforms,
+            guest_memory_bytes: self.guest_memory_mb.saturating_mul(MIB),
+            max_fetch_instances: self.max_fetch_instances,
+            max_compiles: self.max_compiles,
+            ..WasmLimits::default()
         };
         config
     }
@@ -607,6 +698,44 @@ mod tests {
         assert_eq!(broker.connections.max_connections, 3);
         assert_eq!(broker.retention_defaults.retention_ms, Some(1000));
         assert_eq!(broker.retention_defaults.retention_bytes, Some(2000));
+    }
+
+    #[test]
+    fn wasm_limits_parse_map_and_are_checked() {
+        let config = Config::resolve(flags(&[
+            "--max-transforms",
+            "5",
+            "--guest-memory-mb",
+            "512",
+            "--max-fetch-instances",
+            "3",
+            "--max-compiles",
+            "1",
+        ]))
+        .expect("valid");
+        let wasm = config.broker_config().wasm;
+        assert_eq!(
+            (
+                wasm.max_transforms,
+                wasm.guest_memory_bytes,
+                wasm.max_fetch_instances,
+                wasm.max_compiles
+            ),
+            (5, 512 * 1024 * 1024, 3, 1)
+        );
+        assert_eq!(wasm.compile_queue, WasmLimits::default().compile_queue);
+        for flag in [
+            "--max-transforms",
+            "--guest-memory-mb",
+            "--max-fetch-instances",
+            "--max-compiles",
+        ] {
+            let error = Config::resolve(flags(&[flag, "0"])).unwrap_err();
+            assert!(
+                error.to_string().contains("is 0; it must be 1 to"),
+                "{flag}: {error}"
+            );
+        }
     }
 
     #[test]

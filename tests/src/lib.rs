@@ -8,15 +8,19 @@
 //! - [`RawConnection`]: a bare QUIC connection that sends hand-made frames.
 //! - [`cli`]: the real `quiver` binary run as a user would, with its exit
 //!   code and output, against a broker or none.
+//! - [`transforms`]: deploy requests, uploads and status waits for tests of
+//!   deployed transforms.
 
 pub mod cli;
 pub mod http;
+pub mod transforms;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use quiver_client::{Admin, Client, ClientConfig, TopicConfig};
@@ -191,6 +195,8 @@ pub struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
     ca: PathBuf,
+    /// Bytes the broker has written to its standard error (its log) so far.
+    stderr_bytes: Arc<AtomicU64>,
 }
 
 impl BrokerProcess {
@@ -240,13 +246,26 @@ impl BrokerProcess {
                 break addr.parse().expect("listen address");
             }
         };
-        // Keep draining stderr so the broker never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stderr so the broker never blocks on a full pipe,
+        // counting what it logs.
+        let stderr_bytes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&stderr_bytes);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                counter.fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
+            }
+        });
         Self {
             child,
             addr,
             ca: data_dir.join("tls").join("cert.pem"),
+            stderr_bytes,
         }
+    }
+
+    /// Bytes the broker has logged to standard error since it listened.
+    pub fn stderr_bytes(&self) -> u64 {
+        self.stderr_bytes.load(Ordering::Relaxed)
     }
 
     /// The broker's address.

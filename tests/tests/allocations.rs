@@ -37,7 +37,7 @@ fn producing_does_not_allocate_per_record() {
         // Batches leave full (1,000 records), not when a timer fires, so
         // the count does not depend on the machine's speed.
         let config = ProducerConfig {
-            linger: std::time::Duration::from_secs(60),
+            linger: std::time::Duration::from_mins(1),
             ..ProducerConfig::default()
         };
         let producer = Producer::new(client, config);

@@ -8,9 +8,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use quiver_client::Admin;
 use quiver_proto::api::transforms::{
     DeployTransformRequest, LogLevel, OnError, RunState, StartFrom, TransformAction,
-    TransformPartition, TransformStatus,
+    TransformLogsRequest, TransformPartition, TransformStatus,
 };
-use quiver_proto::limits::MAX_STATE_ENTRIES_PER_READ;
+use quiver_proto::limits::{MAX_LOG_LINES_PER_READ, MAX_STATE_ENTRIES_PER_READ};
 
 use super::ClientArgs;
 
@@ -69,13 +69,21 @@ pub(crate) enum TransformCommand {
     },
     /// Stop a transform and delete its positions and state.
     Delete(NameArgs),
-    /// Print a transform's recent log lines.
+    /// Print a transform's recent log lines (the broker keeps the last
+    /// 1,000, in memory).
     Logs {
         /// Transform name.
         name: String,
         /// Keep printing new lines.
         #[arg(long)]
         follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// Only lines written since then: a duration back from now (`90s`,
+        /// `10m`, `2h`, `1d`) or an RFC 3339 time (`2026-11-28T10:00:00Z`).
+        #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+        since: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -215,20 +223,7 @@ pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
                     status.default_output
                 );
             }
-            TransformCommand::List { .. } => {
-                for status in admin.list_transforms().await? {
-                    let lag: u64 = status.partitions.iter().map(TransformPartition::lag).sum();
-                    println!(
-                        "{}\tmodule={}@{}\tinput={}\toutput={}\tstate={}\tlag={lag}",
-                        status.name,
-                        status.module,
-                        status.module_version,
-                        status.input,
-                        status.default_output,
-                        run_state(&status.state)
-                    );
-                }
-            }
+            TransformCommand::List { .. } => print_list(&admin).await?,
             TransformCommand::Status(args) => {
                 print_status(&admin.transform_status(&args.name).await?);
             }
@@ -270,8 +265,14 @@ pub(crate) async fn run(command: TransformCommand) -> anyhow::Result<()> {
                     .await?;
                 println!("deleted transform {}", args.name);
             }
-            TransformCommand::Logs { name, follow, .. } => {
-                print_logs(&admin, &name, follow).await?;
+            TransformCommand::Logs {
+                name,
+                follow,
+                tail,
+                since,
+                ..
+            } => {
+                print_logs(&admin, &name, follow, tail, since).await?;
             }
             TransformCommand::State {
                 name,
@@ -332,11 +333,47 @@ async fn still_stopped(admin: &Admin, name: &str) -> anyhow::Result<String> {
     })
 }
 
-async fn print_logs(admin: &Admin, name: &str, follow: bool) -> anyhow::Result<()> {
-    let mut after = 0;
+async fn print_list(admin: &Admin) -> anyhow::Result<()> {
+    for status in admin.list_transforms().await? {
+        let lag: u64 = status.partitions.iter().map(TransformPartition::lag).sum();
+        println!(
+            "{}\tmodule={}@{}\tinput={}\toutput={}\tstate={}\tlag={lag}",
+            status.name,
+            status.module,
+            status.module_version,
+            status.input,
+            status.default_output,
+            run_state(&status.state)
+        );
+    }
+    Ok(())
+}
+
+/// Prints the lines `tail` and `since` select, page after page, then (with
+/// `follow`) new ones as they come.
+async fn print_logs(
+    admin: &Admin,
+    name: &str,
+    follow: bool,
+    tail: Option<u32>,
+    since_ms: Option<i64>,
+) -> anyhow::Result<()> {
+    let mut after_seq = 0;
+    // A tail is counted once, on the first page; later pages go on after it.
+    let mut tail = tail;
+    let mut left = tail.map_or(u64::MAX, u64::from);
     loop {
-        for line in admin.transform_logs(name, after, 1_000).await? {
-            after = line.seq;
+        let page = admin
+            .transform_logs_page(&TransformLogsRequest {
+                name: name.to_owned(),
+                after_seq,
+                max_lines: u32::try_from(left).unwrap_or(MAX_LOG_LINES_PER_READ),
+                since_ms,
+                tail: tail.take(),
+            })
+            .await?;
+        for line in &page.lines {
+            after_seq = line.seq;
             println!(
                 "{} {} [{}] {}",
                 super::text::rfc3339_ms(line.at_ms),
@@ -345,11 +382,51 @@ async fn print_logs(admin: &Admin, name: &str, follow: bool) -> anyhow::Result<(
                 line.message
             );
         }
+        left = left.saturating_sub(page.lines.len() as u64);
+        if page.more && left > 0 {
+            continue;
+        }
         if !follow {
             return Ok(());
         }
+        left = u64::MAX;
         tokio::time::sleep(FOLLOW_INTERVAL).await;
     }
+}
+
+/// `--since`: a duration back from now (a number and `s`, `m`, `h` or `d`)
+/// or an RFC 3339 time, as ms since the epoch.
+fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(time) =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        return i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| format!("{text:?} is out of range"));
+    }
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let unit_ms: i64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{text:?} is neither a duration (90s, 10m, 2h, 1d) nor an RFC 3339 time"
+            ));
+        }
+    };
+    let back = number
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .ok_or_else(|| format!("{text:?}: the number is missing or too large"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(now.saturating_sub(back))
 }
 
 async fn print_state(
@@ -501,8 +578,12 @@ fn print_status(status: &TransformStatus) {
     }
     println!("partition\tposition\thigh_watermark\tlag");
     for p in &status.partitions {
+        let stopped = p
+            .error
+            .as_ref()
+            .map_or_else(String::new, |e| format!("\tstopped: {e}"));
         println!(
-            "{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}{stopped}",
             p.partition,
             p.position,
             p.high_watermark,
@@ -514,6 +595,21 @@ fn print_status(status: &TransformStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_is_a_duration_back_or_a_time() {
+        assert_eq!(parse_since("2026-11-28T10:00:00Z"), Ok(1_795_860_000_000));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let ten_minutes_ago = parse_since("10m").expect("a duration");
+        assert!((now - 600_000 - ten_minutes_ago).abs() < 60_000);
+        assert!(parse_since("1d").expect("a day") < ten_minutes_ago);
+        assert!(parse_since("10 minutes").is_err());
+        assert!(parse_since("m").is_err());
+        assert!(parse_since("99999999999999999d").is_err());
+    }
 
     #[test]
     fn values_print_as_json_text_or_escaped_bytes() {

@@ -10,6 +10,7 @@
 //! Calls run on the caller's thread, which must not be an async worker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ use super::TransformError;
 use super::records::{decode_input, output_headers};
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
-use crate::wasm::{CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, WasmEngine};
+use crate::wasm::{Busy, CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, WasmEngine};
+use tokio::runtime::Handle;
 
 /// Per-call deadline of a fetch-time module.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(1);
@@ -34,7 +36,8 @@ pub const FETCH_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
 pub const MAX_IDLE_INSTANCES_PER_KEY: usize = 2;
 /// Distinct (module, version, parameters) kept warm; beyond it, the pool is
 /// emptied (simple, and a working set this large is unusual). With the two
-/// constants above this bounds idle instances' memory to 1 GiB.
+/// constants above this bounds idle instances' memory to 1 GiB; the
+/// broker's `max_fetch_instances` bounds all instances, in use or idle.
 pub const MAX_POOLED_KEYS: usize = 16;
 
 /// Which warm instances fit a fetch.
@@ -51,7 +54,22 @@ pub struct FetchModules {
     engine: WasmEngine,
     clock: Arc<dyn Clock>,
     sandboxes: Mutex<HashMap<(String, u32), Sandbox>>,
-    idle: Mutex<HashMap<Key, Vec<GuestInstance>>>,
+    idle: Mutex<HashMap<Key, Vec<Counted>>>,
+    /// Instances alive (in use and idle), and the most allowed.
+    live: Arc<AtomicUsize>,
+    max_live: usize,
+}
+
+/// A fetch-time instance, counted in [`FetchModules::live`] while it lives.
+struct Counted {
+    instance: GuestInstance,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for FetchModules {
@@ -70,14 +88,21 @@ pub struct Filtered {
 }
 
 impl FetchModules {
-    /// An empty pool.
-    pub fn new(storage: Arc<Storage>, engine: WasmEngine, clock: Arc<dyn Clock>) -> Self {
+    /// An empty pool that lets at most `max_live` instances live at once.
+    pub fn new(
+        storage: Arc<Storage>,
+        engine: WasmEngine,
+        clock: Arc<dyn Clock>,
+        max_live: usize,
+    ) -> Self {
         Self {
             storage,
             engine,
             clock,
             sandboxes: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
+            live: Arc::new(AtomicUsize::new(0)),
+            max_live,
         }
     }
 
@@ -111,7 +136,10 @@ impl FetchModules {
                 ))
                 .into());
             }
-            let mut outputs = instance.process(std::slice::from_ref(record))?.outputs;
+            let mut outputs = instance
+                .instance
+                .process(std::slice::from_ref(record))?
+                .outputs;
             if outputs.len() > 1 {
                 return Err(CallError::Limit(format!(
                     "a fetch-time module returned {} records for offset {}; the limit is one",
@@ -163,8 +191,9 @@ impl FetchModules {
         })
     }
 
-    /// An idle instance for `module`, or a new one.
-    fn instance(&self, module: &FetchModule) -> Result<(Key, GuestInstance), TransformError> {
+    /// An idle instance for `module`, or a new one if the broker's limit on
+    /// live fetch-time instances allows (else [`Busy`]).
+    fn instance(&self, module: &FetchModule) -> Result<(Key, Counted), TransformError> {
         let version = self.storage.module_version(&module.name)?;
         let key = Key {
             name: module.name.clone(),
@@ -174,7 +203,38 @@ impl FetchModules {
         if let Some(instance) = lock(&self.idle).get_mut(&key).and_then(Vec::pop) {
             return Ok((key, instance));
         }
-        let sandbox = self.sandbox(&module.name, version)?;
+        let take = || {
+            self.live
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                    (live < self.max_live).then_some(live + 1)
+                })
+                .is_ok()
+        };
+        let mut taken = take();
+        if !taken {
+            // At the limit, idle instances of other modules give way.
+            let freed = lock(&self.idle).drain().count();
+            taken = freed > 0 && take();
+        }
+        if !taken {
+            return Err(Busy(format!(
+                "{} fetch-time module instances are in use, the most it runs at once (--max-fetch-instances)",
+                self.max_live
+            ))
+            .into());
+        }
+        // Counted from here: dropped on any failure below.
+        let counted = |instance| Counted {
+            instance,
+            live: Arc::clone(&self.live),
+        };
+        let sandbox = match self.sandbox(&module.name, version) {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                self.live.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
         let logbook = Arc::new(Logbook::new(
             &format!("fetch:{}", module.name),
             Arc::clone(&self.clock),
@@ -183,13 +243,18 @@ impl FetchModules {
             deadline: FETCH_DEADLINE,
             memory_bytes: FETCH_MEMORY_BYTES,
         };
-        let mut instance =
-            GuestInstance::new(sandbox, limits, logbook, module.params.clone(), None);
-        instance.start()?;
+        let mut instance = counted(GuestInstance::new(
+            sandbox,
+            limits,
+            logbook,
+            module.params.clone(),
+            None,
+        ));
+        instance.instance.start()?;
         Ok((key, instance))
     }
 
-    fn release(&self, key: Key, instance: GuestInstance) {
+    fn release(&self, key: Key, instance: Counted) {
         let mut idle = lock(&self.idle);
         if idle.len() >= MAX_POOLED_KEYS && !idle.contains_key(&key) {
             idle.clear();
@@ -206,7 +271,10 @@ impl FetchModules {
             return Ok(sandbox.clone());
         }
         let bytes = self.storage.module_code_at(name, version)?;
+        // A blocking thread of the runtime: wait for a compile slot here.
+        let permit = Handle::current().block_on(self.engine.compile_permit())?;
         let sandbox = Sandbox::new(&self.engine, &bytes)?;
+        drop(permit);
         let mut sandboxes = lock(&self.sandboxes);
         // Older versions of this module are not fetched with again.
         sandboxes.retain(|(n, v), _| n != name || *v == version);

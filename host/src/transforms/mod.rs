@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::api::TopicConfig;
 use quiver_proto::api::transforms::{
-    DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, StateEntry,
-    TransformAction, TransformPartition, TransformStatus,
+    DeployTransformRequest, LogLevel, OnError, RunState, StartFrom, StateEntry, TransformAction,
+    TransformPartition, TransformStatus,
 };
 use quiver_proto::limits::{MAX_STATE_READ_BYTES, MAX_TRANSFORM_PARAM_BYTES, MAX_TRANSFORM_PARAMS};
 use quiver_proto::topic::validate_topic_name;
@@ -39,14 +39,17 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::metrics::{TransformSample, TransformSource};
 use crate::storage::{Storage, StorageError, TransformCounters, TransformRecord};
+use crate::wasm::logbook::{LogPage, LogQuery};
 use crate::wasm::sandbox::{MAX_DEADLINE, MAX_MEMORY_BYTES};
 use crate::wasm::{
-    CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
+    Busy, CallError, GuestInstance, Logbook, ModuleError, Sandbox, SandboxLimits, WasmEngine,
+    WasmLimits,
 };
 
 use fetch::FetchModules;
 use records::Routes;
 use worker::{CONTROL_QUEUE, Control, Worker};
+pub use worker::{FAILURE_TRIP_RECORDS, FAILURE_WINDOW_RECORDS};
 
 /// Smallest memory cap a deployment may ask for.
 pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
@@ -70,6 +73,13 @@ pub enum TransformError {
     /// The transform's worker is gone (the broker is stopping).
     #[error("transform {0:?} is not running on this broker")]
     Stopped(String),
+    /// At a limit of concurrent work (compilations, fetch-time instances):
+    /// retry shortly.
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    /// A broker-wide limit refuses the request (transforms, guest memory).
+    #[error("{0}")]
+    Limit(String),
     /// A seek named a partition the input topic does not have.
     #[error(
         "transform {transform:?} reads topic {topic:?}, which has partitions 0 to {last}; there is no partition {partition}",
@@ -111,6 +121,8 @@ impl From<&TransformError> for WireError {
             TransformError::Call(_) => WireError::new(ErrorCode::ModuleFailed, e.to_string()),
             TransformError::Invalid(_) => WireError::new(ErrorCode::InvalidRequest, e.to_string()),
             TransformError::Stopped(_) => WireError::new(ErrorCode::ShuttingDown, e.to_string()),
+            TransformError::Busy(_) => WireError::new(ErrorCode::Busy, e.to_string()),
+            TransformError::Limit(_) => WireError::new(ErrorCode::LimitReached, e.to_string()),
             TransformError::SeekPartition { .. } => {
                 WireError::new(ErrorCode::UnknownPartition, e.to_string())
             }
@@ -148,6 +160,7 @@ pub struct Transforms {
     /// The running transforms again, behind a plain lock, for `/metrics`.
     listed: Arc<Listed>,
     fetch: Arc<FetchModules>,
+    limits: WasmLimits,
 }
 
 /// The transforms `/metrics` samples.
@@ -216,13 +229,16 @@ impl Transforms {
         storage: Arc<Storage>,
         engine: WasmEngine,
         clock: Arc<dyn Clock>,
+        limits: WasmLimits,
     ) -> Result<Self, TransformError> {
         let transforms = Self {
             fetch: Arc::new(FetchModules::new(
                 Arc::clone(&storage),
                 engine.clone(),
                 Arc::clone(&clock),
+                limits.max_fetch_instances,
             )),
+            limits,
             storage: Arc::clone(&storage),
             engine,
             clock,
@@ -286,6 +302,7 @@ impl Transforms {
             return Err(StorageError::TransformExists(name).into());
         }
         let record = self.check_deploy(&request)?;
+        self.check_totals(&workers, &record)?;
         let input = self.storage.topic(&record.input)?;
         let (version, bytes) = self.storage.module_code(&record.module)?;
         let record = TransformRecord {
@@ -421,18 +438,13 @@ impl Transforms {
         Arc::clone(&self.fetch)
     }
 
-    /// A transform's log lines after `after_seq`.
-    pub async fn logs(
-        &self,
-        name: &str,
-        after_seq: u64,
-        max: usize,
-    ) -> Result<Vec<LogLine>, TransformError> {
+    /// A page of a transform's log lines.
+    pub async fn logs(&self, name: &str, query: &LogQuery) -> Result<LogPage, TransformError> {
         let workers = self.workers.lock().await;
         let handle = workers
             .get(name)
             .ok_or_else(|| StorageError::UnknownTransform(name.into()))?;
-        Ok(handle.shared.logbook.read(after_seq, max))
+        Ok(handle.shared.logbook.read(query))
     }
 
     /// A transform's committed state entries under `prefix`. Blocking read.
@@ -587,12 +599,49 @@ impl Transforms {
         }
     }
 
+    /// Refuses a deploy that would take the broker past its limits on
+    /// deployed transforms or on the guest memory they may use together.
+    fn check_totals(
+        &self,
+        workers: &HashMap<String, WorkerHandle>,
+        record: &TransformRecord,
+    ) -> Result<(), TransformError> {
+        let max = self.limits.max_transforms;
+        if workers.len() >= max {
+            return Err(TransformError::Limit(format!(
+                "the broker runs {} transforms, its limit (--max-transforms {max}): delete one or raise the limit",
+                workers.len()
+            )));
+        }
+        let promised: u64 = workers
+            .values()
+            .map(|w| w.shared.record().memory_bytes)
+            .sum();
+        let budget = self.limits.guest_memory_bytes;
+        if promised.saturating_add(record.memory_bytes) > budget {
+            let mib = |bytes: u64| bytes / (1024 * 1024);
+            return Err(TransformError::Limit(format!(
+                "deployed transforms may use {} MiB of guest memory and this one asks for {} MiB more; \
+                 the broker's budget is {} MiB (--guest-memory-mb): ask for less (--memory-mb), delete a transform or raise the budget",
+                mib(promised),
+                mib(record.memory_bytes),
+                mib(budget)
+            )));
+        }
+        Ok(())
+    }
+
     async fn compile(&self, bytes: Vec<u8>) -> Result<Sandbox, TransformError> {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || Sandbox::new(&engine, &bytes))
-            .await
-            .map_err(|e| TransformError::Invalid(format!("compile task failed: {e}")))?
-            .map_err(TransformError::from)
+        let permit = engine.compile_permit().await?;
+        tokio::task::spawn_blocking(move || {
+            let sandbox = Sandbox::new(&engine, &bytes);
+            drop(permit);
+            sandbox
+        })
+        .await
+        .map_err(|e| TransformError::Invalid(format!("compile task failed: {e}")))?
+        .map_err(TransformError::from)
     }
 
     fn instance(shared: &Shared, sandbox: Sandbox) -> GuestInstance {
@@ -644,6 +693,7 @@ impl Transforms {
             last_tick: Instant::now(),
             in_flight: None,
             prefetched: None,
+            failures: worker::FailureWindow::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("quiver-transform-{}", shared.name))
@@ -667,6 +717,7 @@ impl Transforms {
                     partition: p.index(),
                     position: progress.positions.get(&p.index()).copied().unwrap_or(0),
                     high_watermark: p.offsets().high_watermark,
+                    error: progress.stopped_partitions.get(&p.index()).cloned(),
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -732,6 +783,8 @@ struct Progress {
     errors: u64,
     last_error: Option<String>,
     positions: BTreeMap<u32, u64>,
+    /// Input partitions stopped on their own (damaged input), with why.
+    stopped_partitions: BTreeMap<u32, String>,
 }
 
 impl Shared {
@@ -780,7 +833,8 @@ impl Shared {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        self.logbook.push(level, "host", message);
+        self.logbook
+            .push(level, crate::wasm::logbook::HOST_SOURCE, message);
     }
 
     fn record_error(&self, message: &str) {
@@ -795,6 +849,30 @@ impl Shared {
         progress.records_out += records_out;
         if let Some((partition, offset)) = position {
             progress.positions.insert(partition, offset);
+        }
+    }
+
+    /// Stops one input partition with `error`.
+    fn stop_partition(&self, partition: u32, error: &str) {
+        self.lock_progress()
+            .stopped_partitions
+            .insert(partition, error.to_owned());
+    }
+
+    fn is_partition_stopped(&self, partition: u32) -> bool {
+        self.lock_progress()
+            .stopped_partitions
+            .contains_key(&partition)
+    }
+
+    /// Lets one stopped partition (or, with `None`, every one) run again.
+    fn restart_partitions(&self, partition: Option<u32>) {
+        let mut progress = self.lock_progress();
+        match partition {
+            Some(partition) => {
+                progress.stopped_partitions.remove(&partition);
+            }
+            None => progress.stopped_partitions.clear(),
         }
     }
 

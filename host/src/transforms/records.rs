@@ -68,15 +68,34 @@ impl InputBatch<'_> {
     }
 }
 
+/// A stored batch that fails its checks when read back for a guest: its
+/// CRC-32C does not match, or its framing does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the stored batch at {topic}/{partition} offset {offset} is damaged: {reason}")]
+pub struct DamagedBatch {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The batch's base offset (or, if its header does not parse, the offset
+    /// reading stopped at).
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: BatchError,
+}
+
 /// Decodes the records at or after `from` in `bytes` (whole batches back to
-/// back), at most `max` of them.
+/// back), at most `max` of them. Each batch's CRC-32C is checked first (a
+/// bit flipped on disk must not reach a guest): reading stops before a
+/// damaged batch, so the records ahead of it are returned, and a call that
+/// starts at a damaged batch fails with [`DamagedBatch`].
 pub fn decode_input<'a>(
     topic: &'a str,
     partition: u32,
     bytes: &'a [u8],
     from: u64,
     max: usize,
-) -> Result<InputBatch<'a>, BatchError> {
+) -> Result<InputBatch<'a>, DamagedBatch> {
     let mut out = InputBatch {
         topic,
         partition,
@@ -84,12 +103,34 @@ pub fn decode_input<'a>(
         headers: Vec::new(),
         next_offset: from,
     };
+    let damaged = |offset: u64, reason: BatchError| DamagedBatch {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        reason,
+    };
     for view in split_batches(bytes) {
-        let view = view?;
+        let view = match view.and_then(|view| view.verify_crc().map(|()| view)) {
+            Ok(view) => view,
+            Err(e) if out.rows.is_empty() => return Err(damaged(out.next_offset, e)),
+            Err(_) => return Ok(out),
+        };
+        let base = view.base_offset();
         let log_append = view.is_log_append_time().then(|| view.max_timestamp());
+        let mark = (out.rows.len(), out.headers.len(), out.next_offset);
         for record in view.records() {
-            let record = record?;
-            let offset = view.base_offset() + u64::from(record.offset_delta.max(0).cast_unsigned());
+            let record = match record {
+                Ok(record) => record,
+                // A batch is taken whole or not at all.
+                Err(e) if mark.0 == 0 => return Err(damaged(base, e)),
+                Err(_) => {
+                    out.rows.truncate(mark.0);
+                    out.headers.truncate(mark.1);
+                    out.next_offset = mark.2;
+                    return Ok(out);
+                }
+            };
+            let offset = base + u64::from(record.offset_delta.max(0).cast_unsigned());
             if offset < from {
                 continue;
             }
@@ -252,5 +293,74 @@ fn seal(partition: Arc<crate::storage::Partition>, builder: BatchBuilder) -> New
         batch: BytesMut::from(Bytes::from(builder.finish())),
         records,
         max_timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_proto::batch::set_base_offset;
+
+    /// A batch of `values` at `base`.
+    fn batch(base: u64, values: &[&str]) -> Vec<u8> {
+        let mut builder = BatchBuilder::default();
+        for value in values {
+            builder
+                .push(&NewRecord {
+                    key: None,
+                    value: value.as_bytes(),
+                    headers: &[],
+                    timestamp: 7,
+                })
+                .expect("fits");
+        }
+        let mut bytes = builder.finish();
+        set_base_offset(&mut bytes, base);
+        bytes
+    }
+
+    fn values(batch: &InputBatch<'_>) -> Vec<String> {
+        batch
+            .records()
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn reading_stops_before_a_damaged_batch_and_fails_at_it() {
+        let mut bytes = batch(0, &["a", "b"]);
+        let second = bytes.len();
+        bytes.extend(batch(2, &["c"]));
+        bytes.extend(batch(3, &["d"]));
+        // A bit flipped in the second batch's record.
+        let last = bytes.len() - batch(3, &["d"]).len() - 1;
+        bytes[last] ^= 0x01;
+
+        let read = decode_input("t", 4, &bytes, 0, usize::MAX).expect("the first batch");
+        assert_eq!(values(&read), ["a", "b"]);
+        assert_eq!(read.next_offset, 2);
+
+        let damaged = decode_input("t", 4, &bytes[second..], 2, usize::MAX).unwrap_err();
+        assert_eq!((damaged.partition, damaged.offset), (4, 2));
+        assert!(
+            matches!(damaged.reason, BatchError::CrcMismatch { .. }),
+            "{damaged}"
+        );
+        assert!(
+            damaged
+                .to_string()
+                .starts_with("the stored batch at t/4 offset 2 is damaged"),
+            "{damaged}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_batch_is_damaged_at_the_offset_reading_stopped() {
+        let bytes = batch(5, &["a"]);
+        let damaged = decode_input("t", 0, &bytes[..bytes.len() - 1], 5, 10).unwrap_err();
+        assert_eq!(damaged.offset, 5);
+        let whole = decode_input("t", 0, &bytes, 5, 10).expect("intact");
+        assert_eq!(values(&whole), ["a"]);
     }
 }

@@ -32,6 +32,13 @@ use crate::wasm::{
 pub(super) const TICK_INTERVAL: Duration = Duration::from_millis(500);
 /// Control messages queued for a worker, at most.
 pub(super) const CONTROL_QUEUE: usize = 16;
+/// Records in one window of the failure-rate check: under `skip` or
+/// `dead-letter`, each failing record costs a call of its own plus the
+/// calls that found it, so a module that fails almost every record is
+/// stopped rather than left to burn a core.
+pub const FAILURE_WINDOW_RECORDS: u64 = 1_000;
+/// Failed records within one window that stop the transform (99%).
+pub const FAILURE_TRIP_RECORDS: u64 = 990;
 
 /// What the manager asks of a worker.
 pub(super) enum Control {
@@ -78,6 +85,30 @@ pub(super) struct Worker {
     pub(super) in_flight: Option<InFlight>,
     /// The next partition's records, being read ahead, if any.
     pub(super) prefetched: Option<Prefetched>,
+    /// Records processed and failed in the current failure-rate window.
+    pub(super) failures: FailureWindow,
+}
+
+/// Counts of the current window of [`FAILURE_WINDOW_RECORDS`] records.
+#[derive(Debug, Default)]
+pub(super) struct FailureWindow {
+    records: u64,
+    failed: u64,
+}
+
+impl FailureWindow {
+    /// Counts `records` records, `failed` of them failed; whether the
+    /// window's failures reached [`FAILURE_TRIP_RECORDS`] (then it starts
+    /// again). A full window starts again too.
+    fn count(&mut self, records: u64, failed: u64) -> bool {
+        self.records += records;
+        self.failed += failed;
+        let tripped = self.failed >= FAILURE_TRIP_RECORDS;
+        if tripped || self.records >= FAILURE_WINDOW_RECORDS {
+            *self = Self::default();
+        }
+        tripped
+    }
 }
 
 /// A read started ahead of the call that needs it.
@@ -171,6 +202,10 @@ impl Worker {
                 let _ = reply.send(self.persist(|r| r.paused = true));
             }
             Control::Resume(reply) => {
+                // Stopped partitions are read again, and a new failure
+                // window starts, before the reply says so.
+                self.shared.restart_partitions(None);
+                self.failures = FailureWindow::default();
                 let _ = reply.send(self.persist(|r| {
                     r.paused = false;
                     r.failed = None;
@@ -238,6 +273,7 @@ impl Worker {
             .block_on(async { commit.await?.wait().await })?;
         self.positions.insert(partition, offset);
         self.shared.record_progress(Some((partition, offset)), 0, 0);
+        self.shared.restart_partitions(Some(partition));
         // A read-ahead from the old position must not be used.
         self.prefetched = None;
         self.shared.log(
@@ -307,7 +343,7 @@ impl Worker {
                 return Ok(true);
             }
         }
-        if position >= offsets.high_watermark {
+        if position >= offsets.high_watermark || self.shared.is_partition_stopped(index) {
             return Ok(false);
         }
         let read = match self.take_prefetched(index, position) {
@@ -321,13 +357,23 @@ impl Worker {
             // Retention moved the log start since the check above: the next
             // round goes on from there.
             Err(StorageError::OffsetOutOfRange { .. }) => return Ok(true),
-            Err(e) => return Err(self.fail(&format!("reading partition {index}: {e}"))),
+            Err(e) => {
+                let topic = partition.topic();
+                self.stop_partition(
+                    index,
+                    &format!("reading {topic}/{index} at offset {position}: {e}"),
+                );
+                return Ok(false);
+            }
         };
         let max = records::MAX_RECORDS_PER_CALL;
         let batch =
             match records::decode_input(partition.topic(), index, &read.batches, position, max) {
                 Ok(batch) => batch,
-                Err(e) => return Err(self.fail(&format!("decoding partition {index}: {e}"))),
+                Err(e) => {
+                    self.stop_partition(index, &e.to_string());
+                    return Ok(false);
+                }
             };
         let records = batch.records();
         if records.is_empty() {
@@ -356,7 +402,10 @@ impl Worker {
     /// has records there.
     fn prefetch(&mut self, partition: &Arc<Partition>, from: u64) {
         let offsets = partition.offsets();
-        if from < offsets.log_start_offset || from >= offsets.high_watermark {
+        if from < offsets.log_start_offset
+            || from >= offsets.high_watermark
+            || self.shared.is_partition_stopped(partition.index())
+        {
             return;
         }
         let storage = Arc::clone(&self.storage);
@@ -407,6 +456,7 @@ impl Worker {
             match result {
                 Ok(output) => {
                     let count = slice.len() as u64;
+                    self.failures.count(count, 0);
                     let outputs = Outputs::of_module(output.outputs, routes, index);
                     self.commit(Some((index, end)), outputs, output.changes, count)?;
                     if let Some(high) = slice.iter().map(|r| r.timestamp).max() {
@@ -480,6 +530,17 @@ impl Worker {
             CallError::Init(_) | CallError::State(_) => OnError::Stop,
             _ => self.shared.record().on_error,
         };
+        if policy != OnError::Stop
+            && self
+                .failures
+                .count(records.len() as u64, records.len() as u64)
+        {
+            return Err(self.fail(&format!(
+                "{FAILURE_TRIP_RECORDS} or more of the last {FAILURE_WINDOW_RECORDS} records failed \
+                 under on-error {policy}, so the module looks broken for this input (the last: {message}); \
+                 fix it and `upgrade`, or `resume` to go on skipping"
+            )));
+        }
         match policy {
             OnError::Stop => Err(self.fail(&message)),
             OnError::Skip => {
@@ -608,6 +669,30 @@ impl Worker {
         }
     }
 
+    /// Stops reading one input partition (its stored input is damaged or
+    /// unreadable) while the others go on: the error goes to the
+    /// partition's status, the last error and the log. Not persisted: after
+    /// a restart the same damage stops the partition again. `resume` reads
+    /// it again; `seek` past the damage moves on.
+    fn stop_partition(&mut self, index: u32, error: &str) {
+        let name = &self.shared.name;
+        let message = format!(
+            "partition {index} stopped, the other partitions go on: {error}; \
+             `quiver transform seek {name} --partition {index} --offset N` moves past it, \
+             `quiver transform resume {name}` reads it again"
+        );
+        self.shared.record_error(&message);
+        self.shared.stop_partition(index, error);
+        self.shared.log(LogLevel::Error, &message);
+        if self
+            .prefetched
+            .as_ref()
+            .is_some_and(|p| p.partition == index)
+        {
+            self.prefetched = None;
+        }
+    }
+
     /// Stops the transform with `error` in its status (persisted, so it
     /// stays stopped across restarts until resumed).
     fn fail(&mut self, error: &str) -> Flow {
@@ -654,6 +739,9 @@ impl Worker {
         };
         let mut watches = Vec::new();
         for partition in &topic.partitions {
+            if self.shared.is_partition_stopped(partition.index()) {
+                continue;
+            }
             let rx = partition.subscribe();
             let position = self.positions.get(&partition.index()).copied().unwrap_or(0);
             if rx.borrow().high_watermark > position {
@@ -738,5 +826,26 @@ impl StateSnapshot for crate::storage::StateReader {
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, String> {
         // Stops just past the cap, which the call then refuses.
         Self::scan_prefix(self, prefix, limit, MAX_SCAN_BYTES).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearly_all_records_failing_in_a_window_trips_it() {
+        let mut window = FailureWindow::default();
+        assert!(!window.count(5, 0));
+        assert!(!window.count(FAILURE_TRIP_RECORDS - 1, FAILURE_TRIP_RECORDS - 1));
+        assert!(window.count(1, 1), "990 of 995 failed");
+        // Tripping starts a new window.
+        assert_eq!((window.records, window.failed), (0, 0));
+        // A window with enough successes never trips, and the next one
+        // starts from nothing.
+        assert!(!window.count(FAILURE_WINDOW_RECORDS - FAILURE_TRIP_RECORDS + 1, 0));
+        assert!(!window.count(FAILURE_TRIP_RECORDS - 1, FAILURE_TRIP_RECORDS - 1));
+        assert_eq!((window.records, window.failed), (0, 0));
+        assert!(!window.count(1, 1));
     }
 }

@@ -12,30 +12,35 @@
 //!   call's own writes layered over a committed snapshot.
 //! - [`logbook`]: a transform's recent log lines (guest `log` calls and
 //!   its stdout/stderr).
+//! - [`limits`]: broker-wide limits on WebAssembly work, and the gate that
+//!   lets a bounded number of compilations run at once.
 //!
 //! Guest code runs only on threads the caller owns (transform workers, the
 //! blocking pool for fetch-time modules), never on the async runtime's
 //! workers: a call may take up to its deadline.
 
 mod bindings;
+pub mod limits;
 pub mod logbook;
 pub mod sandbox;
 pub mod state;
 mod validate;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 pub use bindings::quiver::transform::types::{InputRecord, OutputRecord};
+pub use limits::{Busy, CompileGate, CompilePermit, WasmLimits};
 pub use logbook::Logbook;
 pub use sandbox::{CallError, GuestInstance, Sandbox, SandboxLimits};
 pub use state::{StateChanges, StateSnapshot, StateSource};
 pub(crate) use validate::sha256_hex;
 pub use validate::{
     ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, GUEST_EXPORT,
-    ModuleError, ModuleInfo,
+    ModuleError, ModuleInfo, precheck,
 };
 
 /// How often the engine's epoch advances; call deadlines are counted in
@@ -60,6 +65,7 @@ impl From<wasmtime::Error> for EngineError {
 #[derive(Clone)]
 pub struct WasmEngine {
     engine: Engine,
+    compiles: Arc<CompileGate>,
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -86,7 +92,28 @@ impl WasmEngine {
         let engine = Engine::new(&config).map_err(EngineError::from)?;
         spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Self { engine })
+        let defaults = WasmLimits::default();
+        Ok(Self {
+            engine,
+            compiles: Arc::new(CompileGate::new(
+                defaults.max_compiles,
+                defaults.compile_queue,
+            )),
+        })
+    }
+
+    /// The same engine, letting `max` compilations run at once and `queue`
+    /// more wait.
+    #[must_use]
+    pub fn with_compile_limits(mut self, max: usize, queue: usize) -> Self {
+        self.compiles = Arc::new(CompileGate::new(max, queue));
+        self
+    }
+
+    /// A compilation slot (see [`CompileGate::enter`]); every compilation
+    /// (upload, deploy, upgrade, fetch-time) holds one.
+    pub async fn compile_permit(&self) -> Result<CompilePermit, Busy> {
+        self.compiles.enter().await
     }
 
     pub(crate) fn engine(&self) -> &Engine {

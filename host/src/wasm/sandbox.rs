@@ -9,12 +9,13 @@
 //! epoch deadline per call, a cap on its linear memory, and limits on the
 //! outputs and state a call may produce.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quiver_proto::api::transforms::LogLevel;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::quiver::transform::{log, state, types};
@@ -44,6 +45,14 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 const MAX_CORE_INSTANCES: usize = 100;
 const MAX_MEMORIES: usize = 16;
 const MAX_TABLES: usize = 100;
+/// Frames of a trap's backtrace kept in its message (the innermost ones);
+/// a stack overflow's trace is thousands of frames long.
+pub const MAX_TRACE_FRAMES: usize = 4;
+/// An out-of-bounds memory access whose innermost function appears at
+/// least this often in the backtrace is a stack overflow: Rust guests keep
+/// their stack in linear memory, and recursing off its end reads below
+/// address 0, which traps as an out-of-bounds access.
+pub const RECURSION_FRAMES: usize = 8;
 
 /// The limits one transform's calls run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,9 @@ pub enum CallError {
     /// call, ...).
     #[error("module trapped: {0}")]
     Trap(String),
+    /// The guest ran out of stack (unbounded recursion, say).
+    #[error("module trapped: stack overflow ({0})")]
+    StackOverflow(String),
     /// The call's outputs broke a limit.
     #[error("{0}")]
     Limit(String),
@@ -106,7 +118,10 @@ impl CallError {
     /// trap, or outputs over a limit. Deadlines, the memory cap, `init` and
     /// storage failures are not.
     pub fn may_be_one_record(&self) -> bool {
-        matches!(self, Self::Guest(_) | Self::Trap(_) | Self::Limit(_))
+        matches!(
+            self,
+            Self::Guest(_) | Self::Trap(_) | Self::StackOverflow(_) | Self::Limit(_)
+        )
     }
 }
 
@@ -340,8 +355,104 @@ impl GuestInstance {
                 ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
             };
         }
-        CallError::Trap(format!("{error:#}"))
+        describe_trap(error)
     }
+}
+
+/// A trap (or a failed host call) as a short message: the reason, and the
+/// innermost [`MAX_TRACE_FRAMES`] frames of its backtrace. A stack
+/// overflow says so, whether wasmtime caught it (its own call stack ran
+/// out) or the guest's stack in linear memory ran off its end (which traps
+/// as an out-of-bounds access, thousands of frames deep).
+fn describe_trap(error: &wasmtime::Error) -> CallError {
+    let frames = error
+        .downcast_ref::<WasmBacktrace>()
+        .map_or(&[][..], WasmBacktrace::frames);
+    let reason = error
+        .chain()
+        .map(|cause| prefix_of(cause, 200))
+        .filter(|text| !text.starts_with(BACKTRACE_HEADER))
+        .collect::<Vec<_>>()
+        .join(": ");
+    let trace = short_trace(frames);
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => CallError::StackOverflow(format!("{reason}{trace}")),
+        Some(Trap::MemoryOutOfBounds) if recursing(frames) => CallError::StackOverflow(format!(
+            "{reason} in a recursion {} frames deep: the guest's stack in linear memory ran out{trace}",
+            frames.len()
+        )),
+        _ => CallError::Trap(format!("{reason}{trace}")),
+    }
+}
+
+/// Whether the innermost frame's function is on the stack at least
+/// [`RECURSION_FRAMES`] times.
+fn recursing(frames: &[wasmtime::FrameInfo]) -> bool {
+    let Some(top) = frames.first() else {
+        return false;
+    };
+    let same = |frame: &&wasmtime::FrameInfo| {
+        frame.func_index() == top.func_index() && frame.module().name() == top.module().name()
+    };
+    frames.iter().filter(same).count() >= RECURSION_FRAMES
+}
+
+/// How wasmtime's backtrace context starts when displayed.
+const BACKTRACE_HEADER: &str = "error while executing at wasm backtrace";
+
+/// `; at f (module) <- g (module) ... and N more frames`, innermost first;
+/// empty without frames.
+fn short_trace(frames: &[wasmtime::FrameInfo]) -> String {
+    if frames.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = frames
+        .iter()
+        .take(MAX_TRACE_FRAMES)
+        .map(|frame| {
+            let module = frame.module().name().unwrap_or("module");
+            match frame.func_name() {
+                Some(name) => format!("{name} ({module})"),
+                None => format!("function {} ({module})", frame.func_index()),
+            }
+        })
+        .collect();
+    let mut trace = format!("; at {}", shown.join(" <- "));
+    if frames.len() > MAX_TRACE_FRAMES {
+        let more = frames.len() - MAX_TRACE_FRAMES;
+        let _ = write!(trace, " and {more} more frames");
+    }
+    trace
+}
+
+/// At most the first `max` bytes of `value`'s display, without formatting
+/// the rest (a backtrace's display can be megabytes).
+fn prefix_of(value: &dyn std::fmt::Display, max: usize) -> String {
+    struct Bounded {
+        text: String,
+        max: usize,
+    }
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = self.max - self.text.len();
+            if s.len() <= room {
+                self.text.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(&s[..end]);
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Bounded {
+        text: String::new(),
+        max,
+    };
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value}"));
+    out.text
 }
 
 /// Checks a call's outputs against the per-call limits.
@@ -481,5 +592,40 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_display_is_cut_without_formatting_the_rest() {
+        struct Endless;
+        impl std::fmt::Display for Endless {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                loop {
+                    f.write_str("frame é\n")?;
+                }
+            }
+        }
+        let text = prefix_of(&Endless, 20);
+        assert!(
+            text.len() <= 20 && text.starts_with("frame é\nframe"),
+            "{text:?}"
+        );
+        assert_eq!(prefix_of(&"short", 20), "short");
+    }
+
+    #[test]
+    fn a_trap_without_a_backtrace_is_its_reason() {
+        let error = wasmtime::Error::new(Trap::StackOverflow);
+        assert!(matches!(describe_trap(&error), CallError::StackOverflow(_)));
+        let error = wasmtime::Error::new(Trap::MemoryOutOfBounds);
+        assert_eq!(
+            describe_trap(&error),
+            CallError::Trap(Trap::MemoryOutOfBounds.to_string())
+        );
+        assert!(!recursing(&[]));
     }
 }

@@ -7,6 +7,10 @@
 //! directories, no network, empty environment). Anything else (`wasi:http`,
 //! `wasi:sockets`, another contract version) is refused at upload, naming
 //! the import. It must export the contract's `guest` interface.
+//!
+//! These checks run first on the component's sections as declared
+//! ([`precheck`]), before it is compiled, so a component that breaks the
+//! contract costs no compilation; the compiled component is checked again.
 
 use std::fmt::Write as _;
 
@@ -94,14 +98,28 @@ pub struct ModuleInfo {
     pub imports: Vec<String>,
 }
 
+/// The cheap checks, before anything is compiled: the size, the preamble,
+/// and the component's top-level imports and exports as its sections
+/// declare them (a scan of section headers and names, linear in the size
+/// and far cheaper than compiling). A component that breaks the contract is
+/// refused here, costing the broker no compilation.
+pub fn precheck(bytes: &[u8]) -> Result<(), ModuleError> {
+    if bytes.len() > MAX_MODULE_BYTES as usize {
+        return Err(ModuleError::TooLarge { size: bytes.len() });
+    }
+    check_preamble(bytes)?;
+    let (mut imports, exports) = scan_sections(bytes)?;
+    imports.sort();
+    check_imports(&imports)?;
+    check_exports(&exports)
+}
+
 impl WasmEngine {
-    /// Compiles and checks a component. CPU-heavy: call it off the async
-    /// threads.
+    /// Checks a component cheaply ([`precheck`]), then compiles it and
+    /// checks what the compiled component imports and exports. CPU-heavy:
+    /// call it off the async threads, holding a compile permit.
     pub fn validate(&self, bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
-        if bytes.len() > MAX_MODULE_BYTES as usize {
-            return Err(ModuleError::TooLarge { size: bytes.len() });
-        }
-        check_preamble(bytes)?;
+        precheck(bytes)?;
         let engine = self.engine();
         let component = Component::from_binary(engine, bytes)
             .map_err(|e| ModuleError::NotAComponent(one_line(&format!("{e:#}"))))?;
@@ -111,17 +129,7 @@ impl WasmEngine {
             .map(|(name, _)| name.to_owned())
             .collect();
         imports.sort();
-        let mut forbidden = Vec::new();
-        for import in &imports {
-            match check_import(import) {
-                Ok(()) => {}
-                Err(ModuleError::ForbiddenImports { imports }) => forbidden.extend(imports),
-                Err(other) => return Err(other),
-            }
-        }
-        if !forbidden.is_empty() {
-            return Err(ModuleError::ForbiddenImports { imports: forbidden });
-        }
+        check_imports(&imports)?;
         let exports: Vec<String> = ty
             .exports(engine)
             .map(|(name, _)| name.to_owned())
@@ -132,6 +140,53 @@ impl WasmEngine {
             imports,
         })
     }
+}
+
+/// Every import (sorted) must be allowed; all forbidden ones are named.
+fn check_imports(imports: &[String]) -> Result<(), ModuleError> {
+    let mut forbidden = Vec::new();
+    for import in imports {
+        match check_import(import) {
+            Ok(()) => {}
+            Err(ModuleError::ForbiddenImports { imports }) => forbidden.extend(imports),
+            Err(other) => return Err(other),
+        }
+    }
+    if forbidden.is_empty() {
+        Ok(())
+    } else {
+        Err(ModuleError::ForbiddenImports { imports: forbidden })
+    }
+}
+
+/// The names of a component's top-level imports and exports, from its
+/// sections (nested modules and components are skipped: only the outer
+/// component's imports reach the host).
+fn scan_sections(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), ModuleError> {
+    use wasmparser::Payload;
+    let malformed =
+        |e: wasmparser::BinaryReaderError| ModuleError::NotAComponent(one_line(&e.to_string()));
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) if depth == 0 => break,
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    imports.push(import.map_err(malformed)?.name.name.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    exports.push(export.map_err(malformed)?.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
 }
 
 /// An import is allowed if it is a contract interface at this version, or
@@ -274,6 +329,44 @@ mod tests {
         assert!(matches!(
             check_exports(&[]),
             Err(ModuleError::MissingGuest { .. })
+        ));
+    }
+
+    #[test]
+    fn the_precheck_reads_top_level_names_without_compiling() {
+        let good = wat::parse_str(
+            r#"(component
+                (import "wasi:io/error@0.2.6" (instance))
+                (component $inner (import "wasi:sockets/tcp@0.2.0" (instance)))
+                (instance $guest)
+                (export "quiver:transform/guest@0.1.0" (instance $guest)))"#,
+        )
+        .unwrap();
+        assert_eq!(
+            precheck(&good),
+            Ok(()),
+            "a nested component's imports are its own"
+        );
+        assert_eq!(
+            scan_sections(&good).unwrap(),
+            (
+                vec!["wasi:io/error@0.2.6".to_owned()],
+                vec!["quiver:transform/guest@0.1.0".to_owned()]
+            )
+        );
+        let old_contract = wat::parse_str(
+            r#"(component (instance $g) (export "quiver:transform/guest@0.0.9" (instance $g)))"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            precheck(&old_contract),
+            Err(ModuleError::ContractVersion { .. })
+        ));
+        let mut truncated = good.clone();
+        truncated.truncate(good.len() - 3);
+        assert!(matches!(
+            precheck(&truncated),
+            Err(ModuleError::NotAComponent(_))
         ));
     }
 

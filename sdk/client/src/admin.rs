@@ -17,7 +17,8 @@ use quiver_proto::api::modules::{
 };
 use quiver_proto::api::transforms::{
     ControlTransformRequest, DeployTransformRequest, ListTransformsRequest, LogLine, OnError,
-    StateEntry, TransformAction, TransformLogsRequest, TransformStateRequest, TransformStatus,
+    StateEntry, TransformAction, TransformLogsRequest, TransformLogsResponse,
+    TransformStateRequest, TransformStatus,
 };
 
 use crate::client::Client;
@@ -233,19 +234,44 @@ impl Admin {
         Ok(())
     }
 
-    /// A transform's log lines after `after_seq` (0 for all kept).
+    /// Up to `max_lines` of a transform's log lines after `after_seq` (0
+    /// for all kept), oldest first, asking page after page.
     pub async fn transform_logs(
         &self,
         name: &str,
         after_seq: u64,
-        max_lines: u32,
+        max_lines: usize,
     ) -> Result<Vec<LogLine>, ClientError> {
-        let request = TransformLogsRequest {
-            name: name.into(),
-            after_seq,
-            max_lines,
-        };
-        Ok(self.client.request(&request, Vec::new()).await?.0.lines)
+        let mut lines: Vec<LogLine> = Vec::new();
+        let mut after_seq = after_seq;
+        while lines.len() < max_lines {
+            let page = self
+                .transform_logs_page(&TransformLogsRequest {
+                    name: name.into(),
+                    after_seq,
+                    max_lines: u32::try_from(max_lines - lines.len()).unwrap_or(u32::MAX),
+                    since_ms: None,
+                    tail: None,
+                })
+                .await?;
+            let Some(last) = page.lines.last() else {
+                break;
+            };
+            after_seq = last.seq;
+            lines.extend(page.lines);
+            if !page.more {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    /// One page of a transform's log lines, as `request` selects them.
+    pub async fn transform_logs_page(
+        &self,
+        request: &TransformLogsRequest,
+    ) -> Result<TransformLogsResponse, ClientError> {
+        Ok(self.client.request(request, Vec::new()).await?.0)
     }
 
     /// A transform's committed state entries whose keys start with `prefix`.

@@ -98,9 +98,10 @@ impl ClientError {
     }
 
     /// Whether the request may succeed if sent again once the broker is
-    /// back: the broker is shutting down, its storage takes no writes for
-    /// now (a full disk), the connection was lost or timed out, or the
-    /// broker could not be reached. A consumer retries these
+    /// back: the broker is shutting down or busy (at a limit of concurrent
+    /// work: compilations, fetch-time instances), its storage takes no
+    /// writes for now (a full disk), the connection was lost or timed out,
+    /// or the broker could not be reached. A consumer retries these
     /// with backoff; a producer does not (a retried produce could store its
     /// records twice).
     pub fn is_retriable(&self) -> bool {
@@ -111,7 +112,7 @@ impl ClientError {
             }
             Self::Broker(e) => matches!(
                 e.code,
-                ErrorCode::ShuttingDown | ErrorCode::StorageUnavailable
+                ErrorCode::ShuttingDown | ErrorCode::StorageUnavailable | ErrorCode::Busy
             ),
             _ => false,
         }
@@ -230,6 +231,10 @@ mod tests {
             !ClientError::Broker(WireError::new(ErrorCode::StorageError, "bad")).is_retriable()
         );
         assert!(!ClientError::Broker(WireError::new(ErrorCode::UnknownTopic, "no")).is_retriable());
+        assert!(ClientError::Broker(WireError::new(ErrorCode::Busy, "later")).is_retriable());
+        assert!(
+            !ClientError::Broker(WireError::new(ErrorCode::LimitReached, "full")).is_retriable()
+        );
         let untrusted = ClientError::UntrustedCertificate {
             broker: "b:1".into(),
             fingerprint: "AB:CD".into(),

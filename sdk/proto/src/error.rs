@@ -43,6 +43,8 @@
 //! | 1011 | `ModuleInUse`          | (none: a transform runs the module) |
 //! | 1012 | `ModuleFailed`         | (none: a fetch-time module failed) |
 //! | 1013 | `TopicInUse`           | (none: a transform reads or writes the topic) |
+//! | 1015 | `Busy`                 | (none: at a limit of concurrent work; retriable) |
+//! | 1016 | `LimitReached`         | (none: a broker-wide limit refuses more) |
 
 use std::fmt;
 
@@ -130,11 +132,17 @@ pub enum ErrorCode {
     /// the storage limit is reached), or the database is being reopened
     /// after a write error. Retriable; reads still work.
     StorageUnavailable = 1014,
+    /// The broker is at a limit of concurrent work (module compilations,
+    /// fetch-time module instances): the same request may succeed shortly.
+    Busy = 1015,
+    /// A broker-wide limit (deployed transforms, their guest memory) refuses
+    /// the request until something is removed or the limit is raised.
+    LimitReached = 1016,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 37] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -170,6 +178,8 @@ impl ErrorCode {
         Self::ModuleFailed,
         Self::TopicInUse,
         Self::StorageUnavailable,
+        Self::Busy,
+        Self::LimitReached,
     ];
 
     /// The number on the wire.

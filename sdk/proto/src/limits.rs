@@ -55,6 +55,11 @@ pub const MAX_LOG_LINE_BYTES: usize = 4_096;
 /// Most log lines one `TransformLogs` request returns.
 pub const MAX_LOG_LINES_PER_READ: u32 = 1_000;
 
+/// About the most bytes of log messages one `TransformLogs` response holds:
+/// lines stop before the one that would cross it (at least one comes), so a
+/// response stays far below [`MAX_HEAD_BYTES`] whatever the lines hold.
+pub const MAX_LOG_READ_BYTES: usize = 256 * 1024;
+
 /// Most state entries one `TransformState` request returns.
 pub const MAX_STATE_ENTRIES_PER_READ: u32 = 10_000;
 

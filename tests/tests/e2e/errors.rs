@@ -53,7 +53,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 33] = [
+const REACHED: [ErrorCode; 35] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -87,6 +87,8 @@ const REACHED: [ErrorCode; 33] = [
     ErrorCode::TopicInUse,             // transform_refusals
     ErrorCode::StorageError,           // damaged_storage.rs: a_lost_batch_*
     ErrorCode::StorageUnavailable,     // full_disk.rs
+    ErrorCode::Busy, // wasm_hardening.rs: uploads_are_checked_*, broker_wide_limits_*
+    ErrorCode::LimitReached, // wasm_hardening.rs: broker_wide_limits_*
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.

@@ -22,3 +22,4 @@ mod reconnect;
 mod retention;
 mod slow_clients;
 mod transforms;
+mod wasm_hardening;

@@ -511,6 +511,10 @@ retention_bytes = 2000
             "max_connections_per_ip = 256\n", // default
             "retention_ms = 5000\n",          // env over file
             "retention_bytes = 2000\n",       // file
+            "max_transforms = 64\n",          // default
+            "guest_memory_mb = 4096\n",       // default
+            "max_fetch_instances = 32\n",     // default
+            "max_compiles = 2\n",             // default
         )
     );
     // The printed configuration is itself a valid config file.
@@ -553,6 +557,10 @@ retention_bytes = 2000
             "log_format = \"text\"\n",
             "max_connections = 1024\n",
             "max_connections_per_ip = 256\n",
+            "max_transforms = 64\n",
+            "guest_memory_mb = 4096\n",
+            "max_fetch_instances = 32\n",
+            "max_compiles = 2\n",
         )
     );
 }

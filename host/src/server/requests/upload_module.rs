@@ -1,5 +1,7 @@
-//! `UploadModule`: compile and check a component against the contract (off
-//! the async threads), then store it as its name's next version.
+//! `UploadModule`: check a component against the contract, cheaply from
+//! its sections and then by compiling it (off the async threads, holding
+//! one of the broker's compile slots, or refused as `Busy` when the queue
+//! for them is full), then store it as its name's next version.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +12,7 @@ use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
 use crate::server::Context;
 use crate::storage::NewModule;
-use crate::wasm::ModuleError;
+use crate::wasm::{ModuleError, precheck};
 
 pub(super) async fn handle(
     context: &Context,
@@ -21,18 +23,38 @@ pub(super) async fn handle(
         .map_err(|e| WireError::new(ErrorCode::InvalidModule, format!("module name: {e}")))?;
     let engine = context.wasm.clone();
     let bytes = body.to_vec();
-    let (bytes, checked) = tokio::task::spawn_blocking(move || {
-        let checked = engine.validate(&bytes);
-        (bytes, checked)
-    })
-    .await
-    .map_err(|e| {
+    let task_failed = |e: tokio::task::JoinError| {
         WireError::new(
             ErrorCode::UnknownServerError,
             format!("validation task failed: {e}"),
         )
-    })?;
-    let info = checked.map_err(|e| {
+    };
+    // The cheap checks first: a component that breaks the contract waits
+    // for no compile slot and costs no compilation.
+    let (bytes, prechecked) = tokio::task::spawn_blocking(move || {
+        let checked = precheck(&bytes);
+        (bytes, checked)
+    })
+    .await
+    .map_err(task_failed)?;
+    let checked = match prechecked {
+        Ok(()) => {
+            let permit = engine
+                .compile_permit()
+                .await
+                .map_err(|e| WireError::new(ErrorCode::Busy, e.to_string()))?;
+            let (bytes, checked) = tokio::task::spawn_blocking(move || {
+                let checked = engine.validate(&bytes);
+                drop(permit);
+                (bytes, checked)
+            })
+            .await
+            .map_err(task_failed)?;
+            checked.map(|info| (bytes, info))
+        }
+        Err(e) => Err(e),
+    };
+    let (bytes, info) = checked.map_err(|e| {
         let error = WireError::new(ErrorCode::InvalidModule, e.to_string());
         match e {
             ModuleError::TooLarge { size } => error.with_detail(ErrorDetail::Size {

@@ -82,6 +82,8 @@ pub struct DeployTransformRequest {
 
 impl Request for DeployTransformRequest {
     const KIND: RequestKind = RequestKind::DeployTransform;
+    /// 2: each partition of the status carries its own error.
+    const VERSION: u16 = 2;
     type Response = TransformStatus;
 }
 
@@ -94,6 +96,8 @@ pub struct ListTransformsRequest {
 
 impl Request for ListTransformsRequest {
     const KIND: RequestKind = RequestKind::ListTransforms;
+    /// 2: each partition of the status carries its own error.
+    const VERSION: u16 = 2;
     type Response = ListTransformsResponse;
 }
 
@@ -152,27 +156,39 @@ impl Request for ControlTransformRequest {
     type Response = ();
 }
 
-/// Read a transform's log lines after `after_seq`.
+/// Read a page of a transform's log lines: those after `after_seq`, at or
+/// after `since_ms`, and of those the last `tail`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformLogsRequest {
     /// The transform.
     pub name: String,
     /// Only lines with a larger sequence number (0 for all kept).
     pub after_seq: u64,
-    /// Lines to return at most.
+    /// Lines to return at most (capped at
+    /// [`crate::limits::MAX_LOG_LINES_PER_READ`]; fewer come once they hold
+    /// about [`crate::limits::MAX_LOG_READ_BYTES`]).
     pub max_lines: u32,
+    /// Only lines written at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only the last this many of the lines the fields above select.
+    pub tail: Option<u32>,
 }
 
 impl Request for TransformLogsRequest {
     const KIND: RequestKind = RequestKind::TransformLogs;
+    /// 2: paged (`since_ms`, `tail`, `more`).
+    const VERSION: u16 = 2;
     type Response = TransformLogsResponse;
 }
 
-/// Log lines, oldest first.
+/// A page of log lines, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformLogsResponse {
     /// The lines.
     pub lines: Vec<LogLine>,
+    /// More lines matched than this page holds: ask again with `after_seq`
+    /// set to the last line's (and no `tail`).
+    pub more: bool,
 }
 
 /// How severe a log line is (the contract's `log.level`).
@@ -285,7 +301,7 @@ pub struct TransformStatus {
 }
 
 /// One input partition's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformPartition {
     /// The input partition.
     pub partition: u32,
@@ -293,6 +309,10 @@ pub struct TransformPartition {
     pub position: u64,
     /// The partition's high watermark.
     pub high_watermark: u64,
+    /// Why this partition alone is stopped (its stored input is damaged or
+    /// unreadable at `position`), while the others go on; `None` if it runs
+    /// with the transform.
+    pub error: Option<String>,
 }
 
 impl TransformPartition {
