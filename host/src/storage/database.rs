@@ -19,6 +19,21 @@ use super::space::{LimitedFile, Space, used_bytes};
 /// How long a reopen waits for readers to let go of the old handle.
 const READERS_GRACE: Duration = Duration::from_secs(5);
 
+/// A read transaction with the database it reads (fields drop in order:
+/// the transaction first).
+pub(crate) struct ReadTxn {
+    txn: ReadTransaction,
+    _db: Arc<Database>,
+}
+
+impl std::ops::Deref for ReadTxn {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
+    }
+}
+
 /// The current database, replaceable by the writer.
 #[derive(Debug)]
 pub(crate) struct OpenDatabase {
@@ -66,8 +81,14 @@ impl OpenDatabase {
             })
     }
 
-    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
-        Ok(self.get()?.begin_read()?)
+    /// A read transaction that keeps its database open while it lives (a
+    /// reopen waits for it).
+    pub(crate) fn begin_read(&self) -> Result<ReadTxn, StorageError> {
+        let db = self.get()?;
+        Ok(ReadTxn {
+            txn: db.begin_read()?,
+            _db: db,
+        })
     }
 
     pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StorageError> {

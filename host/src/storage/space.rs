@@ -9,8 +9,10 @@
 //!
 //! The limit (`max_storage_mb`) counts the disk blocks the database file
 //! takes (redb grows its file sparsely, doubling its length, so the length
-//! says little) and the held reserve; a write that could take blocks past
-//! it fails as ENOSPC does on a full disk, through the same recovery.
+//! says little) and the held reserve; a write that would take new blocks
+//! (into a hole of the file) past it fails as ENOSPC does on a full disk,
+//! through the same recovery. A write over blocks the file has (pages redb
+//! freed and reuses) takes nothing new.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -23,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::StorageBackend;
 use redb::backends::FileBackend;
+use rustix::fs::SeekFrom;
 
 /// The reserve file inside the data directory.
 pub const RESERVE_FILE: &str = "space-reserve";
@@ -135,12 +138,13 @@ pub(crate) fn used_bytes(metadata: &std::fs::Metadata) -> u64 {
     metadata.blocks().saturating_mul(512)
 }
 
-/// redb's file backend, refusing writes that could take the database past
+/// redb's file backend, refusing writes that would take the database past
 /// the [`Space`] limit.
 pub(crate) struct LimitedFile {
     file: FileBackend,
-    /// The same file, for its block count.
-    stat: File,
+    /// The same file, to find its holes (redb reads and writes at given
+    /// offsets, so seeking this handle disturbs nothing).
+    holes: File,
     space: Arc<Space>,
 }
 
@@ -154,25 +158,52 @@ impl LimitedFile {
             .truncate(false)
             .open(path)
             .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
-        let stat = file
+        let holes = file
             .try_clone()
             .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
         Ok(Self {
             file: FileBackend::new(file)?,
-            stat,
+            holes,
             space,
         })
     }
 
-    /// Whether writing `len` more bytes stays within the limit (counting
-    /// them all as new blocks: a write into a hole takes new ones).
-    fn room_for(&self, len: usize) -> io::Result<bool> {
+    /// Whether writing `len` bytes at `offset` keeps the file within the
+    /// limit: the blocks it has, plus the holes the write fills.
+    fn room_for(&self, offset: u64, len: u64) -> io::Result<bool> {
         if self.space.limit.is_none() {
             return Ok(true);
         }
-        let used = used_bytes(&self.stat.metadata()?);
-        Ok(self.space.within_limit(used.saturating_add(len as u64)))
+        let metadata = self.holes.metadata()?;
+        let new = unallocated(&self.holes, metadata.len(), offset, len)?;
+        Ok(self
+            .space
+            .within_limit(used_bytes(&metadata).saturating_add(new)))
     }
+}
+
+/// Bytes of `offset..offset + len` in holes of `file` (of length
+/// `file_len`): what writing there takes on disk.
+fn unallocated(file: &File, file_len: u64, offset: u64, len: u64) -> io::Result<u64> {
+    let end = offset.saturating_add(len);
+    let mut pos = offset;
+    let mut holes = 0;
+    while pos < end.min(file_len) {
+        let hole = rustix::fs::seek(file, SeekFrom::Hole(pos))?;
+        if hole >= end {
+            return Ok(holes);
+        }
+        // The next data after the hole, or none up to the end of the file.
+        let data = match rustix::fs::seek(file, SeekFrom::Data(hole)) {
+            Ok(data) => data,
+            Err(rustix::io::Errno::NXIO) => file_len,
+            Err(e) => return Err(e.into()),
+        };
+        holes += data.min(end) - hole;
+        pos = data;
+    }
+    // Past the end of the file, everything is new.
+    Ok(holes + end.saturating_sub(pos.max(file_len)))
 }
 
 impl fmt::Debug for LimitedFile {
@@ -201,7 +232,7 @@ impl StorageBackend for LimitedFile {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        if !self.room_for(data.len())? {
+        if !self.room_for(offset, data.len() as u64)? {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
@@ -277,5 +308,25 @@ mod tests {
         // No room for it beside a database of 7000 bytes.
         assert!(!space.take_reserve(7000).unwrap());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn only_holes_count_as_new_space() {
+        use std::io::{Seek as _, SeekFrom as StdSeekFrom};
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = File::create(dir.path().join("f")).unwrap();
+        let block = 64 * 1024;
+        file.write_all(&vec![1; block]).unwrap();
+        // A hole of 1 MiB, then another written block.
+        file.seek(StdSeekFrom::Start(block as u64 + 1024 * 1024))
+            .unwrap();
+        file.write_all(&vec![1; block]).unwrap();
+        file.sync_all().unwrap();
+        let len = file.metadata().unwrap().len();
+        let block = block as u64;
+        assert_eq!(unallocated(&file, len, 0, block).unwrap(), 0);
+        assert_eq!(unallocated(&file, len, block, 4096).unwrap(), 4096);
+        assert_eq!(unallocated(&file, len, 0, len).unwrap(), 1024 * 1024);
+        assert_eq!(unallocated(&file, len, len - 10, 110).unwrap(), 100);
     }
 }

@@ -15,6 +15,7 @@ use quiver_proto::api::transforms::StateEntry;
 use redb::{ReadOnlyTable, ReadableTable};
 use tokio::sync::oneshot;
 
+use super::database::ReadTxn;
 use super::health::StorageHealth;
 use super::modules::prune_module_code;
 use super::partition::Partition;
@@ -213,6 +214,7 @@ impl Storage {
         Ok(StateReader {
             name: name.to_owned(),
             table: txn.open_table(TRANSFORM_STATE)?,
+            _txn: txn,
         })
     }
 }
@@ -221,6 +223,8 @@ impl Storage {
 pub struct StateReader {
     name: String,
     table: ReadOnlyTable<(&'static str, &'static [u8]), &'static [u8]>,
+    /// Keeps the database open while the snapshot is read.
+    _txn: ReadTxn,
 }
 
 impl std::fmt::Debug for StateReader {

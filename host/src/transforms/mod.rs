@@ -690,6 +690,7 @@ impl Transforms {
             control: receiver,
             positions,
             high_timestamps: BTreeMap::new(),
+            waiting_for_storage: false,
             last_tick: Instant::now(),
             in_flight: None,
             prefetched: None,

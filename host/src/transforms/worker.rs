@@ -32,6 +32,15 @@ use crate::wasm::{
 pub(super) const TICK_INTERVAL: Duration = Duration::from_millis(500);
 /// Control messages queued for a worker, at most.
 pub(super) const CONTROL_QUEUE: usize = 16;
+/// How long a worker waits before trying again after storage refused a
+/// commit for now (a full disk, a reopen).
+const STORAGE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a worker waits for storage to serve reads again (a reopen
+/// takes milliseconds; recovering a large database after an I/O error,
+/// seconds).
+const STORAGE_REOPEN_WAIT: Duration = Duration::from_secs(30);
+/// How often it asks meanwhile.
+const STORAGE_POLL: Duration = Duration::from_millis(50);
 /// Records in one window of the failure-rate check: under `skip` or
 /// `dead-letter`, each failing record costs a call of its own plus the
 /// calls that found it, so a module that fails almost every record is
@@ -80,6 +89,8 @@ pub(super) struct Worker {
     pub(super) positions: BTreeMap<u32, u64>,
     /// Largest record timestamp delivered per input partition.
     pub(super) high_timestamps: BTreeMap<u32, i64>,
+    /// Set while commits wait for storage (a full disk), for the log.
+    pub(super) waiting_for_storage: bool,
     pub(super) last_tick: Instant,
     /// The commit on its way to disk, if any.
     pub(super) in_flight: Option<InFlight>,
@@ -656,6 +667,10 @@ impl Worker {
         self.shared.state.set_pending(None);
         match result {
             Ok(()) => {
+                if std::mem::take(&mut self.waiting_for_storage) {
+                    self.shared
+                        .log(LogLevel::Info, "storage takes writes again; going on");
+                }
                 self.shared.record_progress(
                     in_flight.position,
                     in_flight.records_in,
@@ -665,8 +680,30 @@ impl Worker {
             }
             // Deleted meanwhile: the manager is stopping this worker.
             Err(StorageError::UnknownTransform(_) | StorageError::WriterStopped) => Err(Flow::Exit),
+            // Nothing of the commit was stored, and storage will take writes
+            // again (space freed, the database reopened): wait, not fail.
+            Err(e @ (StorageError::DiskFull(_) | StorageError::Recovering(_))) => {
+                Err(self.wait_for_storage(&e))
+            }
             Err(e) => Err(self.fail(&format!("commit failed: {e}"))),
         }
+    }
+
+    /// Goes back to the last durable commit and waits a while before the
+    /// calls are made again; says so in the log once per stretch.
+    fn wait_for_storage(&mut self, error: &StorageError) -> Flow {
+        if let Err(flow) = self.rewind() {
+            return flow;
+        }
+        if !self.waiting_for_storage {
+            self.waiting_for_storage = true;
+            self.shared.log(
+                LogLevel::Warn,
+                &format!("waiting for storage to take writes again: {error}"),
+            );
+        }
+        std::thread::sleep(STORAGE_RETRY_INTERVAL);
+        Flow::Continue
     }
 
     /// Stops reading one input partition (its stored input is damaged or
@@ -701,19 +738,8 @@ impl Worker {
         if let Err(Flow::Exit) = self.settle() {
             return Flow::Exit;
         }
-        // Calls after the last durable commit are gone: so is what the
-        // guest's memory and the watermark learned from them.
-        self.instance.reset();
-        self.high_timestamps.clear();
-        match self.storage.transform_positions(&self.shared.name) {
-            Ok(positions) => self.positions = positions,
-            Err(e) => {
-                self.shared.log(
-                    LogLevel::Error,
-                    &format!("could not reload positions, stopping the worker: {e}"),
-                );
-                return Flow::Exit;
-            }
+        if let Err(flow) = self.rewind() {
+            return flow;
         }
         self.shared
             .log(LogLevel::Error, &format!("stopped: {error}"));
@@ -725,6 +751,38 @@ impl Worker {
             );
         }
         Flow::Continue
+    }
+
+    /// Forgets the calls after the last durable commit, and what the
+    /// guest's memory and the watermark learned from them: back to the
+    /// stored positions.
+    fn rewind(&mut self) -> Result<(), Flow> {
+        self.instance.reset();
+        self.high_timestamps.clear();
+        // Reads fail for a moment while the writer reopens the database
+        // (after the very error that brought us here): retry those.
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.storage.transform_positions(&self.shared.name) {
+                Ok(positions) => {
+                    self.positions = positions;
+                    return Ok(());
+                }
+                Err(StorageError::DiskFull(_) | StorageError::Recovering(_))
+                    if waited < STORAGE_REOPEN_WAIT =>
+                {
+                    std::thread::sleep(STORAGE_POLL);
+                    waited += STORAGE_POLL;
+                }
+                Err(e) => {
+                    self.shared.log(
+                        LogLevel::Error,
+                        &format!("could not reload positions, stopping the worker: {e}"),
+                    );
+                    return Err(Flow::Exit);
+                }
+            }
+        }
     }
 
     /// Sleeps until a partition has records past its position, a control
