@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_client::partitioner::partition_for_key;
@@ -46,12 +46,9 @@ use quiver_proto::api::transforms::{
     DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, TransformAction,
     TransformPartition, TransformStatus,
 };
+use quiver_tests::transforms::{WAIT, all_logs, deploy_request, failure, upload, wait_for_status};
 use quiver_tests::{BrokerProcess, TestBroker, guest_component};
 
-/// How long any awaited condition may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
-/// How often a transform's status is polled while waiting.
-const STATUS_POLL: Duration = Duration::from_millis(50);
 /// How long one consumer poll waits for data.
 const POLL: Duration = Duration::from_millis(100);
 /// Polls [`read_topic`] may take, at most.
@@ -288,31 +285,6 @@ async fn round_trip(client: &Client, topic: &str) {
     assert_eq!(read[&0][0].offset, meta[0].offset);
 }
 
-/// A deploy request: default output `NAME-out`, from the earliest offset,
-/// stop on error, the broker's default limits.
-fn deploy_request(
-    name: &str,
-    module: &str,
-    input: &str,
-    params: &[(&str, &str)],
-) -> DeployTransformRequest {
-    DeployTransformRequest {
-        name: name.into(),
-        module: module.into(),
-        input: input.into(),
-        default_output: None,
-        outputs: Vec::new(),
-        params: params
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        from: StartFrom::Earliest,
-        on_error: OnError::Stop,
-        deadline_ms: None,
-        memory_bytes: None,
-    }
-}
-
 /// Counting clicks per page and minute over topic `click`.
 fn aggregate_request(name: &str) -> DeployTransformRequest {
     deploy_request(
@@ -333,47 +305,6 @@ fn filter_request(name: &str, input: &str, action: &str) -> DeployTransformReque
     )
 }
 
-/// Uploads guest example `guest` as module `module`.
-async fn upload(admin: &Admin, module: &str, guest: &str) {
-    admin
-        .upload_module(module, guest_component(guest).into())
-        .await
-        .expect("upload the guest module");
-}
-
-/// Polls the status of transform `name` until `done` holds; fails with the
-/// last status after [`WAIT`].
-async fn wait_for_status(
-    admin: &Admin,
-    name: &str,
-    what: &str,
-    done: impl Fn(&TransformStatus) -> bool,
-) -> TransformStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = admin
-            .transform_status(name)
-            .await
-            .expect("read the transform's status");
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "transform {name:?} is still not {what} after {WAIT:?}; last status: {status:#?}"
-        );
-        tokio::time::sleep(STATUS_POLL).await;
-    }
-}
-
-/// The error a transform stopped with, if it did.
-fn failure(status: &TransformStatus) -> Option<&str> {
-    match &status.state {
-        RunState::Failed { error } => Some(error),
-        RunState::Running | RunState::Paused => None,
-    }
-}
-
 /// Records of the input not processed yet, over all partitions.
 fn total_lag(status: &TransformStatus) -> u64 {
     status.partitions.iter().map(TransformPartition::lag).sum()
@@ -392,15 +323,6 @@ async fn wait_until_caught_up(admin: &Admin, name: &str) -> TransformStatus {
     status
 }
 
-/// A transform's whole log.
-async fn logs(admin: &Admin, name: &str) -> Vec<LogLine> {
-    admin
-        .transform_logs(name, 0, 10_000)
-        .await
-        .expect("read the transform's log")
-}
-
-/// Whether `logs` has a line from `source` containing `text`.
 fn logged(logs: &[LogLine], source: &str, text: &str) -> bool {
     logs.iter()
         .any(|line| line.source == source && line.message.contains(text))
@@ -802,7 +724,7 @@ async fn filter_and_router_fill_their_outputs() {
     assert_eq!((clicks.records_in, split.records_in), (602, 602));
     assert_eq!(split.records_out, 601);
     assert!(logged(
-        &logs(&admin, "split").await,
+        &all_logs(&admin, "split").await,
         "guest",
         "skipped 1 malformed record: events/"
     ));
@@ -909,7 +831,11 @@ async fn running_total_state_is_readable_and_upgrade_keeps_it() {
         (status.module.as_str(), status.module_version),
         ("running-total", 2)
     );
-    assert!(logged(&logs(&admin, "totals").await, "host", "upgraded"));
+    assert!(logged(
+        &all_logs(&admin, "totals").await,
+        "host",
+        "upgraded"
+    ));
     produce(&client, second_batch).await;
     let status = wait_until_caught_up(&admin, "totals").await;
     assert_eq!(status.records_in, 500);
@@ -974,7 +900,7 @@ async fn looper_is_stopped_at_its_deadline_and_others_carry_on() {
     assert!(error.contains("deadline of 300 ms"), "{error}");
     assert_eq!((failed.partitions[0].position, failed.records_in), (0, 0));
     assert!(failed.errors >= 1, "{failed:#?}");
-    let lines = logs(&admin, "spinner").await;
+    let lines = all_logs(&admin, "spinner").await;
     assert!(
         logged(&lines, "guest", "entering an endless loop"),
         "{lines:#?}"
@@ -1032,7 +958,7 @@ async fn hog_is_stopped_at_its_memory_cap() {
     let error = failure(&failed).expect("failed");
     assert!(error.contains("memory cap of 16777216 bytes"), "{error}");
     assert_eq!((failed.partitions[0].position, failed.records_in), (0, 0));
-    let lines = logs(&admin, "hog").await;
+    let lines = all_logs(&admin, "hog").await;
     assert!(
         logged(&lines, "guest", "allocating without bound"),
         "{lines:#?}"
@@ -1112,7 +1038,7 @@ async fn assert_stop_resume_delete(admin: &Admin, client: &Client) {
     assert!(error.contains("mixed/0@5"), "{error}");
     assert_eq!((again.errors, again.partitions[0].position), (2, 5));
     assert_eq!(count(&read_topic(client, "stopper-out").await), 0);
-    assert!(logged(&logs(admin, "stopper").await, "host", "resumed"));
+    assert!(logged(&all_logs(admin, "stopper").await, "host", "resumed"));
 
     admin
         .control_transform("stopper", TransformAction::Delete)
@@ -1194,7 +1120,11 @@ async fn on_error_policies() {
         assert!(last_error.contains("mixed/0@5"), "{last_error}");
         last_errors.push(last_error);
     }
-    assert!(logged(&logs(&admin, "skipper").await, "host", "skipped"));
+    assert!(logged(
+        &all_logs(&admin, "skipper").await,
+        "host",
+        "skipped"
+    ));
     let stopped = wait_for_status(&admin, "stopper", "failed", |s| failure(s).is_some()).await;
     let error = failure(&stopped).expect("failed");
     assert!(error.contains("mixed/0@5"), "{error}");
@@ -1289,7 +1219,7 @@ async fn retention_past_a_paused_transform_moves_its_position() {
     assert_eq!(status.partitions[0].position, offsets.high_watermark);
     assert_eq!(status.records_in, 0, "the removed records were never seen");
     assert!(logged(
-        &logs(&admin, "clicks").await,
+        &all_logs(&admin, "clicks").await,
         "host",
         "removed by retention"
     ));
@@ -1496,7 +1426,7 @@ async fn a_failed_transform_recovers_by_alter_or_seek() {
     assert_eq!(altered.on_error, OnError::Skip);
     assert!(failure(&altered).is_some(), "still failed: {altered:#?}");
     assert!(logged(
-        &logs(&admin, "altered").await,
+        &all_logs(&admin, "altered").await,
         "host",
         "on-error changed from stop to skip"
     ));
@@ -1510,7 +1440,7 @@ async fn a_failed_transform_recovers_by_alter_or_seek() {
     assert_eq!(sought.partitions[0].position, 6);
     assert!(failure(&sought).is_some(), "still failed: {sought:#?}");
     assert!(logged(
-        &logs(&admin, "sought").await,
+        &all_logs(&admin, "sought").await,
         "host",
         "partition 0 moved from offset 5 to 6"
     ));
@@ -1555,7 +1485,7 @@ async fn a_failed_transform_recovers_by_alter_or_seek() {
         (9, 1, 0)
     );
     assert!(logged(
-        &logs(&admin, "lenient").await,
+        &all_logs(&admin, "lenient").await,
         "guest",
         "skipped 1 malformed record: sought-in/0@5"
     ));
@@ -1666,18 +1596,18 @@ async fn a_restart_tells_the_truth_and_keeps_counters() {
     assert_eq!(failure(&status), Some(error.as_str()), "still failed");
     assert_eq!((status.records_in, status.errors), (5, 1), "{status:#?}");
     assert!(logged(
-        &logs(&admin, "broken").await,
+        &all_logs(&admin, "broken").await,
         "host",
         &format!("still failed after start: {error}")
     ));
     let held = admin.transform_status("held").await.unwrap();
     assert_eq!(held.state, RunState::Paused);
     assert!(logged(
-        &logs(&admin, "held").await,
+        &all_logs(&admin, "held").await,
         "host",
         "still paused after start"
     ));
-    let log = logs(&admin, "running").await;
+    let log = all_logs(&admin, "running").await;
     assert!(logged(&log, "host", "resumed after start"), "{log:#?}");
     assert!(!logged(&log, "host", "still"), "{log:#?}");
     let status = wait_until_caught_up(&admin, "running").await;
