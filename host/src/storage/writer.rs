@@ -396,6 +396,8 @@ impl Writer {
                 reply,
                 self.write(|| self.truncate(&partition, before)),
             ),
+            // `run` stops on it before anything else; answered here too only
+            // so that every command has one place that runs it.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
