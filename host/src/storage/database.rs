@@ -75,9 +75,11 @@ impl OpenDatabase {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| match self.health.problem() {
-                Some(problem) => problem.error(),
-                None => StorageError::Recovering("the database is being reopened".into()),
+            .ok_or_else(|| {
+                StorageError::Recovering(match self.health.problem() {
+                    Some(problem) => format!("the database is being reopened after {problem}"),
+                    None => "the database is being reopened".into(),
+                })
             })
     }
 

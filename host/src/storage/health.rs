@@ -19,17 +19,6 @@ pub enum StorageProblem {
     Failed(String),
 }
 
-impl StorageProblem {
-    /// The error a request gets while this lasts.
-    pub(crate) fn error(&self) -> StorageError {
-        match self {
-            Self::DiskFull(reason) => StorageError::DiskFull(reason.clone()),
-            Self::Recovering(reason) => StorageError::Recovering(reason.clone()),
-            Self::Failed(reason) => StorageError::Failed(reason.clone()),
-        }
-    }
-}
-
 impl fmt::Display for StorageProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
