@@ -8,7 +8,7 @@ mod requests;
 mod stream;
 
 pub use stream::{
-    FRAME_READ_BASE, MAX_CONNECTION_REQUEST_BYTES, MIN_FRAME_RATE, RESERVE_STEP_BYTES,
+    FIRST_PIECE_BYTES, FRAME_READ_BASE, MAX_CONNECTION_REQUEST_BYTES, MIN_FRAME_RATE,
     frame_read_deadline,
 };
 

@@ -2,13 +2,14 @@
 //! header against the limits before reading the rest), run the request,
 //! write the response, finish the stream.
 //!
-//! A frame's memory is reserved as its bytes arrive, in steps of
-//! [`RESERVE_STEP_BYTES`], from its connection's budget
-//! ([`MAX_CONNECTION_REQUEST_BYTES`]) and then from the broker's
-//! ([`super::MAX_INFLIGHT_REQUEST_BYTES`]); its body must arrive within
-//! [`frame_read_deadline`] (a base plus the time at [`MIN_FRAME_RATE`]). So
-//! a client that announces large frames and sends nothing holds no memory,
-//! and one that trickles holds only what it sent, until its deadline. The
+//! A frame's memory is reserved, all of it at once, once its body starts
+//! to arrive ([`FIRST_PIECE_BYTES`] within [`FRAME_READ_BASE`]): from its
+//! connection's budget ([`MAX_CONNECTION_REQUEST_BYTES`]) and then from the
+//! broker's ([`super::MAX_INFLIGHT_REQUEST_BYTES`]); the rest must arrive
+//! within [`frame_read_deadline`] (a base plus the time at
+//! [`MIN_FRAME_RATE`]). So a client that announces large frames and sends
+//! nothing holds no memory, and one that trickles holds its frames only
+//! until their deadline. The
 //! header itself must arrive within the listener's header timeout
 //! ([`super::HEADER_READ_TIMEOUT`] by default).
 
@@ -21,7 +22,7 @@ use quiver_proto::api::encode_error;
 use quiver_proto::frame::{self, FrameError, FrameHeader, HEADER_BYTES};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 use tokio::io::AsyncReadExt as _;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
 
 use super::Context;
 use super::requests::{self, Reply};
@@ -36,8 +37,9 @@ pub const FRAME_READ_BASE: Duration = Duration::from_secs(10);
 /// The slowest a frame's body may arrive, in bytes per second, on average.
 pub const MIN_FRAME_RATE: u64 = 1024 * 1024;
 
-/// A frame's memory is reserved in steps of this many bytes, as they arrive.
-pub const RESERVE_STEP_BYTES: usize = 1024 * 1024;
+/// Bytes of a frame's body read before its memory is reserved (to learn
+/// that it is being sent at all); small, and already in QUIC's buffers.
+pub const FIRST_PIECE_BYTES: usize = 4 * 1024;
 
 /// How long a body of `len` bytes may take to arrive.
 pub fn frame_read_deadline(len: usize) -> Duration {
@@ -138,84 +140,65 @@ async fn read_and_run(
     let header = FrameHeader::parse(header_bytes).map_err(frame_error)?;
     let rest_len = header.rest_len();
     let shutting_down = || WireError::new(ErrorCode::ShuttingDown, "broker shutting down");
-    // Small frames skip the broker's budget: heartbeats and commits never
-    // queue behind large frames whose senders are slow.
-    let budgets = Budgets {
-        connection: connection_memory,
-        broker: (rest_len > super::SMALL_REQUEST_BYTES).then_some(&*context.request_memory),
+    let timed_out = |within: Duration, got: usize| {
+        WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("the frame's {rest_len} bytes did not arrive within {within:?} ({got} did)"),
+        )
     };
-    let deadline = frame_read_deadline(rest_len);
-    let (rest, _memory) = tokio::select! {
-        read = tokio::time::timeout(deadline, read_rest(recv, rest_len, &budgets)) => {
-            read.map_err(|_| WireError::new(
-                ErrorCode::InvalidRequest,
-                format!("the frame's {rest_len} bytes did not arrive within {deadline:?}"),
-            ))??
-        }
+    let mut rest = BytesMut::with_capacity(rest_len);
+    // Its first bytes must come before anything is reserved: a frame
+    // announced and not sent holds no memory.
+    let first = tokio::select! {
+        read = tokio::time::timeout(FRAME_READ_BASE, read_some(recv, &mut rest, FIRST_PIECE_BYTES.min(rest_len))) => read,
         () = context.shutdown.cancelled() => return Err(shutting_down()),
     };
-    let mut rest = rest;
+    first.map_err(|_| timed_out(FRAME_READ_BASE, 0))??;
+    // Then the whole frame at once, first from this connection's budget,
+    // then (above the small-request size, so that heartbeats and commits
+    // never queue behind large frames) from the broker's. All at once, in
+    // order: a frame never holds part of a budget while it waits for the
+    // rest, so frames cannot starve each other.
+    let closed = |_| shutting_down();
+    let _memory = tokio::select! {
+        reserved = async {
+            let connection = connection_memory.acquire_many(rest_len as u32).await.map_err(closed)?;
+            let broker = if rest_len > super::SMALL_REQUEST_BYTES {
+                Some(context.request_memory.acquire_many(rest_len as u32).await.map_err(closed)?)
+            } else {
+                None
+            };
+            Ok::<_, WireError>((connection, broker))
+        } => reserved?,
+        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    };
+    let deadline = frame_read_deadline(rest_len);
+    tokio::select! {
+        read = tokio::time::timeout(deadline, read_some(recv, &mut rest, rest_len)) => {
+            read.map_err(|_| timed_out(deadline, rest.len()))??;
+        }
+        () = context.shutdown.cancelled() => return Err(shutting_down()),
+    }
     // Check lengths once more through the codec's own split.
     frame::split(&header, &rest).map_err(frame_error)?;
     let body = rest.split_off(header.head_len as usize);
     requests::dispatch(context, header.tag, header.version, &rest, body).await
 }
 
-/// The memory budgets a frame's bytes are reserved from.
-struct Budgets<'a> {
-    connection: &'a Semaphore,
-    broker: Option<&'a Semaphore>,
-}
-
-/// Memory reserved for one frame, given back when dropped.
-#[derive(Default)]
-struct Reserved<'a> {
-    permits: Vec<SemaphorePermit<'a>>,
-    bytes: usize,
-}
-
-impl<'a> Reserved<'a> {
-    /// Reserves `bytes` more from every budget, waiting for them.
-    async fn grow(&mut self, budgets: &Budgets<'a>, bytes: usize) -> Result<(), WireError> {
-        let closed = |_| WireError::new(ErrorCode::ShuttingDown, "broker shutting down");
-        let count = bytes as u32;
-        self.permits.push(
-            budgets
-                .connection
-                .acquire_many(count)
-                .await
-                .map_err(closed)?,
-        );
-        if let Some(broker) = budgets.broker {
-            self.permits
-                .push(broker.acquire_many(count).await.map_err(closed)?);
-        }
-        self.bytes += bytes;
-        Ok(())
-    }
-}
-
-/// Reads exactly `rest_len` bytes into spare capacity (no zeroing first;
-/// the pages are touched only as bytes arrive), reserving memory for them
-/// step by step just before reading them.
-async fn read_rest<'a>(
+/// Reads into `rest` (spare capacity, not zeroed first) until it holds
+/// `until` bytes.
+async fn read_some(
     recv: &mut RecvStream,
-    rest_len: usize,
-    budgets: &Budgets<'a>,
-) -> Result<(BytesMut, Reserved<'a>), WireError> {
-    let mut rest = BytesMut::with_capacity(rest_len);
-    let mut reserved = Reserved::default();
-    let mut limited = (&mut *recv).take(0);
-    while rest.len() < rest_len {
-        if rest.len() == reserved.bytes {
-            let step = RESERVE_STEP_BYTES.min(rest_len - reserved.bytes);
-            reserved.grow(budgets, step).await?;
-            limited.set_limit(step as u64);
-        }
-        match limited.read_buf(&mut rest).await {
+    rest: &mut BytesMut,
+    until: usize,
+) -> Result<(), WireError> {
+    let expected = rest.capacity();
+    let mut limited = (&mut *recv).take((until - rest.len()) as u64);
+    while rest.len() < until {
+        match limited.read_buf(rest).await {
             Ok(0) => {
                 return Err(frame_error(FrameError::Truncated {
-                    expected: rest_len,
+                    expected,
                     actual: rest.len(),
                 }));
             }
@@ -228,7 +211,7 @@ async fn read_rest<'a>(
             }
         }
     }
-    Ok((rest, reserved))
+    Ok(())
 }
 
 fn frame_error(error: FrameError) -> WireError {

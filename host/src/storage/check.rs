@@ -74,10 +74,18 @@ pub fn check(dir: &Path) -> Result<CheckReport, StorageError> {
         path: path.clone(),
         reason,
     };
-    // A plain open trusts a cleanly closed file and may panic on damage.
-    let opened = std::panic::catch_unwind(|| Database::builder().open(&path))
-        .map_err(|_| damaged("redb panicked opening it".into()))?;
-    let mut db = match opened {
+    // A plain open trusts a cleanly closed file, and redb may panic on a
+    // damaged page anywhere in the check: a panic is a finding too.
+    std::panic::catch_unwind(|| check_file(&path))
+        .unwrap_or_else(|_| Err(damaged("redb panicked reading it".into())))
+}
+
+fn check_file(path: &Path) -> Result<CheckReport, StorageError> {
+    let damaged = |reason: String| StorageError::Damaged {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut db = match Database::builder().open(path) {
         Ok(db) => db,
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             return Err(StorageError::CorruptMetadata {
@@ -162,7 +170,7 @@ fn check_data(db: &Database, report: &mut CheckReport) -> Result<(), StorageErro
                         at(offset)
                     ));
                 }
-                next = Some(view.last_offset() + 1);
+                next = view.last_offset().checked_add(1);
             }
             if let Some(end) = next
                 && end != high_watermark

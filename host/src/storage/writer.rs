@@ -237,6 +237,17 @@ impl Writer {
         loop {
             let command = match next_command.take() {
                 Some(command) => command,
+                // Readers wait on a failed reopen too: retry it without
+                // waiting for a command to come.
+                None if self.reopen_pending.is_some() => match rx.try_recv() {
+                    Ok(command) => command,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(RETRY_INTERVAL);
+                        self.retry_reopen();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                },
                 None => match rx.blocking_recv() {
                     Some(command) => command,
                     None => return,
@@ -263,14 +274,12 @@ impl Writer {
             return Some(StorageError::Failed(reason));
         }
         if let Some(pending) = &mut self.reopen_pending {
-            if !pending.due() {
+            if pending.due() {
+                self.retry_reopen();
+            }
+            if let Some(pending) = &self.reopen_pending {
                 return Some(StorageError::Recovering(pending.reason.clone()));
             }
-            if let Err(e) = self.db.reopen() {
-                pending.reason = e.to_string();
-                return Some(StorageError::Recovering(pending.reason.clone()));
-            }
-            self.reopened();
         }
         if command.adds_data()
             && let Some(full) = self.disk_full.get_mut()
@@ -473,6 +482,18 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, after = reason, "cannot reopen the database; will retry");
                 self.reopen_pending = Some(Refusing::new(e.to_string()));
+            }
+        }
+    }
+
+    /// Tries the failed reopen again.
+    fn retry_reopen(&mut self) {
+        match self.db.reopen() {
+            Ok(()) => self.reopened(),
+            Err(e) => {
+                if let Some(pending) = &mut self.reopen_pending {
+                    pending.reason = e.to_string();
+                }
             }
         }
     }

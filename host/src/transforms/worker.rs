@@ -368,6 +368,11 @@ impl Worker {
             // Retention moved the log start since the check above: the next
             // round goes on from there.
             Err(StorageError::OffsetOutOfRange { .. }) => return Ok(true),
+            // Storage is reopening after a write error: a pause, not damage.
+            Err(StorageError::Recovering(_) | StorageError::DiskFull(_)) => {
+                std::thread::sleep(STORAGE_POLL);
+                return Ok(false);
+            }
             Err(e) => {
                 let topic = partition.topic();
                 self.stop_partition(

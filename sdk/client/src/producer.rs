@@ -26,7 +26,7 @@ use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
     MAX_RECORDS_PER_BATCH,
 };
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use crate::ack::{AckReceiver, AckSender};
@@ -401,21 +401,26 @@ impl Producer {
         if size > max {
             return Err(ClientError::RecordTooLarge { size, max });
         }
-        self.reserve(size).await?;
-        if let Some(appended) = self.append(&record, &new, size) {
-            return appended;
+        // Given back if this call fails or is dropped before the record is
+        // in a batch.
+        let permit = self.reserve(size).await?;
+        let appended = if let Some(appended) = self.append(&record, &new, size) {
+            appended
+        } else {
+            // A topic new to this producer: learn its partition count.
+            self.learn_topic(&record.topic).await?;
+            self.append(&record, &new, size)
+                .unwrap_or_else(|| Err(ClientError::Protocol("topic forgotten".into())))
+        };
+        if appended.is_ok() {
+            permit.forget();
         }
-        // A topic new to this producer: learn its partition count first.
-        let learned = self.learn_topic(&record.topic).await;
-        learned.inspect_err(|_| self.shared.buffer.add_permits(size))?;
-        self.append(&record, &new, size)
-            .unwrap_or_else(|| Err(ClientError::Protocol("topic forgotten".into())))
+        appended
     }
 
     /// Adds the record to its partition's open batch, under one lock (the
     /// topic's number and the batch together); `None` when the topic is
-    /// not known yet. `size` bytes of the buffer are reserved for it (and
-    /// given back on failure).
+    /// not known yet. `size` bytes of the buffer are reserved for it.
     fn append(
         &self,
         record: &ProducerRecord,
@@ -449,8 +454,6 @@ impl Producer {
             reserved: 0,
         });
         if let Err(e) = open.builder.push(new) {
-            drop(state);
-            self.shared.buffer.add_permits(size);
             return Some(Err(ClientError::Protocol(format!(
                 "cannot add record: {e}"
             ))));
@@ -497,18 +500,16 @@ impl Producer {
     }
 
     /// Room for `size` bytes in the buffer; waits only when it is full.
-    async fn reserve(&self, size: usize) -> Result<(), ClientError> {
+    async fn reserve(&self, size: usize) -> Result<SemaphorePermit<'_>, ClientError> {
         let buffer = &self.shared.buffer;
         match buffer.try_acquire_many(size as u32) {
-            Ok(permit) => permit.forget(),
+            Ok(permit) => Ok(permit),
             Err(TryAcquireError::NoPermits) => buffer
                 .acquire_many(size as u32)
                 .await
-                .map_err(|_| ClientError::Closed)?
-                .forget(),
-            Err(TryAcquireError::Closed) => return Err(ClientError::Closed),
+                .map_err(|_| ClientError::Closed),
+            Err(TryAcquireError::Closed) => Err(ClientError::Closed),
         }
-        Ok(())
     }
 
     /// Asks the broker how many partitions a topic new to this producer
