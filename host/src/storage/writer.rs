@@ -547,6 +547,46 @@ impl Writer {
                 }
             }
         }
+        drop(state);
+        drop(txn);
+        self.reconcile_topics()
+    }
+
+    /// Makes the topics in memory those on disk: a create, delete or alter
+    /// reported as failed may have reached the disk too.
+    fn reconcile_topics(&self) -> Result<(), StorageError> {
+        let stored = super::load_topics(&*self.db.get()?)?;
+        let mut topics = write_topics(&self.topics);
+        topics.retain(|name, topic| {
+            let kept = stored.get(name).is_some_and(|s| s.id == topic.id);
+            if !kept {
+                tracing::warn!(topic = name, "a delete reported as failed reached the disk");
+                for partition in &topic.partitions {
+                    partition.mark_deleted();
+                }
+            }
+            kept
+        });
+        for (name, fresh) in stored {
+            let Some(old) = topics.get(&name) else {
+                tracing::warn!(topic = name, "a create reported as failed reached the disk");
+                topics.insert(name, fresh);
+                continue;
+            };
+            if old.partitions.len() < fresh.partitions.len() || old.config != fresh.config {
+                tracing::warn!(topic = name, "an alter reported as failed reached the disk");
+                // Existing partitions keep their handles (and their waiters).
+                let mut partitions = old.partitions.clone();
+                partitions.extend(fresh.partitions[old.partitions.len()..].iter().cloned());
+                let topic = Topic {
+                    name: Arc::clone(&old.name),
+                    id: old.id,
+                    config: fresh.config,
+                    partitions,
+                };
+                topics.insert(name, Arc::new(topic));
+            }
+        }
         Ok(())
     }
 
