@@ -88,8 +88,6 @@ mod tests {
 
     #[test]
     fn this_process_has_cpu_time_and_memory() {
-        let spent = (0..2_000_000u64).fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b));
-        assert_ne!(spent, 1);
         assert!(cpu_seconds(None).unwrap() >= 0.0);
         assert!(resident_bytes(std::process::id()).unwrap() > 1024 * 1024);
         assert!(cpu_seconds(Some(u32::MAX)).is_err());
