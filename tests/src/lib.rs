@@ -247,11 +247,16 @@ impl BrokerProcess {
             }
         };
         // Keep draining stderr so the broker never blocks on a full pipe,
-        // counting what it logs.
+        // counting what it logs (and echoing it when QUIVER_TEST_ECHO is
+        // set, to see what a failing test's broker said).
         let stderr_bytes = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&stderr_bytes);
         std::thread::spawn(move || {
+            let echo = std::env::var_os("QUIVER_TEST_ECHO").is_some();
             for line in lines.map_while(Result::ok) {
+                if echo {
+                    eprintln!("broker: {line}");
+                }
                 counter.fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
             }
         });

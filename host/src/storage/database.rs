@@ -3,11 +3,13 @@
 //!
 //! After an I/O error redb refuses every later write until the database is
 //! closed and opened again, so the handle is replaceable: readers and the
-//! writer take the current one for each transaction, and get a typed error
-//! while there is none.
+//! writer take the current one for each transaction. A reader that comes
+//! during a reopen waits for it (a reopen takes milliseconds to a second);
+//! after a reopen failed, or for longer than [`REOPEN_WAIT`], it gets a
+//! typed, retriable error.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -18,6 +20,10 @@ use super::space::{LimitedFile, Space, used_bytes};
 
 /// How long a reopen waits for readers to let go of the old handle.
 const READERS_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a reader waits for a reopen in progress before it is told to
+/// retry.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// A read transaction with the database it reads (fields drop in order:
 /// the transaction first).
@@ -41,7 +47,19 @@ pub(crate) struct OpenDatabase {
     cache_bytes: usize,
     pub(crate) space: Arc<Space>,
     pub(crate) health: Arc<StorageHealth>,
-    current: RwLock<Option<Arc<Database>>>,
+    current: Mutex<Current>,
+    /// Signalled when a reopen ends, either way.
+    reopened: Condvar,
+}
+
+/// Where the handle stands.
+#[derive(Debug)]
+enum Current {
+    Open(Arc<Database>),
+    /// The writer is closing and opening the file.
+    Reopening,
+    /// The last reopen failed (the writer retries it), or storage failed.
+    Closed,
 }
 
 impl OpenDatabase {
@@ -59,28 +77,45 @@ impl OpenDatabase {
             cache_bytes,
             space,
             health,
-            current: RwLock::new(Some(Arc::new(db))),
+            current: Mutex::new(Current::Open(Arc::new(db))),
+            reopened: Condvar::new(),
         };
         opened.take_reserve();
         Ok(opened)
     }
 
-    /// The current database; a typed error while it is being reopened or
-    /// after storage failed.
+    /// The current database, waiting for a reopen in progress; a typed
+    /// error after a failed reopen, or after storage failed.
     pub(crate) fn get(&self) -> Result<Arc<Database>, StorageError> {
         if let Some(StorageProblem::Failed(reason)) = self.health.problem() {
             return Err(StorageError::Failed(reason));
         }
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| {
-                StorageError::Recovering(match self.health.problem() {
-                    Some(problem) => format!("the database is being reopened after {problem}"),
-                    None => "the database is being reopened".into(),
-                })
+        let (current, _) = self
+            .reopened
+            .wait_timeout_while(self.current(), REOPEN_WAIT, |current| {
+                matches!(current, Current::Reopening)
             })
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*current {
+            Current::Open(db) => Ok(Arc::clone(db)),
+            Current::Reopening | Current::Closed => Err(match self.health.problem() {
+                Some(StorageProblem::Failed(reason)) => StorageError::Failed(reason),
+                Some(problem) => StorageError::Recovering(format!(
+                    "the database is being reopened after {problem}"
+                )),
+                None => StorageError::Recovering("the database is being reopened".into()),
+            }),
+        }
+    }
+
+    fn current(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends a reopen (or a failure) with `current`, waking waiting readers.
+    fn set_current(&self, current: Current) {
+        *self.current() = current;
+        self.reopened.notify_all();
     }
 
     /// A read transaction that keeps its database open while it lives (a
@@ -101,12 +136,17 @@ impl OpenDatabase {
     /// after a crash. Only the writer calls this. On failure there is no
     /// current database until a later call succeeds.
     pub(crate) fn reopen(&self) -> Result<(), StorageError> {
-        let old = self
-            .current
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(old) = old {
+        let result = self.close_and_open();
+        self.set_current(match &result {
+            Ok(db) => Current::Open(Arc::clone(db)),
+            Err(_) => Current::Closed,
+        });
+        result.map(drop)
+    }
+
+    fn close_and_open(&self) -> Result<Arc<Database>, StorageError> {
+        let old = std::mem::replace(&mut *self.current(), Current::Reopening);
+        if let Current::Open(old) = old {
             // Readers hold a handle only for one call; the file is closed
             // (and its lock released) when the last one drops it.
             let deadline = Instant::now() + READERS_GRACE;
@@ -131,24 +171,20 @@ impl OpenDatabase {
         }
         let started = Instant::now();
         let db = open_file(&self.path, self.cache_bytes, &self.space)?;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
         tracing::info!(
             path = %self.path.display(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "database reopened"
         );
-        Ok(())
+        Ok(Arc::new(db))
     }
 
     /// Stops serving the database for good, after a fatal failure. The
     /// handle is leaked on purpose, not closed: closing a damaged database
     /// writes to it, and redb may panic on state a panic left behind.
     pub(crate) fn abandon(&self) {
-        let old = self
-            .current
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let old = std::mem::replace(&mut *self.current(), Current::Closed);
+        self.reopened.notify_all();
         std::mem::forget(old);
     }
 
@@ -194,4 +230,40 @@ fn open_file(
             }
             e => e.into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_during_a_reopen_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = Arc::new(Space::new(dir.path(), 0, None));
+        let db = Arc::new(
+            OpenDatabase::open(
+                &dir.path().join("db"),
+                1024 * 1024,
+                space,
+                Arc::new(StorageHealth::default()),
+            )
+            .unwrap(),
+        );
+        let writer = {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    db.reopen().unwrap();
+                }
+            })
+        };
+        let mut reads = 0;
+        while !writer.is_finished() {
+            db.begin_read()
+                .expect("a read during a reopen waits for it");
+            reads += 1;
+        }
+        writer.join().unwrap();
+        assert!(reads > 0);
+    }
 }
