@@ -1,19 +1,22 @@
 //! The host-guest call path: one warm instance of a real guest component
 //! (built from guest-examples) called with batches of 1,000 click events of
 //! about 100 bytes, as a transform worker calls it. Reported in records per
-//! second; includes lowering the records into the guest, the guest's work,
-//! and lifting its outputs back.
+//! second; includes passing the records into the guest (one stored batch,
+//! as contract 0.2.0 takes it), the guest's work, and lifting its outputs
+//! back.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput};
 use quiver_host::clock::SystemClock;
+use quiver_host::transforms::records::decode_input;
+use quiver_host::wasm::sandbox::CallInput;
 use quiver_host::wasm::{
-    GuestInstance, InputRecord, Logbook, Sandbox, SandboxLimits, StateSnapshot, StateSource,
-    WasmEngine,
+    GuestInstance, Logbook, Sandbox, SandboxLimits, StateSnapshot, StateSource, WasmEngine,
 };
 use quiver_proto::api::transforms::StateEntry;
+use quiver_proto::batch::{BatchBuilder, NewRecord};
 use quiver_tests::guest_component;
 
 const RECORDS: usize = 1_000;
@@ -74,20 +77,24 @@ fn instance(engine: &WasmEngine, guest: &str, params: &[(&str, &str)]) -> GuestI
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let engine = WasmEngine::new(None).expect("engine");
-    let values = events();
-    let records: Vec<InputRecord<'_>> = values
-        .iter()
-        .zip(0u64..)
-        .map(|(value, offset)| InputRecord {
-            topic: "click",
-            partition: 0,
-            offset,
-            timestamp: 1_700_000_000_000,
-            key: Some(b"user-1"),
-            value,
-            headers: &[],
-        })
-        .collect();
+    let mut builder = BatchBuilder::default();
+    for value in events() {
+        builder
+            .push(&NewRecord {
+                key: Some(b"user-1"),
+                value: &value,
+                headers: &[],
+                timestamp: 1_700_000_000_000,
+            })
+            .expect("1,000 events fit a batch");
+    }
+    let stored = builder.finish();
+    let batch = decode_input("click", 0, &stored, 0, RECORDS).expect("the batch decodes");
+    let records = batch.records();
+    let input = CallInput {
+        records: &records,
+        batches: batch.batches_for(0..records.len()),
+    };
     let mut group = criterion.benchmark_group("guest_call");
     group.throughput(Throughput::Elements(RECORDS as u64));
     let cases: [(&str, &[(&str, &str)]); 2] = [
@@ -100,7 +107,7 @@ fn main() {
             b.iter(|| {
                 black_box(
                     instance
-                        .process(black_box(&records))
+                        .process(black_box(input))
                         .expect("the call succeeds"),
                 )
             });

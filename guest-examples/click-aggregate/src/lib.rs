@@ -117,7 +117,10 @@ struct Aggregator<'a, S> {
 impl<S: Store> Aggregator<'_, S> {
     /// Counts `batch` and returns the windows it closed, and what it
     /// skipped as malformed.
-    fn process(&mut self, batch: &[InputRecord]) -> Result<(Vec<OutputRecord>, Malformed), String> {
+    fn process(
+        &mut self,
+        batch: &[InputRecord<'_>],
+    ) -> Result<(Vec<OutputRecord>, Malformed), String> {
         let windows = self.config.windows;
         let mut malformed = Malformed::new(self.config.on_malformed);
         // Per (partition, window start, group value): this batch's count.
@@ -172,8 +175,8 @@ impl<S: Store> Aggregator<'_, S> {
 
     /// A record's `ts`, its window start and its group value, or why it is
     /// malformed.
-    fn read(&self, record: &InputRecord) -> Result<(i64, i64, String), String> {
-        let [ts, group] = json::fields(&record.value, ["ts", &self.config.group_by])
+    fn read(&self, record: &InputRecord<'_>) -> Result<(i64, i64, String), String> {
+        let [ts, group] = json::fields(record.value, ["ts", &self.config.group_by])
             .map_err(|e| format!("{}: {e}", record.position()))?;
         let ts = ts.as_ref().and_then(json::as_i64).ok_or_else(|| {
             format!(
@@ -190,8 +193,7 @@ impl<S: Store> Aggregator<'_, S> {
         })?;
         let start = self.config.windows.latest(ts).start;
         // A window start the keys cannot hold is malformed input too.
-        count_keys(record.partition)
-            .key(start, &group)
+        WindowKeys::check_start(start)
             .map_err(|e| format!("{}: field `ts`: {e}", record.position()))?;
         Ok((ts, start, group))
     }
@@ -269,7 +271,7 @@ impl Guest for ClickAggregate {
         Ok(())
     }
 
-    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
         let mut state = State::host();
         let (outputs, malformed) = Aggregator {

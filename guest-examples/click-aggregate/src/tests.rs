@@ -17,9 +17,9 @@ fn config(pairs: &[(&str, &str)]) -> Config {
     .unwrap()
 }
 
-fn click(partition: u32, offset: u64, page: &str, ts: i64) -> InputRecord {
+fn click(partition: u32, offset: u64, page: &str, ts: i64) -> InputRecord<'static> {
     InputRecord {
-        topic: "click".into(),
+        topic: "click",
         partition,
         offset,
         timestamp: ts,
@@ -27,7 +27,8 @@ fn click(partition: u32, offset: u64, page: &str, ts: i64) -> InputRecord {
         value: format!(
             r#"{{"user_id": {offset}, "page": "{page}", "action": "click", "ts": {ts}}}"#
         )
-        .into_bytes(),
+        .into_bytes()
+        .leak(),
         headers: Vec::new(),
     }
 }
@@ -56,7 +57,7 @@ fn counts(outputs: &[OutputRecord]) -> Vec<(String, i64, i64, u64)> {
 fn run(
     config: &Config,
     state: &mut State<MemStore>,
-    batch: &[InputRecord],
+    batch: &[InputRecord<'_>],
 ) -> Result<Vec<OutputRecord>, String> {
     let (outputs, malformed) = Aggregator { config, state }.process(batch)?;
     assert_eq!(malformed.skipped(), 0, "{:?}", malformed.summary());
@@ -193,9 +194,9 @@ fn bad_records_are_skipped_with_one_log_line() {
     let c = config(&[("window_ms", "100")]);
     let mut state = State::new(MemStore::default());
     let mut bad = click(2, 41, "/a", 0);
-    bad.value = b"nope".to_vec();
+    bad.value = b"nope";
     let mut late = click(2, 42, "/a", 0);
-    late.value = br#"{"page": "/a", "ts": -5}"#.to_vec();
+    late.value = br#"{"page": "/a", "ts": -5}"#;
     let batch = [click(2, 40, "/a", 0), bad, late, click(2, 43, "/a", 100)];
     let (out, malformed) = Aggregator {
         config: &c,
@@ -224,7 +225,7 @@ fn bad_records_fail_the_batch_naming_them() {
         (r#"{"page": null, "ts": 1}"#, "click/2@41: field `page`"),
         (r#"{"ts": 1}"#, "click/2@41: field `page`"),
     ] {
-        bad.value = value.as_bytes().to_vec();
+        bad.value = value.as_bytes();
         let err = run(&c, &mut state, &[click(2, 40, "/a", 0), bad.clone()]).unwrap_err();
         assert!(err.starts_with(want), "{err}");
     }
@@ -272,7 +273,7 @@ fn on_tick_flushes_what_is_due() {
 fn many_open_windows_are_emitted_in_order_across_scan_pages() {
     let c = config(&[("window_ms", "10")]);
     let mut state = State::new(MemStore::default());
-    let batch: Vec<InputRecord> = (0..1500_u64)
+    let batch: Vec<InputRecord<'_>> = (0..1500_u64)
         .map(|i| click(0, i, &format!("/p{}", i % 3), i as i64))
         .collect();
     let out = run(&c, &mut state, &batch).unwrap();
@@ -311,7 +312,7 @@ fn ground_truth_across_partitions_with_failed_calls() {
     let c = config(&[("window_ms", "1000"), ("grace_ms", "200")]);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let pages = ["/home", "/docs", "/pricing", "/blog", "/about"];
-    let mut streams: Vec<Vec<InputRecord>> = Vec::new();
+    let mut streams: Vec<Vec<InputRecord<'_>>> = Vec::new();
     let mut truth: BTreeMap<(String, i64), u64> = BTreeMap::new();
     for partition in 0..4_u32 {
         let mut ts = 1_700_000_000_000_i64;
@@ -351,13 +352,7 @@ fn ground_truth_across_partitions_with_failed_calls() {
         positions[partition] = to;
         let high = batch
             .iter()
-            .map(|r| {
-                json::get(&r.value, "ts")
-                    .unwrap()
-                    .unwrap()
-                    .as_i64()
-                    .unwrap()
-            })
+            .map(|r| json::get(r.value, "ts").unwrap().unwrap().as_i64().unwrap())
             .max()
             .unwrap();
         highs[partition] = highs[partition].max(high);

@@ -36,13 +36,13 @@ fn matches(config: &Config, value: &[u8]) -> Result<bool, String> {
 /// ones left out.
 fn filter(
     config: &Config,
-    batch: Vec<InputRecord>,
+    batch: Vec<InputRecord<'_>>,
 ) -> Result<(Vec<OutputRecord>, Malformed), String> {
     let mut malformed = Malformed::new(config.on_malformed);
     let mut out = Vec::new();
     for record in batch {
-        match matches(config, &record.value) {
-            Ok(true) => out.push(OutputRecord::forward(record)),
+        match matches(config, record.value) {
+            Ok(true) => out.push(OutputRecord::forward(&record)),
             Ok(false) => {}
             Err(e) => malformed.record(format!("{}: {e}", record.position()))?,
         }
@@ -64,7 +64,7 @@ impl Guest for Filter {
         Ok(())
     }
 
-    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
         let (out, malformed) = filter(&config, batch)?;
         malformed.log();
@@ -113,14 +113,14 @@ mod tests {
             equals: "click".into(),
             on_malformed: OnMalformed::Skip,
         };
-        let record = |offset, value: &[u8]| InputRecord {
-            topic: "events".into(),
+        let record = |offset, value: &'static [u8]| InputRecord {
+            topic: "events",
             partition: 0,
             offset,
             timestamp: 5,
-            key: Some(b"u1".to_vec()),
-            value: value.to_vec(),
-            headers: vec![("h".into(), Some(b"1".to_vec()))],
+            key: Some(b"u1"),
+            value,
+            headers: vec![("h", Some(b"1"))],
         };
         let batch = || {
             vec![

@@ -16,7 +16,7 @@ impl Guest for Hog {
         Params::new(params).only(&[])
     }
 
-    fn process(_batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(_batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         quiver_guest::log::info("hog: allocating without bound");
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {

@@ -49,7 +49,7 @@ impl Guest for Looper {
         Ok(())
     }
 
-    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         match *MODE.get()? {
             Mode::Spin => {
                 quiver_guest::log::info("looper: entering an endless loop");
@@ -75,7 +75,7 @@ impl Guest for Looper {
                 for i in 0..lines {
                     println!("{i} {line}");
                 }
-                Ok(batch.into_iter().map(OutputRecord::forward).collect())
+                Ok(batch.iter().map(OutputRecord::forward).collect())
             }
         }
     }

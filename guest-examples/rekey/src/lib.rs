@@ -29,13 +29,13 @@ static CONFIG: InitCell<Config> = InitCell::new();
 /// Re-keys every record of `batch`, leaving out the malformed ones.
 fn rekey(
     config: &Config,
-    batch: Vec<InputRecord>,
+    batch: Vec<InputRecord<'_>>,
 ) -> Result<(Vec<OutputRecord>, Malformed), String> {
     let mut malformed = Malformed::new(config.on_malformed);
     let mut out = Vec::new();
     for r in batch {
         match key_of(config, &r) {
-            Ok(key) => out.push(OutputRecord::forward(r).with_key(Some(key.into_bytes()))),
+            Ok(key) => out.push(OutputRecord::forward(&r).with_key(Some(key.into_bytes()))),
             Err(e) => malformed.record(e)?,
         }
     }
@@ -43,8 +43,8 @@ fn rekey(
 }
 
 /// The new key of `r`, or why it is malformed.
-fn key_of(config: &Config, r: &InputRecord) -> Result<String, String> {
-    json::get(&r.value, &config.field)
+fn key_of(config: &Config, r: &InputRecord<'_>) -> Result<String, String> {
+    json::get(r.value, &config.field)
         .map_err(|e| format!("{}: {e}", r.position()))?
         .and_then(json::into_text)
         .ok_or_else(|| {
@@ -69,7 +69,7 @@ impl Guest for Rekey {
         Ok(())
     }
 
-    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
         let (out, malformed) = rekey(&config, batch)?;
         malformed.log();
@@ -87,15 +87,15 @@ quiver_guest::export!(Rekey);
 mod tests {
     use super::*;
 
-    fn record(value: &str) -> InputRecord {
+    fn record(value: &str) -> InputRecord<'_> {
         InputRecord {
-            topic: "click".into(),
+            topic: "click",
             partition: 1,
             offset: 4,
             timestamp: 9,
-            key: Some(b"user-1".to_vec()),
-            value: value.as_bytes().to_vec(),
-            headers: vec![("h".into(), None)],
+            key: Some(b"user-1"),
+            value: value.as_bytes(),
+            headers: vec![("h", None)],
         }
     }
 

@@ -44,13 +44,16 @@ fn route(config: &Config, value: &[u8]) -> Result<Option<String>, String> {
 }
 
 /// Routes every record of `batch`, leaving out the malformed ones.
-fn run(config: &Config, batch: Vec<InputRecord>) -> Result<(Vec<OutputRecord>, Malformed), String> {
+fn run(
+    config: &Config,
+    batch: Vec<InputRecord<'_>>,
+) -> Result<(Vec<OutputRecord>, Malformed), String> {
     let mut malformed = Malformed::new(config.on_malformed);
     let mut out = Vec::new();
     for record in batch {
-        match route(config, &record.value) {
+        match route(config, record.value) {
             Ok(output) => {
-                let mut forwarded = OutputRecord::forward(record);
+                let mut forwarded = OutputRecord::forward(&record);
                 forwarded.output = output;
                 out.push(forwarded);
             }
@@ -89,7 +92,7 @@ impl Guest for Router {
         Ok(())
     }
 
-    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
         let (out, malformed) = run(&config, batch)?;
         malformed.log();
@@ -150,16 +153,16 @@ mod tests {
     fn run_keeps_records_whole() {
         let c = configure(&params(&[("field", "action")])).unwrap();
         let input = InputRecord {
-            topic: "events".into(),
+            topic: "events",
             partition: 1,
             offset: 9,
             timestamp: 77,
-            key: Some(b"u".to_vec()),
-            value: br#"{"action": "click"}"#.to_vec(),
+            key: Some(b"u"),
+            value: br#"{"action": "click"}"#,
             headers: Vec::new(),
         };
         let mut garbage = input.clone();
-        garbage.value = b"garbage".to_vec();
+        garbage.value = b"garbage";
         let (out, malformed) = run(&c, vec![input.clone(), garbage.clone()]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].output.as_deref(), Some("click"));

@@ -35,7 +35,7 @@ static CONFIG: InitCell<Config> = InitCell::new();
 fn total<S: Store>(
     config: &Config,
     state: &mut State<S>,
-    batch: &[InputRecord],
+    batch: &[InputRecord<'_>],
 ) -> Result<Malformed, String> {
     let mut malformed = Malformed::new(config.on_malformed);
     // Sum per key in the batch first: one read and one write per key.
@@ -48,7 +48,7 @@ fn total<S: Store>(
                 continue;
             }
         };
-        let key = record.key.as_deref().unwrap_or_default();
+        let key = record.key.unwrap_or_default();
         let sum = sums.entry(key).or_default();
         *sum = sum
             .checked_add(amount)
@@ -61,11 +61,11 @@ fn total<S: Store>(
 }
 
 /// What `record` adds, or why it is malformed.
-fn amount(config: &Config, record: &InputRecord) -> Result<i64, String> {
+fn amount(config: &Config, record: &InputRecord<'_>) -> Result<i64, String> {
     let Some(field) = &config.field else {
         return Ok(1);
     };
-    json::get(&record.value, field)
+    json::get(record.value, field)
         .map_err(|e| format!("{}: {e}", record.position()))?
         .as_ref()
         .and_then(json::as_i64)
@@ -90,7 +90,7 @@ impl Guest for RunningTotal {
         Ok(())
     }
 
-    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, String> {
+    fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
         let config = CONFIG.get()?;
         total(&config, &mut State::host(), &batch)?.log();
         Ok(Vec::new())
@@ -108,14 +108,14 @@ mod tests {
     use super::*;
     use quiver_guest::state::MemStore;
 
-    fn record(key: Option<&str>, value: &str) -> InputRecord {
+    fn record<'a>(key: Option<&'a str>, value: &'a str) -> InputRecord<'a> {
         InputRecord {
-            topic: "orders".into(),
+            topic: "orders",
             partition: 0,
             offset: 3,
             timestamp: 0,
-            key: key.map(|k| k.as_bytes().to_vec()),
-            value: value.as_bytes().to_vec(),
+            key: key.map(str::as_bytes),
+            value: value.as_bytes(),
             headers: Vec::new(),
         }
     }

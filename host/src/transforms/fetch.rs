@@ -136,10 +136,7 @@ impl FetchModules {
                 ))
                 .into());
             }
-            let mut outputs = instance
-                .instance
-                .process(std::slice::from_ref(record))?
-                .outputs;
+            let mut outputs = instance.instance.process_one(record)?.outputs;
             if outputs.len() > 1 {
                 return Err(CallError::Limit(format!(
                     "a fetch-time module returned {} records for offset {}; the limit is one",

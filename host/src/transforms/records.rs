@@ -35,6 +35,8 @@ pub struct InputBatch<'a> {
     partition: u32,
     rows: Vec<Row<'a>>,
     headers: Vec<HeaderRef<'a>>,
+    /// The stored batches the rows come from, whole.
+    batches: Vec<&'a [u8]>,
     /// The offset after the last record taken: the partition's position
     /// once the batch is committed.
     pub next_offset: u64,
@@ -48,9 +50,11 @@ struct Row<'a> {
     key: Option<&'a [u8]>,
     value: &'a [u8],
     headers: std::ops::Range<usize>,
+    /// Index of its stored batch in [`InputBatch::batches`].
+    batch: usize,
 }
 
-impl InputBatch<'_> {
+impl<'a> InputBatch<'a> {
     /// The records, ready to pass to the guest.
     pub fn records(&self) -> Vec<InputRecord<'_>> {
         self.rows
@@ -65,6 +69,20 @@ impl InputBatch<'_> {
                 headers: &self.headers[row.headers.clone()],
             })
             .collect()
+    }
+
+    /// The stored batches holding the records `range` (of
+    /// [`records`](Self::records)), for modules that take whole batches.
+    pub fn batches_for(&self, range: std::ops::Range<usize>) -> &[&'a [u8]] {
+        match (
+            self.rows.get(range.start),
+            range.end.checked_sub(1).and_then(|i| self.rows.get(i)),
+        ) {
+            (Some(first), Some(last)) if range.start < range.end => {
+                &self.batches[first.batch..=last.batch]
+            }
+            _ => &[],
+        }
     }
 }
 
@@ -101,6 +119,7 @@ pub fn decode_input<'a>(
         partition,
         rows: Vec::new(),
         headers: Vec::new(),
+        batches: Vec::new(),
         next_offset: from,
     };
     let damaged = |offset: u64, reason: BatchError| DamagedBatch {
@@ -117,7 +136,12 @@ pub fn decode_input<'a>(
         };
         let base = view.base_offset();
         let log_append = view.is_log_append_time().then(|| view.max_timestamp());
-        let mark = (out.rows.len(), out.headers.len(), out.next_offset);
+        let mark = (
+            out.rows.len(),
+            out.headers.len(),
+            out.next_offset,
+            out.batches.len(),
+        );
         for record in view.records() {
             let record = match record {
                 Ok(record) => record,
@@ -126,6 +150,7 @@ pub fn decode_input<'a>(
                 Err(_) => {
                     out.rows.truncate(mark.0);
                     out.headers.truncate(mark.1);
+                    out.batches.truncate(mark.3);
                     out.next_offset = mark.2;
                     return Ok(out);
                 }
@@ -139,12 +164,16 @@ pub fn decode_input<'a>(
             }
             let first_header = out.headers.len();
             out.headers.extend(record.headers());
+            if out.batches.len() == mark.3 {
+                out.batches.push(view.as_bytes());
+            }
             out.rows.push(Row {
                 offset,
                 timestamp: log_append.unwrap_or(record.timestamp),
                 key: record.key,
                 value: record.value,
                 headers: first_header..out.headers.len(),
+                batch: out.batches.len() - 1,
             });
             out.next_offset = offset + 1;
         }

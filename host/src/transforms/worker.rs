@@ -18,11 +18,11 @@ use quiver_proto::api::transforms::{LogLevel, OnError, StateEntry};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use super::records::{self, Routes};
+use super::records::{self, InputBatch, Routes};
 use super::{Shared, TransformError};
 use crate::clock::Clock;
 use crate::storage::{Partition, ReadResult, StateWrites, Storage, StorageError, TransformRecord};
-use crate::wasm::sandbox::CallOutput;
+use crate::wasm::sandbox::{CallInput, CallOutput};
 use crate::wasm::state::{Layered, MAX_SCAN_BYTES};
 use crate::wasm::{
     CallError, GuestInstance, InputRecord, OutputRecord, StateSnapshot, StateSource,
@@ -410,7 +410,7 @@ impl Worker {
             self.positions.get(&next.index()).copied().unwrap_or(0)
         };
         self.prefetch(next, next_from);
-        self.process_records(index, &records, batch.next_offset)?;
+        self.process_records(index, &batch, &records, batch.next_offset)?;
         Ok(true)
     }
 
@@ -459,6 +459,7 @@ impl Worker {
     fn process_records(
         &mut self,
         index: u32,
+        batch: &InputBatch<'_>,
         records: &[InputRecord<'_>],
         end: u64,
     ) -> Result<(), Flow> {
@@ -467,7 +468,10 @@ impl Worker {
         while let Some((lo, hi, end)) = pending.pop() {
             let slice = &records[lo..hi];
             let routes = self.shared.routes();
-            let result = self.instance.process(slice);
+            let result = self.instance.process(CallInput {
+                records: slice,
+                batches: batch.batches_for(lo..hi),
+            });
             let result = result.and_then(|output| self.checked(&routes, output));
             match result {
                 Ok(output) => {

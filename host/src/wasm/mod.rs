@@ -2,8 +2,9 @@
 //! component must pass, and the sandbox deployed transforms run in.
 //!
 //! - [`validate`]: a component may import only the `quiver:transform`
-//!   contract at the version this broker speaks and the locked-down WASI
-//!   set, and must export the contract's `guest` interface.
+//!   contract (at one of the versions this broker speaks, 0.2.0 or 0.1.0)
+//!   and the locked-down WASI set, and must export the contract's `guest`
+//!   interface.
 //! - [`sandbox`]: a compiled module ([`Sandbox`]) and its warm instances
 //!   ([`GuestInstance`]): per-call deadlines through epoch interruption, a
 //!   memory cap, limits on outputs and state, WASI with no directories,
@@ -32,15 +33,15 @@ use std::time::Duration;
 
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
-pub use bindings::quiver::transform::types::{InputRecord, OutputRecord};
+pub use bindings::v1::quiver::transform::types::{InputRecord, OutputRecord};
 pub use limits::{Busy, CompileGate, CompilePermit, WasmLimits};
 pub use logbook::Logbook;
 pub use sandbox::{CallError, GuestInstance, Sandbox, SandboxLimits};
 pub use state::{StateChanges, StateSnapshot, StateSource};
 pub(crate) use validate::sha256_hex;
 pub use validate::{
-    ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, GUEST_EXPORT,
-    ModuleError, ModuleInfo, precheck,
+    ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS,
+    Contract, GUEST_EXPORT, ModuleError, ModuleInfo, precheck,
 };
 
 /// How often the engine's epoch advances; call deadlines are counted in

@@ -18,11 +18,13 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::quiver::transform::{log, state, types};
-use super::bindings::{Transform, TransformPre};
+use quiver_proto::batch::{BatchBuilder, NewRecord, set_base_offset};
+
+use super::bindings::{v1, v2};
 use super::logbook::{LogStream, Logbook};
 use super::state::{CallState, StateChanges, StateSnapshot, StateSource};
-use super::{EPOCH_TICK, InputRecord, ModuleError, OutputRecord, WasmEngine};
+use super::validate::check_exports;
+use super::{Contract, EPOCH_TICK, InputRecord, ModuleError, OutputRecord, WasmEngine};
 
 /// Default per-call deadline.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
@@ -130,7 +132,14 @@ impl CallError {
 #[derive(Clone)]
 pub struct Sandbox {
     engine: WasmEngine,
-    pre: TransformPre<GuestData>,
+    pre: Pre,
+}
+
+/// A pre-linked module of one contract version.
+#[derive(Clone)]
+enum Pre {
+    V1(v1::TransformPre<GuestData>),
+    V2(v2::TransformPre<GuestData>),
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -145,12 +154,28 @@ impl Sandbox {
     pub fn new(engine: &WasmEngine, bytes: &[u8]) -> Result<Self, ModuleError> {
         let not_runnable = |e: wasmtime::Error| ModuleError::NotAComponent(format!("{e:#}"));
         let component = Component::from_binary(engine.engine(), bytes).map_err(not_runnable)?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let contract = check_exports(&exports)?;
         let mut linker = Linker::<GuestData>::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(not_runnable)?;
-        Transform::add_to_linker::<GuestData, HasSelf<GuestData>>(&mut linker, |data| data)
-            .map_err(not_runnable)?;
-        let pre = linker.instantiate_pre(&component).map_err(not_runnable)?;
-        let pre = TransformPre::new(pre).map_err(not_runnable)?;
+        let pre = match contract {
+            Contract::V1 => {
+                v1::Transform::add_to_linker::<GuestData, HasSelf<GuestData>>(&mut linker, |d| d)
+                    .map_err(not_runnable)?;
+                let pre = linker.instantiate_pre(&component).map_err(not_runnable)?;
+                Pre::V1(v1::TransformPre::new(pre).map_err(not_runnable)?)
+            }
+            Contract::V2 => {
+                v2::Transform::add_to_linker::<GuestData, HasSelf<GuestData>>(&mut linker, |d| d)
+                    .map_err(not_runnable)?;
+                let pre = linker.instantiate_pre(&component).map_err(not_runnable)?;
+                Pre::V2(v2::TransformPre::new(pre).map_err(not_runnable)?)
+            }
+        };
         Ok(Self {
             engine: engine.clone(),
             pre,
@@ -190,7 +215,24 @@ impl std::fmt::Debug for GuestInstance {
 
 struct Live {
     store: Store<GuestData>,
-    bindings: Transform,
+    bindings: Bindings,
+}
+
+/// An instance's exports, of its contract version.
+enum Bindings {
+    V1(v1::Transform),
+    V2(v2::Transform),
+}
+
+/// A `process` call's input: records of one partition, in both shapes the
+/// contract versions take.
+#[derive(Debug, Clone, Copy)]
+pub struct CallInput<'a> {
+    /// The records, non-empty, as 0.1.0 modules take them.
+    pub records: &'a [InputRecord<'a>],
+    /// The stored batches holding them, as 0.2.0 modules take them (they
+    /// may hold records before and after `records`).
+    pub batches: &'a [&'a [u8]],
 }
 
 impl GuestInstance {
@@ -222,17 +264,72 @@ impl GuestInstance {
         Ok(())
     }
 
-    /// Calls `process` on a batch of one input partition.
-    pub fn process(&mut self, batch: &[InputRecord<'_>]) -> Result<CallOutput, CallError> {
-        self.call(|bindings, store| bindings.quiver_transform_guest().call_process(store, batch))
+    /// Calls `process` on records of one input partition.
+    pub fn process(&mut self, input: CallInput<'_>) -> Result<CallOutput, CallError> {
+        let (Some(first), Some(last)) = (input.records.first(), input.records.last()) else {
+            return Ok(CallOutput::default());
+        };
+        self.call(|bindings, store| match bindings {
+            Bindings::V1(b) => b
+                .quiver_transform_guest()
+                .call_process(store, input.records),
+            Bindings::V2(b) => {
+                let batch = v2::quiver::transform::types::InputBatch {
+                    topic: first.topic,
+                    partition: first.partition,
+                    batches: input.batches,
+                    first_offset: first.offset,
+                    end_offset: last.offset + 1,
+                };
+                let result = b.quiver_transform_guest().call_process(store, batch)?;
+                Ok(result.map(|outputs| outputs.into_iter().map(from_v2).collect()))
+            }
+        })
+    }
+
+    /// Calls `process` on one record (fetch-time modules answer record by
+    /// record); a 0.2.0 module gets it in a batch of its own.
+    pub fn process_one(&mut self, record: &InputRecord<'_>) -> Result<CallOutput, CallError> {
+        let records = std::slice::from_ref(record);
+        if matches!(self.sandbox.pre, Pre::V1(_)) {
+            return self.process(CallInput {
+                records,
+                batches: &[],
+            });
+        }
+        let mut builder = BatchBuilder::default();
+        let headers: Vec<_> = record
+            .headers
+            .iter()
+            .map(|&(key, value)| quiver_proto::batch::Header {
+                key: key.to_owned(),
+                value: value.map(bytes::Bytes::copy_from_slice),
+            })
+            .collect();
+        builder
+            .push(&NewRecord {
+                key: record.key,
+                value: record.value,
+                headers: &headers,
+                timestamp: record.timestamp,
+            })
+            .map_err(|e| CallError::Limit(format!("record does not fit a batch: {e}")))?;
+        let mut batch = builder.finish();
+        set_base_offset(&mut batch, record.offset);
+        self.process(CallInput {
+            records,
+            batches: &[&batch],
+        })
     }
 
     /// Calls `on-tick` with the event-time watermark.
     pub fn on_tick(&mut self, watermark: i64) -> Result<CallOutput, CallError> {
-        self.call(|bindings, store| {
-            bindings
-                .quiver_transform_guest()
-                .call_on_tick(store, watermark)
+        self.call(|bindings, store| match bindings {
+            Bindings::V1(b) => b.quiver_transform_guest().call_on_tick(store, watermark),
+            Bindings::V2(b) => {
+                let result = b.quiver_transform_guest().call_on_tick(store, watermark)?;
+                Ok(result.map(|outputs| outputs.into_iter().map(from_v2).collect()))
+            }
         })
     }
 
@@ -255,7 +352,7 @@ impl GuestInstance {
     fn call(
         &mut self,
         f: impl FnOnce(
-            &Transform,
+            &Bindings,
             &mut Store<GuestData>,
         ) -> wasmtime::Result<Result<Vec<OutputRecord>, String>>,
     ) -> Result<CallOutput, CallError> {
@@ -322,15 +419,17 @@ impl GuestInstance {
         store.limiter(|data| &mut data.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks());
-        let bindings = self
-            .sandbox
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&e, &store))?;
-        let init = bindings
-            .quiver_transform_guest()
-            .call_init(&mut store, &params)
-            .map_err(|e| self.classify(&e, &store))?;
+        let (bindings, init) = match &self.sandbox.pre {
+            Pre::V1(pre) => pre.instantiate(&mut store).and_then(|b| {
+                let init = b.quiver_transform_guest().call_init(&mut store, &params)?;
+                Ok((Bindings::V1(b), init))
+            }),
+            Pre::V2(pre) => pre.instantiate(&mut store).and_then(|b| {
+                let init = b.quiver_transform_guest().call_init(&mut store, &params)?;
+                Ok((Bindings::V2(b), init))
+            }),
+        }
+        .map_err(|e| self.classify(&e, &store))?;
         init.map_err(CallError::Init)?;
         // Close `init`'s read transaction now, not at the next call.
         store.data_mut().state = CallState::default();
@@ -510,40 +609,61 @@ impl WasiView for GuestData {
     }
 }
 
-impl types::Host for GuestData {}
+/// The host's side of `log` and `state`, for one contract version's
+/// bindings (the interfaces are the same in every version).
+macro_rules! host_imports {
+    ($v:ident) => {
+        impl $v::quiver::transform::types::Host for GuestData {}
 
-impl log::Host for GuestData {
-    fn log(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Trace => LogLevel::Trace,
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        self.logbook.push(level, "guest", &message);
-    }
+        impl $v::quiver::transform::log::Host for GuestData {
+            fn log(&mut self, level: $v::quiver::transform::log::Level, message: String) {
+                use $v::quiver::transform::log::Level;
+                let level = match level {
+                    Level::Trace => LogLevel::Trace,
+                    Level::Debug => LogLevel::Debug,
+                    Level::Info => LogLevel::Info,
+                    Level::Warn => LogLevel::Warn,
+                    Level::Error => LogLevel::Error,
+                };
+                self.logbook.push(level, "guest", &message);
+            }
+        }
+
+        impl $v::quiver::transform::state::Host for GuestData {
+            fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+                Ok(self.state.get(&key)?)
+            }
+
+            fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+                Ok(self.state.put(key, value)?)
+            }
+
+            fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+                Ok(self.state.delete(key)?)
+            }
+
+            fn scan_prefix(
+                &mut self,
+                prefix: Vec<u8>,
+                limit: u32,
+            ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+                Ok(self.state.scan_prefix(&prefix, limit)?)
+            }
+        }
+    };
 }
 
-impl state::Host for GuestData {
-    fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.state.get(&key)?)
-    }
+host_imports!(v1);
+host_imports!(v2);
 
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
-        Ok(self.state.put(key, value)?)
-    }
-
-    fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
-        Ok(self.state.delete(key)?)
-    }
-
-    fn scan_prefix(
-        &mut self,
-        prefix: Vec<u8>,
-        limit: u32,
-    ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.state.scan_prefix(&prefix, limit)?)
+/// A 0.2.0 output record as the host's (0.1.0's, field for field).
+fn from_v2(record: v2::quiver::transform::types::OutputRecord) -> OutputRecord {
+    OutputRecord {
+        output: record.output,
+        key: record.key,
+        value: record.value,
+        headers: record.headers,
+        timestamp: record.timestamp,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Checking an uploaded component against the `quiver:transform` contract
 //! before it is stored.
 //!
-//! A component may import only the contract's interfaces at the version this
-//! broker speaks, and the WASI interfaces Rust's standard library links on
+//! A component may import only the contract's interfaces, at the one
+//! version of the contract it exports `guest` at (one this broker speaks),
+//! and the WASI interfaces Rust's standard library links on
 //! `wasm32-wasip2`, which the host provides locked down (no preopened
 //! directories, no network, empty environment). Anything else (`wasi:http`,
 //! `wasi:sockets`, another contract version) is refused at upload, naming
@@ -22,8 +23,39 @@ use quiver_proto::limits::MAX_MODULE_BYTES;
 
 /// The contract package this broker speaks.
 pub const CONTRACT_PACKAGE: &str = "quiver:transform";
-/// The contract version this broker speaks.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The current contract version, which new modules are built for.
+pub const CONTRACT_VERSION: &str = Contract::CURRENT.version();
+/// Every contract version this broker speaks, newest first.
+pub const CONTRACT_VERSIONS: [&str; 2] = [Contract::V2.version(), Contract::V1.version()];
+
+/// A version of the contract this broker speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `quiver:transform@0.1.0`: `process` takes one list element per
+    /// record.
+    V1,
+    /// `quiver:transform@0.2.0`: `process` takes the stored batches.
+    V2,
+}
+
+impl Contract {
+    /// The version new modules are built for.
+    pub const CURRENT: Self = Self::V2;
+
+    /// The package version, e.g. `0.2.0`.
+    pub const fn version(self) -> &'static str {
+        match self {
+            Self::V1 => "0.1.0",
+            Self::V2 => "0.2.0",
+        }
+    }
+
+    fn of(version: &str) -> Option<Self> {
+        [Self::V2, Self::V1]
+            .into_iter()
+            .find(|c| c.version() == version)
+    }
+}
 /// The contract interfaces a module may import.
 pub const CONTRACT_IMPORTS: [&str; 3] = ["types", "log", "state"];
 /// The interface a module must export.
@@ -64,7 +96,7 @@ pub enum ModuleError {
     NotAComponent(String),
     /// Imports things outside the contract and the allowed WASI set.
     #[error(
-        "module imports {}, which transforms may not use (allowed: quiver:transform/{{types,log,state}}@{CONTRACT_VERSION}, wasi:{{io,cli,random,filesystem}} and wasi:clocks/wall-clock)",
+        "module imports {}, which transforms may not use (allowed: quiver:transform/{{types,log,state}} at the version of its guest export, wasi:{{io,cli,random,filesystem}} and wasi:clocks/wall-clock)",
         quoted(imports)
     )]
     ForbiddenImports {
@@ -73,7 +105,7 @@ pub enum ModuleError {
     },
     /// Built for another version of the contract.
     #[error(
-        "module was built for {found}; this broker speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION}: rebuild it against this contract"
+        "module was built for {found}; this broker speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (and @0.1.0), one version per module: rebuild it against the current contract"
     )]
     ContractVersion {
         /// The import or export naming the other version.
@@ -81,7 +113,7 @@ pub enum ModuleError {
     },
     /// Does not export the contract's guest interface.
     #[error(
-        "module does not export {CONTRACT_PACKAGE}/{GUEST_EXPORT}@{CONTRACT_VERSION} (exports: {exports})"
+        "module does not export {CONTRACT_PACKAGE}/{GUEST_EXPORT}@{CONTRACT_VERSION} (or @0.1.0) (exports: {exports})"
     )]
     MissingGuest {
         /// What it exports instead.
@@ -96,6 +128,8 @@ pub struct ModuleInfo {
     pub sha256: String,
     /// Its imports, sorted.
     pub imports: Vec<String>,
+    /// The contract version it was built for.
+    pub contract: Contract,
 }
 
 /// The cheap checks, before anything is compiled: the size, the preamble,
@@ -111,7 +145,8 @@ pub fn precheck(bytes: &[u8]) -> Result<(), ModuleError> {
     let (mut imports, exports) = scan_sections(bytes)?;
     imports.sort();
     check_imports(&imports)?;
-    check_exports(&exports)
+    let contract = check_exports(&exports)?;
+    check_one_version(&imports, contract)
 }
 
 impl WasmEngine {
@@ -134,10 +169,12 @@ impl WasmEngine {
             .exports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        check_exports(&exports)?;
+        let contract = check_exports(&exports)?;
+        check_one_version(&imports, contract)?;
         Ok(ModuleInfo {
             sha256: sha256_hex(bytes),
             imports,
+            contract,
         })
     }
 }
@@ -189,11 +226,11 @@ fn scan_sections(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), ModuleError
     Ok((imports, exports))
 }
 
-/// An import is allowed if it is a contract interface at this version, or
-/// in an allowed WASI package.
+/// An import is allowed if it is a contract interface at a version this
+/// broker speaks, or in an allowed WASI package.
 fn check_import(import: &str) -> Result<(), ModuleError> {
     if let Some((interface, version)) = contract_item(import) {
-        if version != CONTRACT_VERSION {
+        if Contract::of(version).is_none() {
             return Err(ModuleError::ContractVersion {
                 found: import.to_owned(),
             });
@@ -247,12 +284,13 @@ fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-fn check_exports(exports: &[String]) -> Result<(), ModuleError> {
+/// The contract version of the `guest` export.
+pub(crate) fn check_exports(exports: &[String]) -> Result<Contract, ModuleError> {
     let mut other_version = None;
     for export in exports {
         if let Some((GUEST_EXPORT, version)) = contract_item(export) {
-            if version == CONTRACT_VERSION {
-                return Ok(());
+            if let Some(contract) = Contract::of(version) {
+                return Ok(contract);
             }
             other_version = Some(export.clone());
         }
@@ -266,6 +304,20 @@ fn check_exports(exports: &[String]) -> Result<(), ModuleError> {
                 exports.join(", ")
             },
         }),
+    }
+}
+
+/// The contract imports must be at the version of the guest export: the
+/// host links one version's interfaces per module.
+fn check_one_version(imports: &[String], contract: Contract) -> Result<(), ModuleError> {
+    match imports
+        .iter()
+        .find(|i| contract_item(i).is_some_and(|(_, v)| v != contract.version()))
+    {
+        Some(other) => Err(ModuleError::ContractVersion {
+            found: other.clone(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -292,9 +344,10 @@ mod tests {
     #[test]
     fn imports_are_checked_by_package_and_version() {
         assert_eq!(check_import("quiver:transform/log@0.1.0"), Ok(()));
+        assert_eq!(check_import("quiver:transform/log@0.2.0"), Ok(()));
         assert_eq!(check_import("wasi:io/streams@0.2.6"), Ok(()));
         assert!(matches!(
-            check_import("quiver:transform/log@0.2.0"),
+            check_import("quiver:transform/log@0.3.0"),
             Err(ModuleError::ContractVersion { .. })
         ));
         assert_eq!(
@@ -317,15 +370,26 @@ mod tests {
     }
 
     #[test]
-    fn the_guest_export_must_be_there_at_this_version() {
+    fn the_guest_export_must_be_there_at_a_spoken_version() {
         assert_eq!(
             check_exports(&["quiver:transform/guest@0.1.0".into()]),
-            Ok(())
+            Ok(Contract::V1)
+        );
+        assert_eq!(
+            check_exports(&["quiver:transform/guest@0.2.0".into()]),
+            Ok(Contract::V2)
         );
         assert!(matches!(
-            check_exports(&["quiver:transform/guest@0.2.0".into()]),
+            check_exports(&["quiver:transform/guest@0.3.0".into()]),
             Err(ModuleError::ContractVersion { .. })
         ));
+        // Imports at another version than the export's.
+        let mixed = ["quiver:transform/state@0.1.0".to_owned()];
+        assert!(matches!(
+            check_one_version(&mixed, Contract::V2),
+            Err(ModuleError::ContractVersion { found }) if found == mixed[0]
+        ));
+        assert_eq!(check_one_version(&mixed, Contract::V1), Ok(()));
         assert!(matches!(
             check_exports(&[]),
             Err(ModuleError::MissingGuest { .. })

@@ -17,12 +17,16 @@ impl OutputRecord {
 
     /// The input record passed through unchanged (key, value, headers and
     /// timestamp) to the default output.
-    pub fn forward(input: InputRecord) -> Self {
+    pub fn forward(input: &InputRecord<'_>) -> Self {
         Self {
             output: None,
-            key: input.key,
-            value: input.value,
-            headers: input.headers,
+            key: input.key.map(<[u8]>::to_vec),
+            value: input.value.to_vec(),
+            headers: input
+                .headers
+                .iter()
+                .map(|&(name, value)| (name.to_owned(), value.map(<[u8]>::to_vec)))
+                .collect(),
             timestamp: Some(input.timestamp),
         }
     }
@@ -64,7 +68,7 @@ impl OutputRecord {
     }
 }
 
-impl InputRecord {
+impl InputRecord<'_> {
     /// Where the record comes from, for error messages:
     /// `topic/partition@offset`.
     pub fn position(&self) -> String {
@@ -76,21 +80,21 @@ impl InputRecord {
 mod tests {
     use super::*;
 
-    fn input() -> InputRecord {
+    fn input() -> InputRecord<'static> {
         InputRecord {
-            topic: "click".into(),
+            topic: "click",
             partition: 2,
             offset: 7,
             timestamp: 1_000,
-            key: Some(b"k".to_vec()),
-            value: b"v".to_vec(),
-            headers: vec![("h".into(), None)],
+            key: Some(b"k"),
+            value: b"v",
+            headers: vec![("h", None)],
         }
     }
 
     #[test]
     fn forward_keeps_everything_but_position() {
-        let out = OutputRecord::forward(input());
+        let out = OutputRecord::forward(&input());
         assert_eq!(out.output, None);
         assert_eq!(out.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(out.value, b"v");

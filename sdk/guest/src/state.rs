@@ -244,12 +244,20 @@ impl WindowKeys {
     /// The key of (`start`, `group`); fails for a start outside
     /// `0..=MAX_WINDOW_START_MS`.
     pub fn key(&self, start: i64, group: &str) -> Result<String, String> {
-        if !(0..=MAX_WINDOW_START_MS).contains(&start) {
-            return Err(format!(
-                "window start {start} ms is outside 0..={MAX_WINDOW_START_MS} (1970 to 2286)"
-            ));
-        }
+        Self::check_start(start)?;
         Ok(format!("{}{start:013}/{group}", self.prefix))
+    }
+
+    /// Whether a key can hold window start `start` (see [`key`](Self::key)),
+    /// without building one.
+    pub fn check_start(start: i64) -> Result<(), String> {
+        if (0..=MAX_WINDOW_START_MS).contains(&start) {
+            Ok(())
+        } else {
+            Err(format!(
+                "window start {start} ms is outside 0..={MAX_WINDOW_START_MS} (1970 to 2286)"
+            ))
+        }
     }
 
     /// The window start and group of a key of this scope.

@@ -684,6 +684,67 @@ async fn assert_deploy_refusals(admin: &Admin) {
     assert_eq!(code(missing), Some(ErrorCode::UnknownTopic));
 }
 
+/// A module built for the previous contract (0.1.0, records passed one
+/// list element each) runs beside 0.2.0 ones: every record reaches the
+/// output transformed, with its key, headers and timestamp.
+#[tokio::test]
+async fn a_module_built_for_contract_0_1_0_still_runs() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("words", 2).await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    let record = |i: u32| {
+        ProducerRecord::new("words", format!("word {i}"))
+            .key(format!("k{}", i % 5))
+            .header("seq", i.to_string())
+            .timestamp(1_700_000_000_000 + i64::from(i))
+    };
+    // Two rounds, so that a partition holds more than one stored batch.
+    produce(&client, (0..40).map(record).collect()).await;
+    produce(&client, (40..60).map(record).collect()).await;
+
+    let module = admin
+        .upload_module("upper", guest_component("upper_v1").into())
+        .await
+        .expect("a 0.1.0 module is accepted");
+    assert!(
+        module
+            .imports
+            .iter()
+            .all(|i| !i.starts_with("quiver:transform/") || i.ends_with("@0.1.0")),
+        "{:?}",
+        module.imports
+    );
+    admin
+        .deploy_transform(deploy_request("shout", "upper", "words", &[]))
+        .await
+        .expect("deploy");
+    let status = wait_until_caught_up(&admin, "shout").await;
+    assert_eq!((status.records_in, status.records_out), (60, 60));
+
+    let seen = |topic: &BTreeMap<u32, Vec<ConsumerRecord>>, upper: bool| {
+        let mut all: Vec<(Option<Bytes>, String, Vec<Header>, i64)> = topic
+            .values()
+            .flatten()
+            .map(|r| {
+                let value = String::from_utf8(r.value.to_vec()).expect("UTF-8");
+                let value = if upper {
+                    value.to_ascii_uppercase()
+                } else {
+                    value
+                };
+                (r.key.clone(), value, r.headers.clone(), r.timestamp)
+            })
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all
+    };
+    let input = seen(&read_topic(&client, "words").await, true);
+    let output = seen(&read_topic(&client, "shout-out").await, false);
+    assert_eq!(output, input);
+    shut_down(broker).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_and_router_fill_their_outputs() {
     let broker = TestBroker::start().await;
