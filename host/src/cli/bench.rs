@@ -15,6 +15,7 @@
 //! that returned data.
 
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,14 @@ pub(crate) struct ProduceBench {
     /// batches per partition). Latency counts the wait for this room.
     #[arg(long)]
     buffer_kb: Option<usize>,
+    /// Before producing, measure the disk under this directory (the
+    /// broker's data directory's disk) as `dd bs=1M conv=fdatasync` would,
+    /// and report the produce rate as a share of it.
+    #[arg(long, value_name = "DIR")]
+    disk_reference: Option<PathBuf>,
+    /// MiB the disk reference writes.
+    #[arg(long, default_value_t = 256)]
+    disk_reference_mb: u64,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +130,13 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     if args.producers == 0 || args.batch_size == 0 || common.records == 0 {
         bail!("--producers, --batch-size and --records must be at least 1");
     }
+    let disk = match &args.disk_reference {
+        Some(dir) => Some(super::disk::fdatasync_mb_per_sec(
+            dir,
+            args.disk_reference_mb.saturating_mul(1024 * 1024),
+        )?),
+        None => None,
+    };
     let topic = BenchTopic::ensure(common).await?;
     let progress = progress_bar(common);
     let value = Bytes::from(vec![b'x'; common.record_size]);
@@ -184,6 +200,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             bytes,
             seconds,
             cpu,
+            disk,
         },
         &request_latency,
         Some(&record_latency),
@@ -299,6 +316,7 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
             bytes,
             seconds,
             cpu,
+            disk: None,
         },
         &histogram,
         None,
@@ -454,6 +472,8 @@ struct Measured {
     bytes: u64,
     seconds: f64,
     cpu: CpuUsed,
+    /// The disk reference's MB/s, if measured.
+    disk: Option<f64>,
 }
 
 fn report(
@@ -467,6 +487,7 @@ fn report(
         bytes,
         seconds,
         cpu,
+        disk,
     } = measured;
     let records = common.records;
     // CPU microseconds per record.
@@ -495,6 +516,8 @@ fn report(
             "client_cpu_us_per_record": per_record(cpu.client),
             "broker_cpu_s": cpu.broker,
             "broker_cpu_us_per_record": cpu.broker.map(per_record),
+            "disk_mb_per_sec": disk,
+            "of_disk": disk.map(|d| mb_per_sec / d),
         });
         println!("{summary}");
     } else {
@@ -522,5 +545,11 @@ fn report(
             cpu.client,
             per_record(cpu.client)
         );
+        if let Some(disk) = disk {
+            println!(
+                "  disk reference (1 MiB writes, fdatasync, as dd conv=fdatasync): {disk:.0} MB/s; this run {:.2} of it",
+                mb_per_sec / disk
+            );
+        }
     }
 }

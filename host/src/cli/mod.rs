@@ -17,6 +17,7 @@ mod bench;
 mod bench_connections;
 mod bench_transform;
 mod consume;
+mod disk;
 mod format;
 mod group;
 mod module;

@@ -306,6 +306,7 @@ fn bench_removes_what_it_created_unless_kept() {
         all.extend_from_slice(args);
         cli.run(&all).ok()
     };
+    let disk = tempfile::tempdir().expect("temp dir");
     let produce = bench(&[
         "produce",
         "--records",
@@ -314,7 +315,17 @@ fn bench_removes_what_it_created_unless_kept() {
         "2",
         "--producers",
         "1",
+        "--disk-reference",
+        disk.path().to_str().expect("UTF-8 path"),
+        "--disk-reference-mb",
+        "2",
     ]);
+    // The reference wrote, synced and removed its file.
+    assert!(
+        produce.contains("  disk reference (1 MiB writes, fdatasync, as dd conv=fdatasync): "),
+        "{produce}"
+    );
+    assert_eq!(std::fs::read_dir(disk.path()).expect("read dir").count(), 0);
     assert!(
         produce.ends_with(
             "wrote 2000 records (0.2 MB) on topic bench; deleted it (--keep keeps it)\n"
