@@ -698,7 +698,11 @@ impl BatchBuilder {
                 reason: "too many headers",
             });
         }
-        let size = self.encoded_len(record);
+        let timestamp_delta = self.timestamp_delta(record);
+        let offset_delta = self.count as i32;
+        // Computed once: it walks the key, value and headers.
+        let body = record.body_len(timestamp_delta, offset_delta);
+        let size = varint_len(body as i32) + body;
         if self.buf.len() + size > MAX_BATCH_BYTES as usize {
             return Err(BatchError::RecordTooLarge {
                 size,
@@ -708,10 +712,9 @@ impl BatchBuilder {
         if self.count == 0 {
             self.base_timestamp = record.timestamp;
         }
-        let timestamp_delta = self.timestamp_delta(record);
-        let offset_delta = self.count as i32;
         let buf = &mut self.buf;
-        write_varint(buf, record.body_len(timestamp_delta, offset_delta) as i32);
+        buf.reserve(size);
+        write_varint(buf, body as i32);
         buf.push(0);
         write_varlong(buf, timestamp_delta);
         write_varint(buf, offset_delta);
