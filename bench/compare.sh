@@ -13,6 +13,13 @@
 #   IGGY_DIR=/path/to/iggy bench/compare.sh  # with Iggy (its target/release
 #                                            # holds iggy-server and iggy-bench)
 #
+# Iggy is not fetched or built by this script. Measured with commit cc269ef,
+# built with this machine's Rust 1.95 (its toolchain file asks for a newer
+# one; its rust-version is 1.95) after `apt-get install libhwloc-dev
+# libudev-dev pkg-config`:
+#   RUSTUP_TOOLCHAIN=1.95.0 cargo build --release -p server --bin iggy-server
+#   RUSTUP_TOOLCHAIN=1.95.0 cargo build --release -p iggy-bench --bin iggy-bench
+#
 # RECORDS (default 5,000,000) sets the 100 B runs; ROUNDS (default 2) how
 # many times each is repeated (the table shows the range).
 set -euo pipefail
@@ -105,22 +112,39 @@ print(float(m.group(1)) * (1000 if m.group(2) == 'G' else 1))")
     done
 
     if [ -n "$IGGY_DIR" ]; then
-        rm -rf "$work/iggy" && mkdir -p "$work/iggy"
-        (cd "$work/iggy" && exec "$IGGY_DIR/target/release/iggy-server" >"$work/iggy.log" 2>&1) &
+        # Iggy with its defaults (QUIC, no fsync: its topics fsync only when
+        # created with enforce_fsync) from an empty directory; the command of
+        # issue 10. Its server pins its two shards to the two cores.
+        mkdir -p "$work/iggy"
+        (cd "$work/iggy" && exec "$IGGY_DIR/target/release/iggy-server" \
+            --with-default-root-credentials >"$work/iggy.log" 2>&1) &
         pid=$!
-        sleep 3
-        out=$("$IGGY_DIR/target/release/iggy-bench" -m 100 -P 1000 pinned-producer -p 4 quic 2>&1 \
-            | tee "$work/iggy-bench.log" | tail -20)
+        until grep -q "server client listeners started" "$work/iggy.log" 2>/dev/null; do
+            kill -0 "$pid" 2>/dev/null || { tail -5 "$work/iggy.log"; exit 1; }
+            sleep 0.05
+        done
+        server_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+        /usr/bin/time -f "%U %S" -o "$work/iggy-bench.cpu" \
+            "$IGGY_DIR/target/release/iggy-bench" -m 100 -P 1000 balanced-producer -a 4 -p 4 quic \
+            2>&1 | sed 's/\x1b\[[0-9;]*m//g' >"$work/iggy-bench.log"
+        server_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
         kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
-        echo "$out" | tail -5
-        iggy_rps=$(python3 - "$work/iggy-bench.log" <<'EOF'
+        rm -rf "$work/iggy"
+        grep "Producers Results" "$work/iggy-bench.log"
+        # messages/s, MB/s, p99 ms, bench CPU us/msg, server CPU us/msg.
+        # shellcheck disable=SC2046
+        row iggy $(python3 - "$work/iggy-bench.log" "$work/iggy-bench.cpu" \
+            "$((server_after - server_before))" "$(getconf CLK_TCK)" <<'EOF'
 import re, sys
 text = open(sys.argv[1]).read()
-m = re.findall(r'([0-9.]+) msg/s', text)
-print(m[-1] if m else '')
+rate = float(re.search(r"Total throughput: [0-9.]+ MB/s, ([0-9]+) messages/s", text).group(1))
+p99 = re.search(r"p99 latency: ([0-9.]+) ms", text).group(1)
+count = int(re.search(r"([0-9]+) messages, ", text).group(1))
+user, system = map(float, open(sys.argv[2]).read().split()[-2:])
+server = int(sys.argv[3]) / int(sys.argv[4])
+print(rate, rate * 100 / 1e6, p99, (user + system) * 1e6 / count, server * 1e6 / count)
 EOF
 )
-        row iggy "$iggy_rps"
     fi
 done
 
@@ -151,6 +175,7 @@ print()
 print("| workload | Quiver | reference | ratio | client CPU us/rec | broker CPU us/rec | p99 ms |")
 print("|---|---|---|---|---|---|---|")
 print(f"| produce 100 B, 4 producers | {rng('p4', 0, 1e-6)} M rec/s | Iggy {rng('iggy', 0, 1e-6)} M msg/s | {ratio('p4', 0, 'iggy', 0)} of Iggy | {rng('p4', 3)} | {rng('p4', 4)} | {rng('p4', 2)} |")
+print(f"| Iggy, issue 10's command (QUIC, no fsync) | | {rng('iggy', 0, 1e-6)} M msg/s | | {rng('iggy', 3)} | {rng('iggy', 4)} | {rng('iggy', 2)} |")
 print(f"| produce 100 B, 1 producer | {rng('p1', 0, 1e-6)} M rec/s | | | {rng('p1', 3)} | {rng('p1', 4)} | {rng('p1', 2)} |")
 print(f"| produce 1 KiB, 4 producers | {rng('k4', 1, fmt='{:.0f}')} MB/s | dd {rng('dd', 0, fmt='{:.0f}')} MB/s | {ratio('k4', 1, 'dd', 0)} of dd | {rng('k4', 3)} | {rng('k4', 4)} | {rng('k4', 2)} |")
 print(f"| consume 100 B | {rng('consume', 0, 1e-6)} M rec/s | produce, 4 producers | {ratio('consume', 0, 'p4', 0)} of produce | {rng('consume', 3)} | {rng('consume', 4)} | |")
