@@ -2,7 +2,8 @@
 //!
 //! [`parse`] reads a whole value into a [`serde_json::Value`]. When a
 //! transform needs only a few top-level fields of each record, [`fields`] is
-//! faster: it decodes those fields and skips the rest without building them.
+//! faster: it decodes those fields and skips the rest without building them
+//! (in one pass of its own for plain objects, through `serde_json` otherwise).
 //! [`text`] turns a scalar into the text used to compare, group or route by.
 
 use std::borrow::Cow;
@@ -37,6 +38,10 @@ pub fn fields<const N: usize>(
     bytes: &[u8],
     names: [&str; N],
 ) -> Result<[Option<Value>; N], String> {
+    // Plain objects are read in one pass; serde_json has the last word.
+    if let Some(found) = crate::scan::fields(bytes, &names) {
+        return Ok(found);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let picked = Pick { names: &names }
         .deserialize(&mut de)

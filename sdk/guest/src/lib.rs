@@ -71,6 +71,7 @@ pub mod log;
 pub mod malformed;
 pub mod params;
 mod record;
+mod scan;
 pub mod state;
 pub mod window;
 

@@ -1,0 +1,354 @@
+//! The fast path of [`crate::json::fields`]: one pass over a JSON object
+//! that checks the whole text and finds the top-level fields asked for,
+//! without building the others (`serde_json`'s map visitor decodes every key
+//! and costs a few times a plain skip; this is the per-record cost of the
+//! example modules).
+//!
+//! It accepts only what it can check exactly: keys without escapes, strings
+//! without `\u` escapes, numbers without an exponent, nesting up to
+//! [`MAX_DEPTH`]. Anything else, valid or not, gets `None`, and the caller
+//! asks `serde_json`, which then gives the answer (or the error) as before. So
+//! when this returns `Some`, `serde_json` would have accepted the text and
+//! found the same values (the picked values themselves are parsed by
+//! `serde_json`); a property test holds the two to that.
+
+use serde_json::Value;
+
+/// Deepest nesting of arrays and objects taken on the fast path.
+const MAX_DEPTH: usize = 64;
+
+/// The top-level fields `names` of the JSON object in `bytes`, or `None`
+/// when the text is not a simple, well-formed object (see the module).
+pub(crate) fn fields<const N: usize>(
+    bytes: &[u8],
+    names: &[&str; N],
+) -> Option<[Option<Value>; N]> {
+    let mut s = Scanner { bytes, pos: 0 };
+    let mut out = [const { None }; N];
+    s.skip_ws();
+    s.expect(b'{')?;
+    s.skip_ws();
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+    } else {
+        loop {
+            s.skip_ws();
+            let key = s.string(false)?;
+            s.skip_ws();
+            s.expect(b':')?;
+            s.skip_ws();
+            let start = s.pos;
+            s.value(1)?;
+            if let Some(i) = names.iter().position(|name| name.as_bytes() == key) {
+                out[i] = Some(picked(&bytes[start..s.pos])?);
+            }
+            s.skip_ws();
+            match s.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.skip_ws();
+    (s.pos == bytes.len()).then_some(out)
+}
+
+/// A picked value, checked by the scan: simple scalars are built here as
+/// `serde_json` builds them; the rest is parsed by `serde_json`.
+fn picked(text: &[u8]) -> Option<Value> {
+    let number = |text: &[u8]| {
+        let text = std::str::from_utf8(text).ok()?;
+        // As `serde_json` does: a negative integer as i64, else u64; beyond
+        // those, f64 (and `-0` as -0.0), left to it.
+        if text.starts_with('-') {
+            text.parse::<i64>()
+                .ok()
+                .filter(|&n| n != 0)
+                .map(Value::from)
+        } else {
+            text.parse::<u64>().ok().map(Value::from)
+        }
+    };
+    let built = match text {
+        [b'"', raw @ .., b'"'] if !raw.contains(&b'\\') => {
+            Some(Value::String(std::str::from_utf8(raw).ok()?.to_owned()))
+        }
+        b"true" => Some(Value::Bool(true)),
+        b"false" => Some(Value::Bool(false)),
+        b"null" => Some(Value::Null),
+        [b'-' | b'0'..=b'9', ..] if !text.contains(&b'.') => number(text),
+        _ => None,
+    };
+    built.or_else(|| serde_json::from_slice(text).ok())
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// A string, its raw contents returned; `escapes` allows the escapes
+    /// other than `\u` (keys take none, so that they compare raw).
+    fn string(&mut self, escapes: bool) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let mut ascii = true;
+        loop {
+            // Runs of plain ASCII are skipped in one tight loop.
+            let special = self.bytes[self.pos..]
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f | 0x80..))?;
+            self.pos += special;
+            match self.next()? {
+                b'"' => break,
+                b'\\' if escapes => match self.next()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    _ => return None,
+                },
+                b'\\' | 0..=0x1f => return None,
+                _ => ascii = false,
+            }
+        }
+        let raw = &self.bytes[start..self.pos - 1];
+        if !ascii {
+            std::str::from_utf8(raw).ok()?;
+        }
+        Some(raw)
+    }
+
+    /// Skips one value, nested `depth` deep.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.string(true).map(drop),
+            b'{' => {
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip_ws();
+                    self.string(true)?;
+                    self.skip_ws();
+                    self.expect(b':')?;
+                    self.skip_ws();
+                    self.value(depth + 1)?;
+                    self.skip_ws();
+                    match self.next()? {
+                        b',' => {}
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip_ws();
+                    self.value(depth + 1)?;
+                    self.skip_ws();
+                    match self.next()? {
+                        b',' => {}
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.pos.checked_add(word.len())?;
+        (self.bytes.get(self.pos..end)? == word).then(|| self.pos = end)
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)?`: no exponent on the fast path.
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !self.next()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        // An exponent, or a digit after a leading zero: `serde_json` decides.
+        (!matches!(self.peek(), Some(b'e' | b'E' | b'0'..=b'9'))).then_some(())
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `serde_json` says: the fields, or `None` for an error.
+    fn serde_fields<const N: usize>(bytes: &[u8], names: [&str; N]) -> Option<[Option<Value>; N]> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        let object = value.as_object()?;
+        Some(names.map(|name| object.get(name).cloned()))
+    }
+
+    #[test]
+    fn simple_objects_take_the_fast_path() {
+        let event =
+            br#"{"user_id":7,"page":"/p1","action":"click","ts":1700000000123,"pad":"x\n"}"#;
+        let [ts, page] = fields(event, &["ts", "page"]).expect("fast path");
+        assert_eq!(ts, Some(serde_json::json!(1_700_000_000_123_i64)));
+        assert_eq!(page, Some(serde_json::json!("/p1")));
+        let nested = r#" { "a" : [1, -2.5, {"b": [true, false, null]}], "é": "ü" } "#;
+        let [a, e] = fields(nested.as_bytes(), &["a", "é"]).expect("fast path");
+        assert_eq!(
+            a,
+            Some(serde_json::json!([1, -2.5, {"b": [true, false, null]}]))
+        );
+        assert_eq!(e, Some(serde_json::json!("ü")));
+        assert_eq!(fields(b"{}", &["a"]), Some([None]));
+        // Built here or by `serde_json`, the same values as `serde_json`'s.
+        let scalars = br#"{"a": -0, "b": 18446744073709551615, "c": -9223372036854775809,
+            "d": "x\ty", "e": 2.50, "f": -9223372036854775808, "g": 18446744073709551616}"#;
+        let names = ["a", "b", "c", "d", "e", "f", "g"];
+        assert_eq!(fields(scalars, &names), serde_fields(scalars, names));
+    }
+
+    #[test]
+    fn what_it_cannot_check_goes_to_serde_json() {
+        for text in [
+            &br#"{"a\"b": 1}"#[..],
+            br#"{"a": "\u0041"}"#,
+            br#"{"a": 1e5}"#,
+            br#"{"a": 01}"#,
+            br#"{"a": 1,}"#,
+            br#"{"a": 1} x"#,
+            b"[1]",
+            b"{\"a\": \"\xff\"}",
+            b"{\"a\": \"\x01\"}",
+            br#"{"a": tru}"#,
+            br#"{"a": -}"#,
+            br#"{"a": 1."#,
+        ] {
+            assert_eq!(
+                fields(text, &["a"]),
+                None,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        let deep = format!("{{\"a\": {}1{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(fields(deep.as_bytes(), &["a"]), None);
+    }
+
+    /// JSON text of objects with a few keys (some the ones asked for),
+    /// nested values, and odd but valid spacing.
+    fn json_object() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            (-1e6f64..1e6).prop_map(|f| f.to_string()),
+            "[a-z/ é\\\\\"\n]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        ];
+        let value = leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(("[a-z]{1,3}", inner), 0..4).prop_map(|kv| {
+                    let fields: Vec<String> =
+                        kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                }),
+            ]
+        });
+        let key = prop_oneof![Just("ts".to_owned()), Just("page".to_owned()), "[a-z]{1,3}"];
+        prop::collection::vec((key, value, " {0,2}"), 0..6).prop_map(|fields| {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v, space)| format!("{space}\"{k}\"{space}:{space}{v}{space}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn agrees_with_serde_json_on_valid_objects(text in json_object()) {
+            let fast = fields(text.as_bytes(), &["ts", "page"]);
+            let slow = serde_fields(text.as_bytes(), ["ts", "page"]);
+            prop_assert!(slow.is_some(), "generated text is valid: {}", text);
+            // Nothing here needs `serde_json`'s path: the fast one answers.
+            prop_assert_eq!(fast, slow, "{}", text);
+        }
+
+        #[test]
+        fn never_accepts_what_serde_json_refuses(
+            text in json_object(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = text.into_bytes();
+            for (at, byte) in edits {
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+            }
+            if !bytes.is_empty() {
+                bytes.truncate(cut.index(bytes.len() + 1).max(1));
+            }
+            if let Some(fast) = fields(&bytes, &["ts", "page"]) {
+                prop_assert_eq!(Some(fast), serde_fields(&bytes, ["ts", "page"]), "{:?}", String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+}
