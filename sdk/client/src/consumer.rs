@@ -15,6 +15,7 @@ use crate::admin::Admin;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::group::{GroupSettings, Membership, RebalanceEvent};
+use crate::prefetch::{PREFETCH_WAIT, Prefetch};
 use crate::reconnect::{DEFAULT_RECONNECT_TIMEOUT, Retry};
 
 /// A topic and partition number.
@@ -152,6 +153,8 @@ pub struct Consumer {
     rotation: usize,
     /// Backoff while the broker cannot be reached.
     retry: Retry,
+    /// The next fetch, sent when the last one returned records.
+    prefetch: Option<Prefetch>,
 }
 
 impl Consumer {
@@ -165,6 +168,7 @@ impl Consumer {
             events: Vec::new(),
             rotation: 0,
             retry: Retry::new(),
+            prefetch: None,
         }
     }
 
@@ -293,47 +297,32 @@ impl Consumer {
             timeout
         };
         self.resolve_seeks().await?;
-        // Start each fetch at a different partition so that, when the byte
-        // budget runs out, no partition is always last; and send at most
-        // the broker's limit of partitions per request.
-        let count = self.assigned.len();
-        self.rotation = if count == 0 {
-            0
-        } else {
-            (self.rotation + 1) % count
-        };
-        let fetching: Vec<usize> = (0..count)
-            .map(|i| (i + self.rotation) % count)
-            .filter(|&i| !self.assigned[i].revoking)
-            .take(MAX_PARTITIONS_PER_REQUEST)
-            .collect();
-        if fetching.is_empty() {
-            tokio::time::sleep(wait).await;
-            return Ok(Vec::new());
-        }
-        let request = FetchRequest {
-            member: self.membership.as_ref().map(Membership::member_ref),
-            max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-            min_bytes: self.config.min_bytes,
-            max_bytes: self.config.max_bytes,
-            partitions: fetching
-                .iter()
-                .map(|&i| {
-                    let a = &self.assigned[i];
-                    FetchPartition {
-                        topic: a.topic.to_string(),
-                        partition: a.partition,
-                        offset: a.position.unwrap_or(0),
-                        max_bytes: self.config.partition_max_bytes,
+        let (fetching, fetched) = match self.prefetch.take() {
+            Some(prefetch) if self.still_valid(&prefetch) => {
+                let fetching = prefetch.fetching.clone();
+                match prefetch.answer(wait).await {
+                    Ok(fetched) => (fetching, fetched),
+                    Err(pending) => {
+                        // Still on its way after the whole wait: nothing yet.
+                        self.prefetch = Some(pending);
+                        return Ok(Vec::new());
                     }
-                })
-                .collect(),
-            module: self.config.module.clone(),
+                }
+            }
+            // Built from what has changed since (dropping it cancels it).
+            _ => {
+                let Some((fetching, request)) = self.next_request(wait) else {
+                    tokio::time::sleep(wait).await;
+                    return Ok(Vec::new());
+                };
+                let fetched = self
+                    .client
+                    .request_with_wait(&request, Vec::new(), wait)
+                    .await;
+                (fetching, fetched)
+            }
         };
-        let (response, body) = self
-            .client
-            .request_with_wait(&request, Vec::new(), wait)
-            .await?;
+        let (response, body) = fetched?;
         if response.partitions.len() != fetching.len() {
             return Err(ClientError::Protocol(format!(
                 "{} fetch results for {} partitions",
@@ -370,7 +359,78 @@ impl Consumer {
             self.assigned[i].position = Some(next);
             self.assigned[i].high_watermark = Some(high_watermark);
         }
+        // Records came: more are likely, so ask for them now.
+        if !records.is_empty()
+            && let Some((fetching, request)) = self.next_request(PREFETCH_WAIT)
+        {
+            let assigned = self.assigned.len();
+            self.prefetch = Some(Prefetch::start(&self.client, fetching, request, assigned));
+        }
         Ok(records)
+    }
+
+    /// The next fetch: the partitions to read (indices into the assignment)
+    /// and the request, waiting up to `wait`; `None` with nothing to fetch.
+    /// Each fetch starts at a different partition so that, when the byte
+    /// budget runs out, no partition is always last, and asks for at most
+    /// the broker's limit of partitions.
+    fn next_request(&mut self, wait: Duration) -> Option<(Vec<usize>, FetchRequest)> {
+        let count = self.assigned.len();
+        self.rotation = if count == 0 {
+            0
+        } else {
+            (self.rotation + 1) % count
+        };
+        let fetching: Vec<usize> = (0..count)
+            .map(|i| (i + self.rotation) % count)
+            .filter(|&i| !self.assigned[i].revoking && self.assigned[i].seek.is_none())
+            .take(MAX_PARTITIONS_PER_REQUEST)
+            .collect();
+        if fetching.is_empty() {
+            return None;
+        }
+        let request = FetchRequest {
+            member: self.membership.as_ref().map(Membership::member_ref),
+            max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            min_bytes: self.config.min_bytes,
+            max_bytes: self.config.max_bytes,
+            partitions: fetching
+                .iter()
+                .map(|&i| {
+                    let a = &self.assigned[i];
+                    FetchPartition {
+                        topic: a.topic.to_string(),
+                        partition: a.partition,
+                        offset: a.position.unwrap_or(0),
+                        max_bytes: self.config.partition_max_bytes,
+                    }
+                })
+                .collect(),
+            module: self.config.module.clone(),
+        };
+        Some((fetching, request))
+    }
+
+    /// Whether `prefetch` asks for what a fetch now would: the same
+    /// partitions at the same positions, no seek pending, the same
+    /// assignment and group membership.
+    fn still_valid(&self, prefetch: &Prefetch) -> bool {
+        let request = &prefetch.request;
+        prefetch.assigned == self.assigned.len()
+            && request.member == self.membership.as_ref().map(Membership::member_ref)
+            && self.assigned.iter().all(|a| a.seek.is_none())
+            && prefetch
+                .fetching
+                .iter()
+                .zip(&request.partitions)
+                .all(|(&i, p)| {
+                    self.assigned.get(i).is_some_and(|a| {
+                        !a.revoking
+                            && *a.topic == *p.topic
+                            && a.partition == p.partition
+                            && a.position.unwrap_or(0) == p.offset
+                    })
+                })
     }
 
     /// Turns pending seeks into positions, resolving earliest, latest and

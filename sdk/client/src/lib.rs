@@ -32,6 +32,7 @@ mod client;
 mod consumer;
 mod error;
 mod group;
+mod prefetch;
 pub use quiver_proto::partitioner;
 mod producer;
 mod reconnect;

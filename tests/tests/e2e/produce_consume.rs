@@ -8,6 +8,7 @@ use std::time::Duration;
 use quiver_client::partitioner::partition_for_key;
 use quiver_client::{
     Consumer, ConsumerConfig, ConsumerRecord, Offset, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
 };
 use quiver_tests::TestBroker;
 
@@ -302,4 +303,79 @@ async fn log_append_time_topics_take_the_broker_clock() {
         "{} < {before}",
         records[0].timestamp
     );
+}
+
+/// The consumer sends its next fetch while the application handles the
+/// last one; a seek, or records arriving while it long-polls, must neither
+/// skip nor repeat a record.
+#[tokio::test]
+async fn reading_ahead_neither_skips_nor_repeats() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("ahead", 2).await;
+    let producer = Producer::new(
+        broker.client().await,
+        ProducerConfig {
+            batch_max_records: 10,
+            ..ProducerConfig::default()
+        },
+    );
+    let mut acks = Vec::new();
+    for i in 0..2_000_u32 {
+        let record = ProducerRecord::new("ahead", format!("r{i}")).partition(i % 2);
+        acks.push(producer.enqueue(record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    // Small fetches: a few batches each, so the read takes many of them.
+    let mut consumer = Consumer::new(
+        broker.client().await,
+        ConsumerConfig {
+            start: Offset::Earliest,
+            max_bytes: 2_048,
+            partition_max_bytes: 1_024,
+            ..ConsumerConfig::default()
+        },
+    );
+    consumer.assign_topic("ahead").await.unwrap();
+    let p0 = TopicPartition::new("ahead", 0);
+    let mut seen: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut seeked = false;
+    let p1 = TopicPartition::new("ahead", 1);
+    while !(seeked
+        && consumer.position(&p0) == Some(1_000)
+        && consumer.position(&p1) == Some(1_000))
+    {
+        let records = consumer.poll(Duration::from_secs(10)).await.unwrap();
+        assert!(!records.is_empty(), "records stopped coming: {seen:?}");
+        for r in &records {
+            seen.entry(r.partition).or_default().push(r.offset);
+        }
+        if !seeked && seen.get(&0).is_some_and(|o| o.len() >= 300) {
+            // A fetch from where the last one ended is on its way now.
+            consumer.seek(&p0, Offset::At(100)).unwrap();
+            seeked = true;
+        }
+    }
+    // Partition 0: a contiguous start, then from 100 on after the seek.
+    let before_seek = seen[&0].len() - 900;
+    assert!(before_seek >= 300, "{before_seek}");
+    let expected_p0: Vec<u64> = (0..before_seek as u64).chain(100..1_000).collect();
+    assert_eq!(seen[&0], expected_p0, "partition 0 after the seek");
+    assert_eq!(seen[&1], (0..1_000).collect::<Vec<u64>>(), "partition 1");
+
+    // Caught up, the read-ahead long-polls; what arrives comes once.
+    assert!(consumer.poll(POLL).await.unwrap().is_empty());
+    producer
+        .send(ProducerRecord::new("ahead", "late").partition(1))
+        .await
+        .unwrap();
+    let mut late = Vec::new();
+    while late.is_empty() {
+        late = consumer.poll(Duration::from_secs(10)).await.unwrap();
+    }
+    assert_eq!(late.len(), 1);
+    assert_eq!((late[0].partition, late[0].offset), (1, 1_000));
+    assert!(consumer.poll(POLL).await.unwrap().is_empty());
 }
