@@ -311,7 +311,7 @@ impl Consumer {
             }
             // Built from what has changed since (dropping it cancels it).
             _ => {
-                let Some((fetching, request)) = self.next_request(wait) else {
+                let Some((fetching, request)) = self.next_request(wait, &[]) else {
                     tokio::time::sleep(wait).await;
                     return Ok(Vec::new());
                 };
@@ -329,6 +329,23 @@ impl Consumer {
                 response.partitions.len(),
                 fetching.len()
             )));
+        }
+        // Data came: more is likely, so ask for it now, from where the
+        // head says each partition goes on, and decode meanwhile.
+        let ahead: Option<Vec<(usize, u64)>> = fetching
+            .iter()
+            .zip(&response.partitions)
+            .map(|(&i, result)| result.outcome.as_ref().ok().map(|d| (i, d.next_offset)))
+            .collect();
+        if let Some(ahead) = ahead
+            && response
+                .partitions
+                .iter()
+                .any(|r| r.outcome.as_ref().is_ok_and(|d| d.bytes > 0))
+            && let Some((fetching, request)) = self.next_request(PREFETCH_WAIT, &ahead)
+        {
+            let assigned = self.assigned.len();
+            self.prefetch = Some(Prefetch::start(&self.client, fetching, request, assigned));
         }
         let mut records = Vec::new();
         let mut updates = Vec::with_capacity(fetching.len());
@@ -359,22 +376,21 @@ impl Consumer {
             self.assigned[i].position = Some(next);
             self.assigned[i].high_watermark = Some(high_watermark);
         }
-        // Records came: more are likely, so ask for them now.
-        if !records.is_empty()
-            && let Some((fetching, request)) = self.next_request(PREFETCH_WAIT)
-        {
-            let assigned = self.assigned.len();
-            self.prefetch = Some(Prefetch::start(&self.client, fetching, request, assigned));
-        }
         Ok(records)
     }
 
     /// The next fetch: the partitions to read (indices into the assignment)
-    /// and the request, waiting up to `wait`; `None` with nothing to fetch.
+    /// and the request, waiting up to `wait`, from the positions `ahead`
+    /// gives (by index) or else the current ones; `None` with nothing to
+    /// fetch.
     /// Each fetch starts at a different partition so that, when the byte
     /// budget runs out, no partition is always last, and asks for at most
     /// the broker's limit of partitions.
-    fn next_request(&mut self, wait: Duration) -> Option<(Vec<usize>, FetchRequest)> {
+    fn next_request(
+        &mut self,
+        wait: Duration,
+        ahead: &[(usize, u64)],
+    ) -> Option<(Vec<usize>, FetchRequest)> {
         let count = self.assigned.len();
         self.rotation = if count == 0 {
             0
@@ -401,7 +417,10 @@ impl Consumer {
                     FetchPartition {
                         topic: a.topic.to_string(),
                         partition: a.partition,
-                        offset: a.position.unwrap_or(0),
+                        offset: ahead
+                            .iter()
+                            .find(|&&(j, _)| j == i)
+                            .map_or(a.position.unwrap_or(0), |&(_, next)| next),
                         max_bytes: self.config.partition_max_bytes,
                     }
                 })
