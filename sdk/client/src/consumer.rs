@@ -153,7 +153,7 @@ pub struct Consumer {
     rotation: usize,
     /// Backoff while the broker cannot be reached.
     retry: Retry,
-    /// The next fetch, sent when the last one returned records.
+    /// The next fetch, sent when the last one brought data.
     prefetch: Option<Prefetch>,
 }
 
@@ -431,13 +431,12 @@ impl Consumer {
     }
 
     /// Whether `prefetch` asks for what a fetch now would: the same
-    /// partitions at the same positions, no seek pending, the same
-    /// assignment and group membership.
+    /// partitions at the same positions (seeks are resolved into positions
+    /// before this is asked), the same assignment and group membership.
     fn still_valid(&self, prefetch: &Prefetch) -> bool {
         let request = &prefetch.request;
         prefetch.assigned == self.assigned.len()
             && request.member == self.membership.as_ref().map(Membership::member_ref)
-            && self.assigned.iter().all(|a| a.seek.is_none())
             && prefetch
                 .fetching
                 .iter()

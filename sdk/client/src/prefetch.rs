@@ -1,6 +1,6 @@
-//! Fetch pipelining: while the application handles what one fetch
-//! returned, the next fetch (from the positions after it) is already on its
-//! way, as Kafka's consumers do. A prefetch is used only if nothing it was
+//! Fetch pipelining: while one fetch's records are decoded and handled,
+//! the next fetch (from the positions its response gives) is already on
+//! its way, as Kafka's consumers do. A prefetch is used only if nothing it was
 //! built from has changed by the next poll (positions, seeks, assignment,
 //! group membership); otherwise it is dropped and a fresh fetch is sent.
 
