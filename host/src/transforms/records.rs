@@ -385,6 +385,22 @@ mod tests {
     }
 
     #[test]
+    fn a_call_gets_the_stored_batches_holding_its_records() {
+        let first = batch(0, &["a", "b"]);
+        let second = batch(2, &["c", "d"]);
+        let mut bytes = first.clone();
+        bytes.extend(&second);
+        // From offset 1: b (first batch), c and d (second).
+        let read = decode_input("t", 0, &bytes, 1, usize::MAX).expect("intact");
+        assert_eq!(values(&read), ["b", "c", "d"]);
+        assert_eq!(read.batches_for(0..3), [&first[..], &second[..]]);
+        assert_eq!(read.batches_for(0..1), [&first[..]]);
+        assert_eq!(read.batches_for(1..3), [&second[..]]);
+        assert!(read.batches_for(2..2).is_empty());
+        assert!(read.batches_for(3..4).is_empty());
+    }
+
+    #[test]
     fn a_truncated_batch_is_damaged_at_the_offset_reading_stopped() {
         let bytes = batch(5, &["a"]);
         let damaged = decode_input("t", 0, &bytes[..bytes.len() - 1], 5, 10).unwrap_err();

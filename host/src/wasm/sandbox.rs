@@ -279,7 +279,7 @@ impl GuestInstance {
                     partition: first.partition,
                     batches: input.batches,
                     first_offset: first.offset,
-                    end_offset: last.offset + 1,
+                    end_offset: last.offset.saturating_add(1),
                 };
                 let result = b.quiver_transform_guest().call_process(store, batch)?;
                 Ok(result.map(|outputs| outputs.into_iter().map(from_v2).collect()))
