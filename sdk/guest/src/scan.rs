@@ -26,30 +26,15 @@ pub(crate) fn fields<const N: usize>(
     let mut s = Scanner { bytes, pos: 0 };
     let mut out = [const { None }; N];
     s.skip_ws();
-    s.expect(b'{')?;
-    s.skip_ws();
-    if s.peek() == Some(b'}') {
-        s.pos += 1;
-    } else {
-        loop {
-            s.skip_ws();
-            let key = s.string(false)?;
-            s.skip_ws();
-            s.expect(b':')?;
-            s.skip_ws();
-            let start = s.pos;
-            s.value(1)?;
-            if let Some(i) = names.iter().position(|name| name.as_bytes() == key) {
-                out[i] = Some(picked(&bytes[start..s.pos])?);
-            }
-            s.skip_ws();
-            match s.next()? {
-                b',' => {}
-                b'}' => break,
-                _ => return None,
-            }
-        }
+    if s.peek()? != b'{' {
+        return None;
     }
+    s.object(0, false, |key, value| {
+        if let Some(i) = names.iter().position(|name| name.as_bytes() == key) {
+            out[i] = Some(picked(value)?);
+        }
+        Some(())
+    })?;
     s.skip_ws();
     (s.pos == bytes.len()).then_some(out)
 }
@@ -145,51 +130,54 @@ impl<'a> Scanner<'a> {
         }
         match self.peek()? {
             b'"' => self.string(true).map(drop),
-            b'{' => {
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip_ws();
-                    self.string(true)?;
-                    self.skip_ws();
-                    self.expect(b':')?;
-                    self.skip_ws();
-                    self.value(depth + 1)?;
-                    self.skip_ws();
-                    match self.next()? {
-                        b',' => {}
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip_ws();
-                    self.value(depth + 1)?;
-                    self.skip_ws();
-                    match self.next()? {
-                        b',' => {}
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' => self.object(depth, true, |_, _| Some(())),
+            b'[' => self.sequence(b']', |s| s.value(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,
+        }
+    }
+
+    /// An object nested `depth` deep (its values one deeper), starting at
+    /// its `{`: each entry's raw key and value text go to `field`. Keys may
+    /// hold escapes only if `escaped_keys`.
+    fn object(
+        &mut self,
+        depth: usize,
+        escaped_keys: bool,
+        mut field: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.sequence(b'}', |s| {
+            let key = s.string(escaped_keys)?;
+            s.skip_ws();
+            s.expect(b':')?;
+            s.skip_ws();
+            let start = s.pos;
+            s.value(depth + 1)?;
+            field(key, &s.bytes[start..s.pos])
+        })
+    }
+
+    /// The items of an array or object, from its opening byte to `close`,
+    /// comma-separated, each read by `item` (after any whitespace).
+    fn sequence(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_ws();
+            item(self)?;
+            self.skip_ws();
+            match self.next()? {
+                b',' => {}
+                b if b == close => return Some(()),
+                _ => return None,
+            }
         }
     }
 
