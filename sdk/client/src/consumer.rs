@@ -405,6 +405,13 @@ impl Consumer {
         if fetching.is_empty() {
             return None;
         }
+        // By assignment index: a lookup per partition, not a search.
+        let mut ahead_of = vec![None; count];
+        for &(i, next) in ahead {
+            if let Some(slot) = ahead_of.get_mut(i) {
+                *slot = Some(next);
+            }
+        }
         let request = FetchRequest {
             member: self.membership.as_ref().map(Membership::member_ref),
             max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
@@ -417,10 +424,7 @@ impl Consumer {
                     FetchPartition {
                         topic: a.topic.to_string(),
                         partition: a.partition,
-                        offset: ahead
-                            .iter()
-                            .find(|&&(j, _)| j == i)
-                            .map_or(a.position.unwrap_or(0), |&(_, next)| next),
+                        offset: ahead_of[i].or(a.position).unwrap_or(0),
                         max_bytes: self.config.partition_max_bytes,
                     }
                 })
