@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUIVER=${QUIVER:-target/release/quiver}
+QUIVER=$(realpath "${QUIVER:-target/release/quiver}")
 GUESTS=${GUESTS:-guest-examples/target/wasm32-wasip2/release}
 RECORDS=${RECORDS:-5000000}
 ROUNDS=${ROUNDS:-2}
@@ -43,7 +43,7 @@ export QUIVER_BROKER=127.0.0.1:$PORT
 # A fresh broker with its defaults, from an empty directory.
 start_quiver() {
     rm -rf "$work/q" && mkdir -p "$work/q"
-    (cd "$work/q" && exec "$OLDPWD/$QUIVER" serve --listen "127.0.0.1:$PORT" --http off \
+    (cd "$work/q" && exec "$QUIVER" serve --listen "127.0.0.1:$PORT" --http off \
         2>"$work/serve.log") &
     pid=$!
     export QUIVER_CA=$work/q/quiver-data/tls/cert.pem
