@@ -1,4 +1,5 @@
-//! [`Broker`]: storage plus the QUIC server, started and stopped in order.
+//! [`Broker`]: storage, the service, and its front ends (QUIC, Kafka),
+//! started and stopped in order.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::Coordinator;
 use crate::http::{HttpError, HttpServer};
+use crate::kafka::{KafkaConfig, KafkaServer};
 use crate::metrics::Metrics;
-use crate::server::{ConnectionLimits, Server, ServerError, Services};
+use crate::server::{ConnectionLimits, Server, ServerError};
+use crate::service::Service;
 use crate::storage::{
     DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
 };
@@ -58,6 +61,8 @@ pub struct BrokerConfig {
     /// Broker-wide limits on WebAssembly work (compilations, transforms,
     /// guest memory, fetch-time instances).
     pub wasm: WasmLimits,
+    /// The Kafka listener, if any.
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl BrokerConfig {
@@ -75,6 +80,7 @@ impl BrokerConfig {
             clock: Arc::new(SystemClock),
             http: None,
             wasm: WasmLimits::default(),
+            kafka: None,
         }
     }
 }
@@ -106,6 +112,14 @@ pub enum BrokerError {
     /// The HTTP port could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The Kafka listener could not start.
+    #[error("cannot listen for Kafka clients on {addr}: {source}")]
+    Kafka {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A stored transform could not be started.
     #[error("cannot start the stored transforms: {0}")]
     Transforms(TransformError),
@@ -115,7 +129,9 @@ pub enum BrokerError {
 #[derive(Debug)]
 pub struct Broker {
     storage: Arc<Storage>,
+    service: Arc<Service>,
     server: Server,
+    kafka: Option<KafkaServer>,
     transforms: Arc<Transforms>,
     retention: Retention,
     /// Stops the background tasks (retention cleaner, member expiry).
@@ -194,22 +210,25 @@ impl Broker {
             .await
             .map_err(BrokerError::Transforms)?,
         );
+        let service = Arc::new(Service::new(
+            Arc::clone(&storage),
+            Arc::clone(&coordinator),
+            wasm,
+            Arc::clone(&transforms),
+            config.retention_defaults,
+            Arc::clone(&config.clock),
+        ));
         let server = Server::start(
             config.listen,
             config.connections,
             &cert,
-            Services {
-                storage: Arc::clone(&storage),
-                coordinator: Arc::clone(&coordinator),
-                wasm,
-                transforms: Arc::clone(&transforms),
-                retention_defaults: config.retention_defaults,
-            },
+            Arc::clone(&service),
         )?;
         let local_addr = server.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
         })?;
+        let kafka = start_kafka(config.kafka, &service).await?;
         let retention = Retention {
             storage: Arc::clone(&storage),
             defaults: config.retention_defaults,
@@ -228,7 +247,9 @@ impl Broker {
         }
         Ok(Self {
             storage,
+            service,
             server,
+            kafka,
             transforms,
             retention,
             cleaner,
@@ -255,6 +276,11 @@ impl Broker {
     /// The address the broker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The Kafka listener's bound address, if it runs.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka.as_ref().map(KafkaServer::local_addr)
     }
 
     /// The certificate the broker serves.
@@ -288,9 +314,13 @@ impl Broker {
         if let Some(http) = &self.http {
             http.set_ready(false);
         }
+        self.service.begin_shutdown();
         self.cleaner.cancel();
         let _ = self.cleaner_task.await;
         let _ = self.expiry_task.await;
+        if let Some(kafka) = &self.kafka {
+            kafka.shutdown().await;
+        }
         self.server.shutdown().await;
         self.transforms.shutdown().await;
         self.storage.shutdown().await;
@@ -299,6 +329,21 @@ impl Broker {
         }
         tracing::info!("broker stopped");
     }
+}
+
+/// Starts the Kafka listener, if configured.
+async fn start_kafka(
+    config: Option<KafkaConfig>,
+    service: &Arc<Service>,
+) -> Result<Option<KafkaServer>, BrokerError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let addr = config.listen;
+    KafkaServer::start(config, Arc::clone(service))
+        .await
+        .map(Some)
+        .map_err(|source| BrokerError::Kafka { addr, source })
 }
 
 /// The retention cleaner: a pass every interval until cancelled.

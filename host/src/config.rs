@@ -28,12 +28,20 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use crate::kafka::{Advertised, KafkaConfig};
 use crate::storage::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, RetentionDefaults};
 use crate::wasm::WasmLimits;
 use crate::wasm::limits;
 
 /// The default address of the HTTP port (`/health`, `/ready`, `/metrics`).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7401";
+
+/// The default address of the Kafka listener (Kafka's own default port).
+pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
+
+/// Partitions of a topic a Kafka client's Metadata request creates, unless
+/// configured (Kafka's `num.partitions`).
+pub const DEFAULT_PARTITIONS: u32 = 1;
 
 /// A config file larger than this is refused before it is parsed.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
@@ -78,17 +86,17 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// Where the HTTP port listens, or `off`.
+/// Where a port listens (HTTP, Kafka), or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub enum HttpListen {
+pub enum Listen {
     /// No HTTP port.
     Off,
     /// Listen on this address (port 0 picks a free port).
     On(SocketAddr),
 }
 
-impl HttpListen {
+impl Listen {
     /// The address, unless off.
     pub fn addr(self) -> Option<SocketAddr> {
         match self {
@@ -98,7 +106,7 @@ impl HttpListen {
     }
 }
 
-impl FromStr for HttpListen {
+impl FromStr for Listen {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -111,7 +119,7 @@ impl FromStr for HttpListen {
     }
 }
 
-impl TryFrom<String> for HttpListen {
+impl TryFrom<String> for Listen {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -119,13 +127,13 @@ impl TryFrom<String> for HttpListen {
     }
 }
 
-impl From<HttpListen> for String {
-    fn from(http: HttpListen) -> Self {
+impl From<Listen> for String {
+    fn from(http: Listen) -> Self {
         http.to_string()
     }
 }
 
-impl fmt::Display for HttpListen {
+impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Off => f.write_str("off"),
@@ -180,7 +188,26 @@ pub struct Settings {
     /// `off` [default: 127.0.0.1:7401].
     #[arg(long, env = "QUIVER_HTTP", value_name = "ADDR|off")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpListen>,
+    pub http: Option<Listen>,
+    /// Kafka-protocol listener (plaintext TCP), so Kafka clients can
+    /// connect, or `off` [default: 127.0.0.1:9092].
+    #[arg(long, env = "QUIVER_KAFKA_LISTEN", value_name = "ADDR|off")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_listen: Option<Listen>,
+    /// The HOST:PORT Kafka clients are told to connect to (in Metadata)
+    /// [default: the Kafka listen address].
+    #[arg(long, env = "QUIVER_KAFKA_ADVERTISE", value_name = "HOST:PORT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_advertise: Option<Advertised>,
+    /// Whether a Kafka client's Metadata request for a missing topic
+    /// creates it, as Kafka's `auto.create.topics.enable` [default: true].
+    #[arg(long, env = "QUIVER_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of an automatically created topic [default: 1].
+    #[arg(long, env = "QUIVER_DEFAULT_PARTITIONS", value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_partitions: Option<u32>,
     /// Log line format on standard error [default: text].
     #[arg(long, env = "QUIVER_LOG_FORMAT", value_name = "FORMAT")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +268,10 @@ impl Settings {
             reserve_mb: self.reserve_mb.or(lower.reserve_mb),
             max_storage_mb: self.max_storage_mb.or(lower.max_storage_mb),
             http: self.http.or(lower.http),
+            kafka_listen: self.kafka_listen.or(lower.kafka_listen),
+            kafka_advertise: self.kafka_advertise.or(lower.kafka_advertise),
+            auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
+            default_partitions: self.default_partitions.or(lower.default_partitions),
             log_format: self.log_format.or(lower.log_format),
             max_connections: self.max_connections.or(lower.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
@@ -303,7 +334,15 @@ pub struct Config {
     /// The limit on the database plus the reserve, in MiB, if any.
     pub max_storage_mb: Option<u64>,
     /// The HTTP port, or off.
-    pub http: HttpListen,
+    pub http: Listen,
+    /// The Kafka listener, or off.
+    pub kafka_listen: Listen,
+    /// The address Metadata hands to Kafka clients, if not the listen one.
+    pub kafka_advertise: Option<Advertised>,
+    /// Whether Metadata creates missing topics a client asks for.
+    pub auto_create_topics: bool,
+    /// Partitions of an automatically created topic.
+    pub default_partitions: u32,
     /// The log line format.
     pub log_format: LogFormat,
     /// Concurrent client connections, at most.
@@ -334,7 +373,11 @@ impl Default for Config {
             cache_mb: DEFAULT_CACHE_BYTES / (1024 * 1024),
             reserve_mb: DEFAULT_RESERVE_BYTES / (1024 * 1024),
             max_storage_mb: None,
-            http: HttpListen::On(parse_default(DEFAULT_HTTP)),
+            http: Listen::On(parse_default(DEFAULT_HTTP)),
+            kafka_listen: Listen::On(parse_default(DEFAULT_KAFKA_LISTEN)),
+            kafka_advertise: None,
+            auto_create_topics: true,
+            default_partitions: DEFAULT_PARTITIONS,
             log_format: LogFormat::Text,
             max_connections: quiver_proto::limits::MAX_CONNECTIONS,
             max_connections_per_ip: crate::server::MAX_CONNECTIONS_PER_IP,
@@ -380,6 +423,14 @@ impl Config {
             reserve_mb: settings.reserve_mb.unwrap_or(defaults.reserve_mb),
             max_storage_mb: settings.max_storage_mb,
             http: settings.http.unwrap_or(defaults.http),
+            kafka_listen: settings.kafka_listen.unwrap_or(defaults.kafka_listen),
+            kafka_advertise: settings.kafka_advertise,
+            auto_create_topics: settings
+                .auto_create_topics
+                .unwrap_or(defaults.auto_create_topics),
+            default_partitions: settings
+                .default_partitions
+                .unwrap_or(defaults.default_partitions),
             log_format: settings.log_format.unwrap_or(defaults.log_format),
             max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
             max_connections_per_ip: settings
@@ -436,6 +487,14 @@ impl Config {
                 self.guest_memory_mb
             )));
         }
+        if !(1..=quiver_proto::limits::MAX_PARTITIONS_PER_TOPIC).contains(&self.default_partitions)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "default_partitions is {}; it must be 1 to {}",
+                self.default_partitions,
+                quiver_proto::limits::MAX_PARTITIONS_PER_TOPIC
+            )));
+        }
         if self.cache_mb == 0 || self.cache_mb > MAX_CACHE_MB {
             return Err(ConfigError::Invalid(format!(
                 "cache_mb is {}; it must be 1 to {MAX_CACHE_MB}",
@@ -464,6 +523,10 @@ impl Config {
             reserve_mb: Some(self.reserve_mb),
             max_storage_mb: self.max_storage_mb,
             http: Some(self.http),
+            kafka_listen: Some(self.kafka_listen),
+            kafka_advertise: self.kafka_advertise.clone(),
+            auto_create_topics: Some(self.auto_create_topics),
+            default_partitions: Some(self.default_partitions),
             log_format: Some(self.log_format),
             max_connections: Some(self.max_connections),
             max_connections_per_ip: Some(self.max_connections_per_ip),
@@ -492,6 +555,12 @@ impl Config {
         config.connections.max_connections = self.max_connections;
         config.connections.max_connections_per_ip = self.max_connections_per_ip;
         config.http = self.http.addr();
+        config.kafka = self.kafka_listen.addr().map(|listen| KafkaConfig {
+            listen,
+            advertise: self.kafka_advertise.clone(),
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+        });
         config.retention_defaults = RetentionDefaults {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
@@ -597,7 +666,7 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.data_dir, PathBuf::from("./quiver-data"));
         assert_eq!(config.listen, addr("127.0.0.1:7400"));
-        assert_eq!(config.http, HttpListen::On(addr("127.0.0.1:7401")));
+        assert_eq!(config.http, Listen::On(addr("127.0.0.1:7401")));
         assert_eq!(config.cache_mb, 256);
         assert_eq!(config.max_connections, 1024);
         assert_eq!(config.log_format, LogFormat::Text);
@@ -626,7 +695,7 @@ mod tests {
         // ...the file where not...
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/quiver"));
         assert_eq!(config.cache_mb, 64);
-        assert_eq!(config.http, HttpListen::Off);
+        assert_eq!(config.http, Listen::Off);
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.retention_ms, Some(3_600_000));
         // ...and the defaults fill the rest.
@@ -687,7 +756,7 @@ mod tests {
         assert_eq!(config.tls_cert, Some(PathBuf::from("c.pem")));
         assert_eq!(config.tls_key, Some(PathBuf::from("k.pem")));
         assert_eq!(config.cache_mb, 8);
-        assert_eq!(config.http, HttpListen::On(addr("127.0.0.1:0")));
+        assert_eq!(config.http, Listen::On(addr("127.0.0.1:0")));
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.max_connections, 3);
         assert_eq!(config.retention_ms, Some(1000));
@@ -740,8 +809,8 @@ mod tests {
 
     #[test]
     fn http_off_and_bad_values() {
-        assert_eq!(flags(&["--http", "off"]).http, Some(HttpListen::Off));
-        assert_eq!(flags(&["--http", "OFF"]).http, Some(HttpListen::Off));
+        assert_eq!(flags(&["--http", "off"]).http, Some(Listen::Off));
+        assert_eq!(flags(&["--http", "OFF"]).http, Some(Listen::Off));
         assert!(Cli::try_parse_from(["quiver", "--http", "nowhere"]).is_err());
         assert!(Cli::try_parse_from(["quiver", "--log-format", "xml"]).is_err());
         assert!(Cli::try_parse_from(["quiver", "--max-connections", "-1"]).is_err());
@@ -750,7 +819,7 @@ mod tests {
             Some(addr("127.0.0.1:7401"))
         );
         let off = Config {
-            http: HttpListen::Off,
+            http: Listen::Off,
             ..Config::default()
         };
         assert_eq!(off.broker_config().http, None);

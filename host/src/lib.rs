@@ -2,8 +2,12 @@
 //!
 //! # Layout
 //! - [`storage`]: redb tables, the group-commit writer, partition handles.
-//! - [`server`]: the QUIC listener, frame handling, and one file per request
-//!   kind under `server/requests/`.
+//! - [`service`]: the broker's operations, one file each, shared by every
+//!   front end (validation, limits, metrics and error codes live there).
+//! - [`server`]: the QUIC front end: listener, frames, dispatch to the
+//!   service.
+//! - [`kafka`]: the Kafka front end: a TCP listener speaking Kafka's
+//!   protocol, each API calling the same service.
 //! - [`tls`]: the broker's certificate: loaded, or generated and kept.
 //! - [`wasm`]: the WebAssembly engine, the check an uploaded component must
 //!   pass, and the sandbox guests run in.
@@ -27,8 +31,10 @@ pub mod config;
 pub mod coordinator;
 pub mod groups;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod storage;
 pub mod tls;
 pub mod transforms;

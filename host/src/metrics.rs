@@ -16,6 +16,10 @@
 //! | `quiver_fetch_duration_seconds` | histogram | |
 //! | `quiver_group_commit_appends` | histogram | |
 //! | `quiver_group_commit_duration_seconds` | histogram | |
+//! | `quiver_requests_total` | counter | `listener`, `api` |
+//! | `quiver_request_errors_total` | counter | `listener`, `api` |
+//! | `quiver_request_bytes_total` | counter | `listener`, `api` |
+//! | `quiver_response_bytes_total` | counter | `listener`, `api` |
 //! | `quiver_connections_open` | gauge | |
 //! | `quiver_connections_refused_total` | counter | |
 //! | `quiver_storage_size_bytes` | gauge | |
@@ -63,6 +67,12 @@ fn appends_buckets() -> impl Iterator<Item = f64> {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: &'static str,
+    api: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,6 +127,10 @@ pub struct Metrics {
     fetched_bytes: Family<TopicLabels, Counter>,
     produce_duration: Histogram,
     fetch_duration: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    request_errors: Family<RequestLabels, Counter>,
+    request_bytes: Family<RequestLabels, Counter>,
+    response_bytes: Family<RequestLabels, Counter>,
     commit_appends: Histogram,
     commit_duration: Histogram,
     connections_open: Gauge,
@@ -191,6 +205,32 @@ impl Metrics {
             Unit::Seconds,
             fetch_duration.clone(),
         );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, per listener (quic, kafka) and API",
+            requests.clone(),
+        );
+        let request_errors = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "request_errors",
+            "Requests refused as a whole (malformed, unsupported, or failed), per listener and API",
+            request_errors.clone(),
+        );
+        let request_bytes = Family::<RequestLabels, Counter>::default();
+        registry.register_with_unit(
+            "request",
+            "Request bytes received, per listener and API",
+            Unit::Bytes,
+            request_bytes.clone(),
+        );
+        let response_bytes = Family::<RequestLabels, Counter>::default();
+        registry.register_with_unit(
+            "response",
+            "Response bytes sent, per listener and API",
+            Unit::Bytes,
+            response_bytes.clone(),
+        );
         let commit_appends = Histogram::new(appends_buckets());
         registry.register(
             "group_commit_appends",
@@ -207,7 +247,7 @@ impl Metrics {
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
-            "Client connections open (QUIC, handshake done)",
+            "Client connections open (QUIC with its handshake done, and Kafka)",
             connections_open.clone(),
         );
         let connections_refused = Counter::default();
@@ -274,6 +314,10 @@ impl Metrics {
             fetched_bytes,
             produce_duration,
             fetch_duration,
+            requests,
+            request_errors,
+            request_bytes,
+            response_bytes,
             commit_appends,
             commit_duration,
             connections_open,
@@ -386,6 +430,29 @@ impl Metrics {
     /// Starts timing a fetch request; recorded when the guard drops.
     pub fn time_fetch(&self) -> Timer<'_> {
         Timer::new(&self.fetch_duration)
+    }
+
+    /// Counts one request of `api` through `listener`: its bytes in and
+    /// out, and whether it was refused as a whole.
+    pub fn record_request(
+        &self,
+        listener: &'static str,
+        api: &'static str,
+        request_bytes: u64,
+        response_bytes: u64,
+        refused: bool,
+    ) {
+        let labels = RequestLabels { listener, api };
+        self.requests.get_or_create(&labels).inc();
+        self.request_bytes
+            .get_or_create(&labels)
+            .inc_by(request_bytes);
+        self.response_bytes
+            .get_or_create(&labels)
+            .inc_by(response_bytes);
+        if refused {
+            self.request_errors.get_or_create(&labels).inc();
+        }
     }
 
     /// Records one group commit: how many appends it held and how long

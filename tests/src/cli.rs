@@ -3,6 +3,7 @@
 //! broker on its own runtime with `quiver` pointed at it.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
@@ -16,7 +17,8 @@ pub const HANG_GUARD: Duration = Duration::from_mins(2);
 /// What a finished `quiver` command left behind.
 #[derive(Debug)]
 pub struct Run {
-    /// The arguments, joined with spaces (for messages).
+    /// The program's file name and arguments, joined with spaces (for
+    /// messages).
     pub args: String,
     /// The exit code (`None` when killed by a signal).
     pub code: Option<i32>,
@@ -32,7 +34,7 @@ impl Run {
         assert_eq!(
             self.code,
             Some(0),
-            "`quiver {}` failed; stderr: {}",
+            "`{}` failed; stderr: {}",
             self.args,
             self.stderr
         );
@@ -45,23 +47,23 @@ impl Run {
         assert_eq!(
             self.code,
             Some(1),
-            "`quiver {}` should fail; stdout: {} stderr: {}",
+            "`{}` should fail; stdout: {} stderr: {}",
             self.args,
             self.stdout,
             self.stderr
         );
-        assert_eq!(self.stdout, "", "`quiver {}` printed output", self.args);
+        assert_eq!(self.stdout, "", "`{}` printed output", self.args);
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(
             lines.len(),
             1,
-            "`quiver {}`: expected one error line, got {:?}",
+            "`{}`: expected one error line, got {:?}",
             self.args,
             self.stderr
         );
         assert!(
             lines[0].starts_with("error: "),
-            "`quiver {}`: {:?}",
+            "`{}`: {:?}",
             self.args,
             lines[0]
         );
@@ -69,13 +71,16 @@ impl Run {
     }
 }
 
-/// Runs `command` (a `quiver` command line) with `input` on standard input
-/// (or none), and waits for it to exit by itself, killing it after
-/// [`HANG_GUARD`].
+/// Runs `command` (a `quiver` command line, or another client such as
+/// `kcat`) with `input` on standard input (or none), and waits for it to
+/// exit by itself, killing it after [`HANG_GUARD`].
 pub fn run_quiver(mut command: Command, input: Option<&[u8]>) -> Run {
-    let args: Vec<String> = command
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
+    let program = Path::new(command.get_program())
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let args: Vec<String> = std::iter::once(program)
+        .chain(command.get_args().map(|a| a.to_string_lossy().into_owned()))
         .collect();
     command
         .stdin(if input.is_some() {
@@ -85,7 +90,7 @@ pub fn run_quiver(mut command: Command, input: Option<&[u8]>) -> Run {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn quiver");
+    let mut child = command.spawn().expect("spawn the program");
     let writer = input.map(|input| {
         let mut stdin = child.stdin.take().expect("piped stdin");
         let input = input.to_owned();
@@ -110,7 +115,7 @@ pub fn run_quiver(mut command: Command, input: Option<&[u8]>) -> Run {
     let args = args.join(" ");
     assert!(
         !hung,
-        "`quiver {args}` did not exit within {HANG_GUARD:?} and was killed"
+        "`{args}` did not exit within {HANG_GUARD:?} and was killed"
     );
     if let Some(writer) = writer {
         // A command that failed early may not have read all its input.

@@ -10,9 +10,11 @@
 //!   code and output, against a broker or none.
 //! - [`transforms`]: deploy requests, uploads and status waits for tests of
 //!   deployed transforms.
+//! - [`kafka`]: the Kafka listener through kcat and a bare TCP connection.
 
 pub mod cli;
 pub mod http;
+pub mod kafka;
 pub mod transforms;
 
 use std::io::{BufRead as _, BufReader};
@@ -194,6 +196,7 @@ pub fn quiver_command(addr: SocketAddr, ca: &Path) -> Command {
 pub struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
+    kafka_addr: Option<SocketAddr>,
     ca: PathBuf,
     /// Bytes the broker has written to its standard error (its log) so far.
     stderr_bytes: Arc<AtomicU64>,
@@ -214,7 +217,13 @@ impl BrokerProcess {
         command
             .args(["serve", "--listen"])
             .arg(addr.to_string())
-            .args(["--http", "off", "--data-dir"])
+            .args([
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--http",
+                "off",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(TEST_RESERVE_ARGS);
         Self::spawn_command(command, data_dir)
@@ -233,17 +242,21 @@ impl BrokerProcess {
             .expect("spawn quiver serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
+        let (addr, kafka_addr) = loop {
             let line = lines
                 .next()
                 .expect("quiver serve exited before listening")
                 .expect("read quiver serve output");
             if let Some(rest) = line.split(" listen=").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .expect("address after listen=");
-                break addr.parse().expect("listen address");
+                let field = |text: &str| {
+                    text.split_whitespace()
+                        .next()
+                        .map(str::to_owned)
+                        .unwrap_or_default()
+                };
+                let addr = field(rest).parse().expect("listen address");
+                let kafka = line.split(" kafka=").nth(1).map(field);
+                break (addr, kafka.and_then(|k| k.parse().ok()));
             }
         };
         // Keep draining stderr so the broker never blocks on a full pipe,
@@ -263,6 +276,7 @@ impl BrokerProcess {
         Self {
             child,
             addr,
+            kafka_addr,
             ca: data_dir.join("tls").join("cert.pem"),
             stderr_bytes,
         }
@@ -276,6 +290,11 @@ impl BrokerProcess {
     /// The broker's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Kafka listener's address, unless it is off.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka_addr
     }
 
     /// The broker's self-signed certificate (`DATA/tls/cert.pem`).

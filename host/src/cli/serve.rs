@@ -43,8 +43,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http = broker
         .http_addr()
         .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    let kafka = broker
+        .kafka_addr()
+        .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
     tracing::info!(
         listen = %broker.local_addr(),
+        kafka = %kafka,
         http = %http,
         data_dir = %config.data_dir.display(),
         cert = %cert.cert_path.display(),

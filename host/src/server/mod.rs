@@ -2,9 +2,10 @@
 //! stream, and hands each decoded request to its handler in [`requests`].
 //!
 //! - [`stream`]: reading one request frame and writing its response.
-//! - [`requests`]: dispatch, and one file per request kind.
+//! - [`dispatch`]: decoding a request's head, calling its operation in
+//!   [`crate::service`], encoding the answer.
 
-mod requests;
+mod dispatch;
 mod stream;
 
 pub use stream::{
@@ -24,21 +25,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
-use crate::storage::{RetentionDefaults, Storage};
+use crate::service::Service;
 use crate::tls::{ServerCert, TlsError};
-use crate::transforms::Transforms;
-use crate::wasm::WasmEngine;
-
-/// Bytes of request frames held in memory across all connections, at most;
-/// a request beyond it waits for memory as its body arrives.
-pub const MAX_INFLIGHT_REQUEST_BYTES: usize = 512 * 1024 * 1024;
-
-/// Fetches reading from storage at once, at most; with
-/// [`quiver_proto::limits::MAX_FETCH_BYTES`] each, this bounds the memory of
-/// reads not yet counted in [`MAX_INFLIGHT_REQUEST_BYTES`].
-pub const MAX_CONCURRENT_FETCH_READS: usize = 16;
 
 /// Request bodies up to this size skip the broker-wide memory budget (they
 /// still count against their connection's): heartbeats and commits never
@@ -94,34 +83,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Per-connection receive window; a connection may have this much unread.
 const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 
-/// The broker's parts the requests act on.
-#[derive(Debug)]
-pub struct Services {
-    /// Topics, partitions and every table.
-    pub storage: Arc<Storage>,
-    /// Consumer groups.
-    pub coordinator: Arc<Coordinator>,
-    /// The WebAssembly engine (uploads are checked with it).
-    pub wasm: WasmEngine,
-    /// Deployed transforms.
-    pub transforms: Arc<Transforms>,
-    /// Retention for topics that set none (shown by describe).
-    pub retention_defaults: RetentionDefaults,
-}
-
 /// Shared by every connection and request task.
 #[derive(Debug)]
 pub(crate) struct Context {
-    pub(crate) storage: Arc<Storage>,
-    pub(crate) coordinator: Arc<Coordinator>,
-    pub(crate) wasm: WasmEngine,
-    pub(crate) transforms: Arc<Transforms>,
-    pub(crate) retention_defaults: RetentionDefaults,
+    pub(crate) service: Arc<Service>,
     pub(crate) header_timeout: Duration,
+    /// This listener's stop; a child of the service's, so a broker stopping
+    /// stops it too.
     pub(crate) shutdown: CancellationToken,
-    pub(crate) request_memory: Arc<Semaphore>,
-    pub(crate) fetch_reads: Semaphore,
-    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// A running QUIC listener.
@@ -138,7 +107,7 @@ impl Server {
         listen: SocketAddr,
         limits: ConnectionLimits,
         cert: &ServerCert,
-        services: Services,
+        service: Arc<Service>,
     ) -> Result<Self, ServerError> {
         let crypto = cert.quic_config()?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -147,19 +116,12 @@ impl Server {
             addr: listen,
             source,
         })?;
-        let shutdown = CancellationToken::new();
+        let shutdown = service.shutdown.child_token();
         let tasks = TaskTracker::new();
         let context = Arc::new(Context {
-            metrics: Arc::clone(services.storage.metrics()),
-            storage: services.storage,
-            coordinator: services.coordinator,
-            wasm: services.wasm,
-            transforms: services.transforms,
-            retention_defaults: services.retention_defaults,
+            service,
             header_timeout: limits.header_timeout,
             shutdown: shutdown.clone(),
-            request_memory: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUEST_BYTES)),
-            fetch_reads: Semaphore::new(MAX_CONCURRENT_FETCH_READS),
         });
         tasks.spawn(accept_loop(
             endpoint.clone(),
@@ -248,7 +210,7 @@ async fn accept_loop(
                     "too many connections from {ip} (at most {})",
                     limits.max_connections_per_ip
                 ),
-                Arc::clone(&context.metrics),
+                Arc::clone(&context.service.metrics),
             ));
             continue;
         };
@@ -265,7 +227,7 @@ async fn accept_loop(
                 tasks.spawn(refuse_connection(
                     incoming,
                     format!("too many connections (at most {})", limits.max_connections),
-                    Arc::clone(&context.metrics),
+                    Arc::clone(&context.service.metrics),
                 ));
             }
         }
@@ -336,7 +298,7 @@ async fn serve_connection(
     };
     let peer = connection.remote_address();
     tracing::debug!(%peer, "connection open");
-    let _open = context.metrics.connection_opened();
+    let _open = context.service.metrics.connection_opened();
     let streams = TaskTracker::new();
     let memory = Arc::new(Semaphore::new(MAX_CONNECTION_REQUEST_BYTES));
     let first_request = tokio::time::sleep(first_request_timeout);

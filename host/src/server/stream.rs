@@ -5,7 +5,7 @@
 //! A frame's memory is reserved, all of it at once, once its body starts
 //! to arrive ([`FIRST_PIECE_BYTES`] within [`FRAME_READ_BASE`]): from its
 //! connection's budget ([`MAX_CONNECTION_REQUEST_BYTES`]) and then from the
-//! broker's ([`super::MAX_INFLIGHT_REQUEST_BYTES`]); the rest must arrive
+//! broker's ([`crate::service::MAX_INFLIGHT_REQUEST_BYTES`]); the rest must arrive
 //! within [`frame_read_deadline`] (a base plus the time at
 //! [`MIN_FRAME_RATE`]). So a client that announces large frames and sends
 //! nothing holds no memory, and one that trickles holds its frames only
@@ -25,7 +25,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::Semaphore;
 
 use super::Context;
-use super::requests::{self, Reply};
+use super::dispatch::{self, Reply};
 
 /// Bytes of request frames one connection may hold in memory at once.
 pub const MAX_CONNECTION_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -164,7 +164,7 @@ async fn read_and_run(
         reserved = async {
             let connection = connection_memory.acquire_many(rest_len as u32).await.map_err(closed)?;
             let broker = if rest_len > super::SMALL_REQUEST_BYTES {
-                Some(context.request_memory.acquire_many(rest_len as u32).await.map_err(closed)?)
+                Some(context.service.request_memory.acquire_many(rest_len as u32).await.map_err(closed)?)
             } else {
                 None
             };
@@ -182,7 +182,7 @@ async fn read_and_run(
     // Check lengths once more through the codec's own split.
     frame::split(&header, &rest).map_err(frame_error)?;
     let body = rest.split_off(header.head_len as usize);
-    requests::dispatch(context, header.tag, header.version, &rest, body).await
+    dispatch::dispatch(&context.service, header.tag, header.version, &rest, body).await
 }
 
 /// Reads into `rest` (spare capacity, not zeroed first) until it holds

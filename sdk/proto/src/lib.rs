@@ -12,11 +12,15 @@
 //!   carried on the wire ([`WireError`]).
 //! - [`limits`]: every size and count the protocol bounds, in one place.
 //! - [`topic`]: topic-name rules shared by client-side and broker-side checks.
+//! - `kafka` (feature `kafka`): Kafka's framing and request headers, the
+//!   APIs served, and the element-count check run before decoding.
 
 pub mod api;
 pub mod batch;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod limits;
 pub mod partitioner;
 pub mod topic;

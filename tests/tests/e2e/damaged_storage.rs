@@ -118,6 +118,8 @@ async fn a_damaged_file_is_refused_at_start_and_storage_check_reports_it() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--kafka-listen",
+            "off",
             "--http",
             "off",
             "--data-dir",

@@ -24,7 +24,14 @@ use quiver_tests::{BrokerProcess, TestBroker, quiver_bin, quiver_command};
 fn serve(data_dir: &Path, http: SocketAddr) -> BrokerProcess {
     let mut command = Command::new(quiver_bin());
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--http"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "off",
+            "--http",
+        ])
         .arg(http.to_string())
         .args(["--reserve-mb", "1", "--max-storage-mb", "8", "--data-dir"])
         .arg(data_dir);

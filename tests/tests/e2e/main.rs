@@ -12,6 +12,7 @@ mod errors;
 mod fetch_modules;
 mod full_disk;
 mod groups;
+mod kafka;
 mod modules;
 mod newcomer;
 mod operator;

@@ -501,20 +501,23 @@ retention_bytes = 2000
     assert_eq!(
         printed,
         concat!(
-            "data_dir = \"/srv/quiver\"\n",   // file
-            "listen = \"0.0.0.0:9400\"\n",    // file
-            "cache_mb = 128\n",               // env over file
-            "reserve_mb = 64\n",              // default
-            "http = \"off\"\n",               // flag over file
-            "log_format = \"json\"\n",        // env over file
-            "max_connections = 30\n",         // flag over env over file
-            "max_connections_per_ip = 256\n", // default
-            "retention_ms = 5000\n",          // env over file
-            "retention_bytes = 2000\n",       // file
-            "max_transforms = 64\n",          // default
-            "guest_memory_mb = 4096\n",       // default
-            "max_fetch_instances = 32\n",     // default
-            "max_compiles = 2\n",             // default
+            "data_dir = \"/srv/quiver\"\n",        // file
+            "listen = \"0.0.0.0:9400\"\n",         // file
+            "cache_mb = 128\n",                    // env over file
+            "reserve_mb = 64\n",                   // default
+            "http = \"off\"\n",                    // flag over file
+            "kafka_listen = \"127.0.0.1:9092\"\n", // default
+            "auto_create_topics = true\n",         // default
+            "default_partitions = 1\n",            // default
+            "log_format = \"json\"\n",             // env over file
+            "max_connections = 30\n",              // flag over env over file
+            "max_connections_per_ip = 256\n",      // default
+            "retention_ms = 5000\n",               // env over file
+            "retention_bytes = 2000\n",            // file
+            "max_transforms = 64\n",               // default
+            "guest_memory_mb = 4096\n",            // default
+            "max_fetch_instances = 32\n",          // default
+            "max_compiles = 2\n",                  // default
         )
     );
     // The printed configuration is itself a valid config file.
@@ -554,6 +557,9 @@ retention_bytes = 2000
             "cache_mb = 256\n",
             "reserve_mb = 64\n",
             "http = \"127.0.0.1:7401\"\n",
+            "kafka_listen = \"127.0.0.1:9092\"\n",
+            "auto_create_topics = true\n",
+            "default_partitions = 1\n",
             "log_format = \"text\"\n",
             "max_connections = 1024\n",
             "max_connections_per_ip = 256\n",
@@ -597,6 +603,7 @@ fn json_logs_and_http_port_from_the_binary() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = serve_command(dir.path())
         .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--kafka-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("QUIVER_LOG_FORMAT", "json")

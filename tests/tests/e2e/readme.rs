@@ -10,6 +10,8 @@
 //! - `quiver` is the binary of this test build; the README's
 //!   `alias quiver=...` lines are harmless (a script does not expand
 //!   aliases);
+//! - the Kafka listener is on port 0 too, so the README's `127.0.0.1:9092`
+//!   is replaced by its address;
 //! - a `--follow` command without `--count` would run until stopped: it is
 //!   stopped with SIGINT after a few seconds, as a user would with Ctrl-C.
 //!
@@ -108,13 +110,17 @@ fn run_section(readme: &str, heading: &str, broker: &BrokerProcess, root: &Path)
         blocks.iter().any(|b| b.language == "sh"),
         "no sh blocks under {heading:?}"
     );
+    let kafka = broker
+        .kafka_addr()
+        .expect("the Kafka listener runs")
+        .to_string();
     let mut last_output: Option<(usize, String)> = None;
     for block in &blocks {
         match block.language.as_str() {
             "sh" => {
                 let output = Command::new("bash")
                     .arg("-c")
-                    .arg(script(&block.text))
+                    .arg(script(&block.text).replace("127.0.0.1:9092", &kafka))
                     .current_dir(root)
                     .env("QUIVER_BIN", quiver_bin())
                     .env("QUIVER_BROKER", broker.addr().to_string())
@@ -179,6 +185,7 @@ fn the_cli_tour_and_the_tutorial_run_as_written() {
     let broker = BrokerProcess::spawn(data.path());
     run_section(&readme, "## CLI tour", &broker, &root);
     run_section(&readme, "## Tutorial", &broker, &root);
+    run_section(&readme, "## Use any Kafka client", &broker, &root);
     assert!(broker.terminate(), "quiver serve did not exit cleanly");
 }
 

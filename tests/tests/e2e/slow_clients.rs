@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quiver_client::{Admin, Client, ErrorCode, Producer, ProducerConfig, ProducerRecord};
-use quiver_host::server::MAX_INFLIGHT_REQUEST_BYTES;
+use quiver_host::service::MAX_INFLIGHT_REQUEST_BYTES;
 use quiver_proto::WireError;
 use quiver_proto::api::{RequestKind, decode_head};
 use quiver_proto::frame::HEADER_BYTES;

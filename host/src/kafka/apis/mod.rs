@@ -1,0 +1,106 @@
+//! One file per Kafka API: each turns Kafka's request into calls of
+//! [`crate::service`] and the answers into Kafka's response.
+
+pub(super) mod api_versions;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+use quiver_proto::kafka::{Framed, Request, encode_response};
+use quiver_proto::{ErrorCode, WireError};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Context;
+
+/// An encoded response, if the request wants one (acks=0 produce requests
+/// do not), and its share of the memory budget, held until written.
+pub(super) struct Answer {
+    pub(super) bytes: Option<BytesMut>,
+    pub(super) memory: Option<OwnedSemaphorePermit>,
+}
+
+impl Answer {
+    fn of<T: Encodable + HeaderVersion>(
+        correlation_id: i32,
+        version: i16,
+        response: &T,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            bytes: Some(encode_response(correlation_id, version, response)?),
+            memory: None,
+        })
+    }
+}
+
+/// Answers one request. An `Err` (a response that cannot be encoded)
+/// closes the connection.
+pub(super) async fn handle(context: &Context, framed: Framed) -> Result<Answer, String> {
+    let correlation_id = framed.header.correlation_id;
+    let version = framed.header.request_api_version;
+    match framed.request {
+        Request::ApiVersions(_) => Answer::of(correlation_id, version, &api_versions::served()),
+        Request::Metadata(request) => {
+            let response = metadata::handle(context, request, version).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::Produce(request) => {
+            let acks = request.acks;
+            let response = produce::handle(context, request).await;
+            if acks == 0 {
+                return Ok(Answer {
+                    bytes: None,
+                    memory: None,
+                });
+            }
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::Fetch(request) => {
+            let (response, memory) = fetch::handle(context, request).await;
+            let mut answer = Answer::of(correlation_id, version, &response)?;
+            answer.memory = memory;
+            Ok(answer)
+        }
+        Request::ListOffsets(request) => {
+            let response = list_offsets::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+    }
+}
+
+/// Kafka's error code for a Quiver error. Codes below 1000 are Kafka's
+/// own numbers already; Quiver's own ones map to the Kafka error a client
+/// acts on the same way.
+pub(super) fn error_code(error: &WireError) -> i16 {
+    const UNKNOWN_SERVER_ERROR: i16 = -1;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    const REQUEST_TIMED_OUT: i16 = 7;
+    const MESSAGE_TOO_LARGE: i16 = 10;
+    const INVALID_REQUEST: i16 = 42;
+    const POLICY_VIOLATION: i16 = 44;
+    const KAFKA_STORAGE_ERROR: i16 = 56;
+    match error.code {
+        ErrorCode::UnknownPartition => UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode::FrameTooLarge => MESSAGE_TOO_LARGE,
+        // Retriable: the client refreshes its metadata and tries again.
+        ErrorCode::ShuttingDown => NOT_LEADER_OR_FOLLOWER,
+        ErrorCode::StorageUnavailable => KAFKA_STORAGE_ERROR,
+        ErrorCode::Busy => REQUEST_TIMED_OUT,
+        ErrorCode::LimitReached | ErrorCode::TopicInUse => POLICY_VIOLATION,
+        ErrorCode::UnknownRequestKind
+        | ErrorCode::NotAssigned
+        | ErrorCode::TooManyConnections
+        | ErrorCode::TooManyGroups => INVALID_REQUEST,
+        code if code.code() < 1000 => code.code(),
+        _ => UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// A topic name for a response.
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}

@@ -1,0 +1,219 @@
+//! The Kafka front end: a TCP listener speaking Kafka's wire protocol, so
+//! that Kafka clients in any language (kcat, librdkafka, kafka-python, the
+//! Java client) produce to and fetch from the same topics as Quiver's own
+//! clients.
+//!
+//! Like the QUIC front end it is a thin adapter: [`connection`] reads
+//! size-prefixed requests (the size checked before anything is read) and
+//! decodes them with [`quiver_proto::kafka`] (every element count checked
+//! before the `kafka-protocol` crate allocates for it); [`apis`] turns each
+//! into a call of [`crate::service`] and its answer into Kafka's response.
+//!
+//! The broker presents itself as a one-node Kafka cluster: node
+//! [`NODE_ID`], leader of every partition, at the advertised address.
+
+mod apis;
+mod connection;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::service::Service;
+
+/// The node id this broker has in the cluster Kafka clients see.
+pub const NODE_ID: i32 = 0;
+
+/// The cluster id Kafka clients see.
+pub const CLUSTER_ID: &str = "quiver";
+
+/// Kafka connections at once, at most; more are closed at once.
+pub const MAX_KAFKA_CONNECTIONS: usize = quiver_proto::limits::MAX_CONNECTIONS;
+
+/// A connection sending nothing for this long is closed (Kafka's
+/// `connections.max.idle.ms` is ten minutes; clients reconnect on demand).
+pub const KAFKA_IDLE_TIMEOUT: Duration = Duration::from_mins(10);
+
+/// How long a request's bytes may take to arrive once its size has, as for
+/// QUIC frames: a base plus the time its size takes at 1 MiB/s.
+fn request_read_deadline(len: usize) -> Duration {
+    crate::server::frame_read_deadline(len)
+}
+
+/// What the Kafka listener needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Where to listen (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The address Metadata hands to clients; the bound address if none.
+    pub advertise: Option<Advertised>,
+    /// Whether Metadata creates a missing topic a client asks for.
+    pub auto_create_topics: bool,
+    /// Partitions of such a topic.
+    pub default_partitions: u32,
+}
+
+impl KafkaConfig {
+    /// Listening on `listen`, advertising the bound address, creating
+    /// topics on demand with one partition.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            advertise: None,
+            auto_create_topics: true,
+            default_partitions: crate::config::DEFAULT_PARTITIONS,
+        }
+    }
+}
+
+/// A `HOST:PORT` clients can reach the broker at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Advertised {
+    /// A host name or address.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl FromStr for Advertised {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not HOST:PORT");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port: port.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl TryFrom<String> for Advertised {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Advertised> for String {
+    fn from(a: Advertised) -> Self {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for Advertised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What every Kafka connection shares.
+#[derive(Debug)]
+struct Context {
+    service: Arc<Service>,
+    advertised: Advertised,
+    auto_create_topics: bool,
+    default_partitions: u32,
+    /// This listener's stop; a child of the service's.
+    shutdown: CancellationToken,
+}
+
+/// A running Kafka listener.
+#[derive(Debug)]
+pub struct KafkaServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl KafkaServer {
+    /// Binds the listener and starts accepting connections.
+    pub async fn start(config: KafkaConfig, service: Arc<Service>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let advertised = config.advertise.unwrap_or_else(|| Advertised {
+            host: local_addr.ip().to_string(),
+            port: local_addr.port(),
+        });
+        let shutdown = service.shutdown.child_token();
+        let context = Arc::new(Context {
+            service,
+            advertised,
+            auto_create_topics: config.auto_create_topics,
+            default_partitions: config.default_partitions,
+            shutdown: shutdown.clone(),
+        });
+        let tasks = TaskTracker::new();
+        tasks.spawn(accept_loop(listener, context, tasks.clone()));
+        tracing::info!(addr = %local_addr, "Kafka listener started");
+        Ok(Self {
+            local_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests answer, closes connections.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(crate::server::SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Kafka requests still running after the shutdown grace period");
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, context: Arc<Context>, tasks: TaskTracker) {
+    let connections = Arc::new(Semaphore::new(MAX_KAFKA_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = context.shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "Kafka accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            context.service.metrics.connection_refused();
+            tracing::warn!(%peer, "Kafka connection refused: at most {MAX_KAFKA_CONNECTIONS}");
+            continue;
+        };
+        let context = Arc::clone(&context);
+        tasks.spawn(async move {
+            connection::serve(stream, peer, context).await;
+            drop(permit);
+        });
+    }
+}

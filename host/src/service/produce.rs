@@ -1,0 +1,112 @@
+//! Produce: validate each batch, hand it to the group-commit writer, and
+//! answer once the commit holding it is durable.
+//!
+//! Batches are validated in full (CRC, counts, record framing) but never
+//! re-encoded: the writer only rewrites the base offset, outside the CRC.
+//! On a `LogAppendTime` topic the broker also stamps the batch header's
+//! timestamp type and max timestamp and recomputes the CRC, as Kafka does.
+
+use bytes::BytesMut;
+use futures_util::future::join_all;
+
+use quiver_proto::api::{ProduceResult, TimestampType};
+use quiver_proto::batch::{BatchError, BatchSummary, set_log_append_time, validate};
+use quiver_proto::limits::MAX_BATCH_BYTES;
+use quiver_proto::{ErrorCode, ErrorDetail, WireError};
+
+use super::check_entries;
+use crate::service::Service;
+
+/// Appends `batches` (partition, batch bytes) to `topic` and answers per
+/// batch once its commit is durable (or why it was refused). An unknown
+/// topic fails the whole call.
+pub(crate) async fn handle(
+    service: &Service,
+    topic_name: &str,
+    batches: Vec<(u32, BytesMut)>,
+) -> Result<Vec<ProduceResult>, WireError> {
+    let _timer = service.metrics.time_produce();
+    check_entries(batches.len(), "batches")?;
+    let topic = service.storage.topic(topic_name)?;
+    let log_append_time = (topic.config.timestamp_type == TimestampType::LogAppendTime)
+        .then(|| service.clock.now_ms());
+    // Batches are queued for the writer one after another, so a request's
+    // batches of one partition are appended in the order sent; only then
+    // are the commits awaited, together.
+    let mut queued = Vec::with_capacity(batches.len());
+    for (partition, mut batch) in batches {
+        let bytes = batch.len() as u64;
+        let checked = topic
+            .partition(partition)
+            .ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::UnknownPartition,
+                    format!(
+                        "topic {topic_name:?} has no partition {partition} (it has {})",
+                        topic.partitions.len()
+                    ),
+                )
+            })
+            .and_then(|p| Ok((p.clone(), check_batch(&batch)?)));
+        if let (Ok(_), Some(now)) = (&checked, log_append_time) {
+            set_log_append_time(&mut batch, now);
+        }
+        let pending = match checked {
+            Ok((handle, summary)) => service
+                .storage
+                .queue_append(
+                    handle,
+                    batch,
+                    summary.record_count,
+                    log_append_time.unwrap_or(summary.max_timestamp),
+                )
+                .await
+                .map(|reply| (reply, summary.record_count))
+                .map_err(WireError::from),
+            Err(e) => Err(e),
+        };
+        queued.push((partition, bytes, pending));
+    }
+    let results = queued
+        .into_iter()
+        .map(|(partition, bytes, pending)| async move {
+            let outcome = match pending {
+                Ok((reply, records)) => reply
+                    .await
+                    .map_err(|_| service.storage.health().stopped_error())
+                    .and_then(|result| result)
+                    .inspect(|_| {
+                        service
+                            .metrics
+                            .record_produced(topic_name, u64::from(records), bytes);
+                    })
+                    .map_err(WireError::from),
+                Err(e) => Err(e),
+            };
+            ProduceResult { partition, outcome }
+        });
+    Ok(join_all(results).await)
+}
+
+/// Validates one batch.
+fn check_batch(batch: &[u8]) -> Result<BatchSummary, WireError> {
+    match validate(batch) {
+        Ok(summary) => Ok(summary),
+        Err(e @ BatchError::TooLarge { size, .. }) => Err(WireError::new(
+            ErrorCode::BatchTooLarge,
+            e.to_string(),
+        )
+        .with_detail(ErrorDetail::Size {
+            size: size as u64,
+            max: u64::from(MAX_BATCH_BYTES),
+        })),
+        Err(e @ BatchError::UnsupportedCompression(_)) => Err(WireError::new(
+            ErrorCode::UnsupportedCompression,
+            e.to_string(),
+        )),
+        Err(e) => Err(WireError::new(
+            ErrorCode::CorruptBatch,
+            format!("corrupt batch: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,129 @@
+//! Talking to the broker's Kafka listener: [`kcat`], a real Kafka client
+//! (librdkafka), and [`KafkaWire`], a bare TCP connection that sends
+//! hand-made requests encoded with the `kafka-protocol` crate.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+use crate::cli::{Run, run_quiver};
+
+/// Runs `kcat -b BROKER ARGS` with `input` on standard input.
+pub fn kcat(broker: SocketAddr, args: &[&str], input: Option<&[u8]>) -> Run {
+    let mut command = Command::new("kcat");
+    command.arg("-b").arg(broker.to_string()).args(args);
+    run_quiver(command, input)
+}
+
+/// How long a bare connection waits for an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bare Kafka connection.
+#[derive(Debug)]
+pub struct KafkaWire {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl KafkaWire {
+    /// Connects to a Kafka listener.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect to the Kafka listener");
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("read timeout");
+        Self {
+            stream,
+            next_correlation_id: 1,
+        }
+    }
+
+    /// Sends `request` at `version` and decodes the response.
+    pub fn call<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("quiver-tests"));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .expect("encode header");
+        request.encode(&mut body, version).expect("encode request");
+        self.send_frame(&body);
+        let mut response = self.read_frame().expect("a response");
+        let header = ResponseHeader::decode(
+            &mut response,
+            <R::Response as HeaderVersion>::header_version(version),
+        )
+        .expect("response header");
+        assert_eq!(header.correlation_id, correlation_id);
+        R::Response::decode(&mut response, version).expect("decode response")
+    }
+
+    /// Sends a size prefix and `body`.
+    pub fn send_frame(&mut self, body: &[u8]) {
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(i32::try_from(body.len()).expect("small frame"));
+        frame.put_slice(body);
+        self.send_raw(&frame);
+    }
+
+    /// Sends bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Ends the sending side (the broker reads end of stream).
+    pub fn finish(&mut self) {
+        self.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown write");
+    }
+
+    /// Reads one response frame (after its size prefix); `None` when the
+    /// broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut frame = vec![0u8; usize::try_from(i32::from_be_bytes(size)).ok()?];
+        self.stream.read_exact(&mut frame).ok()?;
+        Some(Bytes::from(frame))
+    }
+
+    /// Whether the broker closed the connection (end of stream or reset)
+    /// without sending anything, within the read timeout.
+    pub fn closed_by_broker(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
+    }
+}
+
+/// A request header for `api` at `version` with correlation id 7, encoded.
+pub fn header_bytes(api: ApiKey, version: i16) -> BytesMut {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = 7;
+    let mut out = BytesMut::new();
+    header
+        .encode(&mut out, api.request_header_version(version))
+        .expect("encode header");
+    out
+}
+
+/// The correlation id at the start of a response frame.
+pub fn correlation_id(mut frame: Bytes) -> i32 {
+    frame.get_i32()
+}
