@@ -14,6 +14,7 @@
 
 mod apis;
 mod connection;
+mod topic_configs;
 
 use std::fmt;
 use std::net::SocketAddr;

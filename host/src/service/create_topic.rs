@@ -24,13 +24,18 @@ pub(crate) async fn create(
     service: &Service,
     request: CreateTopicRequest,
 ) -> Result<Arc<Topic>, WireError> {
-    validate_topic_name(&request.name)
-        .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
-    check_partition_count(request.partitions)?;
+    validate(&request)?;
     Ok(service
         .storage
         .create_topic(request.name, request.partitions, request.config)
         .await?)
+}
+
+/// Checks a topic's name and partition count, creating nothing.
+pub(crate) fn validate(request: &CreateTopicRequest) -> Result<(), WireError> {
+    validate_topic_name(&request.name)
+        .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
+    check_partition_count(request.partitions)
 }
 
 /// A partition count must be 1 to [`MAX_PARTITIONS_PER_TOPIC`].

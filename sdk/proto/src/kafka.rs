@@ -32,15 +32,13 @@
 //! before the crate decodes it.
 
 pub mod bounds;
+mod schemas;
 #[cfg(test)]
 mod tests;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 pub use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::{
-    ApiVersionsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{self, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 pub use bounds::BoundsError;
@@ -62,7 +60,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The versions of `api` served, if any.
@@ -73,20 +83,63 @@ pub fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         .map(|&(_, min, max)| (min, max))
 }
 
-/// A decoded request of a served API.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // one per request, moved once
-pub enum Request {
-    /// `ApiVersions`.
-    ApiVersions(ApiVersionsRequest),
-    /// `Metadata`.
-    Metadata(MetadataRequest),
-    /// `Produce`.
-    Produce(ProduceRequest),
-    /// `Fetch`.
-    Fetch(FetchRequest),
-    /// `ListOffsets`.
-    ListOffsets(ListOffsetsRequest),
+/// Declares [`Request`], one variant per served API, and its decoder.
+macro_rules! served {
+    ($($api:ident => $message:ident),* $(,)?) => {
+        /// A decoded request of a served API.
+        #[derive(Debug, Clone, PartialEq)]
+        #[allow(clippy::large_enum_variant)] // one per request, moved once
+        pub enum Request {
+            $(
+                #[doc = concat!("`", stringify!($api), "`.")]
+                $api(messages::$message),
+            )*
+        }
+
+        #[cfg(test)]
+        impl Request {
+            /// Encodes the body at `version` (tests compare it with what
+            /// was decoded).
+            fn encode_body(&self, version: i16) -> Result<BytesMut, String> {
+                let mut out = BytesMut::new();
+                match self {
+                    $(Request::$api(message) => message.encode(&mut out, version),)*
+                }
+                .map_err(|e| e.to_string())?;
+                Ok(out)
+            }
+        }
+
+        /// Decodes a body that has walked clean.
+        fn decode_body(api: ApiKey, frame: &mut Bytes, version: i16) -> Option<Result<Request, String>> {
+            Some(match api {
+                $(ApiKey::$api => messages::$message::decode(frame, version)
+                    .map(Request::$api)
+                    .map_err(|e| e.to_string()),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+served! {
+    ApiVersions => ApiVersionsRequest,
+    Metadata => MetadataRequest,
+    Produce => ProduceRequest,
+    Fetch => FetchRequest,
+    ListOffsets => ListOffsetsRequest,
+    FindCoordinator => FindCoordinatorRequest,
+    OffsetCommit => OffsetCommitRequest,
+    OffsetFetch => OffsetFetchRequest,
+    CreateTopics => CreateTopicsRequest,
+    DeleteTopics => DeleteTopicsRequest,
+    CreatePartitions => CreatePartitionsRequest,
+    DescribeConfigs => DescribeConfigsRequest,
+    AlterConfigs => AlterConfigsRequest,
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+    ListGroups => ListGroupsRequest,
+    DescribeGroups => DescribeGroupsRequest,
+    DeleteGroups => DeleteGroupsRequest,
 }
 
 /// A request with its header.
@@ -188,29 +241,17 @@ pub fn decode_request(mut frame: Bytes) -> Result<Framed, DecodeError> {
     bounds::check(api, version, &frame).map_err(|e| malformed(e.to_string()))?;
     // The body has walked clean: every count the crate will size a Vec
     // from is within the bytes that follow it.
-    let decoded = match api {
-        ApiKey::ApiVersions => decode(&mut frame, version).map(Request::ApiVersions),
-        ApiKey::Metadata => decode(&mut frame, version).map(Request::Metadata),
-        ApiKey::Produce => decode(&mut frame, version).map(Request::Produce),
-        ApiKey::Fetch => decode(&mut frame, version).map(Request::Fetch),
-        ApiKey::ListOffsets => decode(&mut frame, version).map(Request::ListOffsets),
-        _ => {
-            return Err(DecodeError::UnknownApi {
-                api_key,
-                correlation_id,
-            });
-        }
-    };
-    let request = decoded.map_err(malformed)?;
+    let request = decode_body(api, &mut frame, version)
+        .ok_or(DecodeError::UnknownApi {
+            api_key,
+            correlation_id,
+        })?
+        .map_err(malformed)?;
     Ok(Framed {
         api,
         header,
         request,
     })
-}
-
-fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, String> {
-    T::decode(frame, version).map_err(|e| e.to_string())
 }
 
 /// Encodes a response to a request of `api` at `version`: size prefix,

@@ -8,10 +8,27 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use bytes::{BufMut as _, BytesMut};
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource as IncrementalResource, AlterableConfig as IncrementalAlterableConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, TopicName,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use quiver_proto::batch::{BatchBuilder, NewRecord};
@@ -291,4 +308,260 @@ fn bad_input_on_the_kafka_port_is_refused_and_harms_no_one() {
     )
     .ok();
     assert_eq!(empty, "");
+}
+
+/// Topic admin and committed offsets through Kafka's admin and group
+/// APIs, seen by Quiver's own CLI too: create (with a config, a bad
+/// replication factor, a duplicate, a dry run), describe and alter configs
+/// (incremental and whole), add partitions, commit and fetch offsets of a
+/// standalone consumer's group, find its coordinator, list, describe and
+/// delete it, delete the topic.
+#[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
+fn topic_admin_and_offsets_through_the_kafka_protocol() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    let mut wire = KafkaWire::connect(kafka);
+    let text = |s: &str| StrBytes::from_string(s.to_owned());
+
+    // Create.
+    let creatable = |name: &str, partitions: i32, replication: i16| {
+        CreatableTopic::default()
+            .with_name(topic(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication)
+    };
+    let created = wire.call(
+        &CreateTopicsRequest::default().with_topics(vec![
+            creatable("orders", 3, 1).with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(text("retention.ms"))
+                    .with_value(Some(text("60000"))),
+            ]),
+            creatable("mirrored", 1, 3),
+            creatable("orders", 3, -1),
+        ]),
+        7,
+    );
+    let codes: Vec<i16> = created.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, [0, 38, 36]);
+    assert_eq!(created.topics[0].num_partitions, 3);
+    let dry = wire.call(
+        &CreateTopicsRequest::default()
+            .with_topics(vec![creatable("dry", 2, -1)])
+            .with_validate_only(true),
+        7,
+    );
+    assert_eq!(dry.topics[0].error_code, 0);
+    let listed = quiver(&broker, &["topic", "list"], None);
+    assert!(
+        listed.contains("orders") && !listed.contains("dry"),
+        "{listed}"
+    );
+
+    // Describe and alter configs.
+    let describe = |wire: &mut KafkaWire| {
+        let response = wire.call(
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(text("orders")),
+            ]),
+            4,
+        );
+        assert_eq!(response.results[0].error_code, 0);
+        response.results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                let value = c
+                    .value
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                (c.name.to_string(), (value, c.config_source))
+            })
+            .collect::<BTreeMap<String, (String, i8)>>()
+    };
+    let configs = describe(&mut wire);
+    assert_eq!(configs["retention.ms"], ("60000".to_owned(), 1));
+    assert_eq!(configs["retention.bytes"], ("-1".to_owned(), 5));
+    assert_eq!(configs["cleanup.policy"].0, "delete");
+
+    let incremental = |name: &str, operation: i8, value: Option<&str>| {
+        IncrementalAlterableConfig::default()
+            .with_name(text(name))
+            .with_config_operation(operation)
+            .with_value(value.map(text))
+    };
+    let altered = wire.call(
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            IncrementalResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("orders"))
+                .with_configs(vec![
+                    incremental("retention.bytes", 0, Some("1000000")),
+                    incremental("retention.ms", 1, None),
+                ]),
+        ]),
+        1,
+    );
+    assert_eq!(altered.responses[0].error_code, 0);
+    let configs = describe(&mut wire);
+    assert_eq!(configs["retention.ms"], ("-1".to_owned(), 5));
+    assert_eq!(configs["retention.bytes"], ("1000000".to_owned(), 1));
+    let unknown = wire.call(
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            IncrementalResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("orders"))
+                .with_configs(vec![incremental("segment.bytes", 0, Some("1"))]),
+        ]),
+        1,
+    );
+    assert_eq!(unknown.responses[0].error_code, 40);
+    // A whole alter resets what it does not name.
+    let whole = wire.call(
+        &AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("orders"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(text("retention.ms"))
+                        .with_value(Some(text("5000"))),
+                ]),
+        ]),
+        2,
+    );
+    assert_eq!(whole.responses[0].error_code, 0);
+    let configs = describe(&mut wire);
+    assert_eq!(configs["retention.ms"], ("5000".to_owned(), 1));
+    assert_eq!(configs["retention.bytes"], ("-1".to_owned(), 5));
+
+    // More partitions; never fewer.
+    let grow = |wire: &mut KafkaWire, count: i32| {
+        wire.call(
+            &CreatePartitionsRequest::default().with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(topic("orders"))
+                    .with_count(count),
+            ]),
+            3,
+        )
+        .results[0]
+            .error_code
+    };
+    assert_eq!(grow(&mut wire, 5), 0);
+    assert_eq!(grow(&mut wire, 2), 37);
+    let metadata = wire.call(
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic("orders"))),
+        ])),
+        12,
+    );
+    assert_eq!(metadata.topics[0].partitions.len(), 5);
+
+    // A standalone consumer's offsets, committed and fetched.
+    let coordinator = wire.call(
+        &FindCoordinatorRequest::default().with_key(text("billing")),
+        3,
+    );
+    assert_eq!(
+        (coordinator.error_code, coordinator.port),
+        (0, i32::from(kafka.port()))
+    );
+    let batched = wire.call(
+        &FindCoordinatorRequest::default().with_coordinator_keys(vec![text("billing")]),
+        4,
+    );
+    assert_eq!(batched.coordinators[0].port, i32::from(kafka.port()));
+    let committed = wire.call(
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(text("billing")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic("orders"))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5),
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(1)
+                            .with_committed_offset(7),
+                    ]),
+            ]),
+        8,
+    );
+    let codes: Vec<i16> = committed.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, [0, 0]);
+    let fetched = wire.call(
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(text("billing")))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic("orders"))
+                    .with_partition_indexes(vec![0, 1, 2]),
+            ])),
+        7,
+    );
+    let offsets: Vec<i64> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect();
+    assert_eq!(offsets, [5, 7, -1]);
+    let all = wire.call(
+        &OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default().with_group_id(GroupId(text("billing"))),
+        ]),
+        8,
+    );
+    assert_eq!(all.groups[0].topics[0].partitions.len(), 2);
+    let described = quiver(&broker, &["group", "describe", "billing"], None);
+    assert!(described.contains("orders\t1\t"), "{described}");
+
+    // List, describe, delete the group.
+    let groups = |wire: &mut KafkaWire| -> Vec<String> {
+        wire.call(&ListGroupsRequest::default(), 4)
+            .groups
+            .iter()
+            .map(|g| g.group_id.0.to_string())
+            .collect()
+    };
+    assert_eq!(groups(&mut wire), ["billing"]);
+    let description = wire.call(
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(text("billing"))]),
+        5,
+    );
+    assert_eq!(description.groups[0].error_code, 0);
+    assert!(description.groups[0].members.is_empty());
+    let deleted = wire.call(
+        &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text("billing"))]),
+        2,
+    );
+    assert_eq!(deleted.results[0].error_code, 0);
+    assert!(groups(&mut wire).is_empty());
+
+    // Delete the topic (by name in version 6's list, and an unknown one in
+    // version 4's).
+    let removed = wire.call(
+        &DeleteTopicsRequest::default().with_topics(vec![
+            DeleteTopicState::default().with_name(Some(topic("orders"))),
+        ]),
+        6,
+    );
+    assert_eq!(removed.responses[0].error_code, 0);
+    let unknown = wire.call(
+        &DeleteTopicsRequest::default().with_topic_names(vec![topic("nothing")]),
+        4,
+    );
+    assert_eq!(unknown.responses[0].error_code, 3);
+    assert!(!quiver(&broker, &["topic", "list"], None).contains("orders"));
 }

@@ -1,10 +1,22 @@
 //! One file per Kafka API: each turns Kafka's request into calls of
 //! [`crate::service`] and the answers into Kafka's response.
 
+mod alter_configs;
 pub(super) mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_groups;
+mod delete_topics;
+mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod incremental_alter_configs;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
 
 use bytes::BytesMut;
@@ -68,13 +80,60 @@ pub(super) async fn handle(context: &Context, framed: Framed) -> Result<Answer, 
             let response = list_offsets::handle(context, request).await;
             Answer::of(correlation_id, version, &response)
         }
+        Request::FindCoordinator(request) => {
+            let response = find_coordinator::handle(context, &request, version);
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::OffsetCommit(request) => {
+            let response = offset_commit::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::OffsetFetch(request) => {
+            let response = offset_fetch::handle(context, request, version);
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::ListGroups(_) => {
+            Answer::of(correlation_id, version, &list_groups::handle(context))
+        }
+        Request::DescribeGroups(request) => {
+            let response = describe_groups::handle(context, &request);
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::DeleteGroups(request) => {
+            let response = delete_groups::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::CreateTopics(request) => {
+            let response = create_topics::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::DeleteTopics(request) => {
+            let response = delete_topics::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::CreatePartitions(request) => {
+            let response = create_partitions::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::DescribeConfigs(request) => {
+            let response = describe_configs::handle(context, &request);
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::AlterConfigs(request) => {
+            let response = alter_configs::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::IncrementalAlterConfigs(request) => {
+            let response = incremental_alter_configs::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
     }
 }
 
 /// Kafka's error code for a Quiver error. Codes below 1000 are Kafka's
 /// own numbers already; Quiver's own ones map to the Kafka error a client
 /// acts on the same way.
-pub(super) fn error_code(error: &WireError) -> i16 {
+pub(in crate::kafka) fn error_code(error: &WireError) -> i16 {
     const UNKNOWN_SERVER_ERROR: i16 = -1;
     const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;

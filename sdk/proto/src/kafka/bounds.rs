@@ -10,15 +10,18 @@
 //! element takes at least one byte on the wire). Only a body that walks to
 //! its end cleanly is handed to the crate.
 //!
-//! A schema lists only what the walk needs: fixed-width fields by size,
-//! strings and byte fields by their length prefix, arrays with their
-//! element layout. In flexible versions (KIP-482) lengths and counts are
-//! unsigned varints plus one, and every struct ends with tagged fields,
-//! which are skipped by their sizes. None of the requests served has a
-//! known tagged field holding an array (the crate decodes known tags from
-//! the main buffer, so one would need walking too).
+//! A schema ([`super::schemas`]) lists only what the walk needs:
+//! fixed-width fields by size, strings and byte fields by their length
+//! prefix, arrays with their element layout. In flexible versions (KIP-482)
+//! lengths and counts are unsigned varints plus one, and every struct ends
+//! with tagged fields. Unknown tags are skipped by their sizes (the crate
+//! copies them out by size too); a known tag is walked by its shape and
+//! must fill its size exactly, since the crate decodes it from the body
+//! itself, and a tag that said one size and held another would have the
+//! crate read on from a place the walk never checked.
 
 use super::ApiKey;
+use super::schemas::{Field, Shape, schema};
 
 /// Elements in one array of a request, at most (topics, partitions,
 /// partition indexes): Quiver's per-request partition limit.
@@ -49,185 +52,19 @@ pub enum BoundsError {
         /// The field.
         field: &'static str,
     },
+    /// A known tagged field whose size is not what its value takes.
+    #[error("tagged field {tag} says {size} bytes but holds {held}")]
+    TagSize {
+        /// The tag.
+        tag: u32,
+        /// The size it declared.
+        size: usize,
+        /// What its value took.
+        held: usize,
+    },
     /// No schema for this API (it is not served).
     #[error("API key {0} has no request schema here")]
     NoSchema(i16),
-}
-
-/// What one field of a request takes on the wire.
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    /// A fixed-width value: ints, booleans (1), UUIDs (16).
-    Fixed(usize),
-    /// A (nullable) string: `i16` length, or compact.
-    String,
-    /// (Nullable) bytes or records: `i32` length, or compact.
-    Bytes,
-    /// An array of structs with these fields.
-    Structs(&'static [Field]),
-    /// An array of fixed-width values (e.g. `int32` partition indexes).
-    Values(usize),
-}
-
-/// A field: its name (for errors), the versions that carry it, its shape.
-#[derive(Debug, Clone, Copy)]
-struct Field {
-    name: &'static str,
-    from: i16,
-    until: i16,
-    shape: Shape,
-}
-
-/// A field present in versions `from..=until`.
-const fn field(name: &'static str, from: i16, until: i16, shape: Shape) -> Field {
-    Field {
-        name,
-        from,
-        until,
-        shape,
-    }
-}
-
-/// A field present in every version from `from` on.
-const fn since(name: &'static str, from: i16, shape: Shape) -> Field {
-    field(name, from, i16::MAX, shape)
-}
-
-/// A request body's layout and the first version that is flexible.
-#[derive(Debug, Clone, Copy)]
-struct Schema {
-    flexible_from: i16,
-    fields: &'static [Field],
-}
-
-use Shape::{Bytes, Fixed, Structs, Values};
-
-const API_VERSIONS: Schema = Schema {
-    flexible_from: 3,
-    fields: &[
-        since("client_software_name", 3, Shape::String),
-        since("client_software_version", 3, Shape::String),
-    ],
-};
-
-const METADATA: Schema = Schema {
-    flexible_from: 9,
-    fields: &[
-        since(
-            "topics",
-            0,
-            Structs(&[
-                since("topic_id", 10, Fixed(16)),
-                since("name", 0, Shape::String),
-            ]),
-        ),
-        since("allow_auto_topic_creation", 4, Fixed(1)),
-        field("include_cluster_authorized_operations", 8, 10, Fixed(1)),
-        since("include_topic_authorized_operations", 8, Fixed(1)),
-    ],
-};
-
-const PRODUCE: Schema = Schema {
-    flexible_from: 9,
-    fields: &[
-        since("transactional_id", 3, Shape::String),
-        since("acks", 0, Fixed(2)),
-        since("timeout_ms", 0, Fixed(4)),
-        since(
-            "topic_data",
-            0,
-            Structs(&[
-                field("name", 0, 12, Shape::String),
-                since("topic_id", 13, Fixed(16)),
-                since(
-                    "partition_data",
-                    0,
-                    Structs(&[since("index", 0, Fixed(4)), since("records", 0, Bytes)]),
-                ),
-            ]),
-        ),
-    ],
-};
-
-const FETCH: Schema = Schema {
-    flexible_from: 12,
-    fields: &[
-        field("replica_id", 0, 14, Fixed(4)),
-        since("max_wait_ms", 0, Fixed(4)),
-        since("min_bytes", 0, Fixed(4)),
-        since("max_bytes", 3, Fixed(4)),
-        since("isolation_level", 4, Fixed(1)),
-        since("session_id", 7, Fixed(4)),
-        since("session_epoch", 7, Fixed(4)),
-        since(
-            "topics",
-            0,
-            Structs(&[
-                field("topic", 0, 12, Shape::String),
-                since("topic_id", 13, Fixed(16)),
-                since(
-                    "partitions",
-                    0,
-                    Structs(&[
-                        since("partition", 0, Fixed(4)),
-                        since("current_leader_epoch", 9, Fixed(4)),
-                        since("fetch_offset", 0, Fixed(8)),
-                        since("last_fetched_epoch", 12, Fixed(4)),
-                        since("log_start_offset", 5, Fixed(8)),
-                        since("partition_max_bytes", 0, Fixed(4)),
-                    ]),
-                ),
-            ]),
-        ),
-        since(
-            "forgotten_topics_data",
-            7,
-            Structs(&[
-                field("topic", 7, 12, Shape::String),
-                since("topic_id", 13, Fixed(16)),
-                since("partitions", 7, Values(4)),
-            ]),
-        ),
-        since("rack_id", 11, Shape::String),
-    ],
-};
-
-const LIST_OFFSETS: Schema = Schema {
-    flexible_from: 6,
-    fields: &[
-        since("replica_id", 0, Fixed(4)),
-        since("isolation_level", 2, Fixed(1)),
-        since(
-            "topics",
-            0,
-            Structs(&[
-                since("name", 0, Shape::String),
-                since(
-                    "partitions",
-                    0,
-                    Structs(&[
-                        since("partition_index", 0, Fixed(4)),
-                        since("current_leader_epoch", 4, Fixed(4)),
-                        since("timestamp", 0, Fixed(8)),
-                        field("max_num_offsets", 0, 0, Fixed(4)),
-                    ]),
-                ),
-            ]),
-        ),
-        since("timeout_ms", 10, Fixed(4)),
-    ],
-};
-
-/// The schema of `api`'s request body, if it is served.
-fn schema(api: ApiKey) -> Option<Schema> {
-    Some(match api {
-        ApiKey::ApiVersions => API_VERSIONS,
-        ApiKey::Metadata => METADATA,
-        ApiKey::Produce => PRODUCE,
-        ApiKey::Fetch => FETCH,
-        ApiKey::ListOffsets => LIST_OFFSETS,
-        _ => return None,
-    })
 }
 
 /// Walks `body`, a request of `api` at `version`, checking every count;
@@ -255,19 +92,19 @@ impl Walk<'_> {
     /// One struct: its fields at this version, then (flexible) its tags.
     fn fields(&mut self, fields: &[Field]) -> Result<(), BoundsError> {
         for f in fields {
-            if (f.from..=f.until).contains(&self.version) {
+            if f.tag.is_none() && f.in_version(self.version) {
                 self.shape(f.name, f.shape)?;
             }
         }
         if self.flexible {
-            self.tagged_fields()?;
+            self.tagged_fields(fields)?;
         }
         Ok(())
     }
 
     fn shape(&mut self, name: &'static str, shape: Shape) -> Result<(), BoundsError> {
         match shape {
-            Fixed(n) => self.skip(name, n),
+            Shape::Fixed(n) => self.skip(name, n),
             Shape::String => {
                 let len = if self.flexible {
                     self.compact_len(name)?
@@ -276,7 +113,7 @@ impl Walk<'_> {
                 };
                 self.skip(name, len.unwrap_or(0))
             }
-            Bytes => {
+            Shape::Bytes => {
                 let len = if self.flexible {
                     self.compact_len(name)?
                 } else {
@@ -284,15 +121,21 @@ impl Walk<'_> {
                 };
                 self.skip(name, len.unwrap_or(0))
             }
-            Structs(inner) => {
+            Shape::Structs(inner) => {
                 for _ in 0..self.count(name)? {
                     self.fields(inner)?;
                 }
                 Ok(())
             }
-            Values(n) => {
+            Shape::Values(n) => {
                 let count = self.count(name)?;
                 self.skip(name, count * n)
+            }
+            Shape::Strings => {
+                for _ in 0..self.count(name)? {
+                    self.shape(name, Shape::String)?;
+                }
+                Ok(())
             }
         }
     }
@@ -336,13 +179,27 @@ impl Walk<'_> {
         Ok(self.varint(name)?.checked_sub(1).map(|n| n as usize))
     }
 
-    /// Tagged fields: a count, then (tag, size, bytes) each.
-    fn tagged_fields(&mut self) -> Result<(), BoundsError> {
+    /// Tagged fields: a count, then (tag, size, value) each; a known tag's
+    /// value is walked and must take exactly its size.
+    fn tagged_fields(&mut self, fields: &[Field]) -> Result<(), BoundsError> {
         let count = self.varint("tagged fields")?;
         for _ in 0..count {
-            self.varint("tag")?;
-            let size = self.varint("tagged field size")?;
-            self.skip("tagged field", size as usize)?;
+            let tag = self.varint("tag")?;
+            let size = self.varint("tagged field size")? as usize;
+            let known = fields
+                .iter()
+                .find(|f| f.tag == Some(tag) && f.in_version(self.version));
+            match known {
+                Some(f) => {
+                    let before = self.rest.len();
+                    self.shape(f.name, f.shape)?;
+                    let held = before - self.rest.len();
+                    if held != size {
+                        return Err(BoundsError::TagSize { tag, size, held });
+                    }
+                }
+                None => self.skip("tagged field", size)?,
+            }
         }
         Ok(())
     }
