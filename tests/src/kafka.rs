@@ -1,9 +1,11 @@
-//! Talking to the broker's Kafka listener: [`kcat`], a real Kafka client
-//! (librdkafka), and [`KafkaWire`], a bare TCP connection that sends
-//! hand-made requests encoded with the `kafka-protocol` crate.
+//! Talking to the broker's Kafka listener: [`kcat`] and [`python`] run real
+//! Kafka clients (librdkafka; confluent-kafka and kafka-python scripts in
+//! `tests/kafka_clients/`), and [`KafkaWire`], a bare TCP connection that
+//! sends hand-made requests encoded with the `kafka-protocol` crate.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,6 +20,28 @@ pub fn kcat(broker: SocketAddr, args: &[&str], input: Option<&[u8]>) -> Run {
     let mut command = Command::new("kcat");
     command.arg("-b").arg(broker.to_string()).args(args);
     run_quiver(command, input)
+}
+
+/// Runs `tests/kafka_clients/SCRIPT BROKER` with the Python that
+/// `tests/kafka_clients/setup.sh` set up (confluent-kafka, kafka-python)
+/// in `target/kafka-clients`.
+pub fn python(script: &str, broker: SocketAddr) -> Run {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_path_buf();
+    let python = root.join("target/kafka-clients/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/kafka_clients/setup.sh first",
+        python.display()
+    );
+    let mut command = Command::new(python);
+    command
+        .current_dir(root.join("tests/kafka_clients"))
+        .arg(script)
+        .arg(broker.to_string());
+    run_quiver(command, None)
 }
 
 /// How long a bare connection waits for an answer.

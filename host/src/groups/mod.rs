@@ -67,6 +67,7 @@
 //! them. Group names are not validated here.
 
 pub mod assignor;
+pub mod classic;
 
 #[cfg(test)]
 mod tests;

@@ -59,7 +59,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
         let (api, answer) = match kafka::decode_request(frame.freeze()) {
             Ok(framed) => {
                 let api = framed.api;
-                (api, apis::handle(&context, framed).await)
+                (api, apis::handle(&context, &session, framed).await)
             }
             Err(DecodeError::UnsupportedVersion {
                 api: ApiKey::ApiVersions,
@@ -193,6 +193,10 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::JoinGroup => "join_group",
+        ApiKey::SyncGroup => "sync_group",
+        ApiKey::Heartbeat => "heartbeat",
+        ApiKey::LeaveGroup => "leave_group",
         _ => "other",
     }
 }

@@ -15,6 +15,7 @@
 //! |    3 | `UnknownTopic`         | `UNKNOWN_TOPIC_OR_PARTITION`     |
 //! |   10 | `BatchTooLarge`        | `MESSAGE_TOO_LARGE`              |
 //! |   17 | `InvalidTopicName`     | `INVALID_TOPIC_EXCEPTION`        |
+//! |   22 | `IllegalGeneration`    | `ILLEGAL_GENERATION`             |
 //! |   23 | `InconsistentStrategy` | `INCONSISTENT_GROUP_PROTOCOL`    |
 //! |   25 | `UnknownMember`        | `UNKNOWN_MEMBER_ID`              |
 //! |   26 | `InvalidSessionTimeout`| `INVALID_SESSION_TIMEOUT`        |
@@ -69,6 +70,9 @@ pub enum ErrorCode {
     BatchTooLarge = 10,
     /// The topic name breaks the naming rule.
     InvalidTopicName = 17,
+    /// A Kafka group member's generation is not the group's (Kafka's
+    /// `ILLEGAL_GENERATION`): join again.
+    IllegalGeneration = 22,
     /// A member asked for another assignment strategy than the group uses.
     InconsistentStrategy = 23,
     /// The member is not (or no longer) in the group; rejoin.
@@ -142,13 +146,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
         Self::UnknownTopic,
         Self::BatchTooLarge,
         Self::InvalidTopicName,
+        Self::IllegalGeneration,
         Self::InconsistentStrategy,
         Self::UnknownMember,
         Self::InvalidSessionTimeout,

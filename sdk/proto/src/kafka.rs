@@ -63,6 +63,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::ApiVersions, 0, 4),
@@ -140,6 +144,10 @@ served! {
     ListGroups => ListGroupsRequest,
     DescribeGroups => DescribeGroupsRequest,
     DeleteGroups => DeleteGroupsRequest,
+    JoinGroup => JoinGroupRequest,
+    SyncGroup => SyncGroupRequest,
+    Heartbeat => HeartbeatRequest,
+    LeaveGroup => LeaveGroupRequest,
 }
 
 /// A request with its header.
@@ -252,6 +260,29 @@ pub fn decode_request(mut frame: Bytes) -> Result<Framed, DecodeError> {
         header,
         request,
     })
+}
+
+/// The highest consumer-protocol version read; later ones are read as
+/// this one (their extra fields come last and are left), as Kafka does.
+const CONSUMER_PROTOCOL_MAX_VERSION: i16 = 3;
+
+/// A Kafka consumer's subscription from a classic group member's metadata
+/// (a version, then the message), if it is one: checked like a request
+/// before decoding, since a client wrote it.
+pub fn consumer_subscription(bytes: &[u8]) -> Option<messages::ConsumerProtocolSubscription> {
+    consumer_protocol(schemas::CONSUMER_PROTOCOL_SUBSCRIPTION, bytes)
+}
+
+/// A member's assignment as a Kafka group leader wrote it, if it is one.
+pub fn consumer_assignment(bytes: &[u8]) -> Option<messages::ConsumerProtocolAssignment> {
+    consumer_protocol(schemas::CONSUMER_PROTOCOL_ASSIGNMENT, bytes)
+}
+
+fn consumer_protocol<T: Decodable>(schema: schemas::Schema, bytes: &[u8]) -> Option<T> {
+    let (version, body) = bytes.split_first_chunk::<2>()?;
+    let version = i16::from_be_bytes(*version).clamp(0, CONSUMER_PROTOCOL_MAX_VERSION);
+    bounds::walk(schema, version, body).ok()?;
+    T::decode(&mut Bytes::copy_from_slice(body), version).ok()
 }
 
 /// Encodes a response to a request of `api` at `version`: size prefix,

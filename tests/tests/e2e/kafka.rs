@@ -1,13 +1,15 @@
 //! The Kafka listener with a real Kafka client (kcat, librdkafka) and with
 //! hand-made requests on a bare TCP connection, against `quiver serve`.
 //!
-//! kcat comes from Debian (`apt-get install kcat`; `.ci/run` installs it).
+//! kcat comes from Debian, confluent-kafka and kafka-python from `PyPI`:
+//! `tests/kafka_clients/setup.sh` installs them (the README's test command
+//! and `.ci/run` run it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::process::Command;
 
-use bytes::{BufMut as _, BytesMut};
+use bytes::{BufMut as _, Bytes, BytesMut};
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -16,6 +18,8 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource as IncrementalResource, AlterableConfig as IncrementalAlterableConfig,
 };
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -24,16 +28,19 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, TopicName,
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use quiver_proto::batch::{BatchBuilder, NewRecord};
+use quiver_proto::partitioner::partition_for_key;
 use quiver_tests::cli::run_quiver;
-use quiver_tests::kafka::{KafkaWire, correlation_id, header_bytes, kcat};
+use quiver_tests::kafka::{KafkaWire, correlation_id, header_bytes, kcat, python};
 use quiver_tests::{BrokerProcess, quiver_command};
 
 fn quiver(broker: &BrokerProcess, args: &[&str], input: Option<&str>) -> String {
@@ -564,4 +571,208 @@ fn topic_admin_and_offsets_through_the_kafka_protocol() {
     );
     assert_eq!(unknown.responses[0].error_code, 3);
     assert!(!quiver(&broker, &["topic", "list"], None).contains("orders"));
+}
+
+/// The seed's scenario across languages: kafka-python (Python) writes
+/// keyed click and upload events; kcat (C, librdkafka) reads them with key,
+/// partition and offset; the Quiver CLI reads the same records. Every key
+/// is on the partition Kafka's own partitioner (murmur2) gives it, which is
+/// also the Quiver SDK's.
+#[test]
+fn a_python_producer_kcat_and_the_quiver_cli_see_the_same_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    quiver(
+        &broker,
+        &["topic", "create", "events", "--partitions", "3"],
+        None,
+    );
+    assert_eq!(python("produce_events.py", kafka).ok().trim(), "50");
+
+    let read = kcat(
+        kafka,
+        &[
+            "-C",
+            "-t",
+            "events",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k %p %o %s\n",
+        ],
+        None,
+    )
+    .ok();
+    let lines: Vec<Vec<&str>> = read.lines().map(|l| l.splitn(4, ' ').collect()).collect();
+    assert_eq!(lines.len(), 50, "{read}");
+    for line in &lines {
+        let expected = partition_for_key(line[0].as_bytes(), 3);
+        assert_eq!(
+            line[1],
+            expected.to_string(),
+            "key {} on partition {}",
+            line[0],
+            line[1]
+        );
+        assert!(
+            line[3].contains(&format!("\"user\": \"{}\"", line[0])),
+            "{}",
+            line[3]
+        );
+    }
+    let uploads = lines.iter().filter(|l| l[3].contains("upload")).count();
+    assert_eq!(uploads, 10);
+
+    let mut through_quic: Vec<String> = quiver(
+        &broker,
+        &["consume", "events", "--format", "%k %p %o %v"],
+        None,
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    let mut through_kafka: Vec<String> = read.lines().map(str::to_owned).collect();
+    through_quic.sort_unstable();
+    through_kafka.sort_unstable();
+    assert_eq!(through_quic, through_kafka);
+}
+
+/// Two confluent-kafka consumers in one group share the partitions without
+/// duplicates; one leaves and the other takes over from the committed
+/// offsets (the script checks each step); `quiver group describe` shows
+/// the group's committed offsets afterwards.
+#[test]
+fn confluent_kafka_group_members_share_and_take_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    assert_eq!(python("group_takeover.py", kafka).ok().trim(), "140");
+    let described = quiver(&broker, &["group", "describe", "dashboards"], None);
+    let committed: u64 = described
+        .lines()
+        .filter(|l| l.starts_with("clicks\t"))
+        .map(|l| {
+            l.split('\t')
+                .nth(3)
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(committed, 140, "{described}");
+}
+
+/// kafka-python commits part of a topic and a new consumer in the group
+/// resumes from there (the script checks each step).
+#[test]
+fn kafka_python_commits_and_resumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    assert_eq!(python("commit_resume.py", kafka).ok().trim(), "30");
+}
+
+/// The classic group protocol on the wire: a new member gets its id first
+/// (KIP-394), joins as leader, assigns, heartbeats; a commit at another
+/// generation is refused with `ILLEGAL_GENERATION`; leaving empties the group.
+#[test]
+fn kafka_group_members_on_the_wire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let mut wire = KafkaWire::connect(broker.kafka_addr().expect("Kafka listener"));
+    quiver(
+        &broker,
+        &["topic", "create", "views", "--partitions", "2"],
+        None,
+    );
+    let text = |s: &str| StrBytes::from_string(s.to_owned());
+    let group = GroupId(text("wire"));
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(text(member))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(text("range"))
+                    .with_metadata(Bytes::from_static(b"subscription")),
+            ])
+    };
+    let first = wire.call(&join(""), 9);
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = first.member_id.to_string();
+    let joined = wire.call(&join(&member), 9);
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    assert_eq!(joined.leader.to_string(), member);
+    assert_eq!(
+        joined.members[0].metadata,
+        Bytes::from_static(b"subscription")
+    );
+    let synced = wire.call(
+        &SyncGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(1)
+            .with_member_id(text(&member))
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(text(&member))
+                    .with_assignment(Bytes::from_static(b"both partitions")),
+            ]),
+        5,
+    );
+    assert_eq!(synced.assignment, Bytes::from_static(b"both partitions"));
+    let beat = |generation: i32, wire: &mut KafkaWire| {
+        wire.call(
+            &HeartbeatRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id(generation)
+                .with_member_id(text(&member)),
+            4,
+        )
+        .error_code
+    };
+    assert_eq!(beat(1, &mut wire), 0);
+    assert_eq!(beat(2, &mut wire), 22);
+    let commit = |generation: i32, wire: &mut KafkaWire| {
+        wire.call(
+            &OffsetCommitRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(text(&member))
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic("views"))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(3),
+                        ]),
+                ]),
+            8,
+        )
+        .topics[0]
+            .partitions[0]
+            .error_code
+    };
+    assert_eq!(commit(7, &mut wire), 22, "ILLEGAL_GENERATION");
+    assert_eq!(commit(1, &mut wire), 0);
+    let described = quiver(&broker, &["group", "describe", "wire"], None);
+    assert!(
+        described.contains("Stable") && described.contains(&member),
+        "{described}"
+    );
+    let left = wire.call(
+        &LeaveGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_members(vec![
+                MemberIdentity::default().with_member_id(text(&member)),
+            ]),
+        5,
+    );
+    assert_eq!(left.members[0].error_code, 0);
+    assert_eq!(beat(1, &mut wire), 25, "UNKNOWN_MEMBER_ID after leaving");
 }

@@ -11,13 +11,17 @@ mod describe_configs;
 mod describe_groups;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
+mod join_group;
+mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod metadata;
 mod offset_commit;
 mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::TopicName;
@@ -27,6 +31,9 @@ use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Context;
+use crate::coordinator::MAX_GROUP_NAME_BYTES;
+use crate::groups::classic::ClassicError;
+use crate::service::Session;
 
 /// An encoded response, if the request wants one (acks=0 produce requests
 /// do not), and its share of the memory budget, held until written.
@@ -50,9 +57,14 @@ impl Answer {
 
 /// Answers one request. An `Err` (a response that cannot be encoded)
 /// closes the connection.
-pub(super) async fn handle(context: &Context, framed: Framed) -> Result<Answer, String> {
+pub(super) async fn handle(
+    context: &Context,
+    session: &Session,
+    framed: Framed,
+) -> Result<Answer, String> {
     let correlation_id = framed.header.correlation_id;
     let version = framed.header.request_api_version;
+    let client_id = framed.header.client_id.as_deref().unwrap_or_default();
     match framed.request {
         Request::ApiVersions(_) => Answer::of(correlation_id, version, &api_versions::served()),
         Request::Metadata(request) => {
@@ -123,6 +135,23 @@ pub(super) async fn handle(context: &Context, framed: Framed) -> Result<Answer, 
             let response = alter_configs::handle(context, request).await;
             Answer::of(correlation_id, version, &response)
         }
+        Request::JoinGroup(request) => {
+            let response = join_group::handle(context, session, client_id, request, version).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::SyncGroup(request) => {
+            let response = sync_group::handle(context, request).await;
+            Answer::of(correlation_id, version, &response)
+        }
+        Request::Heartbeat(request) => Answer::of(
+            correlation_id,
+            version,
+            &heartbeat::handle(context, &request),
+        ),
+        Request::LeaveGroup(request) => {
+            let response = leave_group::handle(context, request, version);
+            Answer::of(correlation_id, version, &response)
+        }
         Request::IncrementalAlterConfigs(request) => {
             let response = incremental_alter_configs::handle(context, request).await;
             Answer::of(correlation_id, version, &response)
@@ -157,6 +186,31 @@ pub(in crate::kafka) fn error_code(error: &WireError) -> i16 {
         code if code.code() < 1000 => code.code(),
         _ => UNKNOWN_SERVER_ERROR,
     }
+}
+
+/// Kafka's error code for a classic-protocol refusal.
+fn classic_error_code(error: &ClassicError) -> i16 {
+    const ILLEGAL_GENERATION: i16 = 22;
+    const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    const UNKNOWN_MEMBER_ID: i16 = 25;
+    const INVALID_SESSION_TIMEOUT: i16 = 26;
+    const REBALANCE_IN_PROGRESS: i16 = 27;
+    const MEMBER_ID_REQUIRED: i16 = 79;
+    const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    match error {
+        ClassicError::UnknownMember => UNKNOWN_MEMBER_ID,
+        ClassicError::IllegalGeneration { .. } => ILLEGAL_GENERATION,
+        ClassicError::RebalanceInProgress => REBALANCE_IN_PROGRESS,
+        ClassicError::InconsistentProtocol(_) => INCONSISTENT_GROUP_PROTOCOL,
+        ClassicError::InvalidTimeout(_) => INVALID_SESSION_TIMEOUT,
+        ClassicError::GroupFull => GROUP_MAX_SIZE_REACHED,
+        ClassicError::MemberIdRequired(_) => MEMBER_ID_REQUIRED,
+    }
+}
+
+/// A group id must be 1 to [`MAX_GROUP_NAME_BYTES`] bytes.
+fn valid_group_id(group: &str) -> bool {
+    (1..=MAX_GROUP_NAME_BYTES).contains(&group.len())
 }
 
 /// A topic name for a response.

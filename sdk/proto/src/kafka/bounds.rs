@@ -21,7 +21,7 @@
 //! crate read on from a place the walk never checked.
 
 use super::ApiKey;
-use super::schemas::{Field, Shape, schema};
+use super::schemas::{Field, Schema, Shape, schema};
 
 /// Elements in one array of a request, at most (topics, partitions,
 /// partition indexes): Quiver's per-request partition limit.
@@ -72,6 +72,11 @@ pub enum BoundsError {
 /// alone, as the crate leaves them).
 pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsError> {
     let schema = schema(api).ok_or(BoundsError::NoSchema(api as i16))?;
+    walk(schema, version, body)
+}
+
+/// Walks `body` against `schema` at `version`; the bytes it took.
+pub(super) fn walk(schema: Schema, version: i16, body: &[u8]) -> Result<usize, BoundsError> {
     let mut walk = Walk {
         rest: body,
         version,

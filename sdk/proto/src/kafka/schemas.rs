@@ -83,6 +83,43 @@ const fn tagged(tag: u32, from: i16, shape: Shape) -> Field {
 
 use Shape::{Bytes, Fixed, Strings, Structs, Values};
 
+/// A consumer's subscription in the classic group protocol's member
+/// metadata (client-written; read by the broker to describe groups).
+pub(super) const CONSUMER_PROTOCOL_SUBSCRIPTION: Schema = Schema {
+    flexible_from: i16::MAX,
+    fields: &[
+        since("topics", 0, Strings),
+        since("user_data", 0, Bytes),
+        since(
+            "owned_partitions",
+            1,
+            Structs(&[
+                since("topic", 1, Shape::String),
+                since("partitions", 1, Values(4)),
+            ]),
+        ),
+        since("generation_id", 2, Fixed(4)),
+        since("rack_id", 3, Shape::String),
+    ],
+};
+
+/// A member's assignment in the classic group protocol (written by the
+/// group's leader, a client).
+pub(super) const CONSUMER_PROTOCOL_ASSIGNMENT: Schema = Schema {
+    flexible_from: i16::MAX,
+    fields: &[
+        since(
+            "assigned_partitions",
+            0,
+            Structs(&[
+                since("topic", 0, Shape::String),
+                since("partitions", 0, Values(4)),
+            ]),
+        ),
+        since("user_data", 0, Bytes),
+    ],
+};
+
 /// The schema of `api`'s request body, if it is served.
 pub(super) fn schema(api: ApiKey) -> Option<Schema> {
     Some(match api {
@@ -103,6 +140,10 @@ pub(super) fn schema(api: ApiKey) -> Option<Schema> {
         ApiKey::ListGroups => LIST_GROUPS,
         ApiKey::DescribeGroups => DESCRIBE_GROUPS,
         ApiKey::DeleteGroups => DELETE_GROUPS,
+        ApiKey::JoinGroup => JOIN_GROUP,
+        ApiKey::SyncGroup => SYNC_GROUP,
+        ApiKey::Heartbeat => HEARTBEAT,
+        ApiKey::LeaveGroup => LEAVE_GROUP,
         _ => return None,
     })
 }
@@ -447,4 +488,69 @@ const DESCRIBE_GROUPS: Schema = Schema {
 const DELETE_GROUPS: Schema = Schema {
     flexible_from: 2,
     fields: &[since("groups_names", 0, Strings)],
+};
+
+const JOIN_GROUP: Schema = Schema {
+    flexible_from: 6,
+    fields: &[
+        since("group_id", 0, Shape::String),
+        since("session_timeout_ms", 0, Fixed(4)),
+        since("rebalance_timeout_ms", 1, Fixed(4)),
+        since("member_id", 0, Shape::String),
+        since("group_instance_id", 5, Shape::String),
+        since("protocol_type", 0, Shape::String),
+        since(
+            "protocols",
+            0,
+            Structs(&[since("name", 0, Shape::String), since("metadata", 0, Bytes)]),
+        ),
+        since("reason", 8, Shape::String),
+    ],
+};
+
+const SYNC_GROUP: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        since("group_id", 0, Shape::String),
+        since("generation_id", 0, Fixed(4)),
+        since("member_id", 0, Shape::String),
+        since("group_instance_id", 3, Shape::String),
+        since("protocol_type", 5, Shape::String),
+        since("protocol_name", 5, Shape::String),
+        since(
+            "assignments",
+            0,
+            Structs(&[
+                since("member_id", 0, Shape::String),
+                since("assignment", 0, Bytes),
+            ]),
+        ),
+    ],
+};
+
+const HEARTBEAT: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        since("group_id", 0, Shape::String),
+        since("generation_id", 0, Fixed(4)),
+        since("member_id", 0, Shape::String),
+        since("group_instance_id", 3, Shape::String),
+    ],
+};
+
+const LEAVE_GROUP: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        since("group_id", 0, Shape::String),
+        field("member_id", 0, 2, Shape::String),
+        since(
+            "members",
+            3,
+            Structs(&[
+                since("member_id", 3, Shape::String),
+                since("group_instance_id", 3, Shape::String),
+                since("reason", 5, Shape::String),
+            ]),
+        ),
+    ],
 };

@@ -8,7 +8,9 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
 
 use super::bounds::{self, BoundsError};
-use super::schemas::{Field, Shape, schema};
+use super::schemas::{
+    CONSUMER_PROTOCOL_ASSIGNMENT, CONSUMER_PROTOCOL_SUBSCRIPTION, Field, Schema, Shape, schema,
+};
 use super::{ApiKey, DecodeError, Request, SUPPORTED, decode_request};
 
 fn name(s: &str) -> TopicName {
@@ -116,7 +118,15 @@ impl Writer {
 
 /// A random body of `api` at `version`.
 fn random_body(api: ApiKey, version: i16, seed: u64) -> BytesMut {
-    let schema = schema(api).expect("a served API has a schema");
+    random_message(
+        schema(api).expect("a served API has a schema"),
+        version,
+        seed,
+    )
+}
+
+/// A random message of `schema` at `version`.
+fn random_message(schema: Schema, version: i16, seed: u64) -> BytesMut {
     let mut writer = Writer {
         rng: Rng(seed | 1),
         version,
@@ -162,6 +172,29 @@ proptest! {
                 let again = decoded.request.encode_body(version)
                     .map_err(|e| TestCaseError::fail(format!("{api:?} v{version}: {e}")))?;
                 prop_assert_eq!(&again[..], &body[..], "{:?} v{}", api, version);
+            }
+        }
+    }
+
+    /// The consumer protocol's messages (client-written, read by the
+    /// broker) too, at versions 0 to 3, behind their version prefix.
+    #[test]
+    fn the_consumer_protocol_schemas_match_the_crate(seed in any::<u64>()) {
+        for version in 0..=3i16 {
+            for (schema, is_subscription) in [(CONSUMER_PROTOCOL_SUBSCRIPTION, true), (CONSUMER_PROTOCOL_ASSIGNMENT, false)] {
+                let body = random_message(schema, version, seed);
+                let mut bytes = BytesMut::new();
+                bytes.put_i16(version);
+                bytes.put_slice(&body);
+                let mut again = BytesMut::new();
+                if is_subscription {
+                    let message = super::consumer_subscription(&bytes).expect("decodes");
+                    message.encode(&mut again, version).expect("encodes");
+                } else {
+                    let message = super::consumer_assignment(&bytes).expect("decodes");
+                    message.encode(&mut again, version).expect("encodes");
+                }
+                prop_assert_eq!(&again[..], &body[..], "version {}", version);
             }
         }
     }

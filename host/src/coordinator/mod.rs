@@ -5,6 +5,14 @@
 //!
 //! Membership lives in memory: after a broker restart members rejoin (their
 //! old ids are unknown), while committed offsets survive.
+//!
+//! Kafka clients' groups (the classic protocol: the client's leader
+//! assigns) run in [`crate::groups::classic`] beside these, behind their own
+//! lock, with the requests that wait for other members in [`classic`]. Both
+//! kinds share group names (one kind per name while it has members) and
+//! the committed offsets.
+
+mod classic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,6 +31,7 @@ use quiver_proto::{ErrorCode, WireError};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::groups::classic::{ClassicGroups, INITIAL_REBALANCE_DELAY_MS};
 use crate::groups::{
     GroupCoordinator, GroupError, GroupState, JoinRequest, Strategy, TopicPartition,
 };
@@ -51,6 +60,10 @@ pub const MAX_GROUP_NAME_BYTES: usize = MAX_TOPIC_NAME_BYTES;
 #[derive(Debug)]
 pub struct Coordinator {
     state: Mutex<GroupCoordinator>,
+    /// Kafka clients' classic groups; locked after `state` when both are.
+    classic: Mutex<ClassicGroups>,
+    /// Classic-protocol requests waiting for other members.
+    waiters: Mutex<classic::Waiters>,
     /// Groups whose offsets are being reset or deleted: joins are refused
     /// until the storage write is done, so no member starts from offsets
     /// about to change. Only touched while `state` is locked.
@@ -64,6 +77,8 @@ impl Coordinator {
     pub fn new(storage: Arc<Storage>, clock: Arc<dyn Clock>) -> Self {
         Self {
             state: Mutex::new(GroupCoordinator::new()),
+            classic: Mutex::new(ClassicGroups::new(INITIAL_REBALANCE_DELAY_MS)),
+            waiters: Mutex::new(classic::Waiters::default()),
             busy: Mutex::new(BTreeSet::new()),
             storage,
             clock,
@@ -112,6 +127,15 @@ impl Coordinator {
                     ErrorCode::GroupBusy,
                     format!(
                         "group {:?} is having its offsets reset or deleted; join again shortly",
+                        request.group
+                    ),
+                ));
+            }
+            if self.classic().has_members(&request.group) {
+                return Err(WireError::new(
+                    ErrorCode::InconsistentStrategy,
+                    format!(
+                        "group {:?} has Kafka clients as members (the classic protocol)",
                         request.group
                     ),
                 ));
@@ -184,22 +208,32 @@ impl Coordinator {
         let mut accepted = Vec::new();
         {
             let state = self.state();
+            let classic = self.classic().validate_commit(
+                &request.group,
+                &request.member_id,
+                i32::try_from(request.member_epoch).unwrap_or(i32::MAX),
+            );
             for commit in &request.offsets {
                 let tp = to_tp(&commit.partition);
-                let checked = state
-                    .validate_commit(
-                        &request.group,
-                        &request.member_id,
-                        request.member_epoch,
-                        &tp,
-                    )
-                    .map_err(|e| group_error(&request.group, &e))
-                    .and_then(|()| {
-                        self.storage
-                            .partition(&tp.topic, tp.partition)
-                            .map(|_| ())
-                            .map_err(WireError::from)
-                    });
+                let checked = match &classic {
+                    Some(checked) => checked
+                        .clone()
+                        .map_err(|e| classic::wire_error(&request.group, &e)),
+                    None => state
+                        .validate_commit(
+                            &request.group,
+                            &request.member_id,
+                            request.member_epoch,
+                            &tp,
+                        )
+                        .map_err(|e| group_error(&request.group, &e)),
+                }
+                .and_then(|()| {
+                    self.storage
+                        .partition(&tp.topic, tp.partition)
+                        .map(|_| ())
+                        .map_err(WireError::from)
+                });
                 if checked.is_ok() {
                     accepted.push(OffsetToCommit {
                         topic: tp.topic,
@@ -268,6 +302,7 @@ impl Coordinator {
     pub fn list(&self) -> Result<Vec<String>, WireError> {
         let mut groups = self.storage.groups_with_offsets()?;
         groups.extend(self.state().list());
+        groups.extend(self.classic().list());
         groups.sort();
         groups.dedup();
         Ok(groups)
@@ -276,7 +311,7 @@ impl Coordinator {
     /// Members, owners, committed offsets and lag.
     pub fn describe(&self, request: &DescribeGroupRequest) -> Result<GroupDescription, WireError> {
         let group = &request.group;
-        let live = self.state().describe(group);
+        let live = self.live(group);
         let committed = self.storage.committed_offsets(group)?;
         if live.is_none() && committed.is_empty() {
             return Err(unknown_group(group));
@@ -289,26 +324,21 @@ impl Coordinator {
             };
             entry(&mut partitions, tp).committed = Some(c.offset);
         }
-        let mut members = Vec::new();
-        let (state, group_epoch, strategy) = match &live {
-            Some(g) => (
-                format!("{:?}", g.state),
-                g.group_epoch,
-                g.strategy.map(|s| s.name().to_owned()),
-            ),
-            None => (format!("{:?}", GroupState::Empty), 0, None),
-        };
-        for member in live.into_iter().flat_map(|g| g.members) {
+        let Live {
+            state,
+            group_epoch,
+            strategy,
+            members,
+        } = live.unwrap_or_else(|| Live {
+            state: format!("{:?}", GroupState::Empty),
+            group_epoch: 0,
+            strategy: None,
+            members: Vec::new(),
+        });
+        for member in &members {
             for tp in &member.assigned {
-                entry(&mut partitions, to_ref(tp)).owner = Some(member.member_id.clone());
+                entry(&mut partitions, tp.clone()).owner = Some(member.member_id.clone());
             }
-            members.push(GroupMember {
-                member_id: member.member_id,
-                client_id: member.client_id,
-                member_epoch: member.member_epoch,
-                topics: member.topics,
-                assigned: member.assigned.iter().map(to_ref).collect(),
-            });
         }
         for p in partitions.values_mut() {
             if let Ok(partition) = self
@@ -331,15 +361,40 @@ impl Coordinator {
         })
     }
 
+    /// The group's members and state, of whichever kind it is.
+    fn live(&self, group: &str) -> Option<Live> {
+        if let Some(g) = self.state().describe(group) {
+            return Some(Live {
+                state: format!("{:?}", g.state),
+                group_epoch: g.group_epoch,
+                strategy: g.strategy.map(|s| s.name().to_owned()),
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|m| GroupMember {
+                        assigned: m.assigned.iter().map(to_ref).collect(),
+                        member_id: m.member_id,
+                        client_id: m.client_id,
+                        member_epoch: m.member_epoch,
+                        topics: m.topics,
+                    })
+                    .collect(),
+            });
+        }
+        self.classic().describe(group).map(classic::live)
+    }
+
     /// Forgets a group (its committed offsets); refused while it has members.
     pub async fn delete(&self, group: &str) -> Result<(), WireError> {
         let known = {
             let mut state = self.state();
-            if !state.is_empty(group) {
+            let mut classic = self.classic();
+            if !state.is_empty(group) || classic.has_members(group) {
                 return Err(non_empty(group));
             }
             self.busy().insert(group.to_owned());
-            state.delete(group).is_ok()
+            let classic_known = classic.remove_if_empty(group);
+            state.delete(group).is_ok() || classic_known
         };
         let removed = self.storage.delete_group_offsets(group.to_owned()).await;
         self.busy().remove(group);
@@ -466,11 +521,15 @@ impl Coordinator {
     /// Evicts members whose session timed out by the broker's clock.
     fn expire_silent(&self) {
         let now = self.now();
-        let mut state = self.state();
-        for (group, member) in state.expire(now) {
-            tracing::info!(group, member, "member evicted: session timed out");
-            forget_if_empty(&mut state, &group);
+        {
+            let mut state = self.state();
+            for (group, member) in state.expire(now) {
+                tracing::info!(group, member, "member evicted: session timed out");
+                forget_if_empty(&mut state, &group);
+            }
         }
+        let effects = self.classic().tick(now);
+        self.deliver(effects);
     }
 
     /// Sets `quiver_consumer_group_lag` for every committed partition of
@@ -497,6 +556,10 @@ impl Coordinator {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn classic(&self) -> MutexGuard<'_, ClassicGroups> {
+        self.classic.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn busy(&self) -> MutexGuard<'_, BTreeSet<String>> {
         self.busy.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -511,6 +574,14 @@ impl Coordinator {
             .ok()
             .map(|t| t.partitions.len() as u32)
     }
+}
+
+/// A group's state and members, whichever protocol its members speak.
+struct Live {
+    state: String,
+    group_epoch: u64,
+    strategy: Option<String>,
+    members: Vec<GroupMember>,
 }
 
 /// A partition's row in a description, added empty when new.
