@@ -17,7 +17,8 @@ use crate::metrics::Metrics;
 use crate::server::{ConnectionLimits, Server, ServerError};
 use crate::service::Service;
 use crate::storage::{
-    DATABASE_FILE, RetentionDefaults, RetentionReport, Storage, StorageError, StorageOptions,
+    DATABASE_FILE, PRODUCER_ID_EXPIRATION_MS, RetentionDefaults, RetentionReport, Storage,
+    StorageError, StorageOptions,
 };
 use crate::tls::{ServerCert, TlsError};
 use crate::transforms::{TransformError, Transforms};
@@ -382,6 +383,15 @@ impl Retention {
         let plan = tokio::task::spawn_blocking(move || storage.retention_plan(now, defaults))
             .await
             .map_err(|e| StorageError::CommitFailed(format!("retention task failed: {e}")))??;
-        self.storage.apply_retention(plan).await
+        let report = self.storage.apply_retention(plan).await?;
+        // Idle idempotent producers are forgotten on the same schedule.
+        let expired = self
+            .storage
+            .expire_producers(now.saturating_sub(PRODUCER_ID_EXPIRATION_MS))
+            .await?;
+        if expired > 0 {
+            tracing::info!(expired, "idle producer states forgotten");
+        }
+        Ok(report)
     }
 }

@@ -7,7 +7,7 @@ from common import broker, check
 
 TOPIC, GROUP = "uploads", "archiver"
 
-producer = KafkaProducer(bootstrap_servers=broker(), acks="all", enable_idempotence=False)
+producer = KafkaProducer(bootstrap_servers=broker(), acks="all")
 for i in range(30):
     producer.send(TOPIC, key=b"user", value=f"upload {i}".encode())
 producer.flush()

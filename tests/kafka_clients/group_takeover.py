@@ -15,7 +15,7 @@ TOPIC, GROUP = "clicks", "dashboards"
 admin = AdminClient({"bootstrap.servers": broker()})
 for future in admin.create_topics([NewTopic(TOPIC, 4, 1)]).values():
     future.result()
-producer = Producer({"bootstrap.servers": broker()})
+producer = Producer({"bootstrap.servers": broker(), "enable.idempotence": True})
 
 
 def produce(start, count):

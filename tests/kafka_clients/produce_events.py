@@ -10,7 +10,7 @@ from common import broker, check
 TOPIC = "events"
 USERS = ["alice", "bob", "carol", "dave", "erin"]
 
-producer = KafkaProducer(bootstrap_servers=broker(), acks="all", enable_idempotence=False)
+producer = KafkaProducer(bootstrap_servers=broker(), acks="all")
 futures = []
 for i in range(50):
     user = USERS[i % len(USERS)]

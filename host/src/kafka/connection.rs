@@ -197,6 +197,7 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::SyncGroup => "sync_group",
         ApiKey::Heartbeat => "heartbeat",
         ApiKey::LeaveGroup => "leave_group",
+        ApiKey::InitProducerId => "init_producer_id",
         _ => "other",
     }
 }

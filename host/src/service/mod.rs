@@ -13,7 +13,7 @@
 //!
 //! - topics: [`create_topic`], [`delete_topic`], [`alter_topic`],
 //!   [`describe_topic`], [`list_topics`], [`list_offsets`];
-//! - the log: [`produce`], [`fetch`];
+//! - the log: [`produce`], [`fetch`], [`init_producer_id`];
 //! - groups: [`join_group`], [`heartbeat`], [`leave_group`],
 //!   [`commit_offsets`], [`fetch_offsets`], [`list_groups`],
 //!   [`describe_group`], [`delete_group`], [`reset_offsets`];
@@ -34,6 +34,7 @@ pub(crate) mod describe_topic;
 pub(crate) mod fetch;
 pub(crate) mod fetch_offsets;
 pub(crate) mod heartbeat;
+pub(crate) mod init_producer_id;
 pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;

@@ -16,6 +16,7 @@ use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
 use super::check_entries;
 use crate::service::Service;
+use crate::storage::ProducerBatch;
 
 /// Appends `batches` (partition, batch bytes) to `topic` and answers per
 /// batch once its commit is durable (or why it was refused). An unknown
@@ -59,6 +60,7 @@ pub(crate) async fn handle(
                     batch,
                     summary.record_count,
                     log_append_time.unwrap_or(summary.max_timestamp),
+                    producer_batch(&summary, service.clock.now_ms()),
                 )
                 .await
                 .map(|reply| (reply, summary.record_count))
@@ -86,6 +88,20 @@ pub(crate) async fn handle(
             ProduceResult { partition, outcome }
         });
     Ok(join_all(results).await)
+}
+
+/// An idempotent producer's batch as storage checks it: its sequence range
+/// (sequences wrap from `i32::MAX` to 0, as in Kafka).
+fn producer_batch(summary: &BatchSummary, now_ms: i64) -> Option<ProducerBatch> {
+    const SEQUENCES: i64 = i32::MAX as i64 + 1;
+    summary.producer.map(|p| ProducerBatch {
+        producer_id: p.producer_id,
+        epoch: p.epoch,
+        first_sequence: p.base_sequence,
+        last_sequence: ((i64::from(p.base_sequence) + i64::from(summary.record_count) - 1)
+            % SEQUENCES) as i32,
+        received_ms: now_ms,
+    })
 }
 
 /// Validates one batch.

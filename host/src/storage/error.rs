@@ -8,6 +8,23 @@ use super::health::StorageProblem;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
+    /// An idempotent producer's batch does not follow its last one.
+    #[error("out-of-order sequence number {got} from an idempotent producer (expected {expected})")]
+    OutOfOrderSequence {
+        /// The sequence the next batch must start at.
+        expected: i32,
+        /// The batch's first sequence.
+        got: i32,
+    },
+    /// An idempotent producer's epoch is older than the partition has seen
+    /// (a newer instance of the producer took over).
+    #[error("producer epoch {got} is older than the partition's {current}")]
+    InvalidProducerEpoch {
+        /// The epoch the partition last saw.
+        current: i16,
+        /// The batch's.
+        got: i16,
+    },
     /// redb failed (I/O, corruption, a full disk).
     #[error("storage engine: {0}")]
     Engine(#[from] redb::Error),
@@ -244,6 +261,8 @@ impl From<&StorageError> for WireError {
             StorageError::TransformExists(_) => ErrorCode::TransformExists,
             StorageError::ModuleInUse { .. } => ErrorCode::ModuleInUse,
             StorageError::TopicInUse { .. } => ErrorCode::TopicInUse,
+            StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+            StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         };
         let error = WireError::new(code, e.to_string());
         match *e {

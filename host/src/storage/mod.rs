@@ -27,6 +27,7 @@ mod health;
 mod modules;
 mod offsets;
 mod partition;
+mod producers;
 mod retention;
 mod space;
 mod tables;
@@ -52,6 +53,7 @@ pub use health::{StorageHealth, StorageProblem};
 pub use modules::NewModule;
 pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
+pub use producers::{PRODUCER_ID_EXPIRATION_MS, ProducerBatch, REMEMBERED_BATCHES};
 pub use retention::{RetentionDefaults, RetentionReport};
 pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 pub use tables::TransformRecord;
@@ -261,7 +263,7 @@ impl Storage {
         records: u32,
         max_timestamp: i64,
     ) -> Result<u64, StorageError> {
-        self.queue_append(partition, batch, records, max_timestamp)
+        self.queue_append(partition, batch, records, max_timestamp, None)
             .await?
             .await
             .map_err(|_| self.db.health.stopped_error())?
@@ -269,13 +271,17 @@ impl Storage {
 
     /// Queues one batch for the writer and returns once it is queued (not
     /// committed): batches queued one after another are appended in that
-    /// order. The receiver resolves to the base offset once durable.
+    /// order. The receiver resolves to the base offset once durable. A batch
+    /// from an idempotent producer (`producer`) is checked against the
+    /// producer's state on the partition first (see [`producers`]): a retry
+    /// resolves to the offset it was stored at.
     pub async fn queue_append(
         &self,
         partition: Arc<Partition>,
         batch: BytesMut,
         records: u32,
         max_timestamp: i64,
+        producer: Option<ProducerBatch>,
     ) -> Result<oneshot::Receiver<Result<u64, StorageError>>, StorageError> {
         let (reply, response) = oneshot::channel();
         let command = Command::Append(Append {
@@ -285,6 +291,7 @@ impl Storage {
                 records,
                 max_timestamp,
             },
+            producer,
             reply,
         });
         self.writer
@@ -292,6 +299,19 @@ impl Storage {
             .await
             .map_err(|_| self.db.health.stopped_error())?;
         Ok(response)
+    }
+
+    /// A new producer id for an idempotent producer (`InitProducerId`),
+    /// never handed out before.
+    pub async fn init_producer_id(&self) -> Result<u64, StorageError> {
+        self.call(|reply| Command::InitProducerId { reply }).await?
+    }
+
+    /// Forgets the state of producers whose last batch on a partition came
+    /// before `before_ms`; how many states were forgotten.
+    pub async fn expire_producers(&self, before_ms: i64) -> Result<u64, StorageError> {
+        self.call(|reply| Command::ExpireProducers { before_ms, reply })
+            .await?
     }
 
     /// The first stored batch's base timestamp (its records' earliest, for
@@ -532,6 +552,7 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
         txn.open_table(tables::TRANSFORM_POSITIONS)?;
         txn.open_table(tables::TRANSFORM_STATE)?;
         txn.open_table(tables::TRANSFORM_COUNTERS)?;
+        txn.open_table(tables::PRODUCER_STATE)?;
     }
     txn.commit()?;
     Ok(())

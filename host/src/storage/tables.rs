@@ -14,6 +14,7 @@
 //! | `transform_state` | `(transform, key bytes)`              | value bytes                            |
 //! | `transform_counters` | `&str` transform name              | `(records_in, records_out, errors)` since the deploy |
 //! | `time_index`      | `(topic_id, partition, timestamp)`    | base offset of the first batch whose running max timestamp reached `timestamp` |
+//! | `producer_state`  | `(topic_id, partition, producer_id)`  | postcard `ProducerState`: epoch, last batch time, the last five batches' sequences and offsets |
 //!
 //! The time index gains an entry only when a batch raises its partition's
 //! running maximum timestamp, so its keys and values both increase: the first
@@ -75,6 +76,12 @@ pub(crate) const TRANSFORM_COUNTERS: TableDefinition<'_, &str, (u64, u64, u64)> 
 pub(crate) const TIME_INDEX: TableDefinition<'_, (u64, u32, i64), u64> =
     TableDefinition::new("time_index");
 
+/// `(topic_id, partition, producer_id)` to an idempotent producer's
+/// postcard-encoded state on the partition (added after format version 1
+/// shipped: created at open; a producer without a row starts afresh).
+pub(crate) const PRODUCER_STATE: TableDefinition<'_, (u64, u32, u64), &[u8]> =
+    TableDefinition::new("producer_state");
+
 /// `(topic_id, partition, base_offset)` to the batch bytes.
 pub(crate) const BATCHES: TableDefinition<'_, (u64, u32, u64), &[u8]> =
     TableDefinition::new("batches");
@@ -84,6 +91,8 @@ pub(crate) const FORMAT_VERSION_KEY: &str = "format_version";
 
 /// `META` key of the next topic id to hand out.
 pub(crate) const NEXT_TOPIC_ID_KEY: &str = "next_topic_id";
+/// `META` key of the next producer id to hand out.
+pub(crate) const NEXT_PRODUCER_ID_KEY: &str = "next_producer_id";
 
 /// The on-disk format this build reads and writes. Bump it when a table's
 /// layout changes; a database with another version is refused at open.

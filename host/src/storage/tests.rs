@@ -542,3 +542,47 @@ async fn a_panicking_writer_fails_storage_with_a_storage_error() {
     assert!(matches!(error, StorageError::Failed(_)), "{error}");
     storage.shutdown().await;
 }
+
+/// An idempotent producer's batch through the writer: stored once however
+/// often it is sent, until its producer's state expires (then a resend is
+/// a new batch, as Kafka after `producer.id.expiration.ms`).
+#[tokio::test]
+async fn a_producer_state_dedupes_until_it_expires() {
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
+    let producer = ProducerBatch {
+        producer_id: 3,
+        epoch: 0,
+        first_sequence: 0,
+        last_sequence: 1,
+        received_ms: 10_000,
+    };
+    let send = || async {
+        let (bytes, count) = batch(&["a", "b"]);
+        let partition = storage.partition("t", 0).unwrap();
+        storage
+            .queue_append(partition, bytes, count, 1_000, Some(producer))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    };
+    assert_eq!(send().await.unwrap(), 0);
+    assert_eq!(send().await.unwrap(), 0, "a retry is not stored again");
+    assert_eq!(
+        storage.partition("t", 0).unwrap().offsets().high_watermark,
+        2
+    );
+    assert_eq!(
+        storage.expire_producers(10_000).await.unwrap(),
+        0,
+        "not idle yet"
+    );
+    assert_eq!(storage.expire_producers(10_001).await.unwrap(), 1);
+    assert_eq!(
+        send().await.unwrap(),
+        2,
+        "a forgotten producer starts afresh"
+    );
+    assert_eq!(storage.init_producer_id().await.unwrap(), 0);
+    assert_eq!(storage.init_producer_id().await.unwrap(), 1);
+}

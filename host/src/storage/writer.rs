@@ -25,9 +25,11 @@ use super::error::{StorageError, WriteFailure};
 use super::health::StorageProblem;
 use super::modules::{NewModule, decode_record, describe, module_versions, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
+use super::producers::{self, ProducerBatch, ProducerState, Verdict};
 use super::tables::{
-    BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_TOPIC_ID_KEY,
-    PARTITION_STATE, PartitionState, TIME_INDEX, TOPICS, TRANSFORMS, TopicRecord, TransformRecord,
+    BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_PRODUCER_ID_KEY,
+    NEXT_TOPIC_ID_KEY, PARTITION_STATE, PRODUCER_STATE, PartitionState, TIME_INDEX, TOPICS,
+    TRANSFORMS, TopicRecord, TransformRecord,
 };
 use super::transforms::{NewBatch, TransformCommit, TransformCounters, decode_transform};
 use crate::metrics::Metrics;
@@ -47,11 +49,20 @@ pub(crate) type ConfigUpdate = Box<dyn FnOnce(TopicConfig) -> TopicConfig + Send
 /// One batch to append, acknowledged on its own.
 pub(crate) struct Append {
     pub(crate) batch: NewBatch,
+    /// Set for a batch from an idempotent producer.
+    pub(crate) producer: Option<ProducerBatch>,
     pub(crate) reply: oneshot::Sender<Result<u64, StorageError>>,
 }
 
 pub(crate) enum Command {
     Append(Append),
+    InitProducerId {
+        reply: oneshot::Sender<Result<u64, StorageError>>,
+    },
+    ExpireProducers {
+        before_ms: i64,
+        reply: oneshot::Sender<Result<u64, StorageError>>,
+    },
     CreateTopic {
         name: String,
         partitions: u32,
@@ -207,6 +218,7 @@ impl Command {
                 | Self::DeleteModule { .. }
                 | Self::DeleteTransform { .. }
                 | Self::DeleteGroupOffsets { .. }
+                | Self::ExpireProducers { .. }
         )
     }
 
@@ -226,6 +238,9 @@ impl Command {
             Self::PutModule { reply, .. } => drop(reply.send(Err(error))),
             Self::CommitTransform(commit) => drop(commit.reply.send(Err(error))),
             Self::Truncate { reply, .. } => drop(reply.send(Err(error))),
+            Self::InitProducerId { reply } | Self::ExpireProducers { reply, .. } => {
+                drop(reply.send(Err(error)));
+            }
             Self::Shutdown { reply } => drop(reply.send(())),
         }
     }
@@ -332,6 +347,14 @@ impl Writer {
                 frees_space,
                 reply,
                 self.write(|| self.create_topic(&name, partitions, config)),
+            ),
+            Command::InitProducerId { reply } => {
+                self.answer(frees_space, reply, self.write(|| self.init_producer_id()));
+            }
+            Command::ExpireProducers { before_ms, reply } => self.answer(
+                frees_space,
+                reply,
+                self.write(|| self.expire_producers(before_ms)),
             ),
             Command::DeleteTopic { name, force, reply } => self.answer(
                 frees_space,
@@ -650,7 +673,9 @@ impl Writer {
     }
 
     /// Writes a group in one transaction. Offsets are assigned from the
-    /// published high watermark, which only this thread moves.
+    /// published high watermark, which only this thread moves. A batch from
+    /// an idempotent producer is checked against the producer's state (read
+    /// once per transaction, written back with the batches).
     fn write_group(
         &self,
         group: &mut [Append],
@@ -661,19 +686,86 @@ impl Writer {
         {
             let mut batches = txn.open_table(BATCHES)?;
             let mut time_index = txn.open_table(TIME_INDEX)?;
+            let mut producer_table = txn.open_table(PRODUCER_STATE)?;
+            let mut producers: HashMap<(u64, u32, u64), Option<ProducerState>> = HashMap::new();
             for append in group.iter_mut() {
                 let partition = &append.batch.partition;
                 if partition.is_deleted() {
                     outcomes.push(Err(StorageError::UnknownTopic(partition.topic().into())));
                     continue;
                 }
-                let base = append_batch(&mut batches, &mut time_index, touched, &mut append.batch)?;
-                outcomes.push(Ok(base));
+                let Some(producer) = append.producer else {
+                    let base =
+                        append_batch(&mut batches, &mut time_index, touched, &mut append.batch)?;
+                    outcomes.push(Ok(base));
+                    continue;
+                };
+                let key = (
+                    partition.topic_id(),
+                    partition.index(),
+                    producer.producer_id,
+                );
+                let state = match producers.get(&key) {
+                    Some(state) => state.clone(),
+                    None => producer_table
+                        .get(key)?
+                        .and_then(|v| postcard::from_bytes::<ProducerState>(v.value()).ok()),
+                };
+                match producers::check(state.as_ref(), &producer) {
+                    Ok(Verdict::Append) => {
+                        let base = append_batch(
+                            &mut batches,
+                            &mut time_index,
+                            touched,
+                            &mut append.batch,
+                        )?;
+                        producers.insert(key, Some(producers::record(state, &producer, base)));
+                        outcomes.push(Ok(base));
+                    }
+                    Ok(Verdict::Duplicate(base)) => outcomes.push(Ok(base)),
+                    Err(refused) => outcomes.push(Err(refused)),
+                }
+            }
+            for (key, state) in producers {
+                if let Some(state) = state {
+                    let value = postcard::to_stdvec(&state)
+                        .map_err(|e| StorageError::CommitFailed(format!("producer state: {e}")))?;
+                    producer_table.insert(key, value.as_slice())?;
+                }
             }
         }
         store_partition_updates(&txn, touched)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Hands out the next producer id.
+    fn init_producer_id(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write()?;
+        let id = {
+            let mut meta = txn.open_table(META)?;
+            let id = meta.get(NEXT_PRODUCER_ID_KEY)?.map_or(0, |v| v.value());
+            meta.insert(NEXT_PRODUCER_ID_KEY, id + 1)?;
+            id
+        };
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// Removes producer states whose last batch came before `before_ms`.
+    fn expire_producers(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write()?;
+        let mut expired = 0;
+        txn.open_table(PRODUCER_STATE)?.retain(|_, value| {
+            let keep = postcard::from_bytes::<ProducerState>(value)
+                .is_ok_and(|state| state.last_batch_ms() >= before_ms);
+            if !keep {
+                expired += 1;
+            }
+            keep
+        })?;
+        txn.commit()?;
+        Ok(expired)
     }
 
     /// Deletes the batches of `partition` below `before`, with their time
@@ -1010,6 +1102,8 @@ fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), 
         .retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
     txn.open_table(TIME_INDEX)?
         .retain_in((id, 0, i64::MIN)..=(id, u32::MAX, i64::MAX), |_, _| false)?;
+    txn.open_table(PRODUCER_STATE)?
+        .retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
     let mut state = txn.open_table(PARTITION_STATE)?;
     let keys: Vec<(u64, u32)> = state
         .range((id, 0)..=(id, u32::MAX))?

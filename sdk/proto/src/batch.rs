@@ -124,6 +124,16 @@ pub enum BatchError {
     /// `record_count` is zero, negative or above [`MAX_RECORDS_PER_BATCH`].
     #[error("record count {0} is outside 1..={MAX_RECORDS_PER_BATCH}")]
     RecordCount(i32),
+    /// A batch with a producer id but no epoch or sequence number.
+    #[error(
+        "a batch with a producer id needs an epoch and a sequence (got {epoch} and {base_sequence})"
+    )]
+    ProducerFields {
+        /// The epoch field.
+        epoch: i16,
+        /// The base sequence field.
+        base_sequence: i32,
+    },
     /// `last_offset_delta` is not `record_count - 1`.
     #[error("last_offset_delta {declared} does not match {records} records")]
     LastOffsetDelta {
@@ -198,6 +208,19 @@ pub struct BatchSummary {
     pub base_timestamp: i64,
     /// The largest record timestamp.
     pub max_timestamp: i64,
+    /// The idempotent producer that wrote it, if any.
+    pub producer: Option<ProducerFields>,
+}
+
+/// An idempotent producer's fields of a batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    /// The producer id (from Kafka's `InitProducerId`).
+    pub producer_id: u64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// The first record's sequence number.
+    pub base_sequence: i32,
 }
 
 /// Checks a producer's batch completely: length, magic, attributes, CRC,
@@ -256,10 +279,30 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
             actual: max_timestamp,
         });
     }
+    // A producer id of -1 is a producer without idempotence; one that
+    // has an id must number its batches and carry an epoch.
+    let producer = match u64::try_from(view.producer_id()) {
+        Ok(producer_id) => {
+            let (epoch, base_sequence) = (view.producer_epoch(), view.base_sequence());
+            if epoch < 0 || base_sequence < 0 {
+                return Err(BatchError::ProducerFields {
+                    epoch,
+                    base_sequence,
+                });
+            }
+            Some(ProducerFields {
+                producer_id,
+                epoch,
+                base_sequence,
+            })
+        }
+        Err(_) => None,
+    };
     Ok(BatchSummary {
         record_count: count as u32,
         base_timestamp: view.base_timestamp(),
         max_timestamp,
+        producer,
     })
 }
 
@@ -363,6 +406,19 @@ impl<'a> BatchView<'a> {
     /// The producer id field (-1 without idempotence).
     pub fn producer_id(&self) -> i64 {
         be_i64(self.bytes, PRODUCER_ID_AT)
+    }
+
+    /// The producer epoch field (-1 without idempotence).
+    pub fn producer_epoch(&self) -> i16 {
+        i16::from_be_bytes([
+            self.bytes[PRODUCER_EPOCH_AT],
+            self.bytes[PRODUCER_EPOCH_AT + 1],
+        ])
+    }
+
+    /// The first record's sequence number (-1 without idempotence).
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(self.bytes, BASE_SEQUENCE_AT)
     }
 
     /// Records in the batch, as declared by the header.

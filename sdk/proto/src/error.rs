@@ -17,6 +17,8 @@
 //! |   17 | `InvalidTopicName`     | `INVALID_TOPIC_EXCEPTION`        |
 //! |   22 | `IllegalGeneration`    | `ILLEGAL_GENERATION`             |
 //! |   23 | `InconsistentStrategy` | `INCONSISTENT_GROUP_PROTOCOL`    |
+//! |   45 | `OutOfOrderSequence`   | `OUT_OF_ORDER_SEQUENCE_NUMBER`   |
+//! |   47 | `InvalidProducerEpoch` | `INVALID_PRODUCER_EPOCH`         |
 //! |   25 | `UnknownMember`        | `UNKNOWN_MEMBER_ID`              |
 //! |   26 | `InvalidSessionTimeout`| `INVALID_SESSION_TIMEOUT`        |
 //! |   27 | `GroupBusy`            | `REBALANCE_IN_PROGRESS`          |
@@ -90,6 +92,12 @@ pub enum ErrorCode {
     /// The request is malformed: a head that does not decode, lengths that
     /// do not add up, a limit exceeded.
     InvalidRequest = 42,
+    /// An idempotent producer's batch does not follow its previous one
+    /// (Kafka's `OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    OutOfOrderSequence = 45,
+    /// An idempotent producer's epoch is older than the partition has seen
+    /// (Kafka's `INVALID_PRODUCER_EPOCH`): a newer instance took over.
+    InvalidProducerEpoch = 47,
     /// The storage engine failed.
     StorageError = 56,
     /// The group has members, so the operation is refused.
@@ -146,7 +154,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 40] = [
         Self::UnknownServerError,
         Self::OffsetOutOfRange,
         Self::CorruptBatch,
@@ -162,6 +170,8 @@ impl ErrorCode {
         Self::TopicAlreadyExists,
         Self::InvalidPartitions,
         Self::InvalidRequest,
+        Self::OutOfOrderSequence,
+        Self::InvalidProducerEpoch,
         Self::StorageError,
         Self::NonEmptyGroup,
         Self::GroupNotFound,

@@ -76,6 +76,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
@@ -148,6 +149,7 @@ served! {
     SyncGroup => SyncGroupRequest,
     Heartbeat => HeartbeatRequest,
     LeaveGroup => LeaveGroupRequest,
+    InitProducerId => InitProducerIdRequest,
 }
 
 /// A request with its header.

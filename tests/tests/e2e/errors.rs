@@ -53,7 +53,7 @@ const POLL: Duration = Duration::from_secs(10);
 const ALIVE: &str = "alive";
 
 /// Codes this file provokes, each in the test named beside it.
-const REACHED: [ErrorCode; 36] = [
+const REACHED: [ErrorCode; 38] = [
     ErrorCode::UnknownTopic,           // unknown_topic_*
     ErrorCode::UnknownPartition,       // unknown_partition_*
     ErrorCode::OffsetOutOfRange,       // offset_above_high_watermark_*
@@ -90,6 +90,8 @@ const REACHED: [ErrorCode; 36] = [
     ErrorCode::Busy, // wasm_hardening.rs: uploads_are_checked_*, broker_wide_limits_*
     ErrorCode::LimitReached, // wasm_hardening.rs: broker_wide_limits_*
     ErrorCode::IllegalGeneration, // kafka.rs: kafka_group_members_* (a commit at an old generation)
+    ErrorCode::OutOfOrderSequence, // kafka.rs: idempotent_producers_*
+    ErrorCode::InvalidProducerEpoch, // kafka.rs: idempotent_producers_*
 ];
 
 /// Codes no client can provoke on purpose; the module docs say why.

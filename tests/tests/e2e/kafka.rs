@@ -33,10 +33,15 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
     FindCoordinatorRequest, GroupId, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest, TopicName,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ProducerId, SyncGroupRequest,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType as RecordTimestampType,
+};
 use quiver_proto::batch::{BatchBuilder, NewRecord};
 use quiver_proto::partitioner::partition_for_key;
 use quiver_tests::cli::run_quiver;
@@ -775,4 +780,152 @@ fn kafka_group_members_on_the_wire() {
     );
     assert_eq!(left.members[0].error_code, 0);
     assert_eq!(beat(1, &mut wire), 25, "UNKNOWN_MEMBER_ID after leaving");
+}
+
+/// A batch from an idempotent producer, encoded by the `kafka-protocol`
+/// crate as a Kafka client would.
+fn idempotent_batch(producer_id: i64, epoch: i16, first_sequence: i32, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .zip(0..)
+        .map(|(value, i)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: RecordTimestampType::Creation,
+            offset: i64::from(i),
+            sequence: first_sequence + i,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from((*value).to_owned())),
+            headers: kafka_protocol::indexmap::IndexMap::default(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode a batch");
+    out.freeze()
+}
+
+/// Idempotent producers: ids and epochs from `InitProducerId`; a batch
+/// sent again is stored once and answered with its first offset, also
+/// after a SIGKILL of the broker (the producer state is stored with the
+/// log); a gap in the sequence is `OUT_OF_ORDER_SEQUENCE_NUMBER`, an old
+/// epoch `INVALID_PRODUCER_EPOCH`; a transactional id is refused.
+#[test]
+fn idempotent_producers_are_deduplicated_across_a_crash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    quiver(
+        &broker,
+        &["topic", "create", "payments", "--partitions", "1"],
+        None,
+    );
+    let mut wire = KafkaWire::connect(broker.kafka_addr().expect("Kafka listener"));
+    let first = wire.call(
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1)),
+        4,
+    );
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let producer = first.producer_id;
+    let bumped = wire.call(
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(producer)
+            .with_producer_epoch(0),
+        4,
+    );
+    assert_eq!((bumped.producer_id, bumped.producer_epoch), (producer, 1));
+    let transactional = wire.call(
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn")))),
+        4,
+    );
+    assert_eq!(transactional.error_code, 15);
+
+    let produce = |wire: &mut KafkaWire, batch: Bytes| {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic("payments"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        let answer = wire.call(&request, 9);
+        let p = &answer.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    };
+    let id = producer.0;
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 1, 0, &["a", "b", "c"])),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 1, 0, &["a", "b", "c"])),
+        (0, 0),
+        "a retry"
+    );
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 1, 3, &["d"])),
+        (0, 3)
+    );
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 1, 9, &["x"])).0,
+        45,
+        "a gap"
+    );
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 0, 4, &["y"])).0,
+        47,
+        "an old epoch"
+    );
+
+    // The broker dies; a retry of the last batch after the restart is
+    // still recognised.
+    let addr = broker.addr();
+    broker.kill();
+    let broker = BrokerProcess::spawn_on(dir.path(), addr);
+    let mut wire = KafkaWire::connect(broker.kafka_addr().expect("Kafka listener"));
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 1, 3, &["d"])),
+        (0, 3),
+        "a retry after the crash"
+    );
+    assert_eq!(
+        produce(&mut wire, idempotent_batch(id, 1, 4, &["e"])),
+        (0, 4)
+    );
+    let read = kcat(
+        broker.kafka_addr().expect("Kafka listener"),
+        &[
+            "-C",
+            "-t",
+            "payments",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s",
+        ],
+        None,
+    )
+    .ok();
+    assert_eq!(read, "abcde");
 }

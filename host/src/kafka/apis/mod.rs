@@ -13,6 +13,7 @@ mod fetch;
 mod find_coordinator;
 mod heartbeat;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -65,96 +66,52 @@ pub(super) async fn handle(
     let correlation_id = framed.header.correlation_id;
     let version = framed.header.request_api_version;
     let client_id = framed.header.client_id.as_deref().unwrap_or_default();
+    macro_rules! answer {
+        ($response:expr) => {
+            Answer::of(correlation_id, version, &$response)
+        };
+    }
     match framed.request {
-        Request::ApiVersions(_) => Answer::of(correlation_id, version, &api_versions::served()),
-        Request::Metadata(request) => {
-            let response = metadata::handle(context, request, version).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::Produce(request) => {
-            let acks = request.acks;
-            let response = produce::handle(context, request).await;
+        Request::ApiVersions(_) => answer!(api_versions::served()),
+        Request::Metadata(r) => answer!(metadata::handle(context, r, version).await),
+        Request::Produce(r) => {
+            let acks = r.acks;
+            let response = produce::handle(context, r).await;
             if acks == 0 {
                 return Ok(Answer {
                     bytes: None,
                     memory: None,
                 });
             }
-            Answer::of(correlation_id, version, &response)
+            answer!(response)
         }
-        Request::Fetch(request) => {
-            let (response, memory) = fetch::handle(context, request).await;
-            let mut answer = Answer::of(correlation_id, version, &response)?;
+        Request::Fetch(r) => {
+            let (response, memory) = fetch::handle(context, r).await;
+            let mut answer = answer!(response)?;
             answer.memory = memory;
             Ok(answer)
         }
-        Request::ListOffsets(request) => {
-            let response = list_offsets::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
+        Request::ListOffsets(r) => answer!(list_offsets::handle(context, r).await),
+        Request::InitProducerId(r) => answer!(init_producer_id::handle(context, &r).await),
+        Request::FindCoordinator(r) => answer!(find_coordinator::handle(context, &r, version)),
+        Request::JoinGroup(r) => {
+            answer!(join_group::handle(context, session, client_id, r, version).await)
         }
-        Request::FindCoordinator(request) => {
-            let response = find_coordinator::handle(context, &request, version);
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::OffsetCommit(request) => {
-            let response = offset_commit::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::OffsetFetch(request) => {
-            let response = offset_fetch::handle(context, request, version);
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::ListGroups(_) => {
-            Answer::of(correlation_id, version, &list_groups::handle(context))
-        }
-        Request::DescribeGroups(request) => {
-            let response = describe_groups::handle(context, &request);
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::DeleteGroups(request) => {
-            let response = delete_groups::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::CreateTopics(request) => {
-            let response = create_topics::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::DeleteTopics(request) => {
-            let response = delete_topics::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::CreatePartitions(request) => {
-            let response = create_partitions::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::DescribeConfigs(request) => {
-            let response = describe_configs::handle(context, &request);
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::AlterConfigs(request) => {
-            let response = alter_configs::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::JoinGroup(request) => {
-            let response = join_group::handle(context, session, client_id, request, version).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::SyncGroup(request) => {
-            let response = sync_group::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::Heartbeat(request) => Answer::of(
-            correlation_id,
-            version,
-            &heartbeat::handle(context, &request),
-        ),
-        Request::LeaveGroup(request) => {
-            let response = leave_group::handle(context, request, version);
-            Answer::of(correlation_id, version, &response)
-        }
-        Request::IncrementalAlterConfigs(request) => {
-            let response = incremental_alter_configs::handle(context, request).await;
-            Answer::of(correlation_id, version, &response)
+        Request::SyncGroup(r) => answer!(sync_group::handle(context, r).await),
+        Request::Heartbeat(r) => answer!(heartbeat::handle(context, &r)),
+        Request::LeaveGroup(r) => answer!(leave_group::handle(context, r, version)),
+        Request::OffsetCommit(r) => answer!(offset_commit::handle(context, r).await),
+        Request::OffsetFetch(r) => answer!(offset_fetch::handle(context, r, version)),
+        Request::ListGroups(_) => answer!(list_groups::handle(context)),
+        Request::DescribeGroups(r) => answer!(describe_groups::handle(context, &r)),
+        Request::DeleteGroups(r) => answer!(delete_groups::handle(context, r).await),
+        Request::CreateTopics(r) => answer!(create_topics::handle(context, r).await),
+        Request::DeleteTopics(r) => answer!(delete_topics::handle(context, r).await),
+        Request::CreatePartitions(r) => answer!(create_partitions::handle(context, r).await),
+        Request::DescribeConfigs(r) => answer!(describe_configs::handle(context, &r)),
+        Request::AlterConfigs(r) => answer!(alter_configs::handle(context, r).await),
+        Request::IncrementalAlterConfigs(r) => {
+            answer!(incremental_alter_configs::handle(context, r).await)
         }
     }
 }

@@ -144,6 +144,7 @@ pub(super) fn schema(api: ApiKey) -> Option<Schema> {
         ApiKey::SyncGroup => SYNC_GROUP,
         ApiKey::Heartbeat => HEARTBEAT,
         ApiKey::LeaveGroup => LEAVE_GROUP,
+        ApiKey::InitProducerId => INIT_PRODUCER_ID,
         _ => return None,
     })
 }
@@ -552,5 +553,15 @@ const LEAVE_GROUP: Schema = Schema {
                 since("reason", 5, Shape::String),
             ]),
         ),
+    ],
+};
+
+const INIT_PRODUCER_ID: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        since("transactional_id", 0, Shape::String),
+        since("transaction_timeout_ms", 0, Fixed(4)),
+        since("producer_id", 3, Fixed(8)),
+        since("producer_epoch", 3, Fixed(2)),
     ],
 };
