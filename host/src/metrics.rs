@@ -72,7 +72,7 @@ struct TopicLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     listener: &'static str,
-    api: &'static str,
+    api: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -437,12 +437,15 @@ impl Metrics {
     pub fn record_request(
         &self,
         listener: &'static str,
-        api: &'static str,
+        api: &str,
         request_bytes: u64,
         response_bytes: u64,
         refused: bool,
     ) {
-        let labels = RequestLabels { listener, api };
+        let labels = RequestLabels {
+            listener,
+            api: api.to_owned(),
+        };
         self.requests.get_or_create(&labels).inc();
         self.request_bytes
             .get_or_create(&labels)
@@ -450,8 +453,11 @@ impl Metrics {
         self.response_bytes
             .get_or_create(&labels)
             .inc_by(response_bytes);
+        // Created at zero with the first request, so a rate of errors
+        // reads 0 rather than nothing.
+        let errors = self.request_errors.get_or_create(&labels);
         if refused {
-            self.request_errors.get_or_create(&labels).inc();
+            errors.inc();
         }
     }
 

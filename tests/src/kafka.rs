@@ -22,10 +22,16 @@ pub fn kcat(broker: SocketAddr, args: &[&str], input: Option<&[u8]>) -> Run {
     run_quiver(command, input)
 }
 
-/// Runs `tests/kafka_clients/SCRIPT BROKER` with the Python that
+/// Runs `tests/kafka_clients/SCRIPT BROKER` (see [`python_command`]) to
+/// its end.
+pub fn python(script: &str, broker: SocketAddr) -> Run {
+    run_quiver(python_command(script, broker), None)
+}
+
+/// `tests/kafka_clients/SCRIPT BROKER` with the Python that
 /// `tests/kafka_clients/setup.sh` set up (confluent-kafka, kafka-python)
 /// in `target/kafka-clients`.
-pub fn python(script: &str, broker: SocketAddr) -> Run {
+pub fn python_command(script: &str, broker: SocketAddr) -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace root")
@@ -41,7 +47,7 @@ pub fn python(script: &str, broker: SocketAddr) -> Run {
         .current_dir(root.join("tests/kafka_clients"))
         .arg(script)
         .arg(broker.to_string());
-    run_quiver(command, None)
+    command
 }
 
 /// How long a bare connection waits for an answer.

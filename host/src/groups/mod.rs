@@ -73,11 +73,11 @@ pub mod classic;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use assignor::Assignment;
+pub use quiver_proto::topic::TopicPartition;
 
 /// Shortest session timeout a member may ask for (low so tests run fast).
 pub const MIN_SESSION_TIMEOUT_MS: u64 = 100;
@@ -87,31 +87,6 @@ pub const MAX_SESSION_TIMEOUT_MS: u64 = 300_000;
 pub const MAX_MEMBERS_PER_GROUP: usize = 1_000;
 /// Groups per coordinator, at most (empty groups count until deleted).
 pub const MAX_GROUPS: usize = 10_000;
-
-/// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: String,
-    /// Partition number.
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    /// `topic`'s partition `partition`.
-    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
 
 /// How a group's partitions are spread over its members; see [`assignor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

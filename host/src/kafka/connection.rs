@@ -85,7 +85,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
                 tracing::warn!(%peer, ?api, %reason, "cannot answer a Kafka request; closing the connection");
                 context.service.metrics.record_request(
                     session.listener.as_str(),
-                    api_name(api),
+                    &format!("{api:?}"),
                     request_bytes,
                     0,
                     true,
@@ -96,7 +96,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
         let response_bytes = answer.bytes.as_ref().map_or(0, |b| b.len() as u64);
         context.service.metrics.record_request(
             session.listener.as_str(),
-            api_name(api),
+            &format!("{api:?}"),
             request_bytes,
             response_bytes,
             false,
@@ -171,33 +171,4 @@ async fn read_request(
 /// version 0, `UNSUPPORTED_VERSION`, and the versions served.
 fn unsupported_api_versions() -> ApiVersionsResponse {
     apis::api_versions::served().with_error_code(UNSUPPORTED_VERSION)
-}
-
-/// The API's name for metrics labels.
-fn api_name(api: ApiKey) -> &'static str {
-    match api {
-        ApiKey::Produce => "produce",
-        ApiKey::Fetch => "fetch",
-        ApiKey::ListOffsets => "list_offsets",
-        ApiKey::Metadata => "metadata",
-        ApiKey::OffsetCommit => "offset_commit",
-        ApiKey::OffsetFetch => "offset_fetch",
-        ApiKey::FindCoordinator => "find_coordinator",
-        ApiKey::DescribeGroups => "describe_groups",
-        ApiKey::ListGroups => "list_groups",
-        ApiKey::ApiVersions => "api_versions",
-        ApiKey::CreateTopics => "create_topics",
-        ApiKey::DeleteTopics => "delete_topics",
-        ApiKey::DescribeConfigs => "describe_configs",
-        ApiKey::AlterConfigs => "alter_configs",
-        ApiKey::CreatePartitions => "create_partitions",
-        ApiKey::DeleteGroups => "delete_groups",
-        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
-        ApiKey::JoinGroup => "join_group",
-        ApiKey::SyncGroup => "sync_group",
-        ApiKey::Heartbeat => "heartbeat",
-        ApiKey::LeaveGroup => "leave_group",
-        ApiKey::InitProducerId => "init_producer_id",
-        _ => "other",
-    }
 }

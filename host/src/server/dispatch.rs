@@ -24,8 +24,8 @@ use quiver_proto::{ErrorCode, WireError};
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::service::Service;
 use crate::service::fetch::PartitionRead;
+use crate::service::{Listener, Service};
 use crate::service::{
     alter_topic, commit_offsets, control_transform, create_topic, delete_group, delete_module,
     delete_topic, deploy_transform, describe_group, describe_topic, fetch, fetch_offsets,
@@ -59,8 +59,34 @@ impl Reply {
     }
 }
 
-/// Decodes the head for `kind` and runs its handler.
+/// Decodes the head for `kind`, runs its operation, and counts the request
+/// in the per-listener metrics.
 pub(crate) async fn dispatch(
+    service: &Service,
+    kind: u16,
+    version: u16,
+    head: &[u8],
+    body: BytesMut,
+) -> Result<Reply, WireError> {
+    let request_bytes = (head.len() + body.len()) as u64;
+    let reply = run(service, kind, version, head, body).await;
+    let api =
+        RequestKind::from_u16(kind).map_or_else(|| "Unknown".to_owned(), |k| format!("{k:?}"));
+    let response_bytes = reply.as_ref().map_or(0, |r| {
+        (r.head.len() + r.body.iter().map(Bytes::len).sum::<usize>()) as u64
+    });
+    service.metrics.record_request(
+        Listener::Quic.as_str(),
+        &api,
+        request_bytes,
+        response_bytes,
+        reply.is_err(),
+    );
+    reply
+}
+
+/// Decodes the head for `kind` and runs its operation.
+async fn run(
     service: &Service,
     kind: u16,
     version: u16,

@@ -18,24 +18,7 @@ use crate::group::{GroupSettings, Membership, RebalanceEvent};
 use crate::prefetch::{PREFETCH_WAIT, Prefetch};
 use crate::reconnect::{DEFAULT_RECONNECT_TIMEOUT, Retry};
 
-/// A topic and partition number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    /// `topic`/`partition`.
-    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
+pub use quiver_proto::topic::TopicPartition;
 
 /// Where to (re)start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

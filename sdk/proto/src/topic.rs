@@ -47,6 +47,34 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     Ok(())
 }
 
+/// One partition of one topic: how the broker and the SDK name it (the
+/// group coordinator's assignments, the consumer's positions).
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// `topic`'s partition `partition`.
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

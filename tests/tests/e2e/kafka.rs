@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader};
 use std::process::Command;
+use std::process::Stdio;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
@@ -45,7 +47,7 @@ use kafka_protocol::records::{
 use quiver_proto::batch::{BatchBuilder, NewRecord};
 use quiver_proto::partitioner::partition_for_key;
 use quiver_tests::cli::run_quiver;
-use quiver_tests::kafka::{KafkaWire, correlation_id, header_bytes, kcat, python};
+use quiver_tests::kafka::{KafkaWire, correlation_id, header_bytes, kcat, python, python_command};
 use quiver_tests::{BrokerProcess, quiver_command};
 
 fn quiver(broker: &BrokerProcess, args: &[&str], input: Option<&str>) -> String {
@@ -928,4 +930,68 @@ fn idempotent_producers_are_deduplicated_across_a_crash() {
     )
     .ok();
     assert_eq!(read, "abcde");
+}
+
+/// A SIGKILL of the broker under a Kafka producer (acks=all, idempotent)
+/// loses no record the producer saw acknowledged.
+#[test]
+fn a_sigkill_loses_nothing_a_kafka_producer_saw_acknowledged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    let addr = broker.addr();
+    quiver(
+        &broker,
+        &["topic", "create", "ledger", "--partitions", "2"],
+        None,
+    );
+    let mut producer = python_command("produce_until_killed.py", kafka)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the producer");
+    let lines = BufReader::new(producer.stdout.take().expect("stdout")).lines();
+    let mut broker = Some(broker);
+    let mut acked = BTreeSet::new();
+    for line in lines.map_while(Result::ok) {
+        if let Some(value) = line.strip_prefix("acked ") {
+            acked.insert(value.parse::<u32>().expect("a number"));
+        }
+        // Kill the broker mid-stream, once a good share is acknowledged.
+        if acked.len() >= 3_000
+            && let Some(running) = broker.take()
+        {
+            running.kill();
+        }
+    }
+    let status = producer.wait().expect("the producer exits");
+    assert!(status.success(), "{status}");
+    assert!(broker.is_none(), "the broker was killed under load");
+    let broker = BrokerProcess::spawn_on(dir.path(), addr);
+    let stored: BTreeSet<u32> = kcat(
+        broker.kafka_addr().expect("Kafka listener"),
+        &[
+            "-C",
+            "-t",
+            "ledger",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+        ],
+        None,
+    )
+    .ok()
+    .lines()
+    .map(|l| l.parse().expect("a number"))
+    .collect();
+    let lost: Vec<&u32> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
 }

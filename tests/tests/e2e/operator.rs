@@ -11,12 +11,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiVersionsRequest;
 use quiver_client::{
     Admin, Client, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord,
 };
 use quiver_host::http::{HttpServer, MAX_HTTP_CONNECTIONS};
+use quiver_host::kafka::KafkaConfig;
 use quiver_host::metrics::Metrics;
 use quiver_tests::http::{get, request};
+use quiver_tests::kafka::KafkaWire;
 use quiver_tests::{TestBroker, quiver_bin};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -226,6 +229,45 @@ async fn health_ready_and_unknown_paths() {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_per_listener_and_api() {
+    let broker = TestBroker::start_with(|config| {
+        config.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.kafka = Some(KafkaConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))));
+    })
+    .await;
+    broker.create_topic("orders", 1).await;
+    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("orders", "one order"))
+        .await
+        .expect("acknowledged");
+    let kafka = broker
+        .broker()
+        .kafka_addr()
+        .expect("the Kafka listener runs");
+    tokio::task::spawn_blocking(move || {
+        KafkaWire::connect(kafka).call(&ApiVersionsRequest::default(), 3)
+    })
+    .await
+    .expect("ApiVersions");
+
+    let scraped = scrape(broker.http_addr()).await;
+    let quic_produce = [("listener", "quic"), ("api", "Produce")];
+    assert_eq!(sample(&scraped, "quiver_requests_total", &quic_produce), 1);
+    assert!(sample(&scraped, "quiver_request_bytes_total", &quic_produce) > 9);
+    let kafka_versions = [("listener", "kafka"), ("api", "ApiVersions")];
+    assert_eq!(
+        sample(&scraped, "quiver_requests_total", &kafka_versions),
+        1
+    );
+    assert!(sample(&scraped, "quiver_response_bytes_total", &kafka_versions) > 0);
+    assert_eq!(
+        sample(&scraped, "quiver_request_errors_total", &kafka_versions),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
