@@ -50,6 +50,27 @@ pub fn python_command(script: &str, broker: SocketAddr) -> Command {
     command
 }
 
+/// Every record of `topic` from the beginning, one `format` (kcat's `-f`)
+/// each.
+pub fn kcat_read(broker: SocketAddr, topic: &str, format: &str) -> String {
+    kcat(
+        broker,
+        &[
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            format,
+        ],
+        None,
+    )
+    .ok()
+}
+
 /// How long a bare connection waits for an answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -370,15 +370,7 @@ impl ClassicGroups {
         assignments: Vec<(String, Bytes)>,
         now_ms: u64,
     ) -> Result<(SyncOutcome, Effects), ClassicError> {
-        let group = self
-            .groups
-            .get_mut(group_name)
-            .ok_or(ClassicError::UnknownMember)?;
-        let member = group
-            .members
-            .get_mut(member_id)
-            .ok_or(ClassicError::UnknownMember)?;
-        member.last_heard_ms = now_ms;
+        let group = self.heard_from(group_name, member_id, now_ms)?;
         if generation != group.generation {
             return Err(ClassicError::IllegalGeneration {
                 current: group.generation,
@@ -390,10 +382,15 @@ impl ClassicGroups {
             ClassicState::Empty | ClassicState::PreparingRebalance => {
                 Err(ClassicError::RebalanceInProgress)
             }
-            ClassicState::Stable => Ok((SyncOutcome::Assigned(member.assignment.clone()), effects)),
+            ClassicState::Stable => {
+                let own = group.members.get(member_id).map(|m| m.assignment.clone());
+                Ok((SyncOutcome::Assigned(own.unwrap_or_default()), effects))
+            }
             ClassicState::CompletingRebalance => {
                 if group.leader.as_deref() != Some(member_id) {
-                    member.syncing = true;
+                    if let Some(member) = group.members.get_mut(member_id) {
+                        member.syncing = true;
+                    }
                     return Ok((SyncOutcome::Waiting, effects));
                 }
                 let mut given: BTreeMap<String, Bytes> = assignments.into_iter().collect();
@@ -428,15 +425,7 @@ impl ClassicGroups {
         generation: i32,
         now_ms: u64,
     ) -> Result<(), ClassicError> {
-        let group = self
-            .groups
-            .get_mut(group)
-            .ok_or(ClassicError::UnknownMember)?;
-        let member = group
-            .members
-            .get_mut(member_id)
-            .ok_or(ClassicError::UnknownMember)?;
-        member.last_heard_ms = now_ms;
+        let group = self.heard_from(group, member_id, now_ms)?;
         match group.state {
             ClassicState::PreparingRebalance => Err(ClassicError::RebalanceInProgress),
             _ if generation != group.generation => Err(ClassicError::IllegalGeneration {
@@ -445,6 +434,25 @@ impl ClassicGroups {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The group of a member just heard from (which is noted).
+    fn heard_from(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        now_ms: u64,
+    ) -> Result<&mut Group, ClassicError> {
+        let group = self
+            .groups
+            .get_mut(group)
+            .ok_or(ClassicError::UnknownMember)?;
+        group
+            .members
+            .get_mut(member_id)
+            .ok_or(ClassicError::UnknownMember)?
+            .last_heard_ms = now_ms;
+        Ok(group)
     }
 
     /// Members leave; the others rebalance.

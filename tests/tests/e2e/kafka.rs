@@ -47,7 +47,9 @@ use kafka_protocol::records::{
 use quiver_proto::batch::{BatchBuilder, NewRecord};
 use quiver_proto::partitioner::partition_for_key;
 use quiver_tests::cli::run_quiver;
-use quiver_tests::kafka::{KafkaWire, correlation_id, header_bytes, kcat, python, python_command};
+use quiver_tests::kafka::{
+    KafkaWire, correlation_id, header_bytes, kcat, kcat_read, python, python_command,
+};
 use quiver_tests::{BrokerProcess, quiver_command};
 
 fn quiver(broker: &BrokerProcess, args: &[&str], input: Option<&str>) -> String {
@@ -87,22 +89,7 @@ fn kcat_and_the_quiver_cli_read_each_others_records() {
     )
     .ok();
 
-    let read = kcat(
-        kafka,
-        &[
-            "-C",
-            "-t",
-            "clicks",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k %p %o %s\n",
-        ],
-        None,
-    )
-    .ok();
+    let read = kcat_read(kafka, "clicks", "%k %p %o %s\n");
     let lines: Vec<Vec<&str>> = read.lines().map(|l| l.splitn(4, ' ').collect()).collect();
     assert_eq!(lines.len(), 60, "{read}");
     let mut partitions_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -597,22 +584,7 @@ fn a_python_producer_kcat_and_the_quiver_cli_see_the_same_events() {
     );
     assert_eq!(python("produce_events.py", kafka).ok().trim(), "50");
 
-    let read = kcat(
-        kafka,
-        &[
-            "-C",
-            "-t",
-            "events",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k %p %o %s\n",
-        ],
-        None,
-    )
-    .ok();
+    let read = kcat_read(kafka, "events", "%k %p %o %s\n");
     let lines: Vec<Vec<&str>> = read.lines().map(|l| l.splitn(4, ' ').collect()).collect();
     assert_eq!(lines.len(), 50, "{read}");
     for line in &lines {
@@ -913,22 +885,11 @@ fn idempotent_producers_are_deduplicated_across_a_crash() {
         produce(&mut wire, idempotent_batch(id, 1, 4, &["e"])),
         (0, 4)
     );
-    let read = kcat(
+    let read = kcat_read(
         broker.kafka_addr().expect("Kafka listener"),
-        &[
-            "-C",
-            "-t",
-            "payments",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%s",
-        ],
-        None,
-    )
-    .ok();
+        "payments",
+        "%s",
+    );
     assert_eq!(read, "abcde");
 }
 
@@ -968,22 +929,11 @@ fn a_sigkill_loses_nothing_a_kafka_producer_saw_acknowledged() {
     assert!(status.success(), "{status}");
     assert!(broker.is_none(), "the broker was killed under load");
     let broker = BrokerProcess::spawn_on(dir.path(), addr);
-    let stored: BTreeSet<u32> = kcat(
+    let stored: BTreeSet<u32> = kcat_read(
         broker.kafka_addr().expect("Kafka listener"),
-        &[
-            "-C",
-            "-t",
-            "ledger",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%s\n",
-        ],
-        None,
+        "ledger",
+        "%s\n",
     )
-    .ok()
     .lines()
     .map(|l| l.parse().expect("a number"))
     .collect();

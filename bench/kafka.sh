@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The Kafka listener driven by a real Kafka client: kcat (librdkafka)
+# produces RECORDS (default 2,000,000) lines of 100 B to a 4-partition topic
+# on a fresh default broker (fsync on), then consumes them from the
+# beginning; records/s and CPU per record for kcat and for the broker.
+#
+#   cargo build --release && bench/kafka.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUIVER=$(realpath "${QUIVER:-target/release/quiver}")
+RECORDS=${RECORDS:-2000000}
+work=$(mktemp -d)
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 -c "import sys; sys.stdout.buffer.write((b'x' * 99 + b'\n') * $RECORDS)" >"$work/records"
+(cd "$work" && exec "$QUIVER" serve --listen 127.0.0.1:7731 --http off \
+    --kafka-listen 127.0.0.1:19094 2>"$work/serve.log") &
+pid=$!
+until grep -q "listen=" "$work/serve.log" 2>/dev/null; do sleep 0.05; done
+"$QUIVER" topic create bench --partitions 4 --broker 127.0.0.1:7731 \
+    --ca "$work/quiver-data/tls/cert.pem" >/dev/null
+
+broker_cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+measure() {
+    local name=$1; shift
+    local b0 t0 t1 b1 client
+    b0=$(broker_cpu); t0=$(date +%s.%N)
+    client=$( { /usr/bin/time -f '%U %S' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    t1=$(date +%s.%N); b1=$(broker_cpu)
+    python3 - "$name" "$t0" "$t1" "$b0" "$b1" "$client" "$RECORDS" "$(getconf CLK_TCK)" <<'PY'
+import sys
+name, t0, t1, b0, b1, client, n, tck = sys.argv[1:]
+n, secs = int(n), float(t1) - float(t0)
+user, system = (float(x) for x in client.split())
+print(f"{name}: {n / secs:,.0f} records/s; CPU per record: kcat {(user + system) / n * 1e6:.2f} us, "
+      f"broker {(float(b1) - float(b0)) / int(tck) / n * 1e6:.2f} us")
+PY
+}
+measure produce kcat -P -b 127.0.0.1:19094 -t bench -l "$work/records" -X linger.ms=5 \
+    -X batch.num.messages=10000 -X batch.size=1000000 -X queue.buffering.max.messages=2000000 \
+    -X queue.buffering.max.kbytes=2097151 -X acks=all
+measure consume kcat -C -b 127.0.0.1:19094 -t bench -o beginning -e -q -f '%o\n' \
+    -X fetch.max.bytes=52428800
