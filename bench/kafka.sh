@@ -30,7 +30,8 @@ measure() {
     local name=$1; shift
     local b0 t0 t1 b1 client
     b0=$(broker_cpu); t0=$(date +%s.%N)
-    client=$( { /usr/bin/time -f '%U %S' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$work/time" -f '%U %S' "$@" >/dev/null 2>&1
+    client=$(tail -1 "$work/time")
     t1=$(date +%s.%N); b1=$(broker_cpu)
     python3 - "$name" "$t0" "$t1" "$b0" "$b1" "$client" "$RECORDS" "$(getconf CLK_TCK)" <<'PY'
 import sys
@@ -46,3 +47,4 @@ measure produce kcat -P -b 127.0.0.1:19094 -t bench -l "$work/records" -X linger
     -X queue.buffering.max.kbytes=2097151 -X acks=all
 measure consume kcat -C -b 127.0.0.1:19094 -t bench -o beginning -e -q -f '%o\n' \
     -X fetch.max.bytes=52428800
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
