@@ -229,7 +229,7 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
-        let kafka = start_kafka(config.kafka, &service).await?;
+        let kafka = start_kafka(config.kafka, &service, &cert).await?;
         let retention = Retention {
             storage: Arc::clone(&storage),
             defaults: config.retention_defaults,
@@ -284,6 +284,11 @@ impl Broker {
         self.kafka.as_ref().map(KafkaServer::local_addr)
     }
 
+    /// The Kafka TLS listener's bound address, if it runs.
+    pub fn kafka_tls_addr(&self) -> Option<SocketAddr> {
+        self.kafka.as_ref().and_then(KafkaServer::tls_addr)
+    }
+
     /// The certificate the broker serves.
     pub fn cert(&self) -> &ServerCert {
         &self.cert
@@ -336,12 +341,17 @@ impl Broker {
 async fn start_kafka(
     config: Option<KafkaConfig>,
     service: &Arc<Service>,
+    cert: &ServerCert,
 ) -> Result<Option<KafkaServer>, BrokerError> {
     let Some(config) = config else {
         return Ok(None);
     };
     let addr = config.listen;
-    KafkaServer::start(config, Arc::clone(service))
+    let tls = match config.tls_listen {
+        Some(_) => Some(cert.tcp_config()?),
+        None => None,
+    };
+    KafkaServer::start(config, Arc::clone(service), tls)
         .await
         .map(Some)
         .map_err(|source| BrokerError::Kafka { addr, source })

@@ -194,6 +194,11 @@ pub struct Settings {
     #[arg(long, env = "QUIVER_KAFKA_LISTEN", value_name = "ADDR|off")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_listen: Option<Listen>,
+    /// Kafka-protocol listener with TLS (the broker's certificate), or
+    /// `off`; its clients are told its own address [default: off].
+    #[arg(long, env = "QUIVER_KAFKA_TLS_LISTEN", value_name = "ADDR|off")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_tls_listen: Option<Listen>,
     /// The HOST:PORT Kafka clients are told to connect to (in Metadata)
     /// [default: the Kafka listen address].
     #[arg(long, env = "QUIVER_KAFKA_ADVERTISE", value_name = "HOST:PORT")]
@@ -269,6 +274,7 @@ impl Settings {
             max_storage_mb: self.max_storage_mb.or(lower.max_storage_mb),
             http: self.http.or(lower.http),
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
+            kafka_tls_listen: self.kafka_tls_listen.or(lower.kafka_tls_listen),
             kafka_advertise: self.kafka_advertise.or(lower.kafka_advertise),
             auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
             default_partitions: self.default_partitions.or(lower.default_partitions),
@@ -337,6 +343,8 @@ pub struct Config {
     pub http: Listen,
     /// The Kafka listener, or off.
     pub kafka_listen: Listen,
+    /// The Kafka listener with TLS, or off.
+    pub kafka_tls_listen: Listen,
     /// The address Metadata hands to Kafka clients, if not the listen one.
     pub kafka_advertise: Option<Advertised>,
     /// Whether Metadata creates missing topics a client asks for.
@@ -375,6 +383,7 @@ impl Default for Config {
             max_storage_mb: None,
             http: Listen::On(parse_default(DEFAULT_HTTP)),
             kafka_listen: Listen::On(parse_default(DEFAULT_KAFKA_LISTEN)),
+            kafka_tls_listen: Listen::Off,
             kafka_advertise: None,
             auto_create_topics: true,
             default_partitions: DEFAULT_PARTITIONS,
@@ -424,6 +433,9 @@ impl Config {
             max_storage_mb: settings.max_storage_mb,
             http: settings.http.unwrap_or(defaults.http),
             kafka_listen: settings.kafka_listen.unwrap_or(defaults.kafka_listen),
+            kafka_tls_listen: settings
+                .kafka_tls_listen
+                .unwrap_or(defaults.kafka_tls_listen),
             kafka_advertise: settings.kafka_advertise,
             auto_create_topics: settings
                 .auto_create_topics
@@ -524,6 +536,7 @@ impl Config {
             max_storage_mb: self.max_storage_mb,
             http: Some(self.http),
             kafka_listen: Some(self.kafka_listen),
+            kafka_tls_listen: Some(self.kafka_tls_listen),
             kafka_advertise: self.kafka_advertise.clone(),
             auto_create_topics: Some(self.auto_create_topics),
             default_partitions: Some(self.default_partitions),
@@ -558,6 +571,7 @@ impl Config {
         config.kafka = self.kafka_listen.addr().map(|listen| KafkaConfig {
             listen,
             advertise: self.kafka_advertise.clone(),
+            tls_listen: self.kafka_tls_listen.addr(),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
         });

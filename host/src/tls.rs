@@ -129,6 +129,19 @@ impl ServerCert {
     }
 }
 
+impl ServerCert {
+    /// The rustls configuration for TLS over TCP (the Kafka listener's TLS
+    /// port): TLS 1.2 and 1.3, as Kafka clients speak either.
+    pub fn tcp_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        Ok(Arc::new(config))
+    }
+}
+
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let names: Vec<String> = GENERATED_SUBJECT_NAMES
         .iter()

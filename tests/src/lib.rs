@@ -197,6 +197,7 @@ pub struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
+    kafka_tls_addr: Option<SocketAddr>,
     ca: PathBuf,
     /// Bytes the broker has written to its standard error (its log) so far.
     stderr_bytes: Arc<AtomicU64>,
@@ -242,7 +243,7 @@ impl BrokerProcess {
             .expect("spawn quiver serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let mut lines = BufReader::new(stderr).lines();
-        let (addr, kafka_addr) = loop {
+        let (addr, kafka_addr, kafka_tls_addr) = loop {
             let line = lines
                 .next()
                 .expect("quiver serve exited before listening")
@@ -255,8 +256,13 @@ impl BrokerProcess {
                         .unwrap_or_default()
                 };
                 let addr = field(rest).parse().expect("listen address");
-                let kafka = line.split(" kafka=").nth(1).map(field);
-                break (addr, kafka.and_then(|k| k.parse().ok()));
+                let listener = |name: &str| {
+                    line.split(name)
+                        .nth(1)
+                        .map(field)
+                        .and_then(|a| a.parse().ok())
+                };
+                break (addr, listener(" kafka="), listener(" kafka_tls="));
             }
         };
         // Keep draining stderr so the broker never blocks on a full pipe,
@@ -277,6 +283,7 @@ impl BrokerProcess {
             child,
             addr,
             kafka_addr,
+            kafka_tls_addr,
             ca: data_dir.join("tls").join("cert.pem"),
             stderr_bytes,
         }
@@ -295,6 +302,11 @@ impl BrokerProcess {
     /// The Kafka listener's address, unless it is off.
     pub fn kafka_addr(&self) -> Option<SocketAddr> {
         self.kafka_addr
+    }
+
+    /// The Kafka TLS listener's address, if it runs.
+    pub fn kafka_tls_addr(&self) -> Option<SocketAddr> {
+        self.kafka_tls_addr
     }
 
     /// The broker's self-signed certificate (`DATA/tls/cert.pem`).

@@ -46,9 +46,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let kafka = broker
         .kafka_addr()
         .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    let kafka_tls = broker
+        .kafka_tls_addr()
+        .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
     tracing::info!(
         listen = %broker.local_addr(),
         kafka = %kafka,
+        kafka_tls = %kafka_tls,
         http = %http,
         data_dir = %config.data_dir.display(),
         cert = %cert.cert_path.display(),

@@ -21,14 +21,12 @@ use kafka_protocol::messages::ApiVersionsResponse;
 use quiver_proto::kafka::{
     self, ApiKey, DecodeError, MAX_KAFKA_REQUEST_BYTES, SIZE_BYTES, request_size,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Context, KAFKA_IDLE_TIMEOUT, apis, request_read_deadline};
 use crate::server::SMALL_REQUEST_BYTES;
-use crate::service::{Listener, Session};
+use crate::service::Session;
 
 /// How long writing one response may take.
 const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,12 +34,14 @@ const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Kafka's error code for a version not served.
 const UNSUPPORTED_VERSION: i16 = 35;
 
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
-    let _ = stream.set_nodelay(true);
-    let session = Session::new(Listener::Kafka, peer);
+pub(super) async fn serve<S>(stream: S, peer: SocketAddr, context: Arc<Context>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let session = Session::new(context.listener, peer);
     let _open = context.service.metrics.connection_opened();
-    tracing::debug!(%peer, "Kafka connection open");
-    let (mut reader, mut writer) = stream.into_split();
+    tracing::debug!(%peer, listener = %context.listener, "Kafka connection open");
+    let (mut reader, mut writer) = tokio::io::split(stream);
     loop {
         let request = tokio::select! {
             request = read_request(&mut reader, &context) => request,
@@ -123,7 +123,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
 /// memory budget; `None` when the client closed the connection between
 /// requests or sent nothing for [`KAFKA_IDLE_TIMEOUT`].
 async fn read_request(
-    reader: &mut OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     context: &Context,
 ) -> Result<Option<(BytesMut, Option<OwnedSemaphorePermit>)>, String> {
     let mut prefix = [0u8; SIZE_BYTES];

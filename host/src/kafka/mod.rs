@@ -25,10 +25,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::service::Service;
+use crate::service::{Listener, Service};
 
 /// The node id this broker has in the cluster Kafka clients see.
 pub const NODE_ID: i32 = 0;
@@ -52,10 +53,14 @@ fn request_read_deadline(len: usize) -> Duration {
 /// What the Kafka listener needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
-    /// Where to listen (port 0 picks a free port).
+    /// Where to listen, plaintext (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// The address Metadata hands to clients; the bound address if none.
+    /// The address Metadata hands to plaintext clients; the bound address
+    /// if none.
     pub advertise: Option<Advertised>,
+    /// Where to listen with TLS (the broker's certificate), if at all; its
+    /// clients are handed its bound address.
+    pub tls_listen: Option<SocketAddr>,
     /// Whether Metadata creates a missing topic a client asks for.
     pub auto_create_topics: bool,
     /// Partitions of such a topic.
@@ -69,6 +74,7 @@ impl KafkaConfig {
         Self {
             listen,
             advertise: None,
+            tls_listen: None,
             auto_create_topics: true,
             default_partitions: crate::config::DEFAULT_PARTITIONS,
         }
@@ -126,10 +132,12 @@ impl fmt::Display for Advertised {
     }
 }
 
-/// What every Kafka connection shares.
+/// What every connection of one listener shares.
 #[derive(Debug)]
 struct Context {
     service: Arc<Service>,
+    /// Plaintext or TLS.
+    listener: Listener,
     advertised: Advertised,
     auto_create_topics: bool,
     default_partitions: u32,
@@ -137,44 +145,89 @@ struct Context {
     shutdown: CancellationToken,
 }
 
-/// A running Kafka listener.
+/// A running Kafka listener: plaintext, and TLS when configured.
 #[derive(Debug)]
 pub struct KafkaServer {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl KafkaServer {
-    /// Binds the listener and starts accepting connections.
-    pub async fn start(config: KafkaConfig, service: Arc<Service>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let local_addr = listener.local_addr()?;
-        let advertised = config.advertise.unwrap_or_else(|| Advertised {
-            host: local_addr.ip().to_string(),
-            port: local_addr.port(),
-        });
+    /// Binds the listeners and starts accepting connections; `tls` is the
+    /// broker's certificate, for `config.tls_listen`.
+    pub async fn start(
+        config: KafkaConfig,
+        service: Arc<Service>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let shutdown = service.shutdown.child_token();
-        let context = Arc::new(Context {
-            service,
-            advertised,
-            auto_create_topics: config.auto_create_topics,
-            default_partitions: config.default_partitions,
-            shutdown: shutdown.clone(),
-        });
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(listener, context, tasks.clone()));
-        tracing::info!(addr = %local_addr, "Kafka listener started");
+        let connections = Arc::new(Semaphore::new(MAX_KAFKA_CONNECTIONS));
+        let listen = |addr: SocketAddr,
+                      listener: Listener,
+                      advertise: Option<Advertised>,
+                      acceptor: Option<TlsAcceptor>| {
+            let service = Arc::clone(&service);
+            let shutdown = shutdown.clone();
+            let tasks = tasks.clone();
+            let connections = Arc::clone(&connections);
+            let config = &config;
+            async move {
+                let socket = TcpListener::bind(addr).await?;
+                let local_addr = socket.local_addr()?;
+                let context = Arc::new(Context {
+                    service,
+                    listener,
+                    advertised: advertise.unwrap_or_else(|| Advertised {
+                        host: local_addr.ip().to_string(),
+                        port: local_addr.port(),
+                    }),
+                    auto_create_topics: config.auto_create_topics,
+                    default_partitions: config.default_partitions,
+                    shutdown,
+                });
+                tasks.spawn(accept_loop(
+                    socket,
+                    context,
+                    acceptor,
+                    connections,
+                    tasks.clone(),
+                ));
+                tracing::info!(addr = %local_addr, %listener, "Kafka listener started");
+                Ok::<_, std::io::Error>(local_addr)
+            }
+        };
+        let local_addr = listen(
+            config.listen,
+            Listener::Kafka,
+            config.advertise.clone(),
+            None,
+        )
+        .await?;
+        let tls_addr = match (config.tls_listen, tls) {
+            (Some(addr), Some(tls)) => {
+                Some(listen(addr, Listener::KafkaTls, None, Some(TlsAcceptor::from(tls))).await?)
+            }
+            _ => None,
+        };
         Ok(Self {
             local_addr,
+            tls_addr,
             shutdown,
             tasks,
         })
     }
 
-    /// The bound address.
+    /// The plaintext listener's bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS listener's bound address, if it runs.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Stops accepting, lets in-flight requests answer, closes connections.
@@ -190,11 +243,19 @@ impl KafkaServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, context: Arc<Context>, tasks: TaskTracker) {
-    let connections = Arc::new(Semaphore::new(MAX_KAFKA_CONNECTIONS));
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(
+    socket: TcpListener,
+    context: Arc<Context>,
+    tls: Option<TlsAcceptor>,
+    connections: Arc<Semaphore>,
+    tasks: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = socket.accept() => accepted,
             () = context.shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
@@ -212,8 +273,21 @@ async fn accept_loop(listener: TcpListener, context: Arc<Context>, tasks: TaskTr
             continue;
         };
         let context = Arc::clone(&context);
+        let tls = tls.clone();
         tasks.spawn(async move {
-            connection::serve(stream, peer, context).await;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => connection::serve(stream, peer, context).await,
+                Some(tls) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection::serve(stream, peer, context).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "Kafka TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "Kafka TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }

@@ -50,7 +50,7 @@ use quiver_tests::cli::run_quiver;
 use quiver_tests::kafka::{
     KafkaWire, correlation_id, header_bytes, kcat, kcat_read, python, python_command,
 };
-use quiver_tests::{BrokerProcess, quiver_command};
+use quiver_tests::{BrokerProcess, quiver_bin, quiver_command};
 
 fn quiver(broker: &BrokerProcess, args: &[&str], input: Option<&str>) -> String {
     let mut command: Command = quiver_command(broker.addr(), broker.ca());
@@ -944,4 +944,62 @@ fn a_sigkill_loses_nothing_a_kafka_producer_saw_acknowledged() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
+}
+
+/// `--kafka-tls-listen`: kcat reaches the broker over TLS, trusting the
+/// broker's certificate, and Metadata there hands out the TLS port.
+#[test]
+fn kafka_clients_connect_over_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new(quiver_bin());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--kafka-tls-listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--data-dir",
+        ])
+        .arg(dir.path());
+    let broker = BrokerProcess::spawn_command(command, dir.path());
+    let tls = broker.kafka_tls_addr().expect("the TLS listener runs");
+    let ca = format!("ssl.ca.location={}", broker.ca().display());
+    let with_tls = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .chain(["-X", "security.protocol=ssl", "-X", &ca].map(str::to_owned))
+            .collect()
+    };
+    let run = |args: Vec<String>, input: Option<&[u8]>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kcat(tls, &args, input).ok()
+    };
+    run(
+        with_tls(&["-P", "-t", "secure", "-K:"]),
+        Some(b"k:sealed\n"),
+    );
+    let read = run(
+        with_tls(&[
+            "-C",
+            "-t",
+            "secure",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k %s\n",
+        ]),
+        None,
+    );
+    assert_eq!(read, "k sealed\n");
+    let metadata = run(with_tls(&["-L"]), None);
+    assert!(metadata.contains(&format!("at {tls}")), "{metadata}");
 }

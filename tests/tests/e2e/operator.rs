@@ -549,6 +549,7 @@ retention_bytes = 2000
             "reserve_mb = 64\n",                   // default
             "http = \"off\"\n",                    // flag over file
             "kafka_listen = \"127.0.0.1:9092\"\n", // default
+            "kafka_tls_listen = \"off\"\n",        // default
             "auto_create_topics = true\n",         // default
             "default_partitions = 1\n",            // default
             "log_format = \"json\"\n",             // env over file
@@ -573,8 +574,7 @@ retention_bytes = 2000
     assert!(again.status.success());
     assert_eq!(String::from_utf8(again.stdout).expect("UTF-8"), printed);
 
-    // The config file can come from the environment too; without anything,
-    // the defaults.
+    // The config file can come from the environment too.
     let from_env = serve_command(dir.path())
         .arg("--print-config")
         .env("QUIVER_CONFIG", &file)
@@ -587,6 +587,11 @@ retention_bytes = 2000
         "{from_env}"
     );
     assert!(from_env.contains("cache_mb = 64\n"), "{from_env}");
+}
+
+#[test]
+fn print_config_without_anything_shows_the_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
     let defaults = serve_command(dir.path())
         .arg("--print-config")
         .output()
@@ -600,6 +605,7 @@ retention_bytes = 2000
             "reserve_mb = 64\n",
             "http = \"127.0.0.1:7401\"\n",
             "kafka_listen = \"127.0.0.1:9092\"\n",
+            "kafka_tls_listen = \"off\"\n",
             "auto_create_topics = true\n",
             "default_partitions = 1\n",
             "log_format = \"text\"\n",
