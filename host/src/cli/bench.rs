@@ -44,6 +44,9 @@ pub(crate) enum BenchCommand {
     Produce(ProduceBench),
     /// Consume a topic from the start.
     Consume(ConsumeBench),
+    /// Produce through the broker's Kafka listener (batches built ahead,
+    /// as a batching Kafka producer sends them).
+    KafkaProduce(super::bench_kafka::KafkaProduceBench),
     /// Run a module as a deployed transform over a filled topic.
     Transform(super::bench_transform::TransformBench),
     /// Open and hold many connections; report how many the broker holds
@@ -56,28 +59,28 @@ pub(crate) struct Common {
     /// Topic to use; created if missing (and then deleted afterwards,
     /// unless --keep).
     #[arg(long, default_value = "bench")]
-    topic: String,
+    pub(super) topic: String,
     /// Records in total.
     #[arg(long, default_value_t = 1_000_000)]
-    records: u64,
+    pub(super) records: u64,
     /// Bytes of each record's value.
     #[arg(long, default_value_t = 100)]
-    record_size: usize,
+    pub(super) record_size: usize,
     /// Partitions of the topic when it is created.
     #[arg(long, default_value_t = 4)]
-    partitions: u32,
+    pub(super) partitions: u32,
     /// Keep a topic the bench created (e.g. to consume it later).
     #[arg(long)]
-    keep: bool,
+    pub(super) keep: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// The broker's process id (a broker on this machine): its CPU time
     /// is reported beside this client's.
     #[arg(long)]
-    broker_pid: Option<u32>,
+    pub(super) broker_pid: Option<u32>,
     #[command(flatten)]
-    client: ClientArgs,
+    pub(super) client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +123,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Consume(args) => consume(args).await,
+        BenchCommand::KafkaProduce(args) => super::bench_kafka::run(args).await,
         BenchCommand::Transform(args) => super::bench_transform::run(args).await,
         BenchCommand::Connections(args) => super::bench_connections::run(args).await,
     }
@@ -353,14 +357,14 @@ async fn consume_share(
 
 /// The bench's topic: created if missing, and deleted at the end if the
 /// bench created it (unless `--keep`).
-struct BenchTopic {
+pub(super) struct BenchTopic {
     admin: Admin,
     partitions: u32,
     created: bool,
 }
 
 impl BenchTopic {
-    async fn ensure(common: &Common) -> anyhow::Result<Self> {
+    pub(super) async fn ensure(common: &Common) -> anyhow::Result<Self> {
         let admin = Admin::new(common.client.connect().await?);
         let (partitions, created) = match admin
             .create_topic(&common.topic, common.partitions, TopicConfig::default())
@@ -413,7 +417,12 @@ impl BenchTopic {
 
     /// Deletes the topic if the bench created it and `--keep` is off, and
     /// says what the bench did to it.
-    async fn finish(self, common: &Common, did: &str) -> anyhow::Result<()> {
+    /// The topic's partition count.
+    pub(super) fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    pub(super) async fn finish(self, common: &Common, did: &str) -> anyhow::Result<()> {
         let fate = if self.created && !common.keep {
             self.admin.delete_topic(&common.topic).await?;
             "deleted it (--keep keeps it)"
@@ -434,7 +443,7 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-fn progress_bar(common: &Common) -> Arc<ProgressBar> {
+pub(super) fn progress_bar(common: &Common) -> Arc<ProgressBar> {
     let bar = if !common.json && std::io::stderr().is_terminal() {
         ProgressBar::new(common.records)
     } else {
@@ -453,7 +462,7 @@ fn progress_bar(common: &Common) -> Arc<ProgressBar> {
     Arc::new(bar)
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(super) fn new_histogram() -> Histogram<u64> {
     // 1 µs to 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
@@ -468,15 +477,15 @@ fn micros(since: Instant) -> u64 {
 /// `enqueue` to its ack, which adds the wait in the producer's buffer.
 /// What a bench run took.
 #[derive(Clone, Copy)]
-struct Measured {
-    bytes: u64,
-    seconds: f64,
-    cpu: CpuUsed,
+pub(super) struct Measured {
+    pub(super) bytes: u64,
+    pub(super) seconds: f64,
+    pub(super) cpu: CpuUsed,
     /// The disk reference's MB/s, if measured.
-    disk: Option<f64>,
+    pub(super) disk: Option<f64>,
 }
 
-fn report(
+pub(super) fn report(
     common: &Common,
     what: &str,
     measured: Measured,

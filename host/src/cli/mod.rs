@@ -15,6 +15,7 @@
 
 mod bench;
 mod bench_connections;
+mod bench_kafka;
 mod bench_transform;
 mod consume;
 mod disk;

@@ -1003,3 +1003,40 @@ fn kafka_clients_connect_over_tls() {
     let metadata = run(with_tls(&["-L"]), None);
     assert!(metadata.contains(&format!("at {tls}")), "{metadata}");
 }
+
+/// `quiver bench kafka-produce` writes every record through the Kafka
+/// listener (batches split over the producers and partitions).
+#[test]
+fn bench_kafka_produce_writes_through_the_kafka_listener() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    let out = quiver(
+        &broker,
+        &[
+            "bench",
+            "kafka-produce",
+            "--kafka",
+            &kafka.to_string(),
+            "--records",
+            "2500",
+            "--producers",
+            "2",
+            "--partitions",
+            "2",
+            "--keep",
+            "--json",
+        ],
+        None,
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a summary")).expect("JSON");
+    assert_eq!(summary["records"], 2500);
+    assert_eq!(summary["bench"], "kafka-produce");
+    let read = kcat_read(kafka, "bench", "%p %o\n");
+    assert_eq!(read.lines().count(), 2500, "{read}");
+    assert!(
+        read.lines().any(|l| l.starts_with("1 ")),
+        "both partitions written"
+    );
+}
