@@ -3,6 +3,10 @@
 # produces RECORDS (default 2,000,000) lines of 100 B to a 4-partition topic
 # on a fresh default broker (fsync on), then consumes them from the
 # beginning; records/s and CPU per record for kcat and for the broker.
+# Then, each on a fresh broker in the same window, `quiver bench
+# kafka-produce` (batches built ahead: the broker's Kafka path without a
+# client library's per-record cost) and `quiver bench produce` (QUIC), 5 M
+# records of 100 B, 4 producers, 4 partitions, batches of 1,000.
 #
 #   cargo build --release && bench/kafka.sh
 set -euo pipefail
@@ -48,3 +52,23 @@ measure produce kcat -P -b 127.0.0.1:19094 -t bench -l "$work/records" -X linger
 measure consume kcat -C -b 127.0.0.1:19094 -t bench -o beginning -e -q -f '%o\n' \
     -X fetch.max.bytes=52428800
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+
+# The broker's Kafka path with batches built ahead, then QUIC, each on a
+# fresh broker.
+fresh() {
+    rm -rf "$work/b" && mkdir -p "$work/b"
+    (cd "$work/b" && exec "$QUIVER" serve --listen 127.0.0.1:7731 --http off \
+        --kafka-listen 127.0.0.1:19094 2>"$work/b.log") &
+    pid=$!
+    until grep -q "listen=" "$work/b.log" 2>/dev/null; do sleep 0.05; done
+}
+for bench in kafka-produce produce; do
+    fresh
+    extra=()
+    [ "$bench" = kafka-produce ] && extra=(--kafka 127.0.0.1:19094)
+    echo "$bench:"
+    QUIVER_BROKER=127.0.0.1:7731 QUIVER_CA="$work/b/quiver-data/tls/cert.pem" \
+        "$QUIVER" bench "$bench" --records 5000000 --producers 4 --partitions 4 \
+        --batch-size 1000 --broker-pid "$pid" "${extra[@]}" | grep -v "^wrote"
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+done
