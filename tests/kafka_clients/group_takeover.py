@@ -1,16 +1,19 @@
-"""Two confluent-kafka consumers in one group (the classic protocol) share
-a topic's partitions without duplicates; when one leaves, the other takes
-its partitions over from the committed offsets: every record is read, none
-twice."""
+"""Two confluent-kafka consumers in one group share a topic's partitions
+without duplicates; when one leaves, the other takes its partitions over
+from the committed offsets: every record is read, none twice. The group
+speaks the classic protocol, or KIP-848's with a second argument
+`consumer` (`group.protocol=consumer`: the broker assigns)."""
 
+import sys
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from common import broker, check, poll_until
 
 TOPIC, GROUP = "clicks", "dashboards"
+PROTOCOL = sys.argv[2] if len(sys.argv) > 2 else "classic"
 
 admin = AdminClient({"bootstrap.servers": broker()})
 for future in admin.create_topics([NewTopic(TOPIC, 4, 1)]).values():
@@ -25,21 +28,33 @@ def produce(start, count):
 
 
 def consumer(name):
-    return Consumer({
+    config = {
         "bootstrap.servers": broker(),
         "group.id": GROUP,
         "client.id": name,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 300,
-    })
+        "group.protocol": PROTOCOL,
+    }
+    if PROTOCOL == "classic":
+        # With KIP-848 the broker sets these.
+        config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 300})
+    return Consumer(config)
+
+
+def commit_before_giving_up(consumer, partitions):
+    # What a consumer read of the partitions it hands over is committed
+    # first, so that their next owner goes on from there.
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException:
+        pass  # nothing read yet
 
 
 produce(0, 100)
 first, second = consumer("first"), consumer("second")
-first.subscribe([TOPIC])
-second.subscribe([TOPIC])
+first.subscribe([TOPIC], on_revoke=commit_before_giving_up)
+second.subscribe([TOPIC], on_revoke=commit_before_giving_up)
 read = {}
 while len(read) < 100:
     got = poll_until(first, 1, 0.5) + poll_until(second, 1, 0.5)

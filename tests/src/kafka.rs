@@ -22,10 +22,12 @@ pub fn kcat(broker: SocketAddr, args: &[&str], input: Option<&[u8]>) -> Run {
     run_quiver(command, input)
 }
 
-/// Runs `tests/kafka_clients/SCRIPT BROKER` (see [`python_command`]) to
-/// its end.
-pub fn python(script: &str, broker: SocketAddr) -> Run {
-    run_quiver(python_command(script, broker), None)
+/// Runs `tests/kafka_clients/SCRIPT BROKER ARGS` (see [`python_command`])
+/// to its end.
+pub fn python(script: &str, broker: SocketAddr, args: &[&str]) -> Run {
+    let mut command = python_command(script, broker);
+    command.args(args);
+    run_quiver(command, None)
 }
 
 /// `tests/kafka_clients/SCRIPT BROKER` with the Python that

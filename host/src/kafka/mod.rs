@@ -30,12 +30,32 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::service::{Listener, Service};
+use crate::storage::{Storage, Topic};
+use uuid::Uuid;
 
 /// The node id this broker has in the cluster Kafka clients see.
 pub const NODE_ID: i32 = 0;
 
 /// The cluster id Kafka clients see.
 pub const CLUSTER_ID: &str = "quiver";
+
+/// The high half of every topic id handed to Kafka clients (`quiver` in
+/// ASCII): Quiver numbers topics with a `u64` that is never reused, which
+/// becomes the low half, so an id is stable for the topic's life.
+const TOPIC_ID_PREFIX: u64 = 0x7175_6976_6572_0000;
+
+/// The Kafka topic id of a topic (Metadata v10 on, KIP-848 assignments).
+pub(crate) fn topic_id(topic: &Topic) -> Uuid {
+    Uuid::from_u64_pair(TOPIC_ID_PREFIX, topic.id)
+}
+
+/// The topic a Kafka topic id names, if it still exists.
+pub(crate) fn topic_by_id(storage: &Storage, id: Uuid) -> Option<Arc<Topic>> {
+    let (prefix, number) = id.as_u64_pair();
+    (prefix == TOPIC_ID_PREFIX)
+        .then(|| storage.topics().into_iter().find(|t| t.id == number))
+        .flatten()
+}
 
 /// Kafka connections at once, at most; more are closed at once.
 pub const MAX_KAFKA_CONNECTIONS: usize = quiver_proto::limits::MAX_CONNECTIONS;

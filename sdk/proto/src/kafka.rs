@@ -78,6 +78,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// The versions of `api` served, if any.
@@ -150,6 +151,7 @@ served! {
     Heartbeat => HeartbeatRequest,
     LeaveGroup => LeaveGroupRequest,
     InitProducerId => InitProducerIdRequest,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
 }
 
 /// A request with its header.

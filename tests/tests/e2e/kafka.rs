@@ -582,7 +582,7 @@ fn a_python_producer_kcat_and_the_quiver_cli_see_the_same_events() {
         &["topic", "create", "events", "--partitions", "3"],
         None,
     );
-    assert_eq!(python("produce_events.py", kafka).ok().trim(), "50");
+    assert_eq!(python("produce_events.py", kafka, &[]).ok().trim(), "50");
 
     let read = kcat_read(kafka, "events", "%k %p %o %s\n");
     let lines: Vec<Vec<&str>> = read.lines().map(|l| l.splitn(4, ' ').collect()).collect();
@@ -622,13 +622,26 @@ fn a_python_producer_kcat_and_the_quiver_cli_see_the_same_events() {
 /// Two confluent-kafka consumers in one group share the partitions without
 /// duplicates; one leaves and the other takes over from the committed
 /// offsets (the script checks each step); `quiver group describe` shows
-/// the group's committed offsets afterwards.
+/// the group's committed offsets afterwards. The classic protocol, then
+/// KIP-848's (`group.protocol=consumer`).
 #[test]
 fn confluent_kafka_group_members_share_and_take_over() {
+    group_members_share_and_take_over("classic");
+}
+
+#[test]
+fn confluent_kafka_kip_848_group_members_share_and_take_over() {
+    group_members_share_and_take_over("consumer");
+}
+
+fn group_members_share_and_take_over(protocol: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = BrokerProcess::spawn(dir.path());
     let kafka = broker.kafka_addr().expect("Kafka listener");
-    assert_eq!(python("group_takeover.py", kafka).ok().trim(), "140");
+    assert_eq!(
+        python("group_takeover.py", kafka, &[protocol]).ok().trim(),
+        "140"
+    );
     let described = quiver(&broker, &["group", "describe", "dashboards"], None);
     let committed: u64 = described
         .lines()
@@ -650,7 +663,7 @@ fn kafka_python_commits_and_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = BrokerProcess::spawn(dir.path());
     let kafka = broker.kafka_addr().expect("Kafka listener");
-    assert_eq!(python("commit_resume.py", kafka).ok().trim(), "30");
+    assert_eq!(python("commit_resume.py", kafka, &[]).ok().trim(), "30");
 }
 
 /// The classic group protocol on the wire: a new member gets its id first

@@ -13,7 +13,7 @@ use quiver_proto::api::{CreateTopicRequest, TopicConfig};
 use quiver_proto::{ErrorCode, WireError};
 
 use super::{error_code, topic_name};
-use crate::kafka::{CLUSTER_ID, Context, NODE_ID};
+use crate::kafka::{CLUSTER_ID, Context, NODE_ID, topic_by_id, topic_id};
 use crate::service::create_topic;
 use crate::storage::Topic;
 
@@ -36,13 +36,17 @@ pub(super) async fn handle(
         None => storage.topics().iter().map(|t| describe(t)).collect(),
         Some(named) => {
             let mut topics = Vec::with_capacity(named.len());
-            for MetadataRequestTopic { name, .. } in named {
+            for MetadataRequestTopic { name, topic_id, .. } in named {
                 topics.push(match name {
                     Some(name) => lookup(context, &name.0, may_create).await,
-                    // Asked by topic id only: Quiver's topics have none.
-                    None => MetadataResponseTopic::default()
-                        .with_name(None)
-                        .with_error_code(UNKNOWN_TOPIC_ID),
+                    // Asked by topic id only (version 10 on).
+                    None => match topic_by_id(storage, topic_id) {
+                        Some(topic) => describe(&topic),
+                        None => MetadataResponseTopic::default()
+                            .with_name(None)
+                            .with_topic_id(topic_id)
+                            .with_error_code(UNKNOWN_TOPIC_ID),
+                    },
                 });
             }
             topics
@@ -100,11 +104,12 @@ async fn lookup(context: &Context, name: &str, may_create: bool) -> MetadataResp
     }
 }
 
-/// A topic with every partition led by this node.
+/// A topic (with its id) with every partition led by this node.
 fn describe(topic: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(NODE_ID);
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(topic_id(topic))
         .with_partitions(
             (0..topic.partitions.len() as i32)
                 .map(|index| {

@@ -3,6 +3,7 @@
 
 mod alter_configs;
 pub(super) mod api_versions;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -98,6 +99,9 @@ pub(super) async fn handle(
             answer!(join_group::handle(context, session, client_id, r, version).await)
         }
         Request::SyncGroup(r) => answer!(sync_group::handle(context, r).await),
+        Request::ConsumerGroupHeartbeat(r) => {
+            answer!(consumer_group_heartbeat::handle(context, client_id, &r))
+        }
         Request::Heartbeat(r) => answer!(heartbeat::handle(context, &r)),
         Request::LeaveGroup(r) => answer!(leave_group::handle(context, r, version)),
         Request::OffsetCommit(r) => answer!(offset_commit::handle(context, r).await),

@@ -145,6 +145,7 @@ pub(super) fn schema(api: ApiKey) -> Option<Schema> {
         ApiKey::Heartbeat => HEARTBEAT,
         ApiKey::LeaveGroup => LEAVE_GROUP,
         ApiKey::InitProducerId => INIT_PRODUCER_ID,
+        ApiKey::ConsumerGroupHeartbeat => CONSUMER_GROUP_HEARTBEAT,
         _ => return None,
     })
 }
@@ -563,5 +564,28 @@ const INIT_PRODUCER_ID: Schema = Schema {
         since("transaction_timeout_ms", 0, Fixed(4)),
         since("producer_id", 3, Fixed(8)),
         since("producer_epoch", 3, Fixed(2)),
+    ],
+};
+
+const CONSUMER_GROUP_HEARTBEAT: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        since("group_id", 0, Shape::String),
+        since("member_id", 0, Shape::String),
+        since("member_epoch", 0, Fixed(4)),
+        since("instance_id", 0, Shape::String),
+        since("rack_id", 0, Shape::String),
+        since("rebalance_timeout_ms", 0, Fixed(4)),
+        since("subscribed_topic_names", 0, Strings),
+        since("subscribed_topic_regex", 1, Shape::String),
+        since("server_assignor", 0, Shape::String),
+        since(
+            "topic_partitions",
+            0,
+            Structs(&[
+                since("topic_id", 0, Fixed(16)),
+                since("partitions", 0, Values(4)),
+            ]),
+        ),
     ],
 };
