@@ -3,9 +3,11 @@
 //! Requests on one connection are handled one at a time, in order, as
 //! Kafka's own broker does (clients pipeline, and read the answers in the
 //! order they sent). The size is checked against
-//! [`MAX_KAFKA_REQUEST_BYTES`] before anything else is read, and a request
-//! above [`SMALL_REQUEST_BYTES`] waits for its share of the broker-wide
-//! memory budget before its bytes are read.
+//! [`MAX_KAFKA_REQUEST_BYTES`] before anything else is read; as for QUIC
+//! frames, nothing is reserved until the request's first bytes arrive
+//! ([`FIRST_PIECE_BYTES`] within [`FRAME_READ_BASE`]); then a request above
+//! [`SMALL_REQUEST_BYTES`] waits for its share of the broker-wide memory
+//! budget, and the rest must arrive within its deadline.
 //!
 //! What cannot be answered closes the connection, as Kafka does: a size
 //! out of range, an API not served, a malformed request. An `ApiVersions`
@@ -25,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Context, KAFKA_IDLE_TIMEOUT, apis, request_read_deadline};
-use crate::server::SMALL_REQUEST_BYTES;
+use crate::server::{FIRST_PIECE_BYTES, FRAME_READ_BASE, SMALL_REQUEST_BYTES};
 use crate::service::Session;
 
 /// How long writing one response may take.
@@ -136,6 +138,11 @@ async fn read_request(
     let size = request_size(prefix).map_err(|size| {
         format!("a request of {size} bytes (the limit is {MAX_KAFKA_REQUEST_BYTES})")
     })?;
+    // Its first bytes must come before anything is reserved or allocated
+    // for the rest: a request announced and not sent holds no memory.
+    let first = size.min(FIRST_PIECE_BYTES);
+    let mut frame = BytesMut::with_capacity(first);
+    read_into(reader, &mut frame, first, FRAME_READ_BASE).await?;
     let memory = if size > SMALL_REQUEST_BYTES {
         Some(
             Arc::clone(&context.service.request_memory)
@@ -146,22 +153,32 @@ async fn read_request(
     } else {
         None
     };
-    let mut frame = BytesMut::with_capacity(size);
-    let deadline = request_read_deadline(size);
+    frame.reserve(size - frame.len());
+    read_into(reader, &mut frame, size, request_read_deadline(size)).await?;
+    Ok(Some((frame, memory)))
+}
+
+/// Reads into `frame` until it holds `until` bytes, within `deadline`.
+async fn read_into(
+    reader: &mut (impl AsyncRead + Unpin),
+    frame: &mut BytesMut,
+    until: usize,
+    deadline: Duration,
+) -> Result<(), String> {
     let read = async {
-        let mut limited = (&mut *reader).take(size as u64);
-        while frame.len() < size {
-            if limited.read_buf(&mut frame).await? == 0 {
+        let mut limited = (&mut *reader).take((until - frame.len()) as u64);
+        while frame.len() < until {
+            if limited.read_buf(frame).await? == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
             }
         }
         Ok(())
     };
     match tokio::time::timeout(deadline, read).await {
-        Ok(Ok(())) => Ok(Some((frame, memory))),
-        Ok(Err(e)) => Err(format!("reading a request of {size} bytes: {e}")),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("reading a request: {e}")),
         Err(_) => Err(format!(
-            "a request of {size} bytes did not arrive within {deadline:?} ({} did)",
+            "a request's bytes did not arrive within {deadline:?} ({} of {until} did)",
             frame.len()
         )),
     }

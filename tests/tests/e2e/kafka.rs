@@ -44,7 +44,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType as RecordTimestampType,
 };
+use quiver_host::service::MAX_INFLIGHT_REQUEST_BYTES;
 use quiver_proto::batch::{BatchBuilder, NewRecord};
+use quiver_proto::kafka::MAX_KAFKA_REQUEST_BYTES;
 use quiver_proto::partitioner::partition_for_key;
 use quiver_tests::cli::run_quiver;
 use quiver_tests::kafka::{
@@ -1052,4 +1054,56 @@ fn bench_kafka_produce_writes_through_the_kafka_listener() {
         read.lines().any(|l| l.starts_with("1 ")),
         "both partitions written"
     );
+}
+
+/// Requests announced near the size limit and never sent hold none of the
+/// broker's request memory: with more of them than the whole budget
+/// stalled, a 70 KB produce (above the small-request size, so it needs the
+/// budget) is still answered.
+#[test]
+fn announced_kafka_requests_hold_no_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    quiver(
+        &broker,
+        &["topic", "create", "big", "--partitions", "1"],
+        None,
+    );
+    // The largest size allowed: 32 of them take the whole budget.
+    let announced = i32::try_from(MAX_KAFKA_REQUEST_BYTES).expect("fits");
+    let stalled: Vec<KafkaWire> = (0..36)
+        .map(|_| {
+            let mut wire = KafkaWire::connect(kafka);
+            wire.send_raw(&i32::to_be_bytes(announced));
+            wire
+        })
+        .collect();
+    assert!(36 * announced as usize > MAX_INFLIGHT_REQUEST_BYTES);
+    let mut builder = BatchBuilder::default();
+    let value = [b'v'; 100];
+    for _ in 0..700 {
+        builder
+            .push(&NewRecord {
+                key: None,
+                value: &value,
+                headers: &[],
+                timestamp: 1_700_000_000_000,
+            })
+            .expect("push");
+    }
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic("big"))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(builder.finish()))),
+                ]),
+        ]);
+    let answer = KafkaWire::connect(kafka).call(&request, 9);
+    assert_eq!(answer.responses[0].partition_responses[0].error_code, 0);
+    drop(stalled);
 }
