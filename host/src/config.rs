@@ -574,6 +574,7 @@ impl Config {
             tls_listen: self.kafka_tls_listen.addr(),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
+            first_request_timeout: crate::server::FIRST_REQUEST_TIMEOUT,
         });
         config.retention_defaults = RetentionDefaults {
             retention_ms: self.retention_ms,

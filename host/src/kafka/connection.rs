@@ -44,9 +44,12 @@ where
     let _open = context.service.metrics.connection_opened();
     tracing::debug!(%peer, listener = %context.listener, "Kafka connection open");
     let (mut reader, mut writer) = tokio::io::split(stream);
+    // A client that connects and sends nothing is let go sooner than one
+    // that has been talking.
+    let mut idle = context.first_request_timeout;
     loop {
         let request = tokio::select! {
-            request = read_request(&mut reader, &context) => request,
+            request = read_request(&mut reader, &context, idle) => request,
             () = context.shutdown.cancelled() => break,
         };
         let (frame, _memory) = match request {
@@ -57,6 +60,7 @@ where
                 break;
             }
         };
+        idle = KAFKA_IDLE_TIMEOUT;
         let request_bytes = frame.len() as u64;
         let (api, answer) = match kafka::decode_request(frame.freeze()) {
             Ok(framed) => {
@@ -123,13 +127,14 @@ where
 
 /// Reads one request (the bytes after the size), holding its share of the
 /// memory budget; `None` when the client closed the connection between
-/// requests or sent nothing for [`KAFKA_IDLE_TIMEOUT`].
+/// requests or sent nothing for `idle`.
 async fn read_request(
     reader: &mut (impl AsyncRead + Unpin),
     context: &Context,
+    idle: Duration,
 ) -> Result<Option<(BytesMut, Option<OwnedSemaphorePermit>)>, String> {
     let mut prefix = [0u8; SIZE_BYTES];
-    match tokio::time::timeout(KAFKA_IDLE_TIMEOUT, reader.read_exact(&mut prefix)).await {
+    match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
         Err(_) => return Ok(None),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Ok(Err(e)) => return Err(e.to_string()),

@@ -61,7 +61,8 @@ pub(crate) fn topic_by_id(storage: &Storage, id: Uuid) -> Option<Arc<Topic>> {
 pub const MAX_KAFKA_CONNECTIONS: usize = quiver_proto::limits::MAX_CONNECTIONS;
 
 /// A connection sending nothing for this long is closed (Kafka's
-/// `connections.max.idle.ms` is ten minutes; clients reconnect on demand).
+/// `connections.max.idle.ms` is ten minutes; clients reconnect on demand);
+/// before its first request, after [`KafkaConfig::first_request_timeout`].
 pub const KAFKA_IDLE_TIMEOUT: Duration = Duration::from_mins(10);
 
 /// How long a request's bytes may take to arrive once its size has, as for
@@ -85,6 +86,8 @@ pub struct KafkaConfig {
     pub auto_create_topics: bool,
     /// Partitions of such a topic.
     pub default_partitions: u32,
+    /// How long a connection may stay open before its first request.
+    pub first_request_timeout: Duration,
 }
 
 impl KafkaConfig {
@@ -97,6 +100,7 @@ impl KafkaConfig {
             tls_listen: None,
             auto_create_topics: true,
             default_partitions: crate::config::DEFAULT_PARTITIONS,
+            first_request_timeout: crate::server::FIRST_REQUEST_TIMEOUT,
         }
     }
 }
@@ -161,6 +165,7 @@ struct Context {
     advertised: Advertised,
     auto_create_topics: bool,
     default_partitions: u32,
+    first_request_timeout: Duration,
     /// This listener's stop; a child of the service's.
     shutdown: CancellationToken,
 }
@@ -206,6 +211,7 @@ impl KafkaServer {
                     }),
                     auto_create_topics: config.auto_create_topics,
                     default_partitions: config.default_partitions,
+                    first_request_timeout: config.first_request_timeout,
                     shutdown,
                 });
                 tasks.spawn(accept_loop(

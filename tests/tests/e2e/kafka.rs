@@ -8,8 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::process::Stdio;
+use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
@@ -44,6 +46,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType as RecordTimestampType,
 };
+use quiver_host::kafka::KafkaConfig;
 use quiver_host::service::MAX_INFLIGHT_REQUEST_BYTES;
 use quiver_proto::batch::{BatchBuilder, NewRecord};
 use quiver_proto::kafka::MAX_KAFKA_REQUEST_BYTES;
@@ -52,7 +55,7 @@ use quiver_tests::cli::run_quiver;
 use quiver_tests::kafka::{
     KafkaWire, correlation_id, header_bytes, kcat, kcat_read, python, python_command,
 };
-use quiver_tests::{BrokerProcess, quiver_bin, quiver_command};
+use quiver_tests::{BrokerProcess, TestBroker, quiver_bin, quiver_command};
 
 fn quiver(broker: &BrokerProcess, args: &[&str], input: Option<&str>) -> String {
     let mut command: Command = quiver_command(broker.addr(), broker.ca());
@@ -1106,4 +1109,36 @@ fn announced_kafka_requests_hold_no_memory() {
     let answer = KafkaWire::connect(kafka).call(&request, 9);
     assert_eq!(answer.responses[0].partition_responses[0].error_code, 0);
     drop(stalled);
+}
+
+/// A Kafka client that connects and sends nothing is let go after the
+/// first-request deadline (shortened here), while one that talks stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_kafka_connection_is_closed_after_the_first_request_deadline() {
+    let broker = TestBroker::start_with(|config| {
+        let mut kafka = KafkaConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        kafka.first_request_timeout = Duration::from_millis(200);
+        config.kafka = Some(kafka);
+    })
+    .await;
+    let addr = broker
+        .broker()
+        .kafka_addr()
+        .expect("the Kafka listener runs");
+    tokio::task::spawn_blocking(move || {
+        let mut silent = KafkaWire::connect(addr);
+        let mut talking = KafkaWire::connect(addr);
+        talking.call(&ApiVersionsRequest::default(), 3);
+        assert!(
+            silent.closed_by_broker(),
+            "the silent connection stays open"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            talking.call(&ApiVersionsRequest::default(), 3).error_code,
+            0
+        );
+    })
+    .await
+    .expect("the clients");
 }
