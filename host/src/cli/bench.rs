@@ -167,8 +167,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..u64::from(args.producers) {
-        let share = common.records / u64::from(args.producers)
-            + u64::from(i < common.records % u64::from(args.producers));
+        let share = share_of(common.records, args.producers, i);
         let client = common.client.connect().await?;
         let config = ProducerConfig {
             batch_max_records: args.batch_size,
@@ -185,10 +184,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             produce_share(producer, &topic, &value, share, &progress).await
         }));
     }
-    let mut record_latency = new_histogram();
-    for task in tasks {
-        record_latency.add(task.await.context("producer task failed")??)?;
-    }
+    let record_latency = merged(tasks).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu.used()?;
     progress.finish_and_clear();
@@ -436,6 +432,27 @@ impl BenchTopic {
         }
         Ok(())
     }
+}
+
+/// The records the `index`-th of `parts` producers sends: an even share,
+/// the first ones one more while `total` does not divide evenly.
+pub(super) fn share_of(total: u64, parts: u32, index: u64) -> u64 {
+    total / u64::from(parts) + u64::from(index < total % u64::from(parts))
+}
+
+/// Waits for the producer tasks and merges their latency histograms.
+pub(super) async fn merged<E: Into<anyhow::Error>>(
+    tasks: Vec<tokio::task::JoinHandle<Result<Histogram<u64>, E>>>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut merged = new_histogram();
+    for task in tasks {
+        let latency = task
+            .await
+            .context("producer task failed")?
+            .map_err(Into::into)?;
+        merged.add(latency)?;
+    }
+    Ok(merged)
 }
 
 /// Bytes as MB with one decimal.

@@ -27,7 +27,9 @@ use quiver_proto::batch::{BatchBuilder, NewRecord};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::bench::{BenchTopic, Common, Measured, new_histogram, progress_bar, report};
+use super::bench::{
+    BenchTopic, Common, Measured, merged, new_histogram, progress_bar, report, share_of,
+};
 use super::procfs::CpuClock;
 
 /// The `Produce` version sent (flexible, names topics).
@@ -63,8 +65,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..u64::from(args.producers) {
-        let share = common.records / u64::from(args.producers)
-            + u64::from(i < common.records % u64::from(args.producers));
+        let share = share_of(common.records, args.producers, i);
         let connection = TcpStream::connect(args.kafka)
             .await
             .with_context(|| format!("cannot reach the Kafka listener at {}", args.kafka))?;
@@ -80,10 +81,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
             job.produce(connection, share, &progress).await
         }));
     }
-    let mut latency = new_histogram();
-    for task in tasks {
-        latency.add(task.await.context("producer task failed")??)?;
-    }
+    let latency = merged(tasks).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu.used()?;
     progress.finish_and_clear();
