@@ -575,6 +575,7 @@ impl Config {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             first_request_timeout: crate::server::FIRST_REQUEST_TIMEOUT,
+            max_connections_per_ip: self.max_connections_per_ip,
         });
         config.retention_defaults = RetentionDefaults {
             retention_ms: self.retention_ms,

@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::server::PerIp;
 use crate::service::{Listener, Service};
 use crate::storage::{Storage, Topic};
 use uuid::Uuid;
@@ -88,6 +89,9 @@ pub struct KafkaConfig {
     pub default_partitions: u32,
     /// How long a connection may stay open before its first request.
     pub first_request_timeout: Duration,
+    /// Connections from one IP address at once, at most (both Kafka
+    /// listeners together).
+    pub max_connections_per_ip: usize,
 }
 
 impl KafkaConfig {
@@ -101,6 +105,7 @@ impl KafkaConfig {
             auto_create_topics: true,
             default_partitions: crate::config::DEFAULT_PARTITIONS,
             first_request_timeout: crate::server::FIRST_REQUEST_TIMEOUT,
+            max_connections_per_ip: crate::server::MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -190,6 +195,7 @@ impl KafkaServer {
         let shutdown = service.shutdown.child_token();
         let tasks = TaskTracker::new();
         let connections = Arc::new(Semaphore::new(MAX_KAFKA_CONNECTIONS));
+        let per_ip = PerIp::default();
         let listen = |addr: SocketAddr,
                       listener: Listener,
                       advertise: Option<Advertised>,
@@ -198,6 +204,7 @@ impl KafkaServer {
             let shutdown = shutdown.clone();
             let tasks = tasks.clone();
             let connections = Arc::clone(&connections);
+            let per_ip = per_ip.clone();
             let config = &config;
             async move {
                 let socket = TcpListener::bind(addr).await?;
@@ -214,11 +221,16 @@ impl KafkaServer {
                     first_request_timeout: config.first_request_timeout,
                     shutdown,
                 });
+                let limits = Limits {
+                    connections,
+                    per_ip,
+                    max_per_ip: config.max_connections_per_ip,
+                };
                 tasks.spawn(accept_loop(
                     socket,
                     context,
                     acceptor,
-                    connections,
+                    limits,
                     tasks.clone(),
                 ));
                 tracing::info!(addr = %local_addr, %listener, "Kafka listener started");
@@ -269,6 +281,13 @@ impl KafkaServer {
     }
 }
 
+/// How many connections a Kafka listener takes: in all, and per address.
+struct Limits {
+    connections: Arc<Semaphore>,
+    per_ip: PerIp,
+    max_per_ip: usize,
+}
+
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -276,7 +295,7 @@ async fn accept_loop(
     socket: TcpListener,
     context: Arc<Context>,
     tls: Option<TlsAcceptor>,
-    connections: Arc<Semaphore>,
+    limits: Limits,
     tasks: TaskTracker,
 ) {
     loop {
@@ -293,7 +312,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+        let Some(slot) = limits.per_ip.take(peer.ip(), limits.max_per_ip) else {
+            context.service.metrics.connection_refused();
+            tracing::warn!(%peer, "Kafka connection refused: at most {} from one address", limits.max_per_ip);
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&limits.connections).try_acquire_owned() else {
             context.service.metrics.connection_refused();
             tracing::warn!(%peer, "Kafka connection refused: at most {MAX_KAFKA_CONNECTIONS}");
             continue;
@@ -314,7 +338,7 @@ async fn accept_loop(
                     }
                 }
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }

@@ -234,19 +234,20 @@ async fn accept_loop(
     }
 }
 
-/// Open connections per client IP address.
+/// Open connections per client IP address (shared by a listener's accept
+/// loop; the Kafka listeners keep their own).
 #[derive(Debug, Clone, Default)]
-struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+pub(crate) struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
 
 /// One connection's place in [`PerIp`]; given back when dropped.
-struct IpSlot {
+pub(crate) struct IpSlot {
     counts: PerIp,
     ip: IpAddr,
 }
 
 impl PerIp {
     /// A slot for `ip`, unless it already holds `limit`.
-    fn take(&self, ip: IpAddr, limit: usize) -> Option<IpSlot> {
+    pub(crate) fn take(&self, ip: IpAddr, limit: usize) -> Option<IpSlot> {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
         if *count >= limit {

@@ -1142,3 +1142,33 @@ async fn a_silent_kafka_connection_is_closed_after_the_first_request_deadline() 
     .await
     .expect("the clients");
 }
+
+/// One client address holds at most `--max-connections-per-ip` Kafka
+/// connections (2 here); the next is closed at once, the others serve on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_its_share_of_kafka_connections() {
+    let broker = TestBroker::start_with(|config| {
+        let mut kafka = KafkaConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        kafka.max_connections_per_ip = 2;
+        config.kafka = Some(kafka);
+    })
+    .await;
+    let addr = broker
+        .broker()
+        .kafka_addr()
+        .expect("the Kafka listener runs");
+    tokio::task::spawn_blocking(move || {
+        let mut first = KafkaWire::connect(addr);
+        let mut second = KafkaWire::connect(addr);
+        first.call(&ApiVersionsRequest::default(), 3);
+        second.call(&ApiVersionsRequest::default(), 3);
+        assert!(
+            KafkaWire::connect(addr).closed_by_broker(),
+            "a third was let in"
+        );
+        assert_eq!(first.call(&ApiVersionsRequest::default(), 3).error_code, 0);
+        assert_eq!(second.call(&ApiVersionsRequest::default(), 3).error_code, 0);
+    })
+    .await
+    .expect("the clients");
+}
