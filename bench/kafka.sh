@@ -5,8 +5,10 @@
 # beginning; records/s and CPU per record for kcat and for the broker.
 # Then, each on a fresh broker in the same window, `quiver bench
 # kafka-produce` (batches built ahead: the broker's Kafka path without a
-# client library's per-record cost) and `quiver bench produce` (QUIC), 5 M
-# records of 100 B, 4 producers, 4 partitions, batches of 1,000.
+# client library's per-record cost) followed by `quiver bench kafka-consume`
+# of what it wrote (one consumer, full fetches), and `quiver bench produce`
+# (QUIC), 5 M records of 100 B, 4 producers, 4 partitions, batches of
+# 1,000.
 #
 #   cargo build --release && bench/kafka.sh
 set -euo pipefail
@@ -62,13 +64,20 @@ fresh() {
     pid=$!
     until grep -q "listen=" "$work/b.log" 2>/dev/null; do sleep 0.05; done
 }
+export QUIVER_BROKER=127.0.0.1:7731
 for bench in kafka-produce produce; do
     fresh
     extra=()
-    [ "$bench" = kafka-produce ] && extra=(--kafka 127.0.0.1:19094)
+    [ "$bench" = kafka-produce ] && extra=(--kafka 127.0.0.1:19094 --keep)
     echo "$bench:"
-    QUIVER_BROKER=127.0.0.1:7731 QUIVER_CA="$work/b/quiver-data/tls/cert.pem" \
+    QUIVER_CA="$work/b/quiver-data/tls/cert.pem" \
         "$QUIVER" bench "$bench" --records 5000000 --producers 4 --partitions 4 \
         --batch-size 1000 --broker-pid "$pid" "${extra[@]}" | grep -v "^wrote"
+    if [ "$bench" = kafka-produce ]; then
+        # What it wrote, read back through the Kafka listener.
+        echo "kafka-consume:"
+        QUIVER_CA="$work/b/quiver-data/tls/cert.pem" "$QUIVER" bench kafka-consume \
+            --kafka 127.0.0.1:19094 --records 5000000 --broker-pid "$pid" | grep -v "^read"
+    fi
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done

@@ -47,6 +47,8 @@ pub(crate) enum BenchCommand {
     /// Produce through the broker's Kafka listener (batches built ahead,
     /// as a batching Kafka producer sends them).
     KafkaProduce(super::bench_kafka::KafkaProduceBench),
+    /// Consume a topic from the start through the broker's Kafka listener.
+    KafkaConsume(super::bench_kafka::KafkaConsumeBench),
     /// Run a module as a deployed transform over a filled topic.
     Transform(super::bench_transform::TransformBench),
     /// Open and hold many connections; report how many the broker holds
@@ -124,6 +126,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Consume(args) => consume(args).await,
         BenchCommand::KafkaProduce(args) => super::bench_kafka::run(args).await,
+        BenchCommand::KafkaConsume(args) => super::bench_kafka::consume(args).await,
         BenchCommand::Transform(args) => super::bench_transform::run(args).await,
         BenchCommand::Connections(args) => super::bench_connections::run(args).await,
     }
@@ -381,7 +384,7 @@ impl BenchTopic {
     }
 
     /// Produces (untimed) what the topic lacks for `--records` to be read.
-    async fn fill(&self, common: &Common) -> anyhow::Result<()> {
+    pub(super) async fn fill(&self, common: &Common) -> anyhow::Result<()> {
         let topic = self.admin.describe_topic(&common.topic).await?;
         let stored: u64 = topic
             .partitions
@@ -484,7 +487,7 @@ pub(super) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
 
-fn micros(since: Instant) -> u64 {
+pub(super) fn micros(since: Instant) -> u64 {
     since.elapsed().as_micros().max(1) as u64
 }
 

@@ -1,6 +1,6 @@
-//! `quiver bench kafka-produce`: produce throughput through the broker's
-//! Kafka listener, as a Kafka producer that batches ahead of time would
-//! drive it.
+//! `quiver bench kafka-produce` and `kafka-consume`: throughput through the
+//! broker's Kafka listener, as a Kafka producer that batches ahead of time
+//! and a Kafka consumer would drive it.
 //!
 //! Each producer opens its own TCP connection and sends `Produce` requests
 //! (version 9, `acks=-1`) one after another, each holding one batch of
@@ -18,17 +18,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::{BufMut as _, Bytes, BytesMut};
 use clap::Args;
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    BrokerId, FetchRequest, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable as _, Encodable as _, HeaderVersion as _, StrBytes};
-use quiver_proto::batch::{BatchBuilder, NewRecord};
+use kafka_protocol::protocol::{
+    Decodable as _, Encodable as _, HeaderVersion as _, Request, StrBytes,
+};
+use quiver_proto::batch::{BatchBuilder, NewRecord, split_batches};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use super::bench::{
-    BenchTopic, Common, Measured, merged, new_histogram, progress_bar, report, share_of,
+    BenchTopic, Common, Measured, merged, micros, new_histogram, progress_bar, report, share_of,
 };
 use super::procfs::CpuClock;
 
@@ -66,9 +70,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for i in 0..u64::from(args.producers) {
         let share = share_of(common.records, args.producers, i);
-        let connection = TcpStream::connect(args.kafka)
-            .await
-            .with_context(|| format!("cannot reach the Kafka listener at {}", args.kafka))?;
+        let wire = Wire::connect(args.kafka).await?;
         let job = Job {
             topic: common.topic.clone(),
             partitions: topic.partitions(),
@@ -78,7 +80,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
         };
         let progress = Arc::clone(&progress);
         tasks.push(tokio::spawn(async move {
-            job.produce(connection, share, &progress).await
+            job.produce(wire, share, &progress).await
         }));
     }
     let latency = merged(tasks).await?;
@@ -120,36 +122,35 @@ impl Job {
     /// latencies.
     async fn produce(
         self,
-        mut connection: TcpStream,
+        mut wire: Wire,
         records: u64,
         progress: &indicatif::ProgressBar,
-    ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
-        connection.set_nodelay(true)?;
+    ) -> anyhow::Result<Histogram<u64>> {
         let mut latency = new_histogram();
         let mut sent = 0;
-        let mut correlation_id = 0;
-        let mut response = BytesMut::new();
+        let mut turn = 0;
         while sent < records {
             let count = self.batch_size.min(records - sent);
-            let partition = (self.first_partition + correlation_id as u32) % self.partitions;
-            let frame = self.request(correlation_id, partition, count)?;
+            let partition = (self.first_partition + turn) % self.partitions;
+            let request = self.request(partition, count)?;
             let started = Instant::now();
-            connection.write_all(&frame).await?;
-            tokio::time::timeout(ANSWER_TIMEOUT, read_frame(&mut connection, &mut response))
-                .await
-                .context("no answer to a produce request")??;
-            check_answer(&mut response.split().freeze(), correlation_id)?;
-            let _ = latency.record(started.elapsed().as_micros().max(1) as u64);
+            let answer = wire.call(&request, PRODUCE_VERSION).await?;
+            for partition in answer.responses.iter().flat_map(|t| &t.partition_responses) {
+                if partition.error_code != 0 {
+                    bail!("produce refused with Kafka error {}", partition.error_code);
+                }
+            }
+            let _ = latency.record(micros(started));
             sent += count;
-            correlation_id += 1;
+            turn += 1;
             progress.inc(count);
         }
         Ok(latency)
     }
 
-    /// A size-prefixed `Produce` request carrying one batch of `count`
-    /// records for `partition`.
-    fn request(&self, correlation_id: i32, partition: u32, count: u64) -> anyhow::Result<BytesMut> {
+    /// A `Produce` request carrying one batch of `count` records for
+    /// `partition`.
+    fn request(&self, partition: u32, count: u64) -> anyhow::Result<ProduceRequest> {
         let mut builder = BatchBuilder::with_capacity(count as usize * (self.value.len() + 16));
         for _ in 0..count {
             builder.push(&NewRecord {
@@ -159,56 +160,221 @@ impl Job {
                 timestamp: 0,
             })?;
         }
-        let request = ProduceRequest::default()
+        Ok(ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![
                 TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
+                    .with_name(topic_name(&self.topic))
                     .with_partition_data(vec![
                         PartitionProduceData::default()
                             .with_index(partition as i32)
                             .with_records(Some(Bytes::from(builder.finish()))),
                     ]),
+            ]))
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KafkaConsumeBench {
+    #[command(flatten)]
+    common: Common,
+    /// The broker's Kafka listener.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka: SocketAddr,
+    /// Concurrent consumers, each on its own connection with a share of the
+    /// partitions.
+    #[arg(long, default_value_t = 1)]
+    consumers: u32,
+}
+
+/// `quiver bench kafka-consume`: reads a topic from the start through the
+/// Kafka listener, with full `Fetch` requests (version 12) as a Kafka
+/// consumer sends them, reading every record of every batch returned. The
+/// topic is filled first (untimed) if it holds fewer than `--records`.
+pub(crate) async fn consume(args: KafkaConsumeBench) -> anyhow::Result<()> {
+    let common = &args.common;
+    if args.consumers == 0 || common.records == 0 {
+        bail!("--consumers and --records must be at least 1");
+    }
+    let topic = BenchTopic::ensure(common).await?;
+    topic.fill(common).await?;
+    let partitions = topic.partitions();
+    let progress = progress_bar(common);
+    let cpu = CpuClock::start(common.broker_pid)?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..args.consumers {
+        let mine: Vec<u32> = (0..partitions)
+            .filter(|p| p % args.consumers == i)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let share = common.records * mine.len() as u64 / u64::from(partitions);
+        let wire = Wire::connect(args.kafka).await?;
+        let (name, progress) = (common.topic.clone(), Arc::clone(&progress));
+        tasks.push(tokio::spawn(async move {
+            fetch_share(wire, &name, &mine, share, &progress).await
+        }));
+    }
+    let latency = merged(tasks).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu.used()?;
+    progress.finish_and_clear();
+    let bytes = common.records * common.record_size as u64;
+    report(
+        common,
+        "kafka-consume",
+        Measured {
+            bytes,
+            seconds,
+            cpu,
+            disk: None,
+        },
+        &latency,
+        None,
+    );
+    topic
+        .finish(
+            common,
+            &format!("read {} records over the Kafka listener", common.records),
+        )
+        .await
+}
+
+/// Fetches `partitions` of `topic` from offset 0 until `records` records
+/// were read; the fetch latencies.
+async fn fetch_share(
+    mut wire: Wire,
+    topic: &str,
+    partitions: &[u32],
+    records: u64,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut latency = new_histogram();
+    let mut offsets: Vec<i64> = vec![0; partitions.len()];
+    let mut read = 0;
+    while read < records {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(FETCH_MAX_BYTES)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .zip(&offsets)
+                            .map(|(&p, &offset)| {
+                                FetchPartition::default()
+                                    .with_partition(p as i32)
+                                    .with_fetch_offset(offset)
+                                    .with_partition_max_bytes(FETCH_MAX_BYTES)
+                            })
+                            .collect(),
+                    ),
             ]);
+        let started = Instant::now();
+        let answer = wire.call(&request, FETCH_VERSION).await?;
+        let _ = latency.record(micros(started));
+        let data = answer.responses.iter().flat_map(|t| &t.partitions);
+        let mut at_end = true;
+        for (partition, offset) in data.zip(offsets.iter_mut()) {
+            if partition.error_code != 0 {
+                bail!("fetch refused with Kafka error {}", partition.error_code);
+            }
+            let batches = partition.records.as_deref().unwrap_or_default();
+            for batch in split_batches(batches) {
+                let batch = batch?;
+                // Every record is read, as a consumer hands each one out.
+                let mut count = 0;
+                for record in batch.records() {
+                    record?;
+                    count += 1;
+                }
+                read += count;
+                progress.inc(count);
+                *offset = batch.last_offset() as i64 + 1;
+            }
+            at_end &= *offset >= partition.high_watermark;
+        }
+        if at_end && read < records {
+            bail!(
+                "only {read} of {records} records were there to read in this consumer's partitions"
+            );
+        }
+    }
+    Ok(latency)
+}
+
+/// The `Fetch` version sent (the last that names topics).
+const FETCH_VERSION: i16 = 12;
+
+/// Bytes asked for per fetch (the broker caps what it sends).
+const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+/// A Kafka connection sending one request at a time.
+struct Wire {
+    connection: TcpStream,
+    correlation_id: i32,
+    buffer: BytesMut,
+}
+
+impl Wire {
+    async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let connection = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot reach the Kafka listener at {addr}"))?;
+        connection.set_nodelay(true)?;
+        Ok(Self {
+            connection,
+            correlation_id: 0,
+            buffer: BytesMut::new(),
+        })
+    }
+
+    /// Sends `request` at `version` and reads its answer.
+    async fn call<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
+        self.correlation_id += 1;
         let mut header = RequestHeader::default();
-        header.request_api_key = ApiKey::Produce as i16;
-        header.request_api_version = PRODUCE_VERSION;
-        header.correlation_id = correlation_id;
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
         header.client_id = Some(StrBytes::from_static_str("quiver-bench"));
         let mut frame = BytesMut::new();
         frame.put_i32(0);
-        header.encode(&mut frame, ProduceRequest::header_version(PRODUCE_VERSION))?;
-        request.encode(&mut frame, PRODUCE_VERSION)?;
+        header.encode(&mut frame, R::header_version(version))?;
+        request.encode(&mut frame, version)?;
         let size = i32::try_from(frame.len() - 4)?;
         frame[..4].copy_from_slice(&size.to_be_bytes());
-        Ok(frame)
-    }
-}
-
-/// Reads one size-prefixed response into `into`.
-async fn read_frame(connection: &mut TcpStream, into: &mut BytesMut) -> anyhow::Result<()> {
-    let size = usize::try_from(connection.read_i32().await?).context("negative response size")?;
-    into.resize(size, 0);
-    connection.read_exact(into).await?;
-    Ok(())
-}
-
-/// Fails on a response for another request or with an error code.
-fn check_answer(response: &mut Bytes, correlation_id: i32) -> anyhow::Result<()> {
-    let header =
-        ResponseHeader::decode(response, ProduceResponse::header_version(PRODUCE_VERSION))?;
-    if header.correlation_id != correlation_id {
-        bail!(
-            "answer {} to request {correlation_id}",
-            header.correlation_id
-        );
-    }
-    let answer = ProduceResponse::decode(response, PRODUCE_VERSION)?;
-    for partition in answer.responses.iter().flat_map(|t| &t.partition_responses) {
-        if partition.error_code != 0 {
-            bail!("produce refused with Kafka error {}", partition.error_code);
+        self.connection.write_all(&frame).await?;
+        let read = async {
+            let size = usize::try_from(self.connection.read_i32().await?)
+                .context("negative response size")?;
+            self.buffer.resize(size, 0);
+            self.connection.read_exact(&mut self.buffer).await?;
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, read)
+            .await
+            .context("no answer in time")??;
+        let mut answer = self.buffer.split().freeze();
+        let header = ResponseHeader::decode(&mut answer, R::Response::header_version(version))?;
+        if header.correlation_id != self.correlation_id {
+            bail!(
+                "answer {} to request {}",
+                header.correlation_id,
+                self.correlation_id
+            );
         }
+        R::Response::decode(&mut answer, version)
     }
-    Ok(())
 }

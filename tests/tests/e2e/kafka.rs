@@ -1023,9 +1023,10 @@ fn kafka_clients_connect_over_tls() {
 }
 
 /// `quiver bench kafka-produce` writes every record through the Kafka
-/// listener (batches split over the producers and partitions).
+/// listener (batches split over the producers and partitions), and `bench
+/// kafka-consume` reads them back.
 #[test]
-fn bench_kafka_produce_writes_through_the_kafka_listener() {
+fn bench_kafka_produce_and_consume_go_through_the_kafka_listener() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = BrokerProcess::spawn(dir.path());
     let kafka = broker.kafka_addr().expect("Kafka listener");
@@ -1057,6 +1058,27 @@ fn bench_kafka_produce_writes_through_the_kafka_listener() {
         read.lines().any(|l| l.starts_with("1 ")),
         "both partitions written"
     );
+    // And `bench kafka-consume` reads them back, two consumers sharing the
+    // partitions.
+    let out = quiver(
+        &broker,
+        &[
+            "bench",
+            "kafka-consume",
+            "--kafka",
+            &kafka.to_string(),
+            "--records",
+            "2500",
+            "--consumers",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a summary")).expect("JSON");
+    assert_eq!(summary["bench"], "kafka-consume");
+    assert_eq!(summary["records"], 2500);
 }
 
 /// Requests announced near the size limit and never sent hold none of the
