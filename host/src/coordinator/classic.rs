@@ -152,6 +152,7 @@ pub(super) fn wire_error(group: &str, error: &ClassicError) -> WireError {
         ClassicError::InconsistentProtocol(_) => ErrorCode::InconsistentStrategy,
         ClassicError::InvalidTimeout(_) => ErrorCode::InvalidSessionTimeout,
         ClassicError::GroupFull => ErrorCode::GroupMaxSizeReached,
+        ClassicError::TooManyGroups => ErrorCode::TooManyGroups,
     };
     WireError::new(code, format!("group {group:?}: {error}"))
 }

@@ -24,11 +24,11 @@
 //! Quiver's own protocol ([`super::GroupCoordinator`]); one name is one
 //! kind of group while it has members.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::{MAX_MEMBERS_PER_GROUP, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
+use super::{MAX_GROUPS, MAX_MEMBERS_PER_GROUP, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 
 /// Longest rebalance timeout a member may ask for (Kafka's default
 /// `max.poll.interval.ms` is 5 minutes).
@@ -40,6 +40,9 @@ pub const MAX_REBALANCE_TIMEOUT_MS: u64 = 600_000;
 /// form one generation instead of one each, and none reads records another
 /// is about to be assigned.
 pub const INITIAL_REBALANCE_DELAY_MS: u64 = 3_000;
+
+/// Characters of a client id that start a new member's id.
+const MEMBER_ID_PREFIX_CHARS: usize = 64;
 
 /// Protocols one member may offer, at most.
 pub const MAX_PROTOCOLS: usize = 16;
@@ -67,9 +70,13 @@ pub enum ClassicError {
     /// A session or rebalance timeout out of range.
     #[error("{0}")]
     InvalidTimeout(String),
-    /// The group has [`MAX_MEMBERS_PER_GROUP`] members.
+    /// The group has [`MAX_MEMBERS_PER_GROUP`] members (or new members
+    /// waiting to join).
     #[error("the group has {MAX_MEMBERS_PER_GROUP} members")]
     GroupFull,
+    /// The coordinator holds [`MAX_GROUPS`] classic groups.
+    #[error("the broker coordinates {MAX_GROUPS} groups of Kafka clients already")]
+    TooManyGroups,
     /// A new member must join again with the id given (KIP-394).
     #[error("join again with member id {0}")]
     MemberIdRequired(String),
@@ -214,8 +221,9 @@ struct Group {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
-    /// Ids handed to new members that have not joined with them yet.
-    pending_ids: BTreeSet<String>,
+    /// Ids handed to new members that have not joined with them yet, and
+    /// when each lapses (the joiner's session timeout after it was given).
+    pending_ids: BTreeMap<String, u64>,
     /// When `PreparingRebalance` ends at the latest.
     rebalance_deadline_ms: u64,
     /// The first rebalance of an empty group waits for more members until
@@ -232,7 +240,7 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
-            pending_ids: BTreeSet::new(),
+            pending_ids: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             initial_until_ms: 0,
         }
@@ -295,6 +303,9 @@ impl ClassicGroups {
                 "a member offers 1 to {MAX_PROTOCOLS} protocols"
             )));
         }
+        if !self.groups.contains_key(&join.group) && self.groups.len() >= MAX_GROUPS {
+            return Err(ClassicError::TooManyGroups);
+        }
         let group = self
             .groups
             .entry(join.group.clone())
@@ -306,14 +317,26 @@ impl ClassicGroups {
         }
         let member_id = if join.member_id.is_empty() {
             self.next_member += 1;
-            let id = format!("{}-{}", join.client_id, self.next_member);
+            // The client's id (its first characters) makes the member's
+            // readable in descriptions.
+            let prefix: String = join
+                .client_id
+                .chars()
+                .take(MEMBER_ID_PREFIX_CHARS)
+                .collect();
+            let id = format!("{prefix}-{}", self.next_member);
             if join.require_known_member {
-                group.pending_ids.insert(id.clone());
+                if group.pending_ids.len() >= MAX_MEMBERS_PER_GROUP {
+                    return Err(ClassicError::GroupFull);
+                }
+                group
+                    .pending_ids
+                    .insert(id.clone(), now_ms + join.session_timeout_ms);
                 return Err(ClassicError::MemberIdRequired(id));
             }
             id
         } else if group.members.contains_key(&join.member_id)
-            || group.pending_ids.remove(&join.member_id)
+            || group.pending_ids.remove(&join.member_id).is_some()
         {
             join.member_id.clone()
         } else {
@@ -483,10 +506,17 @@ impl ClassicGroups {
         (results, effects)
     }
 
-    /// Removes members silent past their session timeout and ends
-    /// rebalances past their deadline.
+    /// Removes members silent past their session timeout, ends rebalances
+    /// past their deadline, lets unused member ids lapse and forgets groups
+    /// left with nothing.
     pub fn tick(&mut self, now_ms: u64) -> Effects {
         let mut effects = Effects::default();
+        // Ids handed out and never used lapse; groups left with nothing are
+        // forgotten (their committed offsets stay in storage).
+        self.groups.retain(|_, group| {
+            group.pending_ids.retain(|_, lapses_ms| *lapses_ms > now_ms);
+            !(group.members.is_empty() && group.pending_ids.is_empty())
+        });
         for (name, group) in &mut self.groups {
             let silent: Vec<String> = group
                 .members
@@ -883,6 +913,32 @@ mod tests {
             joined(&effects, &b).generation,
             1,
             "one generation for both"
+        );
+    }
+
+    #[test]
+    fn unused_member_ids_lapse_and_empty_groups_are_forgotten() {
+        let mut groups = ClassicGroups::new(0);
+        let mut new = join("g", "", &["range"]);
+        new.require_known_member = true;
+        let Err(ClassicError::MemberIdRequired(id)) = groups.join(new.clone(), 0) else {
+            panic!("a new member gets its id first");
+        };
+        // Never used within its session timeout: it lapses, and the group
+        // (with nothing left) is forgotten.
+        groups.tick(10_001);
+        assert!(groups.describe("g").is_none());
+        assert_eq!(
+            groups.join(join("g", &id, &["range"]), 10_002).err(),
+            Some(ClassicError::UnknownMember)
+        );
+        // Ids handed out are bounded like members.
+        for _ in 0..MAX_MEMBERS_PER_GROUP {
+            let _ = groups.join(new.clone(), 20_000);
+        }
+        assert_eq!(
+            groups.join(new, 20_000).err(),
+            Some(ClassicError::GroupFull)
         );
     }
 

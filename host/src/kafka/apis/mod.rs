@@ -156,6 +156,7 @@ fn classic_error_code(error: &ClassicError) -> i16 {
     const UNKNOWN_MEMBER_ID: i16 = 25;
     const INVALID_SESSION_TIMEOUT: i16 = 26;
     const REBALANCE_IN_PROGRESS: i16 = 27;
+    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     const MEMBER_ID_REQUIRED: i16 = 79;
     const GROUP_MAX_SIZE_REACHED: i16 = 81;
     match error {
@@ -166,6 +167,8 @@ fn classic_error_code(error: &ClassicError) -> i16 {
         ClassicError::InvalidTimeout(_) => INVALID_SESSION_TIMEOUT,
         ClassicError::GroupFull => GROUP_MAX_SIZE_REACHED,
         ClassicError::MemberIdRequired(_) => MEMBER_ID_REQUIRED,
+        // Retriable: the client tries again later.
+        ClassicError::TooManyGroups => COORDINATOR_NOT_AVAILABLE,
     }
 }
 
