@@ -53,6 +53,10 @@ impl Coordinator {
                 )));
             }
             let mut classic = self.classic();
+            if self.busy().contains(&group) {
+                // Its offsets are being reset or deleted.
+                return Err(ClassicError::RebalanceInProgress);
+            }
             let (member_id, effects) = classic.join(join, self.now())?;
             let (sender, answer) = oneshot::channel();
             self.waiters().joins.insert((group, member_id), sender);

@@ -414,7 +414,8 @@ impl Coordinator {
         check_group_name(&request.group)?;
         {
             let state = self.state();
-            if !state.is_empty(&request.group) {
+            let classic = self.classic();
+            if !state.is_empty(&request.group) || classic.has_members(&request.group) {
                 return Err(non_empty(&request.group));
             }
             self.busy().insert(request.group.clone());

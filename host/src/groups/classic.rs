@@ -41,6 +41,11 @@ pub const MAX_REBALANCE_TIMEOUT_MS: u64 = 600_000;
 /// is about to be assigned.
 pub const INITIAL_REBALANCE_DELAY_MS: u64 = 3_000;
 
+/// Bytes of one member's metadata (all its protocols), and of one
+/// member's assignment, at most (a consumer's subscription or assignment
+/// takes a few hundred bytes).
+pub const MAX_MEMBER_METADATA_BYTES: usize = 64 * 1024;
+
 /// Characters of a client id that start a new member's id.
 const MEMBER_ID_PREFIX_CHARS: usize = 64;
 
@@ -359,7 +364,19 @@ impl ClassicGroups {
             joining: false,
             syncing: false,
         });
-        member.protocols = join.protocols;
+        // Copied out of the request's buffer (a slice would keep all of
+        // it alive), within their size limit.
+        let offered: usize = join.protocols.iter().map(|(_, m)| m.len()).sum();
+        if offered > MAX_MEMBER_METADATA_BYTES {
+            return Err(ClassicError::InconsistentProtocol(format!(
+                "{offered} bytes of member metadata; at most {MAX_MEMBER_METADATA_BYTES}"
+            )));
+        }
+        member.protocols = join
+            .protocols
+            .into_iter()
+            .map(|(name, metadata)| (name, Bytes::copy_from_slice(&metadata)))
+            .collect();
         member.session_timeout_ms = join.session_timeout_ms;
         member.rebalance_timeout_ms = rebalance_timeout_ms;
         member.last_heard_ms = now_ms;
@@ -416,7 +433,11 @@ impl ClassicGroups {
                     }
                     return Ok((SyncOutcome::Waiting, effects));
                 }
-                let mut given: BTreeMap<String, Bytes> = assignments.into_iter().collect();
+                let mut given: BTreeMap<String, Bytes> = assignments
+                    .into_iter()
+                    .filter(|(_, a)| a.len() <= MAX_MEMBER_METADATA_BYTES)
+                    .map(|(id, a)| (id, Bytes::copy_from_slice(&a)))
+                    .collect();
                 for (id, m) in &mut group.members {
                     m.assignment = given.remove(id).unwrap_or_default();
                     if m.syncing && id != member_id {
@@ -522,7 +543,11 @@ impl ClassicGroups {
                 .members
                 .iter()
                 .filter(|(_, m)| {
-                    !m.joining && now_ms.saturating_sub(m.last_heard_ms) > m.session_timeout_ms
+                    // A member waiting for its join or sync answer cannot
+                    // heartbeat meanwhile.
+                    !m.joining
+                        && !m.syncing
+                        && now_ms.saturating_sub(m.last_heard_ms) > m.session_timeout_ms
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
@@ -576,7 +601,9 @@ impl ClassicGroups {
                 current: group.generation,
                 got: generation,
             })
-        } else if group.state == ClassicState::PreparingRebalance {
+        } else if group.state == ClassicState::CompletingRebalance {
+            // As Kafka: members commit while a rebalance is prepared (before
+            // giving partitions up), not while assignments are handed out.
             Err(ClassicError::RebalanceInProgress)
         } else {
             Ok(())
@@ -972,6 +999,12 @@ mod tests {
             groups.sync("g", &id, 7, vec![], 0).err(),
             Some(ClassicError::IllegalGeneration { current: 1, got: 7 })
         );
+        assert_eq!(
+            groups.validate_commit("g", &id, 1),
+            Some(Err(ClassicError::RebalanceInProgress)),
+            "not while assignments are handed out"
+        );
+        groups.sync("g", &id, 1, vec![], 0).expect("sync");
         assert_eq!(groups.validate_commit("g", &id, 1), Some(Ok(())));
         assert_eq!(
             groups.validate_commit("g", "", -1),

@@ -52,7 +52,7 @@ where
             request = read_request(&mut reader, &context, idle) => request,
             () = context.shutdown.cancelled() => break,
         };
-        let (frame, _memory) = match request {
+        let (frame, memory) = match request {
             Ok(Some(request)) => request,
             Ok(None) => break,
             Err(reason) => {
@@ -65,6 +65,11 @@ where
         let (api, answer) = match kafka::decode_request(frame.freeze()) {
             Ok(framed) => {
                 let api = framed.api;
+                // Only a produce keeps its request's bytes (its batches are
+                // slices of them); the others give their share of the
+                // budget back now, so a fetch waiting for room for its
+                // answer never holds room its request no longer needs.
+                let _memory = (api == ApiKey::Produce).then_some(memory);
                 (api, apis::handle(&context, &session, framed).await)
             }
             Err(DecodeError::UnsupportedVersion {

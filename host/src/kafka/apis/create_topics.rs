@@ -15,9 +15,10 @@ use quiver_proto::api::{CreateTopicRequest, TopicConfig};
 use quiver_proto::{ErrorCode, WireError};
 
 use super::error_code;
-use crate::kafka::Context;
 use crate::kafka::topic_configs::{self, INVALID_CONFIG};
+use crate::kafka::{Context, topic_id};
 use crate::service::create_topic;
+use uuid::Uuid;
 
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
@@ -31,7 +32,8 @@ pub(super) async fn handle(
     for topic in &request.topics {
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         topics.push(match create(context, topic, request.validate_only).await {
-            Ok((partitions, config)) => result
+            Ok((partitions, config, id)) => result
+                .with_topic_id(id)
                 .with_num_partitions(partitions as i32)
                 .with_replication_factor(1)
                 .with_configs(Some(configs(context, &config))),
@@ -43,12 +45,13 @@ pub(super) async fn handle(
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-/// Creates (or only checks) one topic: its partition count and config.
+/// Creates (or only checks) one topic: its partition count, config and id
+/// (nil when only checked).
 async fn create(
     context: &Context,
     topic: &CreatableTopic,
     validate_only: bool,
-) -> Result<(u32, TopicConfig), (i16, String)> {
+) -> Result<(u32, TopicConfig, Uuid), (i16, String)> {
     let partitions = match topic.num_partitions {
         -1 => context.default_partitions,
         n => u32::try_from(n).map_err(|_| (INVALID_PARTITIONS, format!("{n} partitions")))?,
@@ -87,12 +90,16 @@ async fn create(
                 format!("topic {:?} already exists", request.name),
             )));
         }
-        return Ok((partitions, config));
+        return Ok((partitions, config, Uuid::nil()));
     }
     let created = create_topic::create(&context.service, request)
         .await
         .map_err(refused)?;
-    Ok((created.partitions.len() as u32, created.config))
+    Ok((
+        created.partitions.len() as u32,
+        created.config,
+        topic_id(&created),
+    ))
 }
 
 /// The created topic's configs, as version 5 on returns them.

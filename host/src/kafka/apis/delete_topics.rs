@@ -6,8 +6,8 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use quiver_proto::api::DeleteTopicRequest;
 
-use super::error_code;
-use crate::kafka::Context;
+use super::{error_code, topic_name};
+use crate::kafka::{Context, topic_by_id};
 use crate::service::delete_topic;
 
 /// Kafka's error for a topic asked for by an id the broker does not know.
@@ -19,10 +19,19 @@ pub(super) async fn handle(
 ) -> DeleteTopicsResponse {
     // Versions up to 5 name topics in a list of names; 6 on in a list of
     // (name or id).
+    let storage = &context.service.storage;
     let names: Vec<Option<TopicName>> = if request.topics.is_empty() {
         request.topic_names.into_iter().map(Some).collect()
     } else {
-        request.topics.into_iter().map(|t| t.name).collect()
+        request
+            .topics
+            .into_iter()
+            .map(|t| {
+                t.name.or_else(|| {
+                    topic_by_id(storage, t.topic_id).map(|topic| topic_name(&topic.name))
+                })
+            })
+            .collect()
     };
     let mut responses = Vec::with_capacity(names.len());
     for name in names {

@@ -6,6 +6,7 @@
 //! full requests; an incremental request for a session that was never
 //! created gets `FETCH_SESSION_ID_NOT_FOUND` and the client starts over.
 
+use bytes::Bytes;
 use kafka_protocol::messages::FetchRequest as KafkaFetchRequest;
 use kafka_protocol::messages::FetchResponse;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -141,6 +142,8 @@ fn partition_data(index: i32, read: Result<PartitionRead, WireError>) -> Partiti
             .with_partition_index(index)
             .with_error_code(error_code(&e))
             .with_high_watermark(-1)
-            .with_records(None),
+            // Empty, not null: librdkafka drops a whole response over a
+            // null record set.
+            .with_records(Some(Bytes::new())),
     }
 }

@@ -89,6 +89,12 @@ fn answer(
         Ok(offset) if timestamp >= 0 && is_high_watermark(context, topic, index, offset) => {
             response.with_offset(-1)
         }
+        // The found record's own timestamp is not looked up: the one asked
+        // for, which it is at or after, stands in (Kafka clients refuse a
+        // negative timestamp beside an offset found by time).
+        Ok(offset) if timestamp >= 0 => response
+            .with_offset(offset as i64)
+            .with_timestamp(timestamp),
         Ok(offset) => response.with_offset(offset as i64),
         Err(e) => response.with_error_code(error_code(&e)).with_offset(-1),
     }

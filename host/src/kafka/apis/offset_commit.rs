@@ -8,12 +8,15 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use quiver_proto::WireError;
 use quiver_proto::api::groups::{CommitOffsetsRequest, OffsetCommit, PartitionRef};
+use quiver_proto::{ErrorCode, WireError};
 
 use super::error_code;
 use crate::kafka::Context;
 use crate::service::commit_offsets;
+
+/// Kafka's error telling a group member to join again.
+const UNKNOWN_MEMBER_ID: i16 = 25;
 
 pub(super) async fn handle(
     context: &Context,
@@ -41,6 +44,7 @@ pub(super) async fn handle(
         offsets,
     };
     let count = commit.offsets.len();
+    let from_a_member = !commit.member_id.is_empty();
     let results: Vec<Result<(), WireError>> =
         match commit_offsets::handle(&context.service, commit).await {
             Ok(response) => response.results,
@@ -55,9 +59,19 @@ pub(super) async fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = results
-                        .next()
-                        .map_or(0, |r| r.err().map_or(0, |e| error_code(&e)));
+                    let code = match results.next() {
+                        Some(Err(e)) => {
+                            // A member of a group the broker no longer knows
+                            // (a restart, or every member expired) must join
+                            // again: Kafka clients do on UNKNOWN_MEMBER_ID.
+                            if from_a_member && e.code == ErrorCode::GroupNotFound {
+                                UNKNOWN_MEMBER_ID
+                            } else {
+                                error_code(&e)
+                            }
+                        }
+                        _ => 0,
+                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)

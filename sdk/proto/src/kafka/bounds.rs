@@ -27,6 +27,16 @@ use super::schemas::{Field, Schema, Shape, schema};
 /// partition indexes): Quiver's per-request partition limit.
 pub const MAX_ARRAY_ELEMENTS: usize = crate::limits::MAX_PARTITIONS_PER_REQUEST;
 
+/// Elements in all the arrays of one request together, at most: a handler
+/// copies a topic's name for each of its partitions, so the elements, not
+/// only the bytes, must be bounded.
+pub const MAX_REQUEST_ELEMENTS: usize = 2 * MAX_ARRAY_ELEMENTS;
+
+/// Bytes of a `topic` or `name` field, at most: Kafka's limit on topic
+/// names, which also holds for the config, protocol and group-member
+/// names those fields carry in the requests served.
+pub const MAX_NAME_BYTES: usize = crate::limits::MAX_TOPIC_NAME_BYTES;
+
 /// Why a body failed the walk.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BoundsError {
@@ -51,6 +61,18 @@ pub enum BoundsError {
     BadLength {
         /// The field.
         field: &'static str,
+    },
+    /// The arrays of a request hold more than [`MAX_REQUEST_ELEMENTS`]
+    /// elements together.
+    #[error("the request's arrays hold more than {MAX_REQUEST_ELEMENTS} elements")]
+    TooManyInAll,
+    /// A name longer than [`MAX_NAME_BYTES`].
+    #[error("{field} is {len} bytes long; at most {MAX_NAME_BYTES}")]
+    NameTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
     },
     /// A known tagged field whose size is not what its value takes.
     #[error("tagged field {tag} says {size} bytes but holds {held}")]
@@ -81,6 +103,7 @@ pub(super) fn walk(schema: Schema, version: i16, body: &[u8]) -> Result<usize, B
         rest: body,
         version,
         flexible: version >= schema.flexible_from,
+        elements: 0,
     };
     walk.fields(schema.fields)?;
     Ok(body.len() - walk.rest.len())
@@ -91,6 +114,8 @@ struct Walk<'a> {
     rest: &'a [u8],
     version: i16,
     flexible: bool,
+    /// Elements of every array so far.
+    elements: usize,
 }
 
 impl Walk<'_> {
@@ -115,8 +140,12 @@ impl Walk<'_> {
                     self.compact_len(name)?
                 } else {
                     self.length(name, 2)?
-                };
-                self.skip(name, len.unwrap_or(0))
+                }
+                .unwrap_or(0);
+                if matches!(name, "topic" | "name") && len > MAX_NAME_BYTES {
+                    return Err(BoundsError::NameTooLong { field: name, len });
+                }
+                self.skip(name, len)
             }
             Shape::Bytes => {
                 let len = if self.flexible {
@@ -159,6 +188,10 @@ impl Walk<'_> {
                 count: count as u64,
                 left: self.rest.len(),
             });
+        }
+        self.elements += count;
+        if self.elements > MAX_REQUEST_ELEMENTS {
+            return Err(BoundsError::TooManyInAll);
         }
         Ok(count)
     }

@@ -385,3 +385,39 @@ fn a_known_tag_must_fill_its_size() {
         "{error:?}"
     );
 }
+
+#[test]
+fn long_names_and_too_many_elements_in_all_are_refused() {
+    // Metadata v1: one topic whose name is 300 bytes.
+    let mut body = BytesMut::new();
+    body.put_i32(1);
+    body.put_i16(300);
+    body.put_slice(&[b'n'; 300]);
+    let error = bounds::check(ApiKey::Metadata, 1, &body).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            BoundsError::NameTooLong {
+                field: "name",
+                len: 300
+            }
+        ),
+        "{error:?}"
+    );
+    // OffsetFetch v1: three topics of 3,000 partition indexes each (each
+    // array within its limit, 9,003 elements in all).
+    let mut body = BytesMut::new();
+    body.put_i16(1);
+    body.put_u8(b'g');
+    body.put_i32(3);
+    for _ in 0..3 {
+        body.put_i16(1);
+        body.put_u8(b't');
+        body.put_i32(3_000);
+        for p in 0..3_000 {
+            body.put_i32(p);
+        }
+    }
+    let error = bounds::check(ApiKey::OffsetFetch, 1, &body).expect_err("refused");
+    assert!(matches!(error, BoundsError::TooManyInAll), "{error:?}");
+}
