@@ -83,29 +83,45 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
             job.produce(wire, share, &progress).await
         }));
     }
+    let run = Run {
+        progress,
+        cpu,
+        started,
+    };
+    finish(common, topic, "kafka-produce", "wrote", run, tasks).await
+}
+
+/// What a bench run started with.
+struct Run {
+    progress: Arc<indicatif::ProgressBar>,
+    cpu: CpuClock,
+    started: Instant,
+}
+
+/// Waits for the tasks, reports the run as `what` and says what it `did` to
+/// the topic.
+async fn finish(
+    common: &Common,
+    topic: BenchTopic,
+    what: &str,
+    did: &str,
+    run: Run,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Histogram<u64>>>>,
+) -> anyhow::Result<()> {
     let latency = merged(tasks).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu.used()?;
-    progress.finish_and_clear();
+    let seconds = run.started.elapsed().as_secs_f64();
+    let cpu = run.cpu.used()?;
+    run.progress.finish_and_clear();
     let bytes = common.records * common.record_size as u64;
-    report(
-        common,
-        "kafka-produce",
-        Measured {
-            bytes,
-            seconds,
-            cpu,
-            disk: None,
-        },
-        &latency,
-        None,
-    );
-    topic
-        .finish(
-            common,
-            &format!("wrote {} records over the Kafka listener", common.records),
-        )
-        .await
+    let measured = Measured {
+        bytes,
+        seconds,
+        cpu,
+        disk: None,
+    };
+    report(common, what, measured, &latency, None);
+    let did = format!("{did} {} records over the Kafka listener", common.records);
+    topic.finish(common, &did).await
 }
 
 /// One producer's work.
@@ -218,29 +234,12 @@ pub(crate) async fn consume(args: KafkaConsumeBench) -> anyhow::Result<()> {
             fetch_share(wire, &name, &mine, share, &progress).await
         }));
     }
-    let latency = merged(tasks).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu.used()?;
-    progress.finish_and_clear();
-    let bytes = common.records * common.record_size as u64;
-    report(
-        common,
-        "kafka-consume",
-        Measured {
-            bytes,
-            seconds,
-            cpu,
-            disk: None,
-        },
-        &latency,
-        None,
-    );
-    topic
-        .finish(
-            common,
-            &format!("read {} records over the Kafka listener", common.records),
-        )
-        .await
+    let run = Run {
+        progress,
+        cpu,
+        started,
+    };
+    finish(common, topic, "kafka-consume", "read", run, tasks).await
 }
 
 /// Fetches `partitions` of `topic` from offset 0 until `records` records

@@ -1137,16 +1137,8 @@ fn announced_kafka_requests_hold_no_memory() {
 /// first-request deadline (shortened here), while one that talks stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_kafka_connection_is_closed_after_the_first_request_deadline() {
-    let broker = TestBroker::start_with(|config| {
-        let mut kafka = KafkaConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        kafka.first_request_timeout = Duration::from_millis(200);
-        config.kafka = Some(kafka);
-    })
-    .await;
-    let addr = broker
-        .broker()
-        .kafka_addr()
-        .expect("the Kafka listener runs");
+    let (_broker, addr) =
+        with_kafka(|kafka| kafka.first_request_timeout = Duration::from_millis(200)).await;
     tokio::task::spawn_blocking(move || {
         let mut silent = KafkaWire::connect(addr);
         let mut talking = KafkaWire::connect(addr);
@@ -1169,16 +1161,7 @@ async fn a_silent_kafka_connection_is_closed_after_the_first_request_deadline() 
 /// connections (2 here); the next is closed at once, the others serve on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_holds_at_most_its_share_of_kafka_connections() {
-    let broker = TestBroker::start_with(|config| {
-        let mut kafka = KafkaConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        kafka.max_connections_per_ip = 2;
-        config.kafka = Some(kafka);
-    })
-    .await;
-    let addr = broker
-        .broker()
-        .kafka_addr()
-        .expect("the Kafka listener runs");
+    let (_broker, addr) = with_kafka(|kafka| kafka.max_connections_per_ip = 2).await;
     tokio::task::spawn_blocking(move || {
         let mut first = KafkaWire::connect(addr);
         let mut second = KafkaWire::connect(addr);
@@ -1193,4 +1176,22 @@ async fn one_address_holds_at_most_its_share_of_kafka_connections() {
     })
     .await
     .expect("the clients");
+}
+
+/// An in-process broker whose Kafka listener `adjust` configures, and that
+/// listener's address.
+async fn with_kafka(
+    adjust: impl Fn(&mut KafkaConfig) + Send + Sync + 'static,
+) -> (TestBroker, SocketAddr) {
+    let broker = TestBroker::start_with(move |config| {
+        let mut kafka = KafkaConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        adjust(&mut kafka);
+        config.kafka = Some(kafka);
+    })
+    .await;
+    let addr = broker
+        .broker()
+        .kafka_addr()
+        .expect("the Kafka listener runs");
+    (broker, addr)
 }
