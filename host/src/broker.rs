@@ -114,7 +114,9 @@ pub enum BrokerError {
     #[error(transparent)]
     Http(#[from] HttpError),
     /// The Kafka listener could not start.
-    #[error("cannot listen for Kafka clients on {addr}: {source}")]
+    #[error(
+        "cannot listen for Kafka clients on {addr}: {source} (choose another address with --kafka-listen, or turn it off with --kafka-listen off)"
+    )]
     Kafka {
         /// The address.
         addr: SocketAddr,

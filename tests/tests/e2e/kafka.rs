@@ -1195,3 +1195,33 @@ async fn with_kafka(
         .expect("the Kafka listener runs");
     (broker, addr)
 }
+
+/// A Kafka port already taken (say, by a Kafka broker on this machine)
+/// stops `quiver serve` with one line that names the flag to change, and a
+/// first start leaves no data directory behind.
+#[test]
+fn a_taken_kafka_port_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut serve = Command::new(quiver_bin());
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "off"])
+        .args(["--kafka-listen", &port, "--data-dir"])
+        .arg(&data);
+    let run = run_quiver(serve, None);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    // The broker's log lines come first; the error is the last line.
+    let error = run.stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(error.starts_with("error: "), "{error}");
+    assert!(
+        error.contains(&format!("cannot listen for Kafka clients on {port}")),
+        "{error}"
+    );
+    assert!(error.contains("--kafka-listen off"), "{error}");
+    assert!(
+        !data.exists(),
+        "a failed first start left its data directory"
+    );
+}
