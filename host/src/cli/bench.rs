@@ -273,14 +273,7 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     let cpu = CpuClock::start(common.broker_pid)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..args.consumers {
-        let mine: Vec<u32> = (0..partitions)
-            .filter(|p| p % args.consumers == i)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let share = common.records * mine.len() as u64 / u64::from(partitions);
+    for (mine, share) in consumer_shares(common.records, partitions, args.consumers) {
         let client = common.client.connect().await?;
         let mut consumer = Consumer::new(
             client,
@@ -441,6 +434,27 @@ impl BenchTopic {
 /// the first ones one more while `total` does not divide evenly.
 pub(super) fn share_of(total: u64, parts: u32, index: u64) -> u64 {
     total / u64::from(parts) + u64::from(index < total % u64::from(parts))
+}
+
+/// Each consumer's partitions (every `consumers`-th, round the topic) and
+/// the records it reads from them, for consumers that get any.
+pub(super) fn consumer_shares(
+    records: u64,
+    partitions: u32,
+    consumers: u32,
+) -> Vec<(Vec<u32>, u64)> {
+    (0..consumers)
+        .map(|i| {
+            (0..partitions)
+                .filter(|p| p % consumers == i)
+                .collect::<Vec<u32>>()
+        })
+        .filter(|mine| !mine.is_empty())
+        .map(|mine| {
+            let share = records * mine.len() as u64 / u64::from(partitions);
+            (mine, share)
+        })
+        .collect()
 }
 
 /// Waits for the producer tasks and merges their latency histograms.

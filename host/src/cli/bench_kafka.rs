@@ -32,7 +32,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use super::bench::{
-    BenchTopic, Common, Measured, merged, micros, new_histogram, progress_bar, report, share_of,
+    BenchTopic, Common, Measured, consumer_shares, merged, micros, new_histogram, progress_bar,
+    report, share_of,
 };
 use super::procfs::CpuClock;
 
@@ -220,14 +221,7 @@ pub(crate) async fn consume(args: KafkaConsumeBench) -> anyhow::Result<()> {
     let cpu = CpuClock::start(common.broker_pid)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..args.consumers {
-        let mine: Vec<u32> = (0..partitions)
-            .filter(|p| p % args.consumers == i)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let share = common.records * mine.len() as u64 / u64::from(partitions);
+    for (mine, share) in consumer_shares(common.records, partitions, args.consumers) {
         let wire = Wire::connect(args.kafka).await?;
         let (name, progress) = (common.topic.clone(), Arc::clone(&progress));
         tasks.push(tokio::spawn(async move {
