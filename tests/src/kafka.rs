@@ -3,6 +3,7 @@
 //! `tests/kafka_clients/`), and [`KafkaWire`], a bare TCP connection that
 //! sends hand-made requests encoded with the `kafka-protocol` crate.
 
+use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -10,8 +11,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+use quiver_proto::batch::{Compression, split_batches};
 
 use crate::cli::{Run, run_quiver};
 
@@ -161,6 +167,45 @@ impl KafkaWire {
             Ok(_) => false,
         }
     }
+}
+
+/// The codecs of the batches stored in `partitions` of `topic`, as a Kafka
+/// fetch (version 12) returns them: the bytes as stored, not decompressed.
+pub fn stored_codecs(addr: SocketAddr, topic: &str, partitions: u32) -> BTreeSet<Compression> {
+    let mut wire = KafkaWire::connect(addr);
+    let mut codecs = BTreeSet::new();
+    for partition in 0..partitions {
+        let mut offset = 0;
+        loop {
+            let request = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_bytes(64 * 1024 * 1024)
+                .with_session_epoch(-1)
+                .with_topics(vec![
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                        .with_partitions(vec![
+                            FetchPartition::default()
+                                .with_partition(partition as i32)
+                                .with_fetch_offset(offset)
+                                .with_partition_max_bytes(16 * 1024 * 1024),
+                        ]),
+                ]);
+            let answer = wire.call(&request, 12);
+            let data = &answer.responses[0].partitions[0];
+            assert_eq!(data.error_code, 0, "fetch {topic}/{partition} at {offset}");
+            let batches = data.records.clone().unwrap_or_default();
+            for view in split_batches(&batches) {
+                let view = view.expect("a stored batch");
+                codecs.insert(view.compression().expect("a codec"));
+                offset = view.last_offset() as i64 + 1;
+            }
+            if offset >= data.high_watermark {
+                break;
+            }
+        }
+    }
+    codecs
 }
 
 /// A request header for `api` at `version` with correlation id 7, encoded.

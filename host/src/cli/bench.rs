@@ -25,8 +25,9 @@ use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_client::{
-    Admin, ClientError, Consumer, ConsumerConfig, ErrorCode, Offset, Producer, ProducerConfig,
-    ProducerRecord, RequestObserver, RequestStats, TopicConfig, TopicName, TopicPartition,
+    Admin, ClientError, Compression, Consumer, ConsumerConfig, ErrorCode, Offset, Producer,
+    ProducerConfig, ProducerRecord, RequestObserver, RequestStats, TopicConfig, TopicName,
+    TopicPartition,
 };
 use tokio::sync::mpsc;
 
@@ -110,6 +111,9 @@ pub(crate) struct ProduceBench {
     /// MiB the disk reference writes.
     #[arg(long, default_value_t = 256)]
     disk_reference_mb: u64,
+    /// Compress each batch before sending: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: Compression,
 }
 
 #[derive(Debug, Args)]
@@ -146,7 +150,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     };
     let topic = BenchTopic::ensure(common).await?;
     let progress = progress_bar(common);
-    let value = Bytes::from(vec![b'x'; common.record_size]);
+    let values = sample_values(common.record_size);
     // Room for a full batch of records with their framing.
     let batch_max_bytes = args.batch_size as usize * (common.record_size + 32) + 64;
     let buffer_bytes = args
@@ -177,14 +181,15 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             batch_max_bytes,
             linger: Duration::from_millis(args.linger_ms),
             buffer_bytes,
+            compression: args.compression,
             observer: Some(observer.clone()),
         };
         let producer = Producer::new(client, config);
         // One name for all records: cloning it allocates nothing.
         let topic = TopicName::from(&common.topic);
-        let (value, progress) = (value.clone(), progress.clone());
+        let (values, progress) = (values.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
-            produce_share(producer, &topic, &value, share, &progress).await
+            produce_share(producer, &topic, &values, share, &progress).await
         }));
     }
     let record_latency = merged(tasks).await?;
@@ -196,6 +201,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let stored = topic.stored_bytes(common).await?;
     report(
         common,
         "produce",
@@ -204,6 +210,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             seconds,
             cpu,
             disk,
+            stored: Some(stored),
         },
         &request_latency,
         Some(&record_latency),
@@ -219,7 +226,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
 async fn produce_share(
     producer: Producer,
     topic: &TopicName,
-    value: &Bytes,
+    values: &[Bytes],
     records: u64,
     progress: &ProgressBar,
 ) -> Result<Histogram<u64>, ClientError> {
@@ -238,7 +245,10 @@ async fn produce_share(
         // enqueue's batching on some machines).
         let sent = (i % LATENCY_SAMPLE_EVERY == 0).then(Instant::now);
         let ack = producer
-            .enqueue(ProducerRecord::new(topic.clone(), value.clone()))
+            .enqueue(ProducerRecord::new(
+                topic.clone(),
+                values[i as usize % values.len()].clone(),
+            ))
             .await?;
         if let Some(sent) = sent
             && samples.send((sent, ack)).await.is_err()
@@ -313,6 +323,7 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
             seconds,
             cpu,
             disk: None,
+            stored: None,
         },
         &histogram,
         None,
@@ -389,11 +400,10 @@ impl BenchTopic {
             return Ok(());
         }
         let producer = Producer::new(common.client.connect().await?, ProducerConfig::default());
-        let value = Bytes::from(vec![b'x'; common.record_size]);
         produce_share(
             producer,
             &TopicName::from(&common.topic),
-            &value,
+            &sample_values(common.record_size),
             missing,
             &ProgressBar::hidden(),
         )
@@ -407,13 +417,20 @@ impl BenchTopic {
         Ok(())
     }
 
-    /// Deletes the topic if the bench created it and `--keep` is off, and
-    /// says what the bench did to it.
     /// The topic's partition count.
     pub(super) fn partitions(&self) -> u32 {
         self.partitions
     }
 
+    /// Bytes the topic's partitions hold (as stored: compressed batches
+    /// count compressed).
+    pub(super) async fn stored_bytes(&self, common: &Common) -> anyhow::Result<u64> {
+        let topic = self.admin.describe_topic(&common.topic).await?;
+        Ok(topic.partitions.iter().map(|p| p.size_bytes).sum())
+    }
+
+    /// Deletes the topic if the bench created it and `--keep` is off, and
+    /// says what the bench did to it.
     pub(super) async fn finish(self, common: &Common, did: &str) -> anyhow::Result<()> {
         let fate = if self.created && !common.keep {
             self.admin.delete_topic(&common.topic).await?;
@@ -428,6 +445,31 @@ impl BenchTopic {
         }
         Ok(())
     }
+}
+
+/// Distinct record values cycled through by the produce benches: click
+/// and upload events as JSON, like the seed's, cut or padded with spaces to
+/// `size` bytes, so that compressed runs see realistic redundancy (a
+/// repeated constant value would compress to nothing).
+pub(super) fn sample_values(size: usize) -> Vec<Bytes> {
+    const COUNT: u64 = 1_024;
+    (0..COUNT)
+        .map(|i| {
+            // A cheap, fixed scramble of `i` (splitmix64's multiplier).
+            let mix = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let kind = if mix % 5 == 0 { "upload" } else { "click" };
+            let mut value = format!(
+                r#"{{"user":"user-{:05}","kind":"{kind}","page":"/products/{}","session":"{:012x}","ts":{}}}"#,
+                mix % 50_000,
+                (mix >> 20) % 500,
+                (mix >> 8) & 0xffff_ffff_ffff,
+                1_700_000_000_000 + i * 37
+            )
+            .into_bytes();
+            value.resize(size, b' ');
+            Bytes::from(value)
+        })
+        .collect()
 }
 
 /// The records the `index`-th of `parts` producers sends: an even share,
@@ -517,6 +559,8 @@ pub(super) struct Measured {
     pub(super) cpu: CpuUsed,
     /// The disk reference's MB/s, if measured.
     pub(super) disk: Option<f64>,
+    /// Bytes the topic held after a produce run.
+    pub(super) stored: Option<u64>,
 }
 
 pub(super) fn report(
@@ -531,6 +575,7 @@ pub(super) fn report(
         seconds,
         cpu,
         disk,
+        stored,
     } = measured;
     let records = common.records;
     // CPU microseconds per record.
@@ -561,6 +606,7 @@ pub(super) fn report(
             "broker_cpu_us_per_record": cpu.broker.map(per_record),
             "disk_mb_per_sec": disk,
             "of_disk": disk.map(|d| mb_per_sec / d),
+            "stored_bytes_per_record": stored.map(|b| b as f64 / records.max(1) as f64),
         });
         println!("{summary}");
     } else {
@@ -588,6 +634,12 @@ pub(super) fn report(
             cpu.client,
             per_record(cpu.client)
         );
+        if let Some(stored) = stored {
+            println!(
+                "  stored {stored} B in the topic: {:.1} B per record",
+                stored as f64 / records.max(1) as f64
+            );
+        }
         if let Some(disk) = disk {
             println!(
                 "  disk reference (1 MiB writes, fdatasync, as dd conv=fdatasync): {disk:.0} MB/s; this run {:.2} of it",

@@ -27,18 +27,23 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{
     Decodable as _, Encodable as _, HeaderVersion as _, Request, StrBytes,
 };
-use quiver_proto::batch::{BatchBuilder, NewRecord, split_batches};
+use quiver_proto::batch::{
+    BatchBuilder, BatchView, Compression, NewRecord, compress, decompress, split_batches,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use super::bench::{
     BenchTopic, Common, Measured, consumer_shares, merged, micros, new_histogram, progress_bar,
-    report, share_of,
+    report, sample_values, share_of,
 };
 use super::procfs::CpuClock;
 
 /// The `Produce` version sent (flexible, names topics).
 const PRODUCE_VERSION: i16 = 9;
+
+/// What `kafka-produce` did to the topic, as `finish` reports it.
+const WROTE: &str = "wrote";
 
 /// How long one produce request may wait for its answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +61,9 @@ pub(crate) struct KafkaProduceBench {
     /// Concurrent producers, each on its own connection.
     #[arg(long, default_value_t = 4)]
     producers: u32,
+    /// Compress each batch before sending: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: Compression,
 }
 
 pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
@@ -65,7 +73,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
     }
     let topic = BenchTopic::ensure(common).await?;
     let progress = progress_bar(common);
-    let value = Bytes::from(vec![b'x'; common.record_size]);
+    let values = Arc::new(sample_values(common.record_size));
     let cpu = CpuClock::start(common.broker_pid)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -77,7 +85,8 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
             partitions: topic.partitions(),
             first_partition: i as u32,
             batch_size: u64::from(args.batch_size),
-            value: value.clone(),
+            values: Arc::clone(&values),
+            compression: args.compression,
         };
         let progress = Arc::clone(&progress);
         tasks.push(tokio::spawn(async move {
@@ -89,7 +98,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
         cpu,
         started,
     };
-    finish(common, topic, "kafka-produce", "wrote", run, tasks).await
+    finish(common, topic, "kafka-produce", WROTE, run, tasks).await
 }
 
 /// What a bench run started with.
@@ -99,8 +108,8 @@ struct Run {
     started: Instant,
 }
 
-/// Waits for the tasks, reports the run as `what` and says what it `did` to
-/// the topic.
+/// Waits for the tasks, reports the run as `what` (with the bytes the topic
+/// stores after a run that wrote) and says what it `did` to the topic.
 async fn finish(
     common: &Common,
     topic: BenchTopic,
@@ -114,11 +123,17 @@ async fn finish(
     let cpu = run.cpu.used()?;
     run.progress.finish_and_clear();
     let bytes = common.records * common.record_size as u64;
+    let stored = if did == WROTE {
+        Some(topic.stored_bytes(common).await?)
+    } else {
+        None
+    };
     let measured = Measured {
         bytes,
         seconds,
         cpu,
         disk: None,
+        stored,
     };
     report(common, what, measured, &latency, None);
     let did = format!("{did} {} records over the Kafka listener", common.records);
@@ -131,7 +146,8 @@ struct Job {
     partitions: u32,
     first_partition: u32,
     batch_size: u64,
-    value: Bytes,
+    values: Arc<Vec<Bytes>>,
+    compression: Compression,
 }
 
 impl Job {
@@ -149,7 +165,7 @@ impl Job {
         while sent < records {
             let count = self.batch_size.min(records - sent);
             let partition = (self.first_partition + turn) % self.partitions;
-            let request = self.request(partition, count)?;
+            let request = self.request(partition, sent, count)?;
             let started = Instant::now();
             let answer = wire.call(&request, PRODUCE_VERSION).await?;
             for partition in answer.responses.iter().flat_map(|t| &t.partition_responses) {
@@ -166,17 +182,19 @@ impl Job {
     }
 
     /// A `Produce` request carrying one batch of `count` records for
-    /// `partition`.
-    fn request(&self, partition: u32, count: u64) -> anyhow::Result<ProduceRequest> {
-        let mut builder = BatchBuilder::with_capacity(count as usize * (self.value.len() + 16));
-        for _ in 0..count {
+    /// `partition`, the first being the producer's `first`-th.
+    fn request(&self, partition: u32, first: u64, count: u64) -> anyhow::Result<ProduceRequest> {
+        let size = self.values.first().map_or(0, Bytes::len);
+        let mut builder = BatchBuilder::with_capacity(count as usize * (size + 16));
+        for i in first..first + count {
             builder.push(&NewRecord {
                 key: None,
-                value: &self.value,
+                value: &self.values[i as usize % self.values.len()],
                 headers: &[],
                 timestamp: 0,
             })?;
         }
+        let batch = compress(&builder.finish(), self.compression)?;
         Ok(ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(30_000)
@@ -186,7 +204,7 @@ impl Job {
                     .with_partition_data(vec![
                         PartitionProduceData::default()
                             .with_index(partition as i32)
-                            .with_records(Some(Bytes::from(builder.finish()))),
+                            .with_records(Some(Bytes::from(batch))),
                     ]),
             ]))
     }
@@ -283,9 +301,11 @@ async fn fetch_share(
             let batches = partition.records.as_deref().unwrap_or_default();
             for batch in split_batches(batches) {
                 let batch = batch?;
-                // Every record is read, as a consumer hands each one out.
+                // Every record is read (decompressed first when it was
+                // compressed), as a consumer hands each one out.
+                let plain = decompress(batch.as_bytes())?;
                 let mut count = 0;
-                for record in batch.records() {
+                for record in BatchView::parse(&plain)?.records() {
                     record?;
                     count += 1;
                 }

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use anyhow::Context as _;
 use clap::Args;
-use quiver_client::{Admin, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use quiver_client::{Admin, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 
 use super::ClientArgs;
@@ -48,6 +48,9 @@ pub(crate) struct ProduceArgs {
     /// The timestamp of every record (ms since the epoch); default: now.
     #[arg(long, value_name = "MS")]
     timestamp: Option<i64>,
+    /// Compress each batch: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: Compression,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -56,7 +59,13 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let client = args.client.connect().await?;
     let result = produce(
         &args,
-        Producer::new(client.clone(), ProducerConfig::default()),
+        Producer::new(
+            client.clone(),
+            ProducerConfig {
+                compression: args.compression,
+                ..ProducerConfig::default()
+            },
+        ),
     )
     .await;
     let result = match result {

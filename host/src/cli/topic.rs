@@ -1,7 +1,9 @@
 //! `quiver topic create|list|describe|delete`.
 
 use clap::Subcommand;
-use quiver_client::{Admin, Change, TimestampType, TopicConfig};
+use quiver_client::{
+    Admin, AlterTopicRequest, Change, TimestampType, TopicCompression, TopicConfig,
+};
 
 /// A retention setting as shown: the topic's own number, or the broker
 /// default that applies when unset (`none`: no limit).
@@ -58,6 +60,11 @@ pub(crate) enum TopicCommand {
         /// on arrival (log-append-time).
         #[arg(long, value_enum, default_value = "create-time")]
         timestamp_type: TimestampArg,
+        /// How stored batches are compressed (Kafka's compression.type):
+        /// producer keeps each as sent; uncompressed, gzip, snappy, lz4 or
+        /// zstd recompresses the others on arrival.
+        #[arg(long, default_value = "producer")]
+        compression: TopicCompression,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -71,6 +78,10 @@ pub(crate) enum TopicCommand {
         /// New retention.bytes, or "none" to fall back to the broker default.
         #[arg(long, value_parser = parse_change)]
         retention_bytes: Option<Change<u64>>,
+        /// New compression.type: producer, uncompressed, gzip, snappy, lz4
+        /// or zstd (batches already stored stay as they are).
+        #[arg(long)]
+        compression: Option<TopicCompression>,
         /// New partition count (partitions can be added, not removed).
         #[arg(long)]
         partitions: Option<u32>,
@@ -130,6 +141,7 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
             retention_ms,
             retention_bytes,
             timestamp_type,
+            compression,
             ..
         } => {
             let config = TopicConfig {
@@ -139,6 +151,7 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
                     TimestampArg::CreateTime => TimestampType::CreateTime,
                     TimestampArg::LogAppendTime => TimestampType::LogAppendTime,
                 },
+                compression,
             };
             admin.create_topic(&name, partitions, config).await?;
             println!("created topic {name} with {partitions} partitions");
@@ -147,23 +160,26 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
             name,
             retention_ms,
             retention_bytes,
+            compression,
             partitions,
             ..
         } => {
             let topic = admin
-                .alter_topic(
-                    &name,
-                    retention_ms.unwrap_or_default(),
-                    retention_bytes.unwrap_or_default(),
+                .alter_topic(AlterTopicRequest {
+                    name: name.clone(),
+                    retention_ms: retention_ms.unwrap_or_default(),
+                    retention_bytes: retention_bytes.unwrap_or_default(),
+                    compression,
                     partitions,
-                )
+                })
                 .await?;
             let defaults = topic.default_retention;
             println!(
-                "altered topic {name}: partitions={} retention.ms={} retention.bytes={}",
+                "altered topic {name}: partitions={} retention.ms={} retention.bytes={} compression.type={}",
                 topic.partitions.len(),
                 show(topic.config.retention_ms, defaults.retention_ms),
-                show(topic.config.retention_bytes, defaults.retention_bytes)
+                show(topic.config.retention_bytes, defaults.retention_bytes),
+                topic.config.compression
             );
         }
         TopicCommand::List { .. } => {
@@ -175,7 +191,7 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
             let topic = admin.describe_topic(&name).await?;
             let defaults = topic.default_retention;
             println!(
-                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={}",
+                "topic {}\tpartitions={}\tretention.ms={}\tretention.bytes={}\ttimestamp.type={}\tcompression.type={}",
                 topic.name,
                 topic.partitions.len(),
                 show(topic.config.retention_ms, defaults.retention_ms),
@@ -183,7 +199,8 @@ async fn execute(command: TopicCommand, admin: Admin) -> anyhow::Result<()> {
                 match topic.config.timestamp_type {
                     TimestampType::CreateTime => "create-time",
                     TimestampType::LogAppendTime => "log-append-time",
-                }
+                },
+                topic.config.compression
             );
             println!(
                 "partition\tlog_start_offset\thigh_watermark\tsize_bytes\tfirst_timestamp\tlast_timestamp"

@@ -5,12 +5,15 @@
 //! | `retention.ms` | `retention_ms` | -1 (Kafka's "forever") and deleting it fall back to the broker default |
 //! | `retention.bytes` | `retention_bytes` | as above |
 //! | `message.timestamp.type` | `timestamp_type` | `CreateTime` or `LogAppendTime`; set when the topic is created |
+//! | `compression.type` | `compression` | `producer` (default), `uncompressed`, `gzip`, `snappy`, `lz4`, `zstd` |
 //! | `cleanup.policy` | | always `delete` (read-only; Quiver does not compact) |
 //!
 //! Any other name is `INVALID_CONFIG`, so a client learns at once that a
 //! setting it relies on is not kept.
 
-use quiver_proto::api::{AlterTopicRequest, Change, RetentionDefaults, TimestampType, TopicConfig};
+use quiver_proto::api::{
+    AlterTopicRequest, Change, RetentionDefaults, TimestampType, TopicCompression, TopicConfig,
+};
 use quiver_proto::{ErrorCode, WireError};
 
 use super::Context;
@@ -28,6 +31,7 @@ const RETENTION_MS: &str = "retention.ms";
 const RETENTION_BYTES: &str = "retention.bytes";
 const TIMESTAMP_TYPE: &str = "message.timestamp.type";
 const CLEANUP_POLICY: &str = "cleanup.policy";
+const COMPRESSION_TYPE: &str = "compression.type";
 
 /// One config as Kafka describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +80,12 @@ pub(super) fn describe(config: &TopicConfig, defaults: RetentionDefaults) -> Vec
             read_only: false,
         },
         ConfigEntry {
+            name: COMPRESSION_TYPE,
+            value: config.compression.name().to_owned(),
+            topic_set: config.compression != TopicCompression::default(),
+            read_only: false,
+        },
+        ConfigEntry {
             name: CLEANUP_POLICY,
             value: "delete".to_owned(),
             topic_set: false,
@@ -107,6 +117,9 @@ pub(super) fn set(
             };
         }
         TIMESTAMP_TYPE => return Err(format!("{name} is set when a topic is created")),
+        COMPRESSION_TYPE => {
+            config.compression = value.map_or(Ok(TopicCompression::default()), str::parse)?;
+        }
         CLEANUP_POLICY if matches!(value, None | Some("delete")) => {}
         CLEANUP_POLICY => return Err(format!("{name} is always delete (Quiver does not compact)")),
         other => return Err(format!("{other} is not a topic config this broker keeps")),
@@ -148,6 +161,7 @@ pub(super) async fn apply(
         name: topic.to_owned(),
         retention_ms: change(target.retention_ms),
         retention_bytes: change(target.retention_bytes),
+        compression: Some(target.compression),
         partitions: None,
     };
     alter_topic::handle(&context.service, request)
@@ -204,6 +218,20 @@ mod tests {
         assert!(described[0].topic_set);
         assert_eq!(described[1].value, "-1");
         assert_eq!(described[2].value, "LogAppendTime");
+        assert_eq!(described[3].value, "producer");
+        assert!(!described[3].topic_set);
+        set(&mut config, "compression.type", Some("zstd"), false).expect("set");
+        assert_eq!(
+            describe(&config, RetentionDefaults::default())[3].value,
+            "zstd"
+        );
+        set(&mut config, "compression.type", Some("uncompressed"), false).expect("set");
+        assert_eq!(
+            config.compression,
+            TopicCompression::Codec(quiver_proto::batch::Compression::None)
+        );
+        set(&mut config, "compression.type", None, false).expect("back to the default");
+        assert_eq!(config.compression, TopicCompression::Producer);
         set(&mut config, "retention.ms", Some("-1"), false).expect("back to the default");
         assert_eq!(config.retention_ms, None);
     }
@@ -224,6 +252,7 @@ mod tests {
             .is_err()
         );
         assert!(set(&mut config, "cleanup.policy", Some("compact"), true).is_err());
+        assert!(set(&mut config, "compression.type", Some("brotli"), false).is_err());
         assert!(set(&mut config, "cleanup.policy", Some("delete"), true).is_ok());
     }
 }

@@ -1,4 +1,4 @@
-//! `AlterTopic`: change retention settings, or add partitions.
+//! `AlterTopic`: change retention or compression settings, or add partitions.
 
 use quiver_proto::WireError;
 use quiver_proto::api::{AlterTopicRequest, TopicConfig, TopicDescription};
@@ -14,7 +14,11 @@ pub(crate) async fn handle(
     if let Some(partitions) = request.partitions {
         check_partition_count(partitions)?;
     }
-    let (retention_ms, retention_bytes) = (request.retention_ms, request.retention_bytes);
+    let (retention_ms, retention_bytes, compression) = (
+        request.retention_ms,
+        request.retention_bytes,
+        request.compression,
+    );
     let topic = service
         .storage
         .alter_topic(
@@ -22,6 +26,7 @@ pub(crate) async fn handle(
             move |current| TopicConfig {
                 retention_ms: retention_ms.apply(current.retention_ms),
                 retention_bytes: retention_bytes.apply(current.retention_bytes),
+                compression: compression.unwrap_or(current.compression),
                 ..current
             },
             request.partitions,

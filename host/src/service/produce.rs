@@ -1,16 +1,24 @@
 //! Produce: validate each batch, hand it to the group-commit writer, and
 //! answer once the commit holding it is durable.
 //!
-//! Batches are validated in full (CRC, counts, record framing) but never
-//! re-encoded: the writer only rewrites the base offset, outside the CRC.
-//! On a `LogAppendTime` topic the broker also stamps the batch header's
-//! timestamp type and max timestamp and recomputes the CRC, as Kafka does.
+//! Batches are validated in full (CRC, counts, record framing, compressed
+//! records decompressed to check them) and stored as sent: the writer only
+//! rewrites the base offset, outside the CRC. As in Kafka, two topic
+//! settings change a batch on arrival: on a `LogAppendTime` topic the
+//! broker stamps the header's timestamp type and max timestamp, and a topic
+//! whose `compression.type` names a codec gets batches sent with another
+//! codec recompressed (one whose records do not compress to within the
+//! batch limit is kept as sent).
+
+use std::borrow::Cow;
 
 use bytes::BytesMut;
 use futures_util::future::join_all;
 
-use quiver_proto::api::{ProduceResult, TimestampType};
-use quiver_proto::batch::{BatchError, BatchSummary, set_log_append_time, validate};
+use quiver_proto::api::{ProduceResult, TimestampType, TopicCompression};
+use quiver_proto::batch::{
+    BatchError, BatchSummary, Compression, recompress, set_log_append_time, validate,
+};
 use quiver_proto::limits::MAX_BATCH_BYTES;
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
@@ -49,6 +57,11 @@ pub(crate) async fn handle(
                 )
             })
             .and_then(|p| Ok((p.clone(), check_batch(&batch)?)));
+        if let (Ok((_, summary)), TopicCompression::Codec(codec)) =
+            (&checked, topic.config.compression)
+        {
+            recompress_into(&mut batch, summary, codec);
+        }
         if let (Ok(_), Some(now)) = (&checked, log_append_time) {
             set_log_append_time(&mut batch, now);
         }
@@ -90,6 +103,17 @@ pub(crate) async fn handle(
     Ok(join_all(results).await)
 }
 
+/// Recompresses a validated batch with `codec` when it was sent with
+/// another one.
+fn recompress_into(batch: &mut BytesMut, summary: &BatchSummary, codec: Compression) {
+    if summary.compression == codec {
+        return;
+    }
+    if let Ok(Cow::Owned(stored)) = recompress(batch, codec) {
+        *batch = BytesMut::from(&stored[..]);
+    }
+}
+
 /// An idempotent producer's batch as storage checks it: its sequence range
 /// (sequences wrap from `i32::MAX` to 0, as in Kafka).
 fn producer_batch(summary: &BatchSummary, now_ms: i64) -> Option<ProducerBatch> {
@@ -119,6 +143,10 @@ fn check_batch(batch: &[u8]) -> Result<BatchSummary, WireError> {
         Err(e @ BatchError::UnsupportedCompression(_)) => Err(WireError::new(
             ErrorCode::UnsupportedCompression,
             e.to_string(),
+        )),
+        Err(e @ BatchError::DecompressedTooLarge { .. }) => Err(WireError::new(
+            ErrorCode::BatchTooLarge,
+            format!("{e}; send smaller batches"),
         )),
         Err(e) => Err(WireError::new(
             ErrorCode::CorruptBatch,

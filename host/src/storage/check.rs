@@ -120,7 +120,7 @@ fn check_data(db: &Database, report: &mut CheckReport) -> Result<(), StorageErro
     for entry in topics.iter()? {
         let (name, value) = entry?;
         let name = name.value();
-        let record: TopicRecord = match postcard::from_bytes(value.value()) {
+        let record = match TopicRecord::decode(value.value()) {
             Ok(record) => record,
             Err(e) => {
                 report

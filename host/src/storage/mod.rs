@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::BytesMut;
 use quiver_proto::api::TopicConfig;
-use quiver_proto::batch::BatchView;
+use quiver_proto::batch::{BatchView, decompress};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use database::OpenDatabase;
@@ -363,6 +363,8 @@ impl Storage {
             if view.max_timestamp() < timestamp {
                 continue;
             }
+            let plain = decompress(view.as_bytes()).map_err(|e| corrupt_batch(partition, &e))?;
+            let view = BatchView::parse(&plain).map_err(|e| corrupt_batch(partition, &e))?;
             for record in view.records() {
                 let record = record.map_err(|e| corrupt_batch(partition, &e))?;
                 let offset = view.base_offset() + u64::from(record.offset_delta.max(0) as u32);
@@ -569,8 +571,8 @@ fn load_topics(db: &Database) -> Result<HashMap<String, Arc<Topic>>, StorageErro
     for entry in topics.iter()? {
         let (name, value) = entry?;
         let name = name.value().to_owned();
-        let record: TopicRecord =
-            postcard::from_bytes(value.value()).map_err(|e| StorageError::CorruptMetadata {
+        let record =
+            TopicRecord::decode(value.value()).map_err(|e| StorageError::CorruptMetadata {
                 what: format!("topic {name:?}"),
                 reason: e.to_string(),
             })?;

@@ -24,8 +24,8 @@
 //! Topic ids are never reused, so a deleted topic's rows can never be
 //! mistaken for a newer topic of the same name.
 
-use quiver_proto::api::TopicConfig;
 use quiver_proto::api::transforms::OnError;
+use quiver_proto::api::{TimestampType, TopicCompression, TopicConfig};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +109,37 @@ pub(crate) struct TopicRecord {
     pub(crate) config: TopicConfig,
 }
 
+impl TopicRecord {
+    /// Decodes a stored topic, including one written before topics had a
+    /// `compression.type` (postcard has no field names, so that older layout
+    /// is tried when the current one runs out of bytes; such a topic keeps
+    /// what producers send, Kafka's default).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        /// The layout of format version 1 before `compression` was added.
+        #[derive(Deserialize)]
+        struct Before {
+            id: u64,
+            partitions: u32,
+            retention_ms: Option<u64>,
+            retention_bytes: Option<u64>,
+            timestamp_type: TimestampType,
+        }
+        postcard::from_bytes(bytes).or_else(|e| {
+            let before: Before = postcard::from_bytes(bytes).map_err(|_| e)?;
+            Ok(Self {
+                id: before.id,
+                partitions: before.partitions,
+                config: TopicConfig {
+                    retention_ms: before.retention_ms,
+                    retention_bytes: before.retention_bytes,
+                    timestamp_type: before.timestamp_type,
+                    compression: TopicCompression::Producer,
+                },
+            })
+        })
+    }
+}
+
 /// A module as stored in `MODULES`; its bytes are in `MODULE_CODE` under
 /// `(name, version)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,4 +182,35 @@ pub struct TransformRecord {
     pub paused: bool,
     /// Stopped by a failure, with the error.
     pub failed: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_proto::batch::Compression;
+
+    use super::*;
+
+    #[test]
+    fn a_topic_stored_before_compression_type_existed_still_decodes() {
+        // The bytes an earlier build stored: id, partitions, retention.ms,
+        // retention.bytes, timestamp type, and nothing after.
+        let before = postcard::to_stdvec(&(7u64, 3u32, Some(60_000u64), None::<u64>, 1u32))
+            .expect("encodes");
+        let record = TopicRecord::decode(&before).expect("decodes");
+        assert_eq!((record.id, record.partitions), (7, 3));
+        assert_eq!(record.config.retention_ms, Some(60_000));
+        assert_eq!(record.config.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(record.config.compression, TopicCompression::Producer);
+
+        let now = TopicRecord {
+            config: TopicConfig {
+                compression: TopicCompression::Codec(Compression::Lz4),
+                ..record.config
+            },
+            ..record
+        };
+        let stored = postcard::to_stdvec(&now).expect("encodes");
+        assert_eq!(TopicRecord::decode(&stored), Ok(now));
+        assert!(TopicRecord::decode(&stored[..3]).is_err());
+    }
 }

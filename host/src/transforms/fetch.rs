@@ -19,7 +19,7 @@ use quiver_proto::batch::{BatchBuilder, NewRecord, set_base_offset};
 use quiver_proto::limits::MAX_FETCH_BYTES;
 
 use super::TransformError;
-use super::records::{decode_input, output_headers};
+use super::records::{decode_input, output_headers, plain_input};
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
 use crate::wasm::{Busy, CallError, GuestInstance, Logbook, Sandbox, SandboxLimits, WasmEngine};
@@ -117,7 +117,8 @@ impl FetchModules {
         batches: &[u8],
         from: u64,
     ) -> Result<Filtered, TransformError> {
-        let decoded = decode_input(topic, partition, batches, from, usize::MAX).map_err(|e| {
+        let plain = plain_input(batches);
+        let decoded = decode_input(topic, partition, &plain, from, usize::MAX).map_err(|e| {
             StorageError::CorruptMetadata {
                 what: format!("batch in {topic}/{partition}"),
                 reason: e.to_string(),

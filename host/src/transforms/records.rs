@@ -2,11 +2,15 @@
 //! contract's input records, and a call's output records encoded into
 //! batches for their output partitions.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use quiver_proto::batch::{BatchBuilder, BatchError, Header, NewRecord, split_batches};
+use quiver_proto::api::TopicCompression;
+use quiver_proto::batch::{
+    BatchBuilder, BatchError, Compression, Header, NewRecord, compress, decompress, split_batches,
+};
 use quiver_proto::partitioner::partition_for_key;
 
 use crate::storage::{NewBatch, Storage, Topic};
@@ -17,6 +21,9 @@ pub const MAX_RECORDS_PER_CALL: usize = 16_384;
 /// Most input batch bytes read for one `process` call (at least one batch
 /// is read, however large).
 pub const MAX_INPUT_BYTES_PER_CALL: usize = 4 * 1024 * 1024;
+/// Most bytes the compressed batches of one read may decompress to: the
+/// batches past it are left for the next read (at least one is taken).
+pub const MAX_PLAIN_INPUT_BYTES_PER_CALL: usize = 32 * 1024 * 1024;
 /// The header that carries the error on a dead-lettered record.
 pub const ERROR_HEADER: &str = "quiver-error";
 /// The header that names a dead-lettered record's origin
@@ -102,8 +109,49 @@ pub struct DamagedBatch {
     pub reason: BatchError,
 }
 
+/// `bytes` (stored batches back to back) with each compressed batch
+/// replaced by its decompressed form, so that [`decode_input`] can read its
+/// records and guests receive plain batches; borrowed when none is
+/// compressed. Reading stops early, keeping the batches taken so far, once
+/// [`MAX_PLAIN_INPUT_BYTES_PER_CALL`] would be passed. A batch that cannot
+/// be read (damaged, or records that do not decompress) is kept as stored
+/// with everything after it, for [`decode_input`] to report.
+pub fn plain_input(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let mut plain: Option<Vec<u8>> = None;
+    let mut pos = 0;
+    for view in split_batches(bytes) {
+        let Ok(view) = view else { break };
+        let stored = view.as_bytes();
+        let batch = match view.compression() {
+            Ok(Compression::None) => Cow::Borrowed(stored),
+            Ok(_) if view.verify_crc().is_ok() => match decompress(stored) {
+                Ok(batch) => batch,
+                Err(_) => break,
+            },
+            _ => break,
+        };
+        if plain.is_none() && matches!(batch, Cow::Owned(_)) {
+            plain = Some(bytes[..pos].to_vec());
+        }
+        if let Some(out) = &mut plain {
+            if pos > 0 && out.len() + batch.len() > MAX_PLAIN_INPUT_BYTES_PER_CALL {
+                return Cow::Owned(std::mem::take(out));
+            }
+            out.extend_from_slice(&batch);
+        }
+        pos += stored.len();
+    }
+    match plain {
+        None => Cow::Borrowed(bytes),
+        Some(mut out) => {
+            out.extend_from_slice(&bytes[pos..]);
+            Cow::Owned(out)
+        }
+    }
+}
+
 /// Decodes the records at or after `from` in `bytes` (whole batches back to
-/// back), at most `max` of them. Each batch's CRC-32C is checked first (a
+/// back, decompressed by [`plain_input`]), at most `max` of them. Each batch's CRC-32C is checked first (a
 /// bit flipped on disk must not reach a guest): reading stops before a
 /// damaged batch, so the records ahead of it are returned, and a call that
 /// starts at a damaged batch fails with [`DamagedBatch`].
@@ -130,6 +178,16 @@ pub fn decode_input<'a>(
     };
     for view in split_batches(bytes) {
         let view = match view.and_then(|view| view.verify_crc().map(|()| view)) {
+            Ok(view) if view.compression() != Ok(Compression::None) => {
+                // Left compressed by `plain_input` because it does not decompress.
+                let reason = decompress(view.as_bytes())
+                    .err()
+                    .unwrap_or(BatchError::UnsupportedCompression(0));
+                if out.rows.is_empty() {
+                    return Err(damaged(view.base_offset(), reason));
+                }
+                return Ok(out);
+            }
             Ok(view) => view,
             Err(e) if out.rows.is_empty() => return Err(damaged(out.next_offset, e)),
             Err(_) => return Ok(out),
@@ -223,7 +281,13 @@ pub fn encode_outputs(
     now_ms: i64,
 ) -> Result<Vec<NewBatch>, String> {
     let mut topics: HashMap<&str, Arc<Topic>> = HashMap::new();
-    let mut open: Vec<(Arc<crate::storage::Partition>, BatchBuilder)> = Vec::new();
+    // Per output partition: its handle, the batch being filled, and the
+    // output topic's compression.type.
+    let mut open: Vec<(
+        Arc<crate::storage::Partition>,
+        BatchBuilder,
+        TopicCompression,
+    )> = Vec::new();
     let mut index: HashMap<(u64, u32), usize> = HashMap::new();
     let mut sealed: Vec<NewBatch> = Vec::new();
     for record in outputs {
@@ -253,14 +317,15 @@ pub fn encode_outputs(
             timestamp: record.timestamp.unwrap_or(now_ms),
         };
         let slot = *index.entry((topic.id, partition)).or_insert_with(|| {
-            open.push((Arc::clone(handle), BatchBuilder::default()));
+            let compression = topic.config.compression;
+            open.push((Arc::clone(handle), BatchBuilder::default(), compression));
             open.len() - 1
         });
-        let builder = &mut open[slot].1;
+        let (_, builder, compression) = &mut open[slot];
         if builder.push(&new).is_err() {
             // The batch is full: seal it and start the next one.
             let full = std::mem::take(builder);
-            sealed.push(seal(Arc::clone(handle), full));
+            sealed.push(seal(Arc::clone(handle), full, *compression));
             builder
                 .push(&new)
                 .map_err(|e| format!("output record does not fit a batch: {e}"))?;
@@ -268,8 +333,8 @@ pub fn encode_outputs(
     }
     sealed.extend(
         open.into_iter()
-            .filter(|(_, builder)| !builder.is_empty())
-            .map(|(partition, builder)| seal(partition, builder)),
+            .filter(|(_, builder, _)| !builder.is_empty())
+            .map(|(partition, builder, compression)| seal(partition, builder, compression)),
     );
     Ok(sealed)
 }
@@ -314,12 +379,23 @@ pub fn dead_letters(records: &[InputRecord<'_>], error: &str) -> Vec<OutputRecor
         .collect()
 }
 
-fn seal(partition: Arc<crate::storage::Partition>, builder: BatchBuilder) -> NewBatch {
+/// Finishes a batch, compressed as its topic's `compression.type` says (a
+/// batch that does not compress to within the batch limit stays plain, as
+/// a produced one would).
+fn seal(
+    partition: Arc<crate::storage::Partition>,
+    builder: BatchBuilder,
+    compression: TopicCompression,
+) -> NewBatch {
     let records = builder.record_count();
     let max_timestamp = builder.max_timestamp();
+    let mut batch = builder.finish();
+    if let TopicCompression::Codec(codec) = compression {
+        batch = compress(&batch, codec).unwrap_or(batch);
+    }
     NewBatch {
         partition,
-        batch: BytesMut::from(Bytes::from(builder.finish())),
+        batch: BytesMut::from(Bytes::from(batch)),
         records,
         max_timestamp,
     }
@@ -354,6 +430,46 @@ mod tests {
             .iter()
             .map(|r| String::from_utf8_lossy(r.value).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn compressed_batches_reach_the_guest_decompressed() {
+        let mut bytes = batch(0, &["a", "b"]);
+        bytes.extend(compress(&batch(2, &["c"]), Compression::Gzip).expect("gzip"));
+        bytes.extend(compress(&batch(3, &["d", "e"]), Compression::Zstd).expect("zstd"));
+        let plain = plain_input(&bytes);
+        assert!(matches!(plain, Cow::Owned(_)));
+        let read = decode_input("t", 0, &plain, 1, usize::MAX).expect("intact");
+        assert_eq!(values(&read), ["b", "c", "d", "e"]);
+        assert_eq!(read.next_offset, 5);
+        // The guest gets the plain batches.
+        for view in split_batches(read.batches_for(0..4).concat().as_slice()) {
+            assert_eq!(view.expect("a batch").compression(), Ok(Compression::None));
+        }
+        // Nothing compressed: nothing copied.
+        let plain_only = batch(0, &["a"]);
+        assert!(matches!(plain_input(&plain_only), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_compressed_batch_that_does_not_decompress_is_reported() {
+        let good = batch(0, &["a"]);
+        // gzip's codec on records that are not gzip, the CRC made right.
+        let mut bad = batch(1, &["b"]);
+        bad[22] |= 1;
+        let crc = crc32c::crc32c(&bad[21..]);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut bytes = good.clone();
+        bytes.extend(&bad);
+        let plain = plain_input(&bytes);
+        let read = decode_input("t", 0, &plain, 0, usize::MAX).expect("the first batch");
+        assert_eq!(values(&read), ["a"]);
+        let plain = plain_input(&bad);
+        let damaged = decode_input("t", 0, &plain, 1, usize::MAX).unwrap_err();
+        assert!(
+            matches!(damaged.reason, BatchError::Decompress { codec: 1, .. }),
+            "{damaged}"
+        );
     }
 
     #[test]

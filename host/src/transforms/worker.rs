@@ -383,14 +383,14 @@ impl Worker {
             }
         };
         let max = records::MAX_RECORDS_PER_CALL;
-        let batch =
-            match records::decode_input(partition.topic(), index, &read.batches, position, max) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    self.stop_partition(index, &e.to_string());
-                    return Ok(false);
-                }
-            };
+        let plain = records::plain_input(&read.batches);
+        let batch = match records::decode_input(partition.topic(), index, &plain, position, max) {
+            Ok(batch) => batch,
+            Err(e) => {
+                self.stop_partition(index, &e.to_string());
+                return Ok(false);
+            }
+        };
         let records = batch.records();
         if records.is_empty() {
             // Nothing readable below the high watermark: move past it.

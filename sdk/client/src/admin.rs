@@ -1,7 +1,7 @@
 //! Topic administration.
 
 use quiver_proto::api::{
-    AlterTopicRequest, Change, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
+    AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResult, ListTopicsRequest, TopicConfig,
     TopicDescription, TopicSummary,
 };
@@ -67,20 +67,12 @@ impl Admin {
         Ok(self.client.request(&request, Vec::new()).await?.0)
     }
 
-    /// Changes a topic's retention settings and/or raises its partition count.
+    /// Changes a topic's settings and/or raises its partition count; what
+    /// `request` leaves at its default stays as it is.
     pub async fn alter_topic(
         &self,
-        name: &str,
-        retention_ms: Change<u64>,
-        retention_bytes: Change<u64>,
-        partitions: Option<u32>,
+        request: AlterTopicRequest,
     ) -> Result<TopicDescription, ClientError> {
-        let request = AlterTopicRequest {
-            name: name.into(),
-            retention_ms,
-            retention_bytes,
-            partitions,
-        };
         Ok(self.client.request(&request, Vec::new()).await?.0)
     }
 

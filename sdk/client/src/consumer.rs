@@ -1,6 +1,7 @@
 //! The consumer: assigned partitions, a position per partition, and
 //! long-polling fetches over all of them at once.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use bytes::Bytes;
 use quiver_proto::api::{
     FetchModule, FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec,
 };
-use quiver_proto::batch::{Header, split_batches};
+use quiver_proto::batch::{BatchView, Header, decompress, split_batches};
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 
 use crate::admin::Admin;
@@ -509,6 +510,13 @@ fn decode_into(
         let view = view.map_err(corrupt)?;
         // The broker checked the CRC before storing; check it again here.
         view.verify_crc().map_err(corrupt)?;
+        // Records borrow from the fetched bytes, or from the decompressed
+        // batch when it was compressed.
+        let bytes = match decompress(view.as_bytes()).map_err(corrupt)? {
+            Cow::Borrowed(batch) => bytes.slice_ref(batch),
+            Cow::Owned(plain) => Bytes::from(plain),
+        };
+        let view = BatchView::parse(&bytes).map_err(corrupt)?;
         for record in view.records() {
             let record = record.map_err(corrupt)?;
             let offset = view.base_offset() + u64::from(record.offset_delta.max(0) as u32);

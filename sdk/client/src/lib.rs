@@ -57,9 +57,10 @@ pub use quiver_proto::api::transforms::{
     TransformAction, TransformPartition, TransformStatus,
 };
 pub use quiver_proto::api::{
-    Change, FetchModule, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionDescription,
-    TimestampType, TopicConfig, TopicDescription, TopicSummary,
+    AlterTopicRequest, Change, FetchModule, ListOffsetsPartition, ListOffsetsResult, OffsetSpec,
+    PartitionDescription, TimestampType, TopicCompression, TopicConfig, TopicDescription,
+    TopicSummary,
 };
-pub use quiver_proto::batch::Header;
+pub use quiver_proto::batch::{Compression, Header};
 pub use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 pub use reconnect::{DEFAULT_RECONNECT_TIMEOUT, RECONNECT_BACKOFF_INITIAL, RECONNECT_BACKOFF_MAX};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quiver_proto::api::{ProduceBatch, ProduceRequest};
-use quiver_proto::batch::{BatchBuilder, Header, NewRecord};
+use quiver_proto::batch::{BatchBuilder, Compression, Header, NewRecord, compress};
 use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
     MAX_RECORDS_PER_BATCH,
@@ -51,6 +51,11 @@ pub struct ProducerConfig {
     /// Larger buffers absorb bursts; smaller ones bound the time a record
     /// waits before it is sent.
     pub buffer_bytes: usize,
+    /// How each batch's records are compressed before sending (Kafka's
+    /// `compression.type` of a producer); none by default. Compression
+    /// runs on the request task, after a batch is sealed; a batch that
+    /// would not fit the broker's batch limit compressed is sent as it is.
+    pub compression: Compression,
     /// Told about every produce request once it is answered (for metrics
     /// and benchmarks).
     pub observer: Option<RequestObserver>,
@@ -87,6 +92,7 @@ impl Default for ProducerConfig {
             batch_max_bytes: 1024 * 1024,
             linger: Duration::from_millis(5),
             buffer_bytes: 64 * 1024 * 1024,
+            compression: Compression::None,
             observer: None,
         }
     }
@@ -614,8 +620,16 @@ async fn send_request(
     shared: Arc<Shared>,
     topic: u32,
     name: TopicName,
-    batches: Vec<(u32, SealedBatch)>,
+    mut batches: Vec<(u32, SealedBatch)>,
 ) {
+    let codec = shared.config.compression;
+    if codec != Compression::None {
+        for (_, batch) in &mut batches {
+            if let Ok(compressed) = compress(&batch.bytes, codec) {
+                batch.bytes = Bytes::from(compressed);
+            }
+        }
+    }
     let request = ProduceRequest {
         topic: name.to_string(),
         batches: batches

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::WireError;
+use crate::batch::Compression;
 use crate::frame::{FrameError, FrameHeader, HEADER_BYTES};
 
 /// What a request asks for. The number is the frame's `kind` field.
@@ -212,6 +213,51 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
     /// Whose clock gives record timestamps (Kafka's `message.timestamp.type`).
     pub timestamp_type: TimestampType,
+    /// How stored batches are compressed (Kafka's `compression.type`).
+    pub compression: TopicCompression,
+}
+
+/// How a topic's stored batches are compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TopicCompression {
+    /// As each producer sent them (Kafka's `producer`).
+    #[default]
+    Producer,
+    /// With this codec: batches sent otherwise are recompressed on arrival,
+    /// as Kafka does (`uncompressed` is [`Compression::None`]).
+    Codec(Compression),
+}
+
+impl TopicCompression {
+    /// Kafka's value for the setting: `producer`, `uncompressed` or a codec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Producer => "producer",
+            Self::Codec(Compression::None) => "uncompressed",
+            Self::Codec(codec) => codec.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for TopicCompression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TopicCompression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "producer" {
+            return Ok(Self::Producer);
+        }
+        s.parse().map(Self::Codec).map_err(|_| {
+            format!(
+                "compression.type is producer, uncompressed, gzip, snappy, lz4 or zstd, not {s:?}"
+            )
+        })
+    }
 }
 
 /// Whose clock gives record timestamps.
@@ -452,7 +498,8 @@ impl Request for DescribeTopicRequest {
 }
 
 /// Change a topic: settings, and partitions (which can only be added).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What is left at its default stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlterTopicRequest {
     /// The topic.
     pub name: String,
@@ -460,6 +507,8 @@ pub struct AlterTopicRequest {
     pub retention_ms: Change<u64>,
     /// New `retention.bytes`.
     pub retention_bytes: Change<u64>,
+    /// New `compression.type`.
+    pub compression: Option<TopicCompression>,
     /// New partition count, at least the current one.
     pub partitions: Option<u32>,
 }
@@ -621,6 +670,7 @@ mod tests {
                 retention_ms: Some(60_000),
                 retention_bytes: None,
                 timestamp_type: TimestampType::LogAppendTime,
+                compression: TopicCompression::Codec(Compression::Zstd),
             },
         });
         round_trip(&DeleteTopicRequest {
@@ -633,6 +683,7 @@ mod tests {
             name: "t".into(),
             retention_ms: Change::Set(1),
             retention_bytes: Change::Clear,
+            compression: Some(TopicCompression::Producer),
             partitions: Some(8),
         });
         round_trip(&ListOffsetsRequest {

@@ -44,12 +44,20 @@
 //! A batch of 1,000 records of 100 bytes without keys is at most
 //! 61 + 1,000 x 110 bytes: 1.10 bytes on the wire per payload byte.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::limits::{MAX_BATCH_BYTES, MAX_HEADERS_PER_RECORD, MAX_RECORDS_PER_BATCH};
 use crate::varint::{
     VarintError, read_varint, read_varlong, varint_len, varlong_len, write_varint, write_varlong,
 };
+
+mod compression;
+
+pub use compression::{Compression, UnknownCompression};
+#[cfg(feature = "compression")]
+pub use compression::{compress, decompress, recompress};
 
 /// Bytes before the first record.
 pub const HEADER_BYTES: usize = 61;
@@ -115,9 +123,33 @@ pub enum BatchError {
         /// The CRC of the bytes.
         actual: u32,
     },
-    /// A compression codec other than none.
-    #[error("compression codec {0} is not supported; send uncompressed batches")]
+    /// A codec number that is not one of Kafka's (5-7), or a compressed
+    /// batch where this build reads none (without the `compression` feature).
+    #[error("compression codec {0} is not supported")]
     UnsupportedCompression(u8),
+    /// The records section does not decompress with the batch's codec.
+    #[error("records do not decompress as {}: {reason}", codec_name(*codec))]
+    Decompress {
+        /// The codec's number.
+        codec: u8,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The records would decompress past the limit (a compression bomb, or
+    /// a batch far larger than any client builds).
+    #[error("records decompress to more than {max} bytes")]
+    DecompressedTooLarge {
+        /// [`crate::limits::MAX_DECOMPRESSED_BATCH_BYTES`].
+        max: u32,
+    },
+    /// An encoder failed while compressing (not expected: it writes to memory).
+    #[error("compressing as {}: {reason}", codec_name(*codec))]
+    Compress {
+        /// The codec's number.
+        codec: u8,
+        /// What the encoder said.
+        reason: String,
+    },
     /// Transactional or control batches, which producers may not send yet.
     #[error("transactional and control batches are not supported (attributes {0:#06x})")]
     UnsupportedAttributes(i16),
@@ -210,6 +242,8 @@ pub struct BatchSummary {
     pub max_timestamp: i64,
     /// The idempotent producer that wrote it, if any.
     pub producer: Option<ProducerFields>,
+    /// How its records are compressed.
+    pub compression: Compression,
 }
 
 /// An idempotent producer's fields of a batch header.
@@ -224,7 +258,10 @@ pub struct ProducerFields {
 }
 
 /// Checks a producer's batch completely: length, magic, attributes, CRC,
-/// counts, offset deltas, each record's framing and the max timestamp.
+/// counts, offset deltas, each record's framing and the max timestamp. A
+/// compressed batch is decompressed (within
+/// [`crate::limits::MAX_DECOMPRESSED_BATCH_BYTES`]) to check its records, as
+/// Kafka does; without the `compression` feature it is refused.
 ///
 /// `batch` must hold exactly one batch.
 pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
@@ -236,15 +273,14 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
     }
     let view = BatchView::parse(batch)?;
     let attributes = view.attributes();
-    let codec = (attributes & COMPRESSION_MASK) as u8;
-    if codec != 0 {
-        return Err(BatchError::UnsupportedCompression(codec));
-    }
+    let compression = view.compression()?;
     // Producers send CreateTime; only the broker marks LogAppendTime.
     if attributes & (TRANSACTIONAL_BIT | CONTROL_BIT | LOG_APPEND_TIME_BIT) != 0 {
         return Err(BatchError::UnsupportedAttributes(attributes));
     }
     view.verify_crc()?;
+    let plain = plain_batch(batch, compression)?;
+    let plain_view = BatchView::parse(&plain)?;
     let count = view.record_count_raw();
     if count < 1 || count as u32 > MAX_RECORDS_PER_BATCH {
         return Err(BatchError::RecordCount(count));
@@ -255,12 +291,12 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
             records: count,
         });
     }
-    let mut records = view.records();
+    let mut records = plain_view.records();
     let mut max_timestamp = i64::MIN;
     for index in 0..count as u32 {
         let record = records.next().ok_or(BatchError::Truncated {
-            need: batch.len() + 1,
-            have: batch.len(),
+            need: plain.len() + 1,
+            have: plain.len(),
         })??;
         if record.offset_delta != index as i32 {
             return Err(BatchError::OffsetDelta {
@@ -270,8 +306,8 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
         }
         max_timestamp = max_timestamp.max(record.timestamp);
     }
-    if records.pos != batch.len() {
-        return Err(BatchError::TrailingBytes(batch.len() - records.pos));
+    if records.pos != plain.len() {
+        return Err(BatchError::TrailingBytes(plain.len() - records.pos));
     }
     if max_timestamp != view.max_timestamp() {
         return Err(BatchError::MaxTimestamp {
@@ -303,7 +339,19 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
         base_timestamp: view.base_timestamp(),
         max_timestamp,
         producer,
+        compression,
     })
+}
+
+/// The batch with its records readable: itself when uncompressed.
+fn plain_batch(batch: &[u8], compression: Compression) -> Result<Cow<'_, [u8]>, BatchError> {
+    match compression {
+        Compression::None => Ok(Cow::Borrowed(batch)),
+        #[cfg(feature = "compression")]
+        _ => decompress(batch),
+        #[cfg(not(feature = "compression"))]
+        codec => Err(BatchError::UnsupportedCompression(codec.id())),
+    }
 }
 
 /// Writes the base offset into a batch's first 8 bytes. The CRC does not
@@ -385,6 +433,12 @@ impl<'a> BatchView<'a> {
     /// The attributes field.
     pub fn attributes(&self) -> i16 {
         be_i16(self.bytes, ATTRIBUTES_AT)
+    }
+
+    /// How the records are compressed; their bytes read as records only
+    /// when this is [`Compression::None`] (see `decompress`).
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        compression::codec_of(self.bytes)
     }
 
     /// The last offset delta field.
@@ -835,6 +889,12 @@ fn write_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
             out.extend_from_slice(bytes);
         }
     }
+}
+
+fn codec_name(id: u8) -> &'static str {
+    Compression::ALL
+        .get(usize::from(id))
+        .map_or("an unknown codec", |codec| codec.name())
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {

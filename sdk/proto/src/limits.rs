@@ -13,6 +13,10 @@ pub const MAX_HEAD_BYTES: u32 = 1024 * 1024;
 /// plays this role; ours is larger so that 1,000 records of 1 KiB fit).
 pub const MAX_BATCH_BYTES: u32 = 8 * 1024 * 1024;
 
+/// Most bytes a compressed batch's records may decompress to (checked as
+/// they decompress, so a compression bomb costs at most this much memory).
+pub const MAX_DECOMPRESSED_BATCH_BYTES: u32 = 32 * 1024 * 1024;
+
 /// Most records in one batch.
 pub const MAX_RECORDS_PER_BATCH: u32 = 100_000;
 

@@ -233,7 +233,7 @@ fn describe_shows_sizes_times_and_the_full_configuration() {
         lines.next(),
         Some(
             "topic t\tpartitions=2\tretention.ms=60000\tretention.bytes=none (broker default)\
-             \ttimestamp.type=create-time"
+             \ttimestamp.type=create-time\tcompression.type=producer"
         )
     );
     assert_eq!(

@@ -37,7 +37,7 @@ use quiver_proto::api::{
     DescribeTopicRequest, FetchPartition, FetchRequest, ListTopicsRequest, ListTopicsResponse,
     ProduceBatch, ProduceRequest, ProduceResult, decode_head, encode_request,
 };
-use quiver_proto::batch::{BatchBuilder, NewRecord};
+use quiver_proto::batch::{BatchBuilder, Compression, NewRecord, compress};
 use quiver_proto::frame::{FrameHeader, HEADER_BYTES};
 use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_PARTITIONS_PER_TOPIC, MAX_TOPIC_NAME_BYTES,
@@ -612,8 +612,12 @@ async fn batch_above_the_batch_limit_is_refused_with_its_size() {
     assert_serving(&broker, &client, "batch too large").await;
 }
 
+/// Compressed batches are accepted (see `produce_consume`), but one whose
+/// records do not decompress with its codec is corrupt, a codec number
+/// that names no codec is unsupported, and a compression bomb is too large
+/// once decompression passes its limit; the good batch beside them is kept.
 #[tokio::test]
-async fn compressed_batches_are_refused_for_every_codec() {
+async fn batches_that_do_not_decompress_are_refused() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
     broker.create_topic("z", 1).await;
@@ -628,15 +632,24 @@ async fn compressed_batches_are_refused_for_every_codec() {
         reseal(&mut bad);
         batches.push((0, bad));
     }
+    // 40 MiB of zeros as one batch's records, compressed to about 1 KiB.
+    let mut huge = good.clone();
+    huge.truncate(61);
+    huge.resize(61 + 40 * 1024 * 1024, 0);
+    let length = (huge.len() - 12) as i32;
+    huge[8..12].copy_from_slice(&length.to_be_bytes());
+    batches.push((0, compress(&huge, Compression::Zstd).expect("compress")));
     let results = produce_raw(&client, "z", batches).await;
     assert_eq!(results[0].outcome, Ok(0));
-    for (codec, result) in (1..).zip(&results[1..]) {
-        assert_eq!(
-            refused(result).code,
-            ErrorCode::UnsupportedCompression,
-            "codec {codec}"
-        );
+    for (codec, result) in (1..).zip(&results[1..8]) {
+        let expected = if codec <= 4 {
+            ErrorCode::CorruptBatch
+        } else {
+            ErrorCode::UnsupportedCompression
+        };
+        assert_eq!(refused(result).code, expected, "codec {codec}");
     }
+    assert_eq!(refused(&results[8]).code, ErrorCode::BatchTooLarge);
     let records = read_from(&client, "z", 0, 0, 1).await;
     assert_eq!(records[0].value, "plain");
     let description = Admin::new(client.clone())
@@ -644,7 +657,7 @@ async fn compressed_batches_are_refused_for_every_codec() {
         .await
         .unwrap();
     assert_eq!(description.partitions[0].high_watermark, 1);
-    assert_serving(&broker, &client, "unsupported compression").await;
+    assert_serving(&broker, &client, "batches that do not decompress").await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1495,12 +1495,11 @@ async fn several_topics_and_a_topic_that_gains_partitions() {
     broker
         .admin()
         .await
-        .alter_topic(
-            "views",
-            quiver_client::Change::Keep,
-            quiver_client::Change::Keep,
-            Some(4),
-        )
+        .alter_topic(quiver_client::AlterTopicRequest {
+            name: "views".into(),
+            partitions: Some(4),
+            ..quiver_client::AlterTopicRequest::default()
+        })
         .await
         .expect("add partitions");
     let mut rounds = 0;

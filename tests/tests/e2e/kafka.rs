@@ -277,31 +277,23 @@ fn bad_input_on_the_kafka_port_is_refused_and_harms_no_one() {
         &["topic", "create", "events", "--partitions", "1"],
         None,
     );
-    let mut builder = BatchBuilder::default();
-    builder
-        .push(&NewRecord {
-            key: None,
-            value: b"value",
-            headers: &[],
-            timestamp: 1_700_000_000_000,
-        })
-        .expect("push");
-    let mut batch = builder.finish();
+    let mut batch = one_record_batch();
     let last = batch.len() - 1;
     batch[last] ^= 0xff;
-    let produce = ProduceRequest::default()
-        .with_acks(-1)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic("events"))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch.into())),
-                ]),
-        ]);
-    let answer = KafkaWire::connect(addr).call(&produce, 9);
-    assert_eq!(answer.responses[0].partition_responses[0].error_code, 2);
+    assert_eq!(produce_to_first_partition(addr, "events", batch), 2);
+
+    // A compression bomb: a 1 KiB zstd batch whose records would take
+    // 40 MiB. MESSAGE_TOO_LARGE once decompression passes its limit,
+    // nothing stored.
+    let mut fake = one_record_batch();
+    fake.truncate(61);
+    fake.resize(61 + 40 * 1024 * 1024, 0);
+    let length = (fake.len() - 12) as i32;
+    fake[8..12].copy_from_slice(&length.to_be_bytes());
+    let bomb = quiver_proto::batch::compress(&fake, quiver_proto::batch::Compression::Zstd)
+        .expect("compress");
+    assert!(bomb.len() < 4096, "{} bytes", bomb.len());
+    assert_eq!(produce_to_first_partition(addr, "events", bomb), 10);
 
     // Other clients were never affected.
     let mut wire = KafkaWire::connect(addr);
@@ -314,6 +306,38 @@ fn bad_input_on_the_kafka_port_is_refused_and_harms_no_one() {
     )
     .ok();
     assert_eq!(empty, "");
+}
+
+/// Produces `batch` to partition 0 of `name` with acks=-1 on a new
+/// connection; the partition's error code.
+fn produce_to_first_partition(addr: SocketAddr, name: &str, batch: Vec<u8>) -> i16 {
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic(name))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch.into())),
+                ]),
+        ]);
+    let answer = KafkaWire::connect(addr).call(&produce, 9);
+    answer.responses[0].partition_responses[0].error_code
+}
+
+/// A batch of one record, as the Quiver SDK builds it.
+fn one_record_batch() -> Vec<u8> {
+    let mut builder = BatchBuilder::default();
+    builder
+        .push(&NewRecord {
+            key: None,
+            value: b"value",
+            headers: &[],
+            timestamp: 1_700_000_000_000,
+        })
+        .expect("push");
+    builder.finish()
 }
 
 /// Topic admin and committed offsets through Kafka's admin and group

@@ -1,26 +1,28 @@
 //! Produce and consume through the SDK against a real broker: per-partition
 //! order, per-key stickiness, explicit and round-robin partitioning, headers
-//! and timestamps, and data surviving a restart with offsets continuing.
+//! and timestamps, compressed batches with every codec, and data surviving
+//! a restart with offsets continuing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use quiver_client::partitioner::partition_for_key;
 use quiver_client::{
-    Consumer, ConsumerConfig, ConsumerRecord, Offset, Producer, ProducerConfig, ProducerRecord,
-    TopicPartition,
+    Admin, Client, Compression, Consumer, ConsumerConfig, ConsumerRecord, Offset, Producer,
+    ProducerConfig, ProducerRecord, TopicCompression, TopicConfig, TopicPartition,
 };
-use quiver_tests::TestBroker;
+use quiver_tests::kafka::stored_codecs;
+use quiver_tests::{BrokerProcess, TestBroker};
 
 const POLL: Duration = Duration::from_millis(200);
 
 /// Reads every partition of `topic` from the start up to `expected` records.
-async fn consume_all(broker: &TestBroker, topic: &str, expected: usize) -> Vec<ConsumerRecord> {
+async fn consume_all(client: Client, topic: &str, expected: usize) -> Vec<ConsumerRecord> {
     let config = ConsumerConfig {
         start: Offset::Earliest,
         ..ConsumerConfig::default()
     };
-    let mut consumer = Consumer::new(broker.client().await, config);
+    let mut consumer = Consumer::new(client, config);
     consumer.assign_topic(topic).await.expect("assign");
     let mut records = Vec::new();
     while records.len() < expected {
@@ -60,7 +62,7 @@ async fn keyed_records_keep_order_per_partition_and_key() {
         acked.push(ack.await.unwrap());
     }
 
-    let records = consume_all(&broker, "click", 2_000).await;
+    let records = consume_all(broker.client().await, "click", 2_000).await;
     assert_eq!(records.len(), 2_000);
     let mut by_partition: BTreeMap<u32, Vec<&ConsumerRecord>> = BTreeMap::new();
     for record in &records {
@@ -133,7 +135,7 @@ async fn explicit_round_robin_headers_and_timestamps() {
         "keyless records go round-robin"
     );
 
-    let records = consume_all(&broker, "t", 7).await;
+    let records = consume_all(broker.client().await, "t", 7).await;
     let pinned = records.iter().find(|r| &r.value[..] == b"pinned").unwrap();
     assert_eq!(pinned.partition, 2);
     assert_eq!(pinned.timestamp, 1_700_000_000_123);
@@ -208,7 +210,7 @@ async fn restart_keeps_records_and_continues_offsets() {
         .await
         .unwrap();
     assert_eq!(next.offset, 50, "offsets continue after the restart");
-    let records = consume_all(&broker, "r", 101).await;
+    let records = consume_all(broker.client().await, "r", 101).await;
     assert_eq!(records.len(), 101);
     let description = broker.admin().await.describe_topic("r").await.unwrap();
     let watermarks: Vec<u64> = description
@@ -271,16 +273,16 @@ async fn deleted_topic_is_gone_and_name_reusable() {
         .await
         .unwrap();
     assert_eq!(ack.offset, 0);
-    let records = consume_all(&broker, "d", 1).await;
+    let records = consume_all(broker.client().await, "d", 1).await;
     assert_eq!(&records[0].value[..], b"new");
 }
 
 #[tokio::test]
 async fn log_append_time_topics_take_the_broker_clock() {
     let broker = TestBroker::start().await;
-    let config = quiver_client::TopicConfig {
+    let config = TopicConfig {
         timestamp_type: quiver_client::TimestampType::LogAppendTime,
-        ..quiver_client::TopicConfig::default()
+        ..TopicConfig::default()
     };
     broker
         .admin()
@@ -297,7 +299,7 @@ async fn log_append_time_topics_take_the_broker_clock() {
         .send(ProducerRecord::new("lat", "old clock").timestamp(1_000))
         .await
         .unwrap();
-    let records = consume_all(&broker, "lat", 1).await;
+    let records = consume_all(broker.client().await, "lat", 1).await;
     assert!(
         records[0].timestamp >= before,
         "{} < {before}",
@@ -378,4 +380,80 @@ async fn reading_ahead_neither_skips_nor_repeats() {
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].partition, late[0].offset), (1, 1_000));
     assert!(consumer.poll(POLL).await.unwrap().is_empty());
+}
+
+/// The SDK's producer compresses with every codec and its consumer reads
+/// each record back (keys, values, headers, order); a topic left to the
+/// producer stores each batch as sent, and one with `compression.type=lz4`
+/// stores lz4 whatever arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_batches_round_trip_and_a_topic_can_recompress_them() {
+    const PER_CODEC: usize = 200;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let process = {
+        let dir = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
+            .await
+            .expect("spawn")
+    };
+    let kafka = process.kafka_addr().expect("a Kafka listener");
+    let client = process.client().await;
+    let admin = Admin::new(client.clone());
+    let lz4 = TopicConfig {
+        compression: TopicCompression::Codec(Compression::Lz4),
+        ..TopicConfig::default()
+    };
+    admin
+        .create_topic("as-sent", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    admin.create_topic("lz4", 1, lz4).await.expect("create");
+    let mut sent = Vec::new();
+    for codec in Compression::ALL {
+        let config = ProducerConfig {
+            compression: codec,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config);
+        for i in 0..PER_CODEC {
+            let value = format!(r#"{{"codec":"{codec}","page":"/p{}","n":{i}}}"#, i % 7);
+            for topic in ["as-sent", "lz4"] {
+                let mut record = ProducerRecord::new(topic, value.clone())
+                    .header("codec", codec.name())
+                    .partition(0);
+                if !i.is_multiple_of(3) {
+                    record = record.key(format!("user-{}", i % 11));
+                }
+                drop(producer.enqueue(record).await.expect("enqueue"));
+            }
+            sent.push(value);
+        }
+        producer.flush().await.expect("flush");
+    }
+    for topic in ["as-sent", "lz4"] {
+        let read = consume_all(client.clone(), topic, sent.len()).await;
+        let values: Vec<String> = read
+            .iter()
+            .map(|r| String::from_utf8(r.value.to_vec()).expect("UTF-8"))
+            .collect();
+        assert_eq!(values, sent, "{topic}");
+        for (i, record) in read.iter().enumerate() {
+            let n = i % PER_CODEC;
+            let key = (!n.is_multiple_of(3)).then(|| format!("user-{}", n % 11));
+            assert_eq!(record.key.as_deref(), key.as_deref().map(str::as_bytes));
+            assert_eq!(record.headers.len(), 1);
+        }
+    }
+    let codecs = tokio::task::spawn_blocking(move || {
+        (
+            stored_codecs(kafka, "as-sent", 1),
+            stored_codecs(kafka, "lz4", 1),
+        )
+    })
+    .await
+    .expect("fetch");
+    assert_eq!(codecs.0, Compression::ALL.into_iter().collect());
+    assert_eq!(codecs.1, [Compression::Lz4].into_iter().collect());
+    let described = admin.describe_topic("lz4").await.expect("describe");
+    assert_eq!(described.config.compression, lz4.compression);
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quiver_client::{
-    Change, Consumer, ConsumerConfig, ErrorCode, ErrorDetail, Offset, Producer, ProducerConfig,
-    ProducerRecord, TopicConfig, TopicPartition,
+    AlterTopicRequest, Change, Consumer, ConsumerConfig, ErrorCode, ErrorDetail, Offset, Producer,
+    ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
 };
 use quiver_host::clock::ManualClock;
 use quiver_tests::TestBroker;
@@ -122,7 +122,11 @@ async fn altered_size_retention_keeps_the_newest_records() {
     assert_eq!(description.partitions[0].high_watermark, 10);
     // Each single-record batch here is 70 bytes; keep at least 3 of them.
     let altered = admin
-        .alter_topic("sized", Change::Keep, Change::Set(3 * 70), None)
+        .alter_topic(AlterTopicRequest {
+            name: "sized".into(),
+            retention_bytes: Change::Set(3 * 70),
+            ..AlterTopicRequest::default()
+        })
         .await
         .unwrap();
     assert_eq!(altered.config.retention_bytes, Some(210));
@@ -142,7 +146,12 @@ async fn altered_size_retention_keeps_the_newest_records() {
 
     // Clearing the limit stops further deletion.
     admin
-        .alter_topic("sized", Change::Keep, Change::Clear, Some(2))
+        .alter_topic(AlterTopicRequest {
+            name: "sized".into(),
+            retention_bytes: Change::Clear,
+            partitions: Some(2),
+            ..AlterTopicRequest::default()
+        })
         .await
         .unwrap();
     produce_at(&broker, "sized", &[NOW_MS; 5]).await;

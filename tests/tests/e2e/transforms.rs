@@ -23,6 +23,8 @@
 //!   (every output record exactly once) and a paused one stays paused;
 //! - a new version of a module runs only once a transform is upgraded to
 //!   it, across a restart too;
+//! - events a Kafka client compressed with each codec are counted exactly,
+//!   and an output topic's `compression.type` compresses what it stores;
 //! - refused deploys (taken name, parameters `init` refuses, output = input)
 //!   change nothing, and a shutdown stops every transform.
 //!
@@ -39,13 +41,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use quiver_client::partitioner::partition_for_key;
 use quiver_client::{
-    Admin, Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, Header,
-    Offset, Producer, ProducerConfig, ProducerRecord, RecordMetadata, TopicConfig, TopicPartition,
+    Admin, AlterTopicRequest, Client, ClientError, Compression, Consumer, ConsumerConfig,
+    ConsumerRecord, ErrorCode, Header, Offset, Producer, ProducerConfig, ProducerRecord,
+    RecordMetadata, TopicCompression, TopicConfig, TopicPartition,
 };
 use quiver_proto::api::transforms::{
     DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, TransformAction,
     TransformPartition, TransformStatus,
 };
+use quiver_tests::kafka::{kcat_read, python, stored_codecs};
 use quiver_tests::transforms::{WAIT, all_logs, deploy_request, failure, upload, wait_for_status};
 use quiver_tests::{BrokerProcess, TestBroker, guest_component};
 
@@ -638,6 +642,92 @@ async fn click_aggregate_survives_sigkill() {
     let output = read_topic(&client, "page-counts-out").await;
     assert_eq!(summed_partials(&output), truth);
     assert_only_sentinels_open(&admin, "page-counts", 4).await;
+}
+
+/// Each codec from a real Kafka client: confluent-kafka (librdkafka) writes
+/// the seed's events with its producer compressing as gzip, snappy, lz4 and
+/// zstd in turn; the broker stores those batches as sent; kcat and the
+/// Quiver SDK read every event back; click-aggregate's counts equal the
+/// truth; and its output topic, set to `compression.type=zstd`, holds only
+/// zstd batches, which the SDK reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_aggregate_counts_events_compressed_with_every_codec() {
+    const PER_CODEC: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let process = spawn_process(dir.path()).await;
+    let kafka = process.kafka_addr().expect("a Kafka listener");
+    let client = process.client().await;
+    let admin = Admin::new(client.clone());
+    admin
+        .create_topic("click", 4, TopicConfig::default())
+        .await
+        .unwrap();
+    upload(&admin, "click-aggregate", "click_aggregate").await;
+    admin
+        .deploy_transform(aggregate_request("page-counts"))
+        .await
+        .unwrap();
+    let zstd = TopicCompression::Codec(Compression::Zstd);
+    let altered = admin
+        .alter_topic(AlterTopicRequest {
+            name: "page-counts-out".into(),
+            compression: Some(zstd),
+            ..AlterTopicRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(altered.config.compression, zstd);
+
+    let mut sent = Vec::new();
+    for (i, codec) in ["gzip", "snappy", "lz4", "zstd"].into_iter().enumerate() {
+        let (first, count) = ((i * PER_CODEC).to_string(), PER_CODEC.to_string());
+        let printed = tokio::task::spawn_blocking(move || {
+            python(
+                "produce_compressed.py",
+                kafka,
+                &["click", codec, &first, &count],
+            )
+            .ok()
+        })
+        .await
+        .unwrap();
+        sent.extend(printed.lines().map(str::to_owned));
+    }
+    assert_eq!(sent.len(), 4 * PER_CODEC);
+    sent.sort_unstable();
+    let codecs = tokio::task::spawn_blocking(move || stored_codecs(kafka, "click", 4))
+        .await
+        .unwrap();
+    let all: BTreeSet<Compression> = Compression::ALL[1..].iter().copied().collect();
+    assert_eq!(
+        codecs, all,
+        "the batches are stored as the client compressed them"
+    );
+
+    let by_kcat = tokio::task::spawn_blocking(move || kcat_read(kafka, "click", "%s\n"))
+        .await
+        .unwrap();
+    let mut by_kcat: Vec<&str> = by_kcat.lines().collect();
+    by_kcat.sort_unstable();
+    assert_eq!(by_kcat, sent);
+    let mut by_sdk: Vec<String> = read_topic(&client, "click")
+        .await
+        .values()
+        .flatten()
+        .map(|r| String::from_utf8(r.value.to_vec()).expect("UTF-8"))
+        .collect();
+    by_sdk.sort_unstable();
+    assert_eq!(by_sdk, sent);
+
+    produce(&client, sentinels("click", 4)).await;
+    let status = wait_until_caught_up(&admin, "page-counts").await;
+    assert_eq!(status.records_in, 4 * PER_CODEC as u64 + 4, "{status:#?}");
+    let output = read_topic(&client, "page-counts-out").await;
+    assert_eq!(summed_partials(&output), window_counts(&sent));
+    let codecs = tokio::task::spawn_blocking(move || stored_codecs(kafka, "page-counts-out", 4))
+        .await
+        .unwrap();
+    assert_eq!(codecs, BTreeSet::from([Compression::Zstd]));
 }
 
 // ---------------------------------------------------------------------------

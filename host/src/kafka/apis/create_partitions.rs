@@ -4,7 +4,7 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
-use quiver_proto::api::{AlterTopicRequest, Change};
+use quiver_proto::api::AlterTopicRequest;
 use quiver_proto::{ErrorCode, WireError};
 
 use super::error_code;
@@ -63,9 +63,8 @@ async fn grow(
     }
     let request = AlterTopicRequest {
         name: name.to_owned(),
-        retention_ms: Change::Keep,
-        retention_bytes: Change::Keep,
         partitions: Some(count),
+        ..AlterTopicRequest::default()
     };
     alter_topic::handle(&context.service, request)
         .await

@@ -95,9 +95,9 @@ fn checks_past_the_crc() {
     let batch = sample_batch(3);
 
     let mut bad = batch.clone();
-    bad[ATTRIBUTES_AT + 1] = 0x02; // snappy
+    bad[ATTRIBUTES_AT + 1] = 0x05; // not a codec
     reseal(&mut bad);
-    assert_eq!(validate(&bad), Err(BatchError::UnsupportedCompression(2)));
+    assert_eq!(validate(&bad), Err(BatchError::UnsupportedCompression(5)));
 
     let mut bad = batch.clone();
     bad[ATTRIBUTES_AT + 1] = 0x20; // control batch
