@@ -8,7 +8,9 @@
 # client library's per-record cost) followed by `quiver bench kafka-consume`
 # of what it wrote (one consumer, full fetches), and `quiver bench produce`
 # (QUIC), 5 M records of 100 B, 4 producers, 4 partitions, batches of
-# 1,000.
+# 1,000. Last, `quiver bench kafka-produce --compression C` for each codec
+# in CODECS (default: none gzip snappy lz4 zstd), 2 M records each on a
+# fresh broker: records/s, CPU, and the bytes stored per record.
 #
 #   cargo build --release && bench/kafka.sh
 set -euo pipefail
@@ -79,5 +81,15 @@ for bench in kafka-produce produce; do
         QUIVER_CA="$work/b/quiver-data/tls/cert.pem" "$QUIVER" bench kafka-consume \
             --kafka 127.0.0.1:19094 --records 5000000 --broker-pid "$pid" | grep -v "^read"
     fi
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+done
+
+for codec in ${CODECS:-none gzip snappy lz4 zstd}; do
+    fresh
+    echo "kafka-produce --compression $codec:"
+    QUIVER_CA="$work/b/quiver-data/tls/cert.pem" \
+        "$QUIVER" bench kafka-produce --kafka 127.0.0.1:19094 --records 2000000 \
+        --producers 4 --partitions 4 --batch-size 1000 --compression "$codec" \
+        --broker-pid "$pid" | grep -v "^wrote"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done

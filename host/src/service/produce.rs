@@ -17,9 +17,9 @@ use futures_util::future::join_all;
 
 use quiver_proto::api::{ProduceResult, TimestampType, TopicCompression};
 use quiver_proto::batch::{
-    BatchError, BatchSummary, Compression, recompress, set_log_append_time, validate,
+    BatchError, BatchSummary, BatchView, Compression, recompress, set_log_append_time, validate,
 };
-use quiver_proto::limits::MAX_BATCH_BYTES;
+use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_DECOMPRESSED_REQUEST_BYTES};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
 use super::check_entries;
@@ -43,6 +43,8 @@ pub(crate) async fn handle(
     // batches of one partition are appended in the order sent; only then
     // are the commits awaited, together.
     let mut queued = Vec::with_capacity(batches.len());
+    // Decompressed bytes of this request's compressed batches so far.
+    let mut decompressed = 0u64;
     for (partition, mut batch) in batches {
         let bytes = batch.len() as u64;
         let checked = topic
@@ -56,7 +58,7 @@ pub(crate) async fn handle(
                     ),
                 )
             })
-            .and_then(|p| Ok((p.clone(), check_batch(&batch)?)));
+            .and_then(|p| Ok((p.clone(), check_batch(&batch, &mut decompressed)?)));
         if let (Ok((_, summary)), TopicCompression::Codec(codec)) =
             (&checked, topic.config.compression)
         {
@@ -128,10 +130,27 @@ fn producer_batch(summary: &BatchSummary, now_ms: i64) -> Option<ProducerBatch> 
     })
 }
 
-/// Validates one batch.
-fn check_batch(batch: &[u8]) -> Result<BatchSummary, WireError> {
+/// Validates one batch, counting what a compressed one decompresses to in
+/// `decompressed`; compressed batches past the request's budget are refused.
+fn check_batch(batch: &[u8], decompressed: &mut u64) -> Result<BatchSummary, WireError> {
+    let compressed = BatchView::parse(batch)
+        .and_then(|view| view.compression())
+        .is_ok_and(|codec| codec != Compression::None);
+    if compressed && *decompressed >= MAX_DECOMPRESSED_REQUEST_BYTES {
+        return Err(WireError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "a produce request's compressed batches may decompress to {MAX_DECOMPRESSED_REQUEST_BYTES} bytes in all; send fewer per request"
+            ),
+        ));
+    }
     match validate(batch) {
-        Ok(summary) => Ok(summary),
+        Ok(summary) => {
+            if compressed {
+                *decompressed += summary.records_bytes as u64;
+            }
+            Ok(summary)
+        }
         Err(e @ BatchError::TooLarge { size, .. }) => Err(WireError::new(
             ErrorCode::BatchTooLarge,
             e.to_string(),

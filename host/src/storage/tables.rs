@@ -125,7 +125,14 @@ impl TopicRecord {
             timestamp_type: TimestampType,
         }
         postcard::from_bytes(bytes).or_else(|e| {
-            let before: Before = postcard::from_bytes(bytes).map_err(|_| e)?;
+            // Only bytes that end early under the current layout and fill
+            // the older one exactly are taken as the older layout.
+            if e != postcard::Error::DeserializeUnexpectedEnd {
+                return Err(e);
+            }
+            let Ok((before, [])) = postcard::take_from_bytes::<Before>(bytes) else {
+                return Err(e);
+            };
             Ok(Self {
                 id: before.id,
                 partitions: before.partitions,
@@ -212,5 +219,9 @@ mod tests {
         let stored = postcard::to_stdvec(&now).expect("encodes");
         assert_eq!(TopicRecord::decode(&stored), Ok(now));
         assert!(TopicRecord::decode(&stored[..3]).is_err());
+        // A damaged setting is an error, not the older layout.
+        let mut damaged = stored.clone();
+        *damaged.last_mut().expect("bytes") = 9;
+        assert!(TopicRecord::decode(&damaged).is_err());
     }
 }

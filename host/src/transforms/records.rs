@@ -21,9 +21,6 @@ pub const MAX_RECORDS_PER_CALL: usize = 16_384;
 /// Most input batch bytes read for one `process` call (at least one batch
 /// is read, however large).
 pub const MAX_INPUT_BYTES_PER_CALL: usize = 4 * 1024 * 1024;
-/// Most bytes the compressed batches of one read may decompress to: the
-/// batches past it are left for the next read (at least one is taken).
-pub const MAX_PLAIN_INPUT_BYTES_PER_CALL: usize = 32 * 1024 * 1024;
 /// The header that carries the error on a dead-lettered record.
 pub const ERROR_HEADER: &str = "quiver-error";
 /// The header that names a dead-lettered record's origin
@@ -113,7 +110,8 @@ pub struct DamagedBatch {
 /// replaced by its decompressed form, so that [`decode_input`] can read its
 /// records and guests receive plain batches; borrowed when none is
 /// compressed. Reading stops early, keeping the batches taken so far, once
-/// [`MAX_PLAIN_INPUT_BYTES_PER_CALL`] would be passed. A batch that cannot
+/// the decompressed batches would pass [`MAX_INPUT_BYTES_PER_CALL`] (at
+/// least one is taken; the rest is read again by the next call). A batch that cannot
 /// be read (damaged, or records that do not decompress) is kept as stored
 /// with everything after it, for [`decode_input`] to report.
 pub fn plain_input(bytes: &[u8]) -> Cow<'_, [u8]> {
@@ -134,7 +132,7 @@ pub fn plain_input(bytes: &[u8]) -> Cow<'_, [u8]> {
             plain = Some(bytes[..pos].to_vec());
         }
         if let Some(out) = &mut plain {
-            if pos > 0 && out.len() + batch.len() > MAX_PLAIN_INPUT_BYTES_PER_CALL {
+            if pos > 0 && out.len() + batch.len() > MAX_INPUT_BYTES_PER_CALL {
                 return Cow::Owned(std::mem::take(out));
             }
             out.extend_from_slice(&batch);

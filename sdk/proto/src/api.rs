@@ -74,6 +74,26 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// The version of this kind's heads that this crate speaks: raised
+    /// whenever their layout changes, so that a peer of another build gets
+    /// `UnsupportedVersion` rather than a head it misreads.
+    pub const fn version(self) -> u16 {
+        match self {
+            // Version 2 of the topic kinds: topic configs carry
+            // `compression.type`. Of DeployTransform and ListTransforms: each
+            // partition of a transform's status carries its own error. Of
+            // TransformLogs: paged (`since_ms`, `tail`, `more`).
+            Self::CreateTopic
+            | Self::ListTopics
+            | Self::DescribeTopic
+            | Self::AlterTopic
+            | Self::DeployTransform
+            | Self::ListTransforms
+            | Self::TransformLogs => 2,
+            _ => 1,
+        }
+    }
+
     /// Every kind, in number order.
     pub const ALL: [RequestKind; 25] = [
         Self::Produce,
@@ -141,7 +161,7 @@ pub trait Request: Serialize + DeserializeOwned {
     /// The frame's kind.
     const KIND: RequestKind;
     /// The version this crate encodes and the broker accepts.
-    const VERSION: u16 = 1;
+    const VERSION: u16 = Self::KIND.version();
     /// The response head type.
     type Response: Serialize + DeserializeOwned;
 }

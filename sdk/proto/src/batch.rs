@@ -244,6 +244,9 @@ pub struct BatchSummary {
     pub producer: Option<ProducerFields>,
     /// How its records are compressed.
     pub compression: Compression,
+    /// Bytes of its records once decompressed (as they are when
+    /// uncompressed).
+    pub records_bytes: usize,
 }
 
 /// An idempotent producer's fields of a batch header.
@@ -279,8 +282,6 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
         return Err(BatchError::UnsupportedAttributes(attributes));
     }
     view.verify_crc()?;
-    let plain = plain_batch(batch, compression)?;
-    let plain_view = BatchView::parse(&plain)?;
     let count = view.record_count_raw();
     if count < 1 || count as u32 > MAX_RECORDS_PER_BATCH {
         return Err(BatchError::RecordCount(count));
@@ -291,6 +292,9 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
             records: count,
         });
     }
+    // The header's checks come first: decompressing costs far more.
+    let plain = plain_batch(batch, compression)?;
+    let plain_view = BatchView::parse(&plain)?;
     let mut records = plain_view.records();
     let mut max_timestamp = i64::MIN;
     for index in 0..count as u32 {
@@ -340,6 +344,7 @@ pub fn validate(batch: &[u8]) -> Result<BatchSummary, BatchError> {
         max_timestamp,
         producer,
         compression,
+        records_bytes: plain.len() - HEADER_BYTES,
     })
 }
 

@@ -17,6 +17,11 @@ pub const MAX_BATCH_BYTES: u32 = 8 * 1024 * 1024;
 /// they decompress, so a compression bomb costs at most this much memory).
 pub const MAX_DECOMPRESSED_BATCH_BYTES: u32 = 32 * 1024 * 1024;
 
+/// Most bytes the compressed batches of one produce request may decompress
+/// to in all; the compressed batches after that are refused (each batch is
+/// checked by decompressing it, so this bounds a request's work).
+pub const MAX_DECOMPRESSED_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Most records in one batch.
 pub const MAX_RECORDS_PER_BATCH: u32 = 100_000;
 

@@ -35,7 +35,8 @@ use quiver_proto::api::groups::{
 use quiver_proto::api::transforms::{DeployTransformRequest, OnError, StartFrom, TransformAction};
 use quiver_proto::api::{
     DescribeTopicRequest, FetchPartition, FetchRequest, ListTopicsRequest, ListTopicsResponse,
-    ProduceBatch, ProduceRequest, ProduceResult, decode_head, encode_request,
+    ProduceBatch, ProduceRequest, ProduceResult, Request as _, RequestKind, decode_head,
+    encode_request,
 };
 use quiver_proto::batch::{BatchBuilder, Compression, NewRecord, compress};
 use quiver_proto::frame::{FrameHeader, HEADER_BYTES};
@@ -660,6 +661,38 @@ async fn batches_that_do_not_decompress_are_refused() {
     assert_serving(&broker, &client, "batches that do not decompress").await;
 }
 
+/// One produce request's compressed batches may decompress to
+/// `MAX_DECOMPRESSED_REQUEST_BYTES` in all: nine batches of one 7.5 MiB
+/// record each (a few KiB compressed) pass it with the ninth, the tenth is
+/// refused, and the next request starts afresh.
+#[tokio::test]
+async fn a_produce_request_s_decompression_is_bounded() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    broker.create_topic("z", 1).await;
+    let zeros = vec![0u8; 7 * 1024 * 1024 + 512 * 1024];
+    let mut builder = BatchBuilder::default();
+    builder
+        .push(&NewRecord {
+            key: None,
+            value: &zeros,
+            headers: &[],
+            timestamp: 1_700_000_000_000,
+        })
+        .expect("fits");
+    let batch = compress(&builder.finish(), Compression::Zstd).expect("compress");
+    assert!(batch.len() < 64 * 1024);
+    let results = produce_raw(&client, "z", vec![(0, batch.clone()); 10]).await;
+    for result in &results[..9] {
+        assert!(result.outcome.is_ok(), "{result:?}");
+    }
+    let refused_last = refused(&results[9]);
+    assert_eq!(refused_last.code, ErrorCode::BatchTooLarge);
+    assert!(refused_last.message.contains("in all"), "{refused_last:?}");
+    let again = produce_raw(&client, "z", vec![(0, batch)]).await;
+    assert_eq!(again[0].outcome, Ok(9));
+}
+
 // ---------------------------------------------------------------------------
 // Topic administration
 // ---------------------------------------------------------------------------
@@ -779,9 +812,10 @@ async fn raw_frames_get_version_request_kind_and_size_errors() {
     broker.create_topic("t", 1).await;
     let raw = RawConnection::connect(broker.addr(), broker.ca()).await;
 
-    // A known kind in a version the broker does not speak: 0 and 2 around
-    // the only version, 1, and the largest.
-    for version in [0u16, 2, u16::MAX] {
+    // A known kind in a version the broker does not speak: those around
+    // the one it speaks, 0, and the largest.
+    let served = DescribeTopicRequest::VERSION;
+    for version in [0u16, served - 1, served + 1, u16::MAX] {
         let mut bytes = encode_request(&DescribeTopicRequest { name: "t".into() }, 0).unwrap();
         bytes[6..8].copy_from_slice(&version.to_be_bytes());
         let error = error_reply(raw.send(&bytes).await);
@@ -793,17 +827,22 @@ async fn raw_frames_get_version_request_kind_and_size_errors() {
     }
 
     // A head that is not postcard for its kind: a varint that never ends.
-    let error = error_reply(raw.send(&frame(3, 1, &[0xFF; 11], &[])).await);
+    let create = RequestKind::CreateTopic;
+    let error = error_reply(
+        raw.send(&frame(create as u16, create.version(), &[0xFF; 11], &[]))
+            .await,
+    );
     assert_eq!(error.code, ErrorCode::InvalidRequest);
     // A valid head with a stray byte after it.
     let mut head = encode_request(&DescribeTopicRequest { name: "t".into() }, 0).unwrap();
     head.drain(..HEADER_BYTES);
     head.push(0);
-    let error = error_reply(raw.send(&frame(6, 1, &head, &[])).await);
+    let describe = RequestKind::DescribeTopic.version();
+    let error = error_reply(raw.send(&frame(6, describe, &head, &[])).await);
     assert_eq!(error.code, ErrorCode::InvalidRequest);
     // A body on a kind that takes none.
     head.pop();
-    let error = error_reply(raw.send(&frame(6, 1, &head, b"body")).await);
+    let error = error_reply(raw.send(&frame(6, describe, &head, b"body")).await);
     assert_eq!(error.code, ErrorCode::InvalidRequest);
 
     // Kinds the broker does not know, with a well-formed frame around them.

@@ -148,7 +148,7 @@ fn expected_code(bytes: &[u8]) -> Option<ErrorCode> {
     if kind != RequestKind::Produce && !body.is_empty() {
         return Some(ErrorCode::InvalidRequest);
     }
-    if header.version != 1 {
+    if header.version != kind.version() {
         return Some(ErrorCode::UnsupportedVersion);
     }
     // A varint that never ends is not the start of any head.
@@ -156,6 +156,11 @@ fn expected_code(bytes: &[u8]) -> Option<ErrorCode> {
         return Some(ErrorCode::InvalidRequest);
     }
     None
+}
+
+/// The version the broker speaks for request kind `kind`.
+fn served_version(kind: u16) -> u16 {
+    RequestKind::from_u16(kind).map_or(1, RequestKind::version)
 }
 
 /// Sends `bytes`, expects the error `code`, and checks the oracle agrees.
@@ -370,7 +375,7 @@ async fn heads_that_are_not_postcard_get_invalid_request() {
         } else {
             b""
         };
-        let bytes = frame(kind, 1, &[0xFF; 11], body);
+        let bytes = frame(kind, served_version(kind), &[0xFF; 11], body);
         let what = format!("kind {kind}");
         expect(&raw, &what, &bytes, ErrorCode::InvalidRequest).await;
     }
@@ -387,7 +392,10 @@ async fn heads_that_are_not_postcard_get_invalid_request() {
         ("an empty head for a struct", 3, Vec::new()),
     ];
     for (what, kind, head) in cases {
-        let error = error_of(&raw.send(&frame(kind, 1, &head, &[])).await);
+        let error = error_of(
+            &raw.send(&frame(kind, served_version(kind), &head, &[]))
+                .await,
+        );
         assert_eq!(error.code, ErrorCode::InvalidRequest, "{what}");
         witness.round(5).await;
     }

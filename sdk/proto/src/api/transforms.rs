@@ -82,8 +82,6 @@ pub struct DeployTransformRequest {
 
 impl Request for DeployTransformRequest {
     const KIND: RequestKind = RequestKind::DeployTransform;
-    /// 2: each partition of the status carries its own error.
-    const VERSION: u16 = 2;
     type Response = TransformStatus;
 }
 
@@ -96,8 +94,6 @@ pub struct ListTransformsRequest {
 
 impl Request for ListTransformsRequest {
     const KIND: RequestKind = RequestKind::ListTransforms;
-    /// 2: each partition of the status carries its own error.
-    const VERSION: u16 = 2;
     type Response = ListTransformsResponse;
 }
 
@@ -176,8 +172,6 @@ pub struct TransformLogsRequest {
 
 impl Request for TransformLogsRequest {
     const KIND: RequestKind = RequestKind::TransformLogs;
-    /// 2: paged (`since_ms`, `tail`, `more`).
-    const VERSION: u16 = 2;
     type Response = TransformLogsResponse;
 }
 

@@ -15,7 +15,9 @@
 //!
 //! Decompression is bounded by [`MAX_DECOMPRESSED_BATCH_BYTES`]: a batch
 //! whose records would decompress past it is refused with
-//! [`BatchError::DecompressedTooLarge`] before more than that is allocated.
+//! [`BatchError::DecompressedTooLarge`] as soon as they do (the buffer
+//! grows by doubling, so it holds at most about twice the limit; zstd
+//! windows are capped at the limit too).
 //!
 //! [`MAX_DECOMPRESSED_BATCH_BYTES`]: crate::limits::MAX_DECOMPRESSED_BATCH_BYTES
 
@@ -128,6 +130,8 @@ mod codecs {
     const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
     /// zstd's default level, which Kafka's clients use too.
     const ZSTD_LEVEL: i32 = 3;
+    /// The largest zstd window accepted: 2^25 bytes, the decompression limit.
+    const ZSTD_WINDOW_LOG_MAX: u32 = 25;
 
     /// The batch with its records decompressed: the header kept (producer
     /// fields, timestamps, base offset), the codec bits cleared, the length
@@ -139,20 +143,29 @@ mod codecs {
         let view = BatchView::parse(batch)?;
         let codec = codec_of(view.as_bytes())?;
         let records = &batch[HEADER_BYTES..];
-        let plain = match codec {
+        // Records are decompressed straight after a copy of the header.
+        let mut out = batch[..HEADER_BYTES].to_vec();
+        match codec {
             Compression::None => return Ok(Cow::Borrowed(batch)),
-            Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(records), codec)?,
-            Compression::Snappy => snappy_decompress(records)?,
-            Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(records), codec)?,
-            Compression::Zstd => {
-                let decoder = zstd::stream::read::Decoder::new(records)
-                    .map_err(|e| corrupt(codec, &e.to_string()))?;
-                read_bounded(decoder, codec)?
+            Compression::Gzip => {
+                read_bounded(flate2::read::MultiGzDecoder::new(records), codec, &mut out)?;
             }
-        };
-        let mut out = Vec::with_capacity(HEADER_BYTES + plain.len());
-        out.extend_from_slice(&batch[..HEADER_BYTES]);
-        out.extend_from_slice(&plain);
+            Compression::Snappy => snappy_decompress(records, &mut out)?,
+            Compression::Lz4 => {
+                read_bounded(lz4_flex::frame::FrameDecoder::new(records), codec, &mut out)?;
+            }
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::new(records)
+                    .map_err(|e| corrupt(codec, &e.to_string()))?;
+                // A frame may ask for a window of up to 2^27 bytes, which
+                // the decoder would allocate; no batch needs more than the
+                // limit.
+                decoder
+                    .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                    .map_err(|e| corrupt(codec, &e.to_string()))?;
+                read_bounded(decoder, codec, &mut out)?;
+            }
+        }
         let attributes = be_i16(&out, ATTRIBUTES_AT) & !COMPRESSION_MASK;
         out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
         reseal(&mut out);
@@ -225,32 +238,34 @@ mod codecs {
         batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     }
 
-    /// Reads a decoder to its end, refusing to go past the limit.
-    fn read_bounded(decoder: impl Read, codec: Compression) -> Result<Vec<u8>, BatchError> {
+    /// Appends a decoder's output to `out` (which holds the header), refusing
+    /// to go past the limit.
+    fn read_bounded(
+        decoder: impl Read,
+        codec: Compression,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BatchError> {
         let limit = u64::from(MAX_DECOMPRESSED_BATCH_BYTES);
-        let mut out = Vec::new();
-        decoder
+        let read = decoder
             .take(limit + 1)
-            .read_to_end(&mut out)
+            .read_to_end(out)
             .map_err(|e| corrupt(codec, &e.to_string()))?;
-        if out.len() as u64 > limit {
+        if read as u64 > limit {
             return Err(too_large());
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Snappy in the xerial framing or, without its header, one raw block.
-    fn snappy_decompress(bytes: &[u8]) -> Result<Vec<u8>, BatchError> {
+    /// Snappy in the xerial framing or, without its header, one raw block,
+    /// appended to `out` (which holds the header).
+    fn snappy_decompress(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), BatchError> {
         let Some(mut blocks) = bytes.strip_prefix(&XERIAL_HEADER[..8]) else {
-            let mut out = Vec::new();
-            snappy_block(bytes, &mut out)?;
-            return Ok(out);
+            return snappy_block(bytes, out);
         };
         // The two version fields; Kafka writes 1 and 1 and readers ignore them.
         blocks = blocks
             .get(8..)
             .ok_or_else(|| corrupt(Compression::Snappy, "xerial header cut short"))?;
-        let mut out = Vec::new();
         while !blocks.is_empty() {
             let (len, rest) = blocks
                 .split_first_chunk::<4>()
@@ -259,10 +274,10 @@ mod codecs {
             let block = rest
                 .get(..len)
                 .ok_or_else(|| corrupt(Compression::Snappy, "xerial block runs past the batch"))?;
-            snappy_block(block, &mut out)?;
+            snappy_block(block, out)?;
             blocks = &rest[len..];
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Appends one raw snappy block's contents, checking its declared size
@@ -270,7 +285,7 @@ mod codecs {
     fn snappy_block(block: &[u8], out: &mut Vec<u8>) -> Result<(), BatchError> {
         let corrupt_block = |e: snap::Error| corrupt(Compression::Snappy, &e.to_string());
         let len = snap::raw::decompress_len(block).map_err(corrupt_block)?;
-        if out.len() + len > MAX_DECOMPRESSED_BATCH_BYTES as usize {
+        if out.len() - HEADER_BYTES + len > MAX_DECOMPRESSED_BATCH_BYTES as usize {
             return Err(too_large());
         }
         let start = out.len();
