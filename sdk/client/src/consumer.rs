@@ -9,7 +9,7 @@ use bytes::Bytes;
 use quiver_proto::api::{
     FetchModule, FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec,
 };
-use quiver_proto::batch::{BatchView, Header, decompress, split_batches};
+use quiver_proto::batch::{BatchView, Compression, Header, decompress, split_batches};
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 
 use crate::admin::Admin;
@@ -20,6 +20,12 @@ use crate::prefetch::{PREFETCH_WAIT, Prefetch};
 use crate::reconnect::{DEFAULT_RECONNECT_TIMEOUT, Retry};
 
 pub use quiver_proto::topic::TopicPartition;
+
+/// About the most bytes one poll decompresses: past it, the compressed
+/// batches left are fetched again by the next poll (a batch decompresses to
+/// at most 32 MiB, so a fetch response of highly compressed batches could
+/// otherwise take hundreds of times its size).
+pub const MAX_DECOMPRESSED_POLL_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where to (re)start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +340,7 @@ impl Consumer {
         let mut records = Vec::new();
         let mut updates = Vec::with_capacity(fetching.len());
         let mut cursor = 0usize;
+        let mut budget = MAX_DECOMPRESSED_POLL_BYTES;
         for (&i, result) in fetching.iter().zip(response.partitions) {
             let assigned = &self.assigned[i];
             let data = match result.outcome {
@@ -352,9 +359,22 @@ impl Consumer {
             })?;
             cursor = end;
             let from = assigned.position.unwrap_or(0);
-            let next = decode_into(&body.slice_ref(bytes), assigned, from, &mut records)?;
-            // Past records a fetch-time module dropped, too.
-            updates.push((i, next.max(data.next_offset), data.high_watermark));
+            let decoded = decode_into(
+                &body.slice_ref(bytes),
+                assigned,
+                from,
+                &mut records,
+                &mut budget,
+            )?;
+            // Past records a fetch-time module dropped, too, unless decoding
+            // stopped early (a prefetch from further on then no longer
+            // matches the position, and is dropped).
+            let next = if decoded.complete {
+                decoded.next.max(data.next_offset)
+            } else {
+                decoded.next
+            };
+            updates.push((i, next, data.high_watermark));
         }
         for (i, next, high_watermark) in updates {
             self.assigned[i].position = Some(next);
@@ -491,14 +511,26 @@ impl Consumer {
     }
 }
 
-/// Decodes one partition's batches, keeping records at or after `from`;
-/// returns the next position.
+/// What one partition's decoding reached.
+struct Decoded {
+    /// The next position: after the last record decoded.
+    next: u64,
+    /// Whether every batch was decoded (else the decompression budget ran
+    /// out first and the rest is fetched again).
+    complete: bool,
+}
+
+/// Decodes one partition's batches, keeping records at or after `from`.
+/// Compressed batches are decompressed while `budget` (bytes, shared by
+/// the partitions of one poll) lasts; once it is spent, decoding stops
+/// before the next compressed batch, unless `out` is still empty.
 fn decode_into(
     bytes: &Bytes,
     assigned: &Assigned,
     from: u64,
     out: &mut Vec<ConsumerRecord>,
-) -> Result<u64, ClientError> {
+    budget: &mut usize,
+) -> Result<Decoded, ClientError> {
     let corrupt = |e: quiver_proto::batch::BatchError| {
         ClientError::Protocol(format!(
             "corrupt batch from {}/{}: {e}",
@@ -510,11 +542,21 @@ fn decode_into(
         let view = view.map_err(corrupt)?;
         // The broker checked the CRC before storing; check it again here.
         view.verify_crc().map_err(corrupt)?;
+        let compressed = view.compression().map_err(corrupt)? != Compression::None;
+        if compressed && *budget == 0 && !out.is_empty() {
+            return Ok(Decoded {
+                next,
+                complete: false,
+            });
+        }
         // Records borrow from the fetched bytes, or from the decompressed
         // batch when it was compressed.
         let bytes = match decompress(view.as_bytes()).map_err(corrupt)? {
             Cow::Borrowed(batch) => bytes.slice_ref(batch),
-            Cow::Owned(plain) => Bytes::from(plain),
+            Cow::Owned(plain) => {
+                *budget = budget.saturating_sub(plain.len());
+                Bytes::from(plain)
+            }
         };
         let view = BatchView::parse(&bytes).map_err(corrupt)?;
         for record in view.records() {
@@ -551,5 +593,8 @@ fn decode_into(
             next = offset + 1;
         }
     }
-    Ok(next)
+    Ok(Decoded {
+        next,
+        complete: true,
+    })
 }

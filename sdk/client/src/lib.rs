@@ -41,7 +41,9 @@ pub use admin::Admin;
 pub use client::{
     Client, ClientConfig, DEFAULT_BROKER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, MAX_DECOMPRESSED_POLL_BYTES, Offset, TopicPartition,
+};
 pub use error::ClientError;
 pub use group::{GroupSettings, RebalanceEvent};
 pub use producer::{

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use quiver_client::partitioner::partition_for_key;
 use quiver_client::{
-    Admin, Client, Compression, Consumer, ConsumerConfig, ConsumerRecord, Offset, Producer,
-    ProducerConfig, ProducerRecord, TopicCompression, TopicConfig, TopicPartition,
+    Admin, Client, Compression, Consumer, ConsumerConfig, ConsumerRecord,
+    MAX_DECOMPRESSED_POLL_BYTES, Offset, Producer, ProducerConfig, ProducerRecord,
+    TopicCompression, TopicConfig, TopicPartition,
 };
 use quiver_tests::kafka::stored_codecs;
 use quiver_tests::{BrokerProcess, TestBroker};
@@ -456,4 +457,47 @@ async fn compressed_batches_round_trip_and_a_topic_can_recompress_them() {
     assert_eq!(codecs.1, [Compression::Lz4].into_iter().collect());
     let described = admin.describe_topic("lz4").await.expect("describe");
     assert_eq!(described.config.compression, lz4.compression);
+}
+
+/// A poll decompresses about `MAX_DECOMPRESSED_POLL_BYTES`: twelve batches
+/// of one 7.5 MiB record each, a few KiB compressed and fetched at once,
+/// are handed out over several polls, each record once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_decompresses_a_bounded_amount() {
+    const RECORD: usize = 7 * 1024 * 1024 + 512 * 1024;
+    let broker = TestBroker::start().await;
+    broker.create_topic("big", 1).await;
+    let config = ProducerConfig {
+        compression: Compression::Zstd,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(broker.client().await, config);
+    let value = bytes::Bytes::from(vec![7u8; RECORD]);
+    for _ in 0..12 {
+        producer
+            .send(ProducerRecord::new("big", value.clone()))
+            .await
+            .expect("send");
+    }
+    let config = ConsumerConfig {
+        start: Offset::Earliest,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(broker.client().await, config);
+    consumer.assign_topic("big").await.expect("assign");
+    let mut offsets = Vec::new();
+    let mut polls = Vec::new();
+    while offsets.len() < 12 {
+        let batch = consumer.poll(Duration::from_secs(10)).await.expect("poll");
+        assert!(!batch.is_empty(), "stalled at {}", offsets.len());
+        assert!(batch.iter().all(|r| r.value.len() == RECORD));
+        polls.push(batch.len());
+        offsets.extend(batch.iter().map(|r| r.offset));
+    }
+    assert_eq!(offsets, (0..12).collect::<Vec<u64>>());
+    let most = MAX_DECOMPRESSED_POLL_BYTES.div_ceil(RECORD);
+    assert!(
+        polls.iter().all(|&n| n <= most),
+        "records per poll: {polls:?}"
+    );
 }
