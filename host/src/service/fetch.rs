@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use quiver_proto::api::{FetchModule, FetchRequest};
 use quiver_proto::batch::split_batches;
-use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS};
+use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_FETCH_BYTES, MAX_FETCH_WAIT_MS};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -205,6 +205,9 @@ async fn run_module(
         .map(|p| (p.topic.clone(), p.partition, p.offset))
         .collect();
     let reads = tokio::task::spawn_blocking(move || {
+        // The partitions share one output budget, leaving room for the one
+        // batch a partition's answer may end with past it.
+        let mut room = (MAX_FETCH_BYTES - MAX_BATCH_BYTES) as usize;
         reads
             .into_iter()
             .zip(places)
@@ -216,7 +219,9 @@ async fn run_module(
                 if read.batches.is_empty() {
                     return Ok(Ok((read, offset)));
                 }
-                let filtered = modules.apply(&module, &topic, partition, &read.batches, offset)?;
+                let filtered =
+                    modules.apply(&module, &topic, partition, &read.batches, offset, room)?;
+                room = room.saturating_sub(filtered.batches.len());
                 let read = ReadResult {
                     offsets: read.offsets,
                     batches: filtered.batches,

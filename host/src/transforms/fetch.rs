@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::api::FetchModule;
 use quiver_proto::batch::{BatchBuilder, NewRecord, set_base_offset};
-use quiver_proto::limits::MAX_FETCH_BYTES;
 
 use super::TransformError;
 use super::records::{decode_input, output_headers, plain_input};
@@ -116,6 +115,7 @@ impl FetchModules {
         partition: u32,
         batches: &[u8],
         from: u64,
+        max_bytes: usize,
     ) -> Result<Filtered, TransformError> {
         let plain = plain_input(batches);
         let decoded = decode_input(topic, partition, &plain, from, usize::MAX).map_err(|e| {
@@ -130,12 +130,20 @@ impl FetchModules {
         // The batch being filled: (base offset, next offset, builder).
         let mut run: Option<(u64, u64, BatchBuilder)> = None;
         let started = Instant::now();
+        let mut next_offset = decoded.next_offset;
         for record in &records {
-            if started.elapsed() > FETCH_BUDGET || out.len() > MAX_FETCH_BYTES as usize {
+            if started.elapsed() > FETCH_BUDGET {
                 return Err(CallError::Limit(format!(
-                    "a fetch-time module may take {FETCH_BUDGET:?} and return {MAX_FETCH_BYTES} bytes per partition and fetch; fetch fewer bytes"
+                    "a fetch-time module may take {FETCH_BUDGET:?} per partition and fetch; fetch fewer bytes"
                 ))
                 .into());
+            }
+            // Output past `max_bytes` ends the partition's answer at this
+            // record; the consumer's next fetch goes on from it.
+            let building = run.as_ref().map_or(0, |(_, _, b)| b.size_bytes());
+            if out.len() + building >= max_bytes {
+                next_offset = record.offset;
+                break;
             }
             let mut outputs = instance.instance.process_one(record)?.outputs;
             if outputs.len() > 1 {
@@ -185,7 +193,7 @@ impl FetchModules {
         self.release(key, instance);
         Ok(Filtered {
             batches: out,
-            next_offset: decoded.next_offset,
+            next_offset,
         })
     }
 

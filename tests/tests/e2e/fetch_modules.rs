@@ -2,13 +2,13 @@
 //! the broker on each fetched record, so only matches cross the network,
 //! with their original offsets, and the consumer moves past what was
 //! dropped. Through the SDK and the CLI; unknown and failing modules fail
-//! the fetch with a typed code.
+//! the fetch with a typed code; a large answer is spread over fetches.
 
 use std::time::Duration;
 
 use quiver_client::{
-    Client, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, FetchModule, Offset, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
+    Client, Compression, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, FetchModule, Offset,
+    Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 use quiver_tests::{TestBroker, guest_component, quiver_command};
 
@@ -203,4 +203,53 @@ async fn unknown_and_failing_fetch_modules_fail_the_fetch() {
     // The broker carries on: a plain read still returns everything.
     assert_eq!(read_all(&client, None).await.len() as u64, EVENTS + 2);
     broker.shutdown().await;
+}
+
+/// A fetch-time module's answer is bounded per fetch, not failed: 24
+/// records of 900 KiB (21 MiB), compressed to a few KiB each and fetched at
+/// once, are all kept by the filter and handed out over several fetches,
+/// each once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_is_spread_over_fetches() {
+    const RECORD: usize = 900 * 1024;
+    const RECORDS: u64 = 24;
+    let broker = TestBroker::start().await;
+    broker.create_topic("big", 1).await;
+    let client = broker.client().await;
+    broker
+        .admin()
+        .await
+        .upload_module("filter", guest_component("filter").into())
+        .await
+        .unwrap();
+    let mut value = br#"{"action": "click", "pad": ""#.to_vec();
+    value.resize(RECORD - 2, b'x');
+    value.extend_from_slice(br#""}"#);
+    let config = ProducerConfig {
+        compression: Compression::Zstd,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client.clone(), config);
+    for _ in 0..RECORDS {
+        let record = ProducerRecord::new("big", value.clone()).partition(0);
+        producer.send(record).await.expect("acknowledged");
+    }
+    let config = ConsumerConfig {
+        module: Some(filter("click")),
+        start: Offset::Earliest,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client, config);
+    consumer.assign(vec![TopicPartition::new("big", 0)]);
+    let mut offsets = Vec::new();
+    let mut polls = 0;
+    while (offsets.len() as u64) < RECORDS {
+        let records = consumer.poll(Duration::from_secs(10)).await.expect("poll");
+        assert!(!records.is_empty(), "stalled at {}", offsets.len());
+        assert!(records.iter().all(|r| r.value.len() == RECORD));
+        offsets.extend(records.iter().map(|r| r.offset));
+        polls += 1;
+    }
+    assert_eq!(offsets, (0..RECORDS).collect::<Vec<u64>>());
+    assert!(polls > 2, "21 MiB cannot fit two answers");
 }
