@@ -2,7 +2,11 @@
 //! redb database under the data directory.
 //!
 //! - [`tables`]: every table and its layout.
-//! - [`writer`]: the group-commit writer thread that owns all writes.
+//! - [`writer`]: the group-commit writer thread that owns all writes, and
+//!   its topic and log operations.
+//! - [`command`]: what the writer is asked to do, one command per write.
+//! - [`log`]: appending a batch and publishing a partition's new offsets
+//!   inside a write transaction (a produce's and a transform's commits).
 //! - [`partition`]: in-memory handles (offsets, long-poll wake-ups).
 //! - [`offsets`]: committed consumer-group offsets.
 //! - [`modules`]: the WebAssembly module registry's storage.
@@ -21,9 +25,11 @@
 //! the writer.
 
 mod check;
+mod command;
 mod database;
 mod error;
 mod health;
+mod log;
 mod modules;
 mod offsets;
 mod partition;
@@ -50,6 +56,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use check::{CheckReport, PageCheck, check};
 pub use error::StorageError;
 pub use health::{StorageHealth, StorageProblem};
+pub use log::NewBatch;
 pub use modules::NewModule;
 pub use offsets::CommittedPosition;
 pub use partition::{LogStats, Offsets, Partition, Topic};
@@ -57,17 +64,18 @@ pub use producers::{PRODUCER_ID_EXPIRATION_MS, ProducerBatch, REMEMBERED_BATCHES
 pub use retention::{RetentionDefaults, RetentionReport};
 pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 pub use tables::TransformRecord;
-pub use transforms::{NewBatch, PendingCommit, StateReader, StateWrites, TransformCounters};
+pub use transforms::{PendingCommit, StateReader, StateWrites, TransformCounters};
 pub use writer::{
     MAX_GROUP_COMMIT_APPENDS, MAX_GROUP_COMMIT_BYTES, OffsetToCommit, Truncated,
     WRITER_QUEUE_CAPACITY,
 };
 
+use command::{Append, Command};
 use tables::{
     BATCHES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, PARTITION_STATE, TIME_INDEX, TOPICS,
     TopicRecord,
 };
-use writer::{Append, Command, Topics, read_topics, topic_handle};
+use writer::{Topics, read_topics, topic_handle};
 
 use crate::metrics::Metrics;
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::command::Command;
 use super::tables::{MODULE_CODE, MODULES, ModuleRecord, TRANSFORMS};
 use super::transforms::decode_transform;
-use super::writer::Command;
 use super::{Storage, StorageError};
 
 /// A validated module to store.

@@ -4,8 +4,9 @@
 
 use redb::ReadableTable;
 
+use super::command::Command;
 use super::tables::COMMITTED_OFFSETS;
-use super::writer::{Command, OffsetToCommit};
+use super::writer::OffsetToCommit;
 use super::{Storage, StorageError};
 
 /// A stored committed position.

@@ -10,34 +10,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use quiver_proto::api::transforms::StateEntry;
 use redb::{ReadOnlyTable, ReadableTable};
 use tokio::sync::oneshot;
 
+use super::command::Command;
 use super::database::ReadTxn;
 use super::health::StorageHealth;
+use super::log::{NewBatch, PartitionUpdate, append_batch, store_partition_updates};
 use super::modules::prune_module_code;
-use super::partition::Partition;
 use super::tables::{
     MODULE_CODE, TRANSFORM_COUNTERS, TRANSFORM_POSITIONS, TRANSFORM_STATE, TRANSFORMS,
     TransformRecord,
 };
-use super::writer::{Command, PartitionUpdate, Writer, append_batch, store_partition_updates};
+use super::writer::Writer;
 use super::{Storage, StorageError};
 use crate::storage::tables::{BATCHES, TIME_INDEX};
-
-/// A batch to append to a partition, with what the time index needs.
-pub struct NewBatch {
-    /// Where it goes.
-    pub partition: Arc<Partition>,
-    /// A validated batch; its base offset is set when it is written.
-    pub batch: BytesMut,
-    /// Records in it.
-    pub records: u32,
-    /// Its largest record timestamp.
-    pub max_timestamp: i64,
-}
 
 /// A transform's counters since its deploy, stored with its positions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

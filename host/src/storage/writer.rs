@@ -16,22 +16,23 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::api::TopicConfig;
 use quiver_proto::api::modules::ModuleDescription;
-use quiver_proto::batch::set_base_offset;
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::command::{Append, Command, ConfigUpdate};
 use super::database::OpenDatabase;
 use super::error::{StorageError, WriteFailure};
 use super::health::StorageProblem;
+use super::log::{PartitionUpdate, append_batch, store_partition_updates};
 use super::modules::{NewModule, decode_record, describe, module_versions, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
-use super::producers::{self, ProducerBatch, ProducerState, Verdict};
+use super::producers::{self, ProducerState, Verdict};
 use super::tables::{
     BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_PRODUCER_ID_KEY,
-    NEXT_TOPIC_ID_KEY, PARTITION_STATE, PRODUCER_STATE, PartitionState, TIME_INDEX, TOPICS,
-    TRANSFORMS, TopicRecord, TransformRecord,
+    NEXT_TOPIC_ID_KEY, PARTITION_STATE, PRODUCER_STATE, TIME_INDEX, TOPICS, TRANSFORMS,
+    TopicRecord,
 };
-use super::transforms::{NewBatch, TransformCommit, TransformCounters, decode_transform};
+use super::transforms::decode_transform;
 use crate::metrics::Metrics;
 
 /// Commands waiting for the writer, at most.
@@ -42,97 +43,6 @@ pub const MAX_GROUP_COMMIT_APPENDS: usize = 1_024;
 pub const MAX_GROUP_COMMIT_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) type Topics = RwLock<HashMap<String, Arc<Topic>>>;
-
-/// A change to a topic's settings, given the current ones.
-pub(crate) type ConfigUpdate = Box<dyn FnOnce(TopicConfig) -> TopicConfig + Send>;
-
-/// One batch to append, acknowledged on its own.
-pub(crate) struct Append {
-    pub(crate) batch: NewBatch,
-    /// Set for a batch from an idempotent producer.
-    pub(crate) producer: Option<ProducerBatch>,
-    pub(crate) reply: oneshot::Sender<Result<u64, StorageError>>,
-}
-
-pub(crate) enum Command {
-    Append(Append),
-    InitProducerId {
-        reply: oneshot::Sender<Result<u64, StorageError>>,
-    },
-    ExpireProducers {
-        before_ms: i64,
-        reply: oneshot::Sender<Result<u64, StorageError>>,
-    },
-    CreateTopic {
-        name: String,
-        partitions: u32,
-        config: TopicConfig,
-        reply: oneshot::Sender<Result<Arc<Topic>, StorageError>>,
-    },
-    DeleteTopic {
-        name: String,
-        force: bool,
-        reply: oneshot::Sender<Result<(), StorageError>>,
-    },
-    AlterTopic {
-        name: String,
-        /// Applied to the current settings inside the writer, so concurrent
-        /// alters do not overwrite each other.
-        update: ConfigUpdate,
-        partitions: Option<u32>,
-        reply: oneshot::Sender<Result<Arc<Topic>, StorageError>>,
-    },
-    /// Store a group's committed offsets.
-    CommitOffsets {
-        group: String,
-        offsets: Vec<OffsetToCommit>,
-        reply: oneshot::Sender<Result<(), StorageError>>,
-    },
-    /// Forget a group's committed offsets.
-    DeleteGroupOffsets {
-        group: String,
-        reply: oneshot::Sender<Result<u64, StorageError>>,
-    },
-    /// Store a validated module as its name's next version.
-    PutModule {
-        module: NewModule,
-        reply: oneshot::Sender<Result<ModuleDescription, StorageError>>,
-    },
-    /// Delete a module and its bytes.
-    DeleteModule {
-        name: String,
-        reply: oneshot::Sender<Result<(), StorageError>>,
-    },
-    /// Store a transform: a new one with its starting positions, or a
-    /// changed record of an existing one.
-    PutTransform {
-        name: String,
-        record: TransformRecord,
-        /// `Some` deploys (refused if the name exists), `None` updates.
-        positions: Option<Vec<(u32, u64)>>,
-        /// Counters to store with it (a deploy stores zeros).
-        counters: Option<TransformCounters>,
-        reply: oneshot::Sender<Result<(), StorageError>>,
-    },
-    /// Delete a transform with its positions and state.
-    DeleteTransform {
-        name: String,
-        reply: oneshot::Sender<Result<(), StorageError>>,
-    },
-    /// A transform call's outputs, state changes and position, in one
-    /// transaction.
-    CommitTransform(TransformCommit),
-    /// Delete a partition's batches below `before`, a batch boundary.
-    Truncate {
-        partition: Arc<Partition>,
-        before: u64,
-        reply: oneshot::Sender<Result<Truncated, StorageError>>,
-    },
-    /// Commit what is queued before it, then stop.
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-}
 
 /// Starts the writer thread.
 pub(crate) fn spawn(
@@ -194,55 +104,6 @@ impl Refusing {
             self.checked = Instant::now();
         }
         due
-    }
-}
-
-impl Command {
-    /// Whether the command stores more data (refused while the disk is full).
-    fn adds_data(&self) -> bool {
-        matches!(
-            self,
-            Self::Append(_)
-                | Self::CommitTransform(_)
-                | Self::PutModule { .. }
-                | Self::CreateTopic { .. }
-        )
-    }
-
-    /// Whether the command removes data (so a full disk may have room again).
-    fn frees_space(&self) -> bool {
-        matches!(
-            self,
-            Self::DeleteTopic { .. }
-                | Self::Truncate { .. }
-                | Self::DeleteModule { .. }
-                | Self::DeleteTransform { .. }
-                | Self::DeleteGroupOffsets { .. }
-                | Self::ExpireProducers { .. }
-        )
-    }
-
-    /// Answers the command with `error` without running it.
-    fn refuse(self, error: StorageError) {
-        match self {
-            Self::Append(append) => drop(append.reply.send(Err(error))),
-            Self::CreateTopic { reply, .. } | Self::AlterTopic { reply, .. } => {
-                drop(reply.send(Err(error)));
-            }
-            Self::DeleteTopic { reply, .. }
-            | Self::CommitOffsets { reply, .. }
-            | Self::DeleteModule { reply, .. }
-            | Self::PutTransform { reply, .. }
-            | Self::DeleteTransform { reply, .. } => drop(reply.send(Err(error))),
-            Self::DeleteGroupOffsets { reply, .. } => drop(reply.send(Err(error))),
-            Self::PutModule { reply, .. } => drop(reply.send(Err(error))),
-            Self::CommitTransform(commit) => drop(commit.reply.send(Err(error))),
-            Self::Truncate { reply, .. } => drop(reply.send(Err(error))),
-            Self::InitProducerId { reply } | Self::ExpireProducers { reply, .. } => {
-                drop(reply.send(Err(error)));
-            }
-            Self::Shutdown { reply } => drop(reply.send(())),
-        }
     }
 }
 
@@ -1055,43 +916,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// Writes one batch at its partition's next offset (as this transaction
-/// sees it) and returns that base offset.
-pub(super) fn append_batch(
-    batches: &mut redb::Table<'_, (u64, u32, u64), &[u8]>,
-    time_index: &mut redb::Table<'_, (u64, u32, i64), u64>,
-    touched: &mut HashMap<(u64, u32), PartitionUpdate>,
-    new: &mut NewBatch,
-) -> Result<u64, StorageError> {
-    let partition = &new.partition;
-    let key = (partition.topic_id(), partition.index());
-    let update = touched
-        .entry(key)
-        .or_insert_with(|| PartitionUpdate::of(partition));
-    let base = update.offsets.high_watermark;
-    set_base_offset(&mut new.batch, base);
-    batches.insert((key.0, key.1, base), &new.batch[..])?;
-    if new.max_timestamp > update.stats.max_timestamp {
-        time_index.insert((key.0, key.1, new.max_timestamp), base)?;
-        update.stats.max_timestamp = new.max_timestamp;
-    }
-    update.offsets.high_watermark += u64::from(new.records);
-    update.stats.size_bytes += new.batch.len() as u64;
-    Ok(base)
-}
-
-/// Stores the new offsets and stats of the partitions a transaction touched.
-pub(super) fn store_partition_updates(
-    txn: &WriteTransaction,
-    touched: &HashMap<(u64, u32), PartitionUpdate>,
-) -> Result<(), StorageError> {
-    let mut state = txn.open_table(PARTITION_STATE)?;
-    for (key, update) in touched {
-        state.insert(key, update.state())?;
-    }
-    Ok(())
-}
-
 fn delete_topic_rows(txn: &WriteTransaction, name: &str, id: u64) -> Result<(), StorageError> {
     txn.open_table(TOPICS)?.remove(name)?;
     // Kafka drops a deleted topic's committed offsets too: a new topic of
@@ -1176,38 +1000,4 @@ pub struct Truncated {
     pub batches: u64,
     /// Their bytes.
     pub bytes: u64,
-}
-
-/// A partition's offsets and stats as a transaction changes them; published
-/// only after the commit.
-pub(super) struct PartitionUpdate {
-    partition: Arc<Partition>,
-    offsets: Offsets,
-    stats: LogStats,
-}
-
-impl PartitionUpdate {
-    const EMPTY_STATE: PartitionState = (0, 0, 0, i64::MIN);
-
-    fn of(partition: &Arc<Partition>) -> Self {
-        Self {
-            partition: Arc::clone(partition),
-            offsets: partition.offsets(),
-            stats: partition.stats(),
-        }
-    }
-
-    fn state(&self) -> PartitionState {
-        (
-            self.offsets.log_start_offset,
-            self.offsets.high_watermark,
-            self.stats.size_bytes,
-            self.stats.max_timestamp,
-        )
-    }
-
-    pub(super) fn publish(self) {
-        self.partition.set_stats(self.stats);
-        self.partition.publish(self.offsets);
-    }
 }
