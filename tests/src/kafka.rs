@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
-use quiver_proto::batch::{Compression, split_batches};
+use quiver_proto::batch::{Compression, ProducerFields, split_batches};
 
 use crate::cli::{Run, run_quiver};
 
@@ -169,11 +169,27 @@ impl KafkaWire {
     }
 }
 
-/// The codecs of the batches stored in `partitions` of `topic`, as a Kafka
-/// fetch (version 12) returns them: the bytes as stored, not decompressed.
-pub fn stored_codecs(addr: SocketAddr, topic: &str, partitions: u32) -> BTreeSet<Compression> {
+/// A stored batch's header fields, as a Kafka fetch returns the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The partition.
+    pub partition: u32,
+    /// Its first offset.
+    pub base_offset: u64,
+    /// Its records.
+    pub records: u32,
+    /// How its records are compressed.
+    pub compression: Compression,
+    /// The idempotent producer's id, epoch and first sequence, if any.
+    pub producer: Option<ProducerFields>,
+}
+
+/// The batches stored in `partitions` of `topic`, in offset order per
+/// partition, as a Kafka fetch (version 12) returns them: the bytes as
+/// stored, not decompressed.
+pub fn stored_batches(addr: SocketAddr, topic: &str, partitions: u32) -> Vec<StoredBatch> {
     let mut wire = KafkaWire::connect(addr);
-    let mut codecs = BTreeSet::new();
+    let mut stored = Vec::new();
     for partition in 0..partitions {
         let mut offset = 0;
         loop {
@@ -197,7 +213,21 @@ pub fn stored_codecs(addr: SocketAddr, topic: &str, partitions: u32) -> BTreeSet
             let batches = data.records.clone().unwrap_or_default();
             for view in split_batches(&batches) {
                 let view = view.expect("a stored batch");
-                codecs.insert(view.compression().expect("a codec"));
+                let producer =
+                    u64::try_from(view.producer_id())
+                        .ok()
+                        .map(|producer_id| ProducerFields {
+                            producer_id,
+                            epoch: view.producer_epoch(),
+                            base_sequence: view.base_sequence(),
+                        });
+                stored.push(StoredBatch {
+                    partition,
+                    base_offset: view.base_offset(),
+                    records: view.record_count(),
+                    compression: view.compression().expect("a codec"),
+                    producer,
+                });
                 offset = view.last_offset() as i64 + 1;
             }
             if offset >= data.high_watermark {
@@ -205,7 +235,15 @@ pub fn stored_codecs(addr: SocketAddr, topic: &str, partitions: u32) -> BTreeSet
             }
         }
     }
-    codecs
+    stored
+}
+
+/// The codecs of the batches stored in `partitions` of `topic`.
+pub fn stored_codecs(addr: SocketAddr, topic: &str, partitions: u32) -> BTreeSet<Compression> {
+    stored_batches(addr, topic, partitions)
+        .iter()
+        .map(|batch| batch.compression)
+        .collect()
 }
 
 /// A request header for `api` at `version` with correlation id 7, encoded.

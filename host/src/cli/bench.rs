@@ -183,6 +183,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             buffer_bytes,
             compression: args.compression,
             observer: Some(observer.clone()),
+            ..ProducerConfig::default()
         };
         let producer = Producer::new(client, config);
         // One name for all records: cloning it allocates nothing.

@@ -17,8 +17,9 @@ use quiver_proto::api::transforms::{
 };
 use quiver_proto::api::{
     AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, FetchRequest,
-    FetchResponse, FetchResult, FetchedData, ListOffsetsRequest, ListTopicsRequest, ProduceRequest,
-    ProduceResponse, Request, RequestKind, decode_head, encode_response,
+    FetchResponse, FetchResult, FetchedData, InitProducerRequest, ListOffsetsRequest,
+    ListTopicsRequest, ProduceRequest, ProduceResponse, Request, RequestKind, decode_head,
+    encode_response,
 };
 use quiver_proto::{ErrorCode, WireError};
 use serde::Serialize;
@@ -29,8 +30,9 @@ use crate::service::{Listener, Service};
 use crate::service::{
     alter_topic, commit_offsets, control_transform, create_topic, delete_group, delete_module,
     delete_topic, deploy_transform, describe_group, describe_topic, fetch, fetch_offsets,
-    heartbeat, join_group, leave_group, list_groups, list_modules, list_offsets, list_topics,
-    list_transforms, produce, reset_offsets, transform_logs, transform_state, upload_module,
+    heartbeat, init_producer_id, join_group, leave_group, list_groups, list_modules, list_offsets,
+    list_topics, list_transforms, produce, reset_offsets, transform_logs, transform_state,
+    upload_module,
 };
 
 /// A response ready to write: frame header and head, then body chunks.
@@ -151,6 +153,11 @@ async fn run(
             let request = decode::<ListOffsetsRequest>(version, head)?;
             let response = list_offsets::handle(service, request).await?;
             Reply::new(version, &response, Vec::new())
+        }
+        RequestKind::InitProducer => {
+            let request = decode::<InitProducerRequest>(version, head)?;
+            let identity = init_producer_id::handle(service, request.current).await?;
+            Reply::new(version, &identity, Vec::new())
         }
         RequestKind::JoinGroup
         | RequestKind::Heartbeat

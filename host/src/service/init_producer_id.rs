@@ -3,15 +3,9 @@
 //! sequences starts over under a new epoch instead of a new id).
 
 use quiver_proto::WireError;
+pub(crate) use quiver_proto::api::ProducerIdentity;
 
 use crate::service::Service;
-
-/// An idempotent producer's identity: its id and epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProducerIdentity {
-    pub(crate) producer_id: u64,
-    pub(crate) epoch: i16,
-}
 
 /// A new identity, or `current` with its epoch raised (a new id once the
 /// epoch would overflow).

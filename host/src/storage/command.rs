@@ -119,6 +119,8 @@ impl Command {
                 | Self::CommitTransform(_)
                 | Self::PutModule { .. }
                 | Self::CreateTopic { .. }
+                // A producer that could store nothing needs no id yet.
+                | Self::InitProducerId { .. }
         )
     }
 

@@ -47,8 +47,8 @@ pub use consumer::{
 pub use error::ClientError;
 pub use group::{GroupSettings, RebalanceEvent};
 pub use producer::{
-    DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, RequestObserver,
-    RequestStats, TopicName,
+    DEFAULT_DELIVERY_TIMEOUT, DeliveryFuture, Producer, ProducerConfig, ProducerRecord,
+    RecordMetadata, RequestObserver, RequestStats, TopicName,
 };
 pub use quiver_proto::api::groups::{
     CommittedOffset, GroupDescription, GroupMember, GroupPartition, PartitionRef, ResetTarget,

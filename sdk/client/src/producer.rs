@@ -8,6 +8,16 @@
 //!
 //! Memory: records waiting or in flight hold at most
 //! [`ProducerConfig::buffer_bytes`]; `enqueue` waits for room beyond that.
+//!
+//! Retries: an idempotent producer (the default) stamps each batch with its
+//! producer id, epoch and the partition's next sequence number when it is
+//! sent, and sends the same bytes again after a lost connection, a timeout
+//! or a broker shutting down or busy (not a full disk) until
+//! [`ProducerConfig::delivery_timeout`]; the broker stores a batch it
+//! already has once and answers with its first offset, so a retry neither
+//! duplicates nor (the partition staying in flight) reorders records. A
+//! batch that fails for good moves the producer to its next epoch, which
+//! numbers every partition from 0 again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -20,8 +30,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use quiver_proto::api::{ProduceBatch, ProduceRequest};
-use quiver_proto::batch::{BatchBuilder, Compression, Header, NewRecord, compress};
+use quiver_proto::api::{InitProducerRequest, ProduceBatch, ProduceRequest, ProducerIdentity};
+use quiver_proto::batch::{BatchBuilder, Compression, Header, NewRecord, compress, set_producer};
 use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
     MAX_RECORDS_PER_BATCH,
@@ -34,6 +44,12 @@ use crate::admin::Admin;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::partitioner::partition_for_key;
+use crate::reconnect::Backoff;
+use quiver_proto::ErrorCode;
+
+/// How long an idempotent producer retries a batch by default (Kafka's
+/// default `delivery.timeout.ms`).
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// Largest body one produce request carries.
 const MAX_REQUEST_BODY_BYTES: usize = (MAX_FRAME_BYTES - MAX_HEAD_BYTES) as usize;
@@ -56,6 +72,16 @@ pub struct ProducerConfig {
     /// runs on the request task, after a batch is sealed; a batch that
     /// would not fit the broker's batch limit compressed is sent as it is.
     pub compression: Compression,
+    /// Stamp batches with a producer id and per-partition sequence numbers
+    /// (on by default, as in Kafka's clients since 3.0), so that a batch
+    /// sent again after a lost connection, a timeout or a broker restart is
+    /// stored once and per-partition order holds; the producer then retries
+    /// retriable failures itself until `delivery_timeout`. Off: no stamps,
+    /// no retries (a failure goes to the record's future at once).
+    pub idempotence: bool,
+    /// How long an idempotent producer keeps retrying a batch before its
+    /// records fail (Kafka's `delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
     /// Told about every produce request once it is answered (for metrics
     /// and benchmarks).
     pub observer: Option<RequestObserver>,
@@ -93,6 +119,8 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             buffer_bytes: 64 * 1024 * 1024,
             compression: Compression::None,
+            idempotence: true,
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             observer: None,
         }
     }
@@ -265,6 +293,7 @@ struct OpenBatch {
 
 struct SealedBatch {
     bytes: Bytes,
+    records: u32,
     ack: AckSender,
     reserved: usize,
 }
@@ -272,6 +301,7 @@ struct SealedBatch {
 impl OpenBatch {
     fn seal(self) -> SealedBatch {
         SealedBatch {
+            records: self.builder.record_count(),
             bytes: Bytes::from(self.builder.finish()),
             ack: self.ack,
             reserved: self.reserved,
@@ -290,6 +320,10 @@ struct State {
     topics: FxHashMap<TopicName, TopicInfo>,
     /// Topic names by number.
     names: Vec<TopicName>,
+    /// The idempotent producer's identity, once the broker gave one.
+    identity: Option<ProducerIdentity>,
+    /// Each partition's next sequence number under `identity`.
+    sequences: FxHashMap<Key, i32>,
 }
 
 impl State {
@@ -622,14 +656,151 @@ async fn send_request(
     name: TopicName,
     mut batches: Vec<(u32, SealedBatch)>,
 ) {
-    let codec = shared.config.compression;
-    if codec != Compression::None {
-        for (_, batch) in &mut batches {
-            if let Ok(compressed) = compress(&batch.bytes, codec) {
-                batch.bytes = Bytes::from(compressed);
+    let config = &shared.config;
+    let deadline = Instant::now() + config.delivery_timeout;
+    let mut done = Vec::with_capacity(batches.len());
+    match stamp(&shared, topic, &mut batches).await {
+        Ok(()) => {
+            compress_batches(config.compression, &mut batches);
+            let mut backoff = Backoff::new();
+            loop {
+                let outcomes = attempt(&shared, &name, &batches).await;
+                // Only stamped batches are sent again: the broker stores a
+                // retry of one it already has once, so retrying cannot
+                // duplicate a record, and the partition stays in flight
+                // meanwhile, so nothing overtakes it.
+                let retry = config.idempotence && Instant::now() < deadline;
+                let mut again = Vec::new();
+                for (batch, outcome) in batches.into_iter().zip(outcomes) {
+                    match outcome {
+                        Err(e) if retry && worth_retrying(&e) => again.push(batch),
+                        outcome => done.push((batch, outcome)),
+                    }
+                }
+                if again.is_empty() {
+                    break;
+                }
+                batches = again;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
+        Err(error) => done.extend(batches.into_iter().map(|b| (b, Err(error.clone())))),
     }
+    // A stamped batch that failed leaves its partition's sequence with a
+    // gap, or unknown (stored after all?): the producer goes on under the
+    // next epoch, numbering from 0 again, before the partition is free.
+    if config.idempotence && done.iter().any(|(_, outcome)| outcome.is_err()) {
+        next_epoch(&shared).await;
+    }
+    let mut released = 0;
+    let mut partitions = HashSet::new();
+    for ((partition, batch), outcome) in done {
+        released += batch.reserved;
+        partitions.insert(partition);
+        batch.ack.complete(outcome);
+    }
+    {
+        let mut state = shared.state();
+        for partition in partitions {
+            state.in_flight.remove(&(topic, partition));
+        }
+    }
+    shared.buffer.add_permits(released);
+    shared.wake.notify_one();
+    shared.progress.notify_waiters();
+}
+
+/// Whether a producer sends a batch again after `error`: a lost
+/// connection, a timeout, a broker shutting down or busy. Not a full disk
+/// (`StorageUnavailable`): that rarely clears within the delivery timeout,
+/// so the application hears of it at once.
+fn worth_retrying(error: &ClientError) -> bool {
+    error.is_retriable()
+        && !matches!(error, ClientError::Broker(e) if e.code == ErrorCode::StorageUnavailable)
+}
+
+/// Stamps an idempotent producer's batches with its identity and each
+/// partition's next sequence numbers (asking the broker for an identity
+/// first if it has none). The numbers are taken under the state lock,
+/// together with the identity they belong to; the bytes are stamped after.
+async fn stamp(
+    shared: &Shared,
+    topic: u32,
+    batches: &mut [(u32, SealedBatch)],
+) -> Result<(), ClientError> {
+    const SEQUENCES: i64 = i32::MAX as i64 + 1;
+    if !shared.config.idempotence {
+        return Ok(());
+    }
+    let (identity, bases) = loop {
+        {
+            let mut state = shared.state();
+            if let Some(identity) = state.identity {
+                let bases: Vec<i32> = batches
+                    .iter()
+                    .map(|(partition, batch)| {
+                        let next = state.sequences.entry((topic, *partition)).or_insert(0);
+                        let base = *next;
+                        *next = ((i64::from(base) + i64::from(batch.records)) % SEQUENCES) as i32;
+                        base
+                    })
+                    .collect();
+                break (identity, bases);
+            }
+        }
+        let request = InitProducerRequest { current: None };
+        let (fresh, _) = shared.client.request(&request, Vec::new()).await?;
+        let mut state = shared.state();
+        if state.identity.is_none() {
+            state.identity = Some(fresh);
+            state.sequences.clear();
+        }
+    };
+    for ((_, batch), base) in batches.iter_mut().zip(bases) {
+        let mut bytes = Vec::from(std::mem::take(&mut batch.bytes));
+        set_producer(&mut bytes, identity.producer_id, identity.epoch, base);
+        batch.bytes = Bytes::from(bytes);
+    }
+    Ok(())
+}
+
+/// Moves the producer to its identity's next epoch, every partition's
+/// sequence back to 0 (or, if the broker cannot be asked, to no identity:
+/// the next batch asks for a new one).
+async fn next_epoch(shared: &Shared) {
+    let Some(current) = shared.state().identity else {
+        return;
+    };
+    let request = InitProducerRequest {
+        current: Some(current),
+    };
+    let next = shared.client.request(&request, Vec::new()).await.ok();
+    let mut state = shared.state();
+    if state.identity == Some(current) {
+        state.identity = next.map(|(identity, _)| identity);
+        state.sequences.clear();
+    }
+}
+
+/// Compresses each batch with `codec` (a batch that would not fit the
+/// batch limit compressed stays as it is).
+fn compress_batches(codec: Compression, batches: &mut [(u32, SealedBatch)]) {
+    if codec == Compression::None {
+        return;
+    }
+    for (_, batch) in batches {
+        if let Ok(compressed) = compress(&batch.bytes, codec) {
+            batch.bytes = Bytes::from(compressed);
+        }
+    }
+}
+
+/// Sends `batches` in one produce request; each batch's outcome.
+async fn attempt(
+    shared: &Shared,
+    name: &TopicName,
+    batches: &[(u32, SealedBatch)],
+) -> Vec<Result<u64, ClientError>> {
     let request = ProduceRequest {
         topic: name.to_string(),
         batches: batches
@@ -653,7 +824,7 @@ async fn send_request(
                 .is_ok_and(|(r, _)| r.results.iter().all(|r| r.outcome.is_ok())),
         });
     }
-    let mut outcomes: Vec<Result<u64, ClientError>> = match result {
+    match result {
         Ok((response, _)) if response.results.len() == batches.len() => response
             .results
             .into_iter()
@@ -668,21 +839,5 @@ async fn send_request(
             vec![Err(error); batches.len()]
         }
         Err(error) => vec![Err(error); batches.len()],
-    };
-    let mut released = 0;
-    let mut partitions = HashSet::new();
-    for ((partition, batch), outcome) in batches.into_iter().zip(outcomes.drain(..)) {
-        released += batch.reserved;
-        partitions.insert(partition);
-        batch.ack.complete(outcome);
     }
-    {
-        let mut state = shared.state();
-        for partition in partitions {
-            state.in_flight.remove(&(topic, partition));
-        }
-    }
-    shared.buffer.add_permits(released);
-    shared.wake.notify_one();
-    shared.progress.notify_waiters();
 }

@@ -71,6 +71,8 @@ pub enum RequestKind {
     TransformLogs = 24,
     /// Read a transform's state store.
     TransformState = 25,
+    /// An identity for an idempotent producer.
+    InitProducer = 26,
 }
 
 impl RequestKind {
@@ -95,7 +97,7 @@ impl RequestKind {
     }
 
     /// Every kind, in number order.
-    pub const ALL: [RequestKind; 25] = [
+    pub const ALL: [RequestKind; 26] = [
         Self::Produce,
         Self::Fetch,
         Self::CreateTopic,
@@ -121,6 +123,7 @@ impl RequestKind {
         Self::ControlTransform,
         Self::TransformLogs,
         Self::TransformState,
+        Self::InitProducer,
     ];
 
     /// The kind for a frame's `kind` field, if known.
@@ -151,6 +154,7 @@ impl RequestKind {
             23 => Self::ControlTransform,
             24 => Self::TransformLogs,
             25 => Self::TransformState,
+            26 => Self::InitProducer,
             _ => return None,
         })
     }
@@ -321,6 +325,31 @@ impl Request for ProduceRequest {
 pub struct ProduceResponse {
     /// One result per batch.
     pub results: Vec<ProduceResult>,
+}
+
+/// Ask for an idempotent producer's identity: a new producer id, or, given
+/// the one it has, the next epoch of it (the producer then numbers every
+/// partition's batches from 0 again; Kafka's `InitProducerId`, KIP-360).
+/// Batches carry the identity and a sequence number per partition, so the
+/// broker stores a retried batch once and answers it with its first offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitProducerRequest {
+    /// The identity the producer has, if any.
+    pub current: Option<ProducerIdentity>,
+}
+
+impl Request for InitProducerRequest {
+    const KIND: RequestKind = RequestKind::InitProducer;
+    type Response = ProducerIdentity;
+}
+
+/// An idempotent producer's id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerIdentity {
+    /// The producer id.
+    pub producer_id: u64,
+    /// Its epoch.
+    pub epoch: i16,
 }
 
 /// One batch's outcome.

@@ -368,6 +368,20 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
     batch[..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
 }
 
+/// Stamps a batch with an idempotent producer's id, epoch and the first
+/// record's sequence number, and recomputes the CRC (the fields lie inside
+/// it). The broker stores a retried batch with the same stamp once.
+///
+/// # Panics
+/// If `batch` is shorter than the header; callers pass batches they built.
+pub fn set_producer(batch: &mut [u8], producer_id: u64, epoch: i16, base_sequence: i32) {
+    batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&(producer_id as i64).to_be_bytes());
+    batch[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Marks a validated batch as `LogAppendTime` stamped `now_ms`, as Kafka
 /// does for such topics: the timestamp-type bit is set, `max_timestamp`
 /// becomes the append time (every record reads as having it), and the CRC is

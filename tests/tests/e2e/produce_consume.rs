@@ -12,7 +12,7 @@ use quiver_client::{
     MAX_DECOMPRESSED_POLL_BYTES, Offset, Producer, ProducerConfig, ProducerRecord,
     TopicCompression, TopicConfig, TopicPartition,
 };
-use quiver_tests::kafka::stored_codecs;
+use quiver_tests::kafka::{stored_batches, stored_codecs};
 use quiver_tests::{BrokerProcess, TestBroker};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -500,4 +500,74 @@ async fn a_poll_decompresses_a_bounded_amount() {
         polls.iter().all(|&n| n <= most),
         "records per poll: {polls:?}"
     );
+}
+
+/// The SDK's producer is idempotent by default: every stored batch carries
+/// its producer id and epoch, and each partition's batches number their
+/// records from 0 without a gap; a producer with idempotence off stamps
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_carry_the_producer_s_id_and_gapless_sequences() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let process = {
+        let dir = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
+            .await
+            .expect("spawn")
+    };
+    let kafka = process.kafka_addr().expect("a Kafka listener");
+    let client = process.client().await;
+    let admin = Admin::new(client.clone());
+    for topic in ["stamped", "plain"] {
+        admin
+            .create_topic(topic, 2, TopicConfig::default())
+            .await
+            .expect("create");
+    }
+    let small_batches = ProducerConfig {
+        batch_max_records: 7,
+        ..ProducerConfig::default()
+    };
+    let idempotent = Producer::new(client.clone(), small_batches.clone());
+    let plain = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            idempotence: false,
+            ..small_batches
+        },
+    );
+    for i in 0..200u32 {
+        for (producer, topic) in [(&idempotent, "stamped"), (&plain, "plain")] {
+            let record = ProducerRecord::new(topic, i.to_string()).partition(i % 2);
+            drop(producer.enqueue(record).await.expect("enqueue"));
+        }
+    }
+    idempotent.flush().await.expect("flush");
+    plain.flush().await.expect("flush");
+    let (stamped, unstamped) = tokio::task::spawn_blocking(move || {
+        (
+            stored_batches(kafka, "stamped", 2),
+            stored_batches(kafka, "plain", 2),
+        )
+    })
+    .await
+    .expect("fetch");
+    assert!(
+        unstamped.iter().all(|b| b.producer.is_none()),
+        "{unstamped:?}"
+    );
+    let first = stamped[0].producer.expect("a stamped batch");
+    for partition in 0..2 {
+        let mut next = 0;
+        for batch in stamped.iter().filter(|b| b.partition == partition) {
+            let producer = batch.producer.expect("a stamped batch");
+            assert_eq!(
+                (producer.producer_id, producer.epoch),
+                (first.producer_id, 0)
+            );
+            assert_eq!(producer.base_sequence, next, "{batch:?}");
+            next += batch.records as i32;
+        }
+        assert_eq!(next, 100);
+    }
 }

@@ -24,7 +24,8 @@ use quiver_proto::api::transforms::{
 };
 use quiver_proto::api::{
     self, AlterTopicRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
-    FetchRequest, ListOffsetsRequest, ListTopicsRequest, ProduceRequest, Request, RequestKind,
+    FetchRequest, InitProducerRequest, ListOffsetsRequest, ListTopicsRequest, ProduceRequest,
+    Request, RequestKind,
 };
 use quiver_proto::frame::{self, FrameHeader, HEADER_BYTES};
 use quiver_proto::limits::{MAX_FRAME_BYTES, MAX_HEAD_BYTES};
@@ -107,6 +108,7 @@ fn decode_as(kind: RequestKind, head: &[u8]) {
         RequestKind::ControlTransform => request::<ControlTransformRequest>(head),
         RequestKind::TransformLogs => request::<TransformLogsRequest>(head),
         RequestKind::TransformState => request::<TransformStateRequest>(head),
+        RequestKind::InitProducer => request::<InitProducerRequest>(head),
         _ => {}
     }
 }

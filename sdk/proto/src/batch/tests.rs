@@ -452,3 +452,19 @@ fn log_append_time_restamps_every_record_and_keeps_the_crc_valid() {
         Err(BatchError::UnsupportedAttributes(_))
     ));
 }
+
+#[test]
+fn a_producer_stamp_keeps_the_batch_valid_and_reads_back() {
+    let mut batch = sample_batch(3);
+    assert_eq!(validate(&batch).unwrap().producer, None);
+    set_producer(&mut batch, 42, 3, 1_000);
+    let summary = validate(&batch).unwrap();
+    assert_eq!(
+        summary.producer,
+        Some(ProducerFields {
+            producer_id: 42,
+            epoch: 3,
+            base_sequence: 1_000,
+        })
+    );
+}
