@@ -114,6 +114,10 @@ pub(crate) struct ProduceBench {
     /// Compress each batch before sending: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: Compression,
+    /// Send without producer ids and sequence numbers (and without
+    /// retries), to measure what idempotence costs.
+    #[arg(long)]
+    no_idempotence: bool,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +186,7 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
             linger: Duration::from_millis(args.linger_ms),
             buffer_bytes,
             compression: args.compression,
+            idempotence: !args.no_idempotence,
             observer: Some(observer.clone()),
             ..ProducerConfig::default()
         };
