@@ -27,6 +27,7 @@ pub(crate) mod control_transform;
 pub(crate) mod create_topic;
 pub(crate) mod delete_group;
 pub(crate) mod delete_module;
+pub(crate) mod delete_records;
 pub(crate) mod delete_topic;
 pub(crate) mod deploy_transform;
 pub(crate) mod describe_group;

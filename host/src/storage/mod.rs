@@ -363,8 +363,8 @@ impl Storage {
         let Some(first) = first else {
             return Ok(offsets.high_watermark);
         };
-        let start = first.max(offsets.log_start_offset);
         let batches = txn.open_table(BATCHES)?;
+        let start = holding_batch(&batches, id, index, first.max(offsets.log_start_offset))?;
         for entry in batches.range((id, index, start)..(id, index, offsets.high_watermark))? {
             let (_, value) = entry?;
             let view = BatchView::parse(value.value()).map_err(|e| corrupt_batch(partition, &e))?;
@@ -429,12 +429,7 @@ impl Storage {
         let (id, index) = (partition.topic_id(), partition.index());
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BATCHES)?;
-        // The batch holding `offset` starts at or before it.
-        let start = table
-            .range((id, index, 0)..=(id, index, offset))?
-            .next_back()
-            .transpose()?
-            .map_or(offset, |(key, _)| key.value().2);
+        let start = holding_batch(&table, id, index, offset)?;
         // Below the high watermark every offset is stored: the next batch
         // must start where the last one ended. A gap is damage, not an end;
         // `next` stays at `offset` when no batch holding it was found (a
@@ -566,6 +561,23 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
     }
     txn.commit()?;
     Ok(())
+}
+
+/// The key of the batch holding `offset` in partition `(id, index)`: the
+/// last one starting at or before it (`offset` itself when none does). The
+/// log start may fall inside a batch, so reading from an offset begins
+/// there, not at the first batch starting after it.
+pub(crate) fn holding_batch(
+    batches: &impl ReadableTable<(u64, u32, u64), &'static [u8]>,
+    id: u64,
+    index: u32,
+    offset: u64,
+) -> Result<u64, StorageError> {
+    Ok(batches
+        .range((id, index, 0)..=(id, index, offset))?
+        .next_back()
+        .transpose()?
+        .map_or(offset, |(key, _)| key.value().2))
 }
 
 /// Loads every topic, checking each partition's stored high watermark

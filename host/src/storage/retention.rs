@@ -16,7 +16,7 @@ use std::sync::Arc;
 use quiver_proto::batch::BatchView;
 
 use super::tables::BATCHES;
-use super::{Partition, Storage, StorageError, corrupt_batch};
+use super::{Partition, Storage, StorageError, corrupt_batch, holding_batch};
 
 pub use quiver_proto::api::RetentionDefaults;
 
@@ -97,7 +97,8 @@ impl Storage {
         let txn = self.db.begin_read()?;
         let batches = txn.open_table(BATCHES)?;
         let mut before = None;
-        let range = (id, index, offsets.log_start_offset)..(id, index, offsets.high_watermark);
+        let start = holding_batch(&batches, id, index, offsets.log_start_offset)?;
+        let range = (id, index, start)..(id, index, offsets.high_watermark);
         for entry in batches.range(range)? {
             let (_, value) = entry?;
             let bytes = value.value();

@@ -586,3 +586,50 @@ async fn a_producer_state_dedupes_until_it_expires() {
     assert_eq!(storage.init_producer_id().await.unwrap(), 0);
     assert_eq!(storage.init_producer_id().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_log_start_inside_a_batch_keeps_that_batch_and_hides_what_is_below() {
+    let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
+    append(&storage, "t", 0, &["a", "b", "c"]).await;
+    append(&storage, "t", 0, &["d", "e", "f"]).await;
+    append(&storage, "t", 0, &["g", "h"]).await;
+    let partition = storage.partition("t", 0).unwrap();
+    let size = partition.stats().size_bytes;
+
+    // Offset 4 is inside the second batch: the first goes, the second stays.
+    let truncated = storage.truncate(Arc::clone(&partition), 4).await.unwrap();
+    assert_eq!(truncated.batches, 1);
+    assert_eq!(partition.offsets().log_start_offset, 4);
+    assert!(partition.stats().size_bytes < size);
+    let read = storage.read(&partition, 4, 1 << 20).unwrap();
+    assert_eq!(
+        values_from(&read.batches, 4),
+        [
+            (4, "e".into()),
+            (5, "f".into()),
+            (6, "g".into()),
+            (7, "h".into())
+        ]
+    );
+    assert!(matches!(
+        storage.read(&partition, 3, 1 << 20),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // A time lookup starts inside the kept batch too, not after it.
+    assert_eq!(storage.offset_for_timestamp(&partition, 0).unwrap(), 4);
+    // Retention by size still sees the kept batch first.
+    let plan = storage
+        .retention_plan(0, RetentionDefaults::default())
+        .unwrap();
+    assert!(plan.is_empty(), "no limits, nothing to remove");
+
+    // Passing the kept batch's end deletes it.
+    let truncated = storage.truncate(Arc::clone(&partition), 6).await.unwrap();
+    assert_eq!(truncated.batches, 1);
+    let read = storage.read(&partition, 6, 1 << 20).unwrap();
+    assert_eq!(
+        values_from(&read.batches, 6),
+        [(6, "g".into()), (7, "h".into())]
+    );
+    storage.shutdown().await;
+}

@@ -27,6 +27,8 @@ use super::log::{PartitionUpdate, append_batch, store_partition_updates};
 use super::modules::{NewModule, decode_record, describe, module_versions, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::producers::{self, ProducerState, Verdict};
+use quiver_proto::batch::BatchView;
+
 use super::tables::{
     BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_PRODUCER_ID_KEY,
     NEXT_TOPIC_ID_KEY, PARTITION_STATE, PRODUCER_STATE, TIME_INDEX, TOPICS, TRANSFORMS,
@@ -629,8 +631,11 @@ impl Writer {
         Ok(expired)
     }
 
-    /// Deletes the batches of `partition` below `before`, with their time
-    /// index entries, and moves the log start offset there.
+    /// Deletes the batches of `partition` that end below `before`, with
+    /// their time index entries, and moves the log start offset to `before`.
+    /// `before` may fall inside a batch (Kafka's `DeleteRecords` allows any
+    /// offset): that batch stays, and reads skip its records below the log
+    /// start.
     fn truncate(&self, partition: &Arc<Partition>, before: u64) -> Result<Truncated, StorageError> {
         let mut update = PartitionUpdate::of(partition);
         if partition.is_deleted() || before <= update.offsets.log_start_offset {
@@ -642,7 +647,21 @@ impl Writer {
         let txn = self.db.begin_write()?;
         {
             let mut batches = txn.open_table(BATCHES)?;
-            batches.retain_in((id, index, 0)..(id, index, before), |_, value| {
+            // The batch holding `before`, if it starts below it, stays.
+            let straddling = batches
+                .range((id, index, 0)..(id, index, before))?
+                .next_back()
+                .transpose()?
+                .map(|(key, value)| {
+                    let holds = BatchView::parse(value.value())
+                        .is_ok_and(|view| view.last_offset() >= before);
+                    (key.value().2, holds)
+                });
+            let keep_from = match straddling {
+                Some((base, true)) => base,
+                _ => before,
+            };
+            batches.retain_in((id, index, 0)..(id, index, keep_from), |_, value| {
                 truncated.batches += 1;
                 truncated.bytes += value.len() as u64;
                 false

@@ -17,6 +17,9 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -35,11 +38,11 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ProducerId, SyncGroupRequest,
-    TopicName, TransactionalId,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    ProducerId, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -306,6 +309,65 @@ fn bad_input_on_the_kafka_port_is_refused_and_harms_no_one() {
     )
     .ok();
     assert_eq!(empty, "");
+}
+
+/// `DeleteRecords` moves a partition's log start to any offset, inside a
+/// batch too: kcat and the Quiver CLI then read from there; an offset past
+/// the high watermark, an unknown partition and an unknown topic are
+/// refused with Kafka's codes; -1 deletes everything.
+#[test]
+fn delete_records_moves_the_log_start_even_inside_a_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    quiver(&broker, &["topic", "create", "events"], None);
+    for batch in 0..3 {
+        let lines = (0..10).fold(String::new(), |mut lines, i| {
+            let _ = writeln!(lines, "v{}", batch * 10 + i);
+            lines
+        });
+        quiver(&broker, &["produce", "events"], Some(&lines));
+    }
+    let delete = |topic_name: &str, partitions: &[(i32, i64)]| {
+        let request = DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(topic(topic_name))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&(index, offset)| {
+                            DeleteRecordsPartition::default()
+                                .with_partition_index(index)
+                                .with_offset(offset)
+                        })
+                        .collect(),
+                ),
+        ]);
+        let answer = KafkaWire::connect(kafka).call(&request, 2);
+        answer.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.low_watermark, p.error_code))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        delete("events", &[(0, 15), (4, 1)]),
+        [(0, 15, 0), (4, -1, 3)],
+        "partition 0 starts at 15; there is no partition 4"
+    );
+    assert_eq!(delete("events", &[(0, 31)]), [(0, -1, 1)], "past the end");
+    assert_eq!(delete("events", &[(0, 3)]), [(0, 15, 0)], "below the start");
+    assert_eq!(delete("nowhere", &[(0, 1)]), [(0, -1, 3)]);
+    let read = kcat_read(kafka, "events", "%o %s\n");
+    let expected = (15..30).fold(String::new(), |mut lines, i| {
+        let _ = writeln!(lines, "{i} v{i}");
+        lines
+    });
+    assert_eq!(read, expected);
+    let through_quic = quiver(&broker, &["consume", "events", "--format", "%o %v"], None);
+    assert_eq!(through_quic, expected);
+    assert_eq!(delete("events", &[(0, -1)]), [(0, 30, 0)]);
+    assert_eq!(kcat_read(kafka, "events", "%o %s\n"), "");
 }
 
 /// Produces `batch` to partition 0 of `name` with acks=-1 on a new

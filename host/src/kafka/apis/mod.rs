@@ -7,6 +7,7 @@ mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
@@ -109,6 +110,7 @@ pub(super) async fn handle(
         Request::ListGroups(_) => answer!(list_groups::handle(context)),
         Request::DescribeGroups(r) => answer!(describe_groups::handle(context, &r)),
         Request::DeleteGroups(r) => answer!(delete_groups::handle(context, r).await),
+        Request::DeleteRecords(r) => answer!(delete_records::handle(context, r).await),
         Request::CreateTopics(r) => answer!(create_topics::handle(context, r).await),
         Request::DeleteTopics(r) => answer!(delete_topics::handle(context, r).await),
         Request::CreatePartitions(r) => answer!(create_partitions::handle(context, r).await),

@@ -140,6 +140,7 @@ pub(super) fn schema(api: ApiKey) -> Option<Schema> {
         ApiKey::ListGroups => LIST_GROUPS,
         ApiKey::DescribeGroups => DESCRIBE_GROUPS,
         ApiKey::DeleteGroups => DELETE_GROUPS,
+        ApiKey::DeleteRecords => DELETE_RECORDS,
         ApiKey::JoinGroup => JOIN_GROUP,
         ApiKey::SyncGroup => SYNC_GROUP,
         ApiKey::Heartbeat => HEARTBEAT,
@@ -383,6 +384,28 @@ const DELETE_TOPICS: Schema = Schema {
         ),
         field("topic_names", 1, 5, Strings),
         since("timeout_ms", 1, Fixed(4)),
+    ],
+};
+
+const DELETE_RECORDS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        since(
+            "topics",
+            0,
+            Structs(&[
+                since("name", 0, Shape::String),
+                since(
+                    "partitions",
+                    0,
+                    Structs(&[
+                        since("partition_index", 0, Fixed(4)),
+                        since("offset", 0, Fixed(8)),
+                    ]),
+                ),
+            ]),
+        ),
+        since("timeout_ms", 0, Fixed(4)),
     ],
 };
 
