@@ -443,7 +443,7 @@ impl Coordinator {
                         ResetTarget::Spec(OffsetSpec::Earliest) => offsets.log_start_offset,
                         ResetTarget::Spec(OffsetSpec::Latest) => offsets.high_watermark,
                         ResetTarget::Spec(OffsetSpec::Timestamp(ts)) => {
-                            storage.offset_for_timestamp(p, ts)?
+                            storage.find_by_timestamp(p, ts)?.offset()
                         }
                         ResetTarget::Offset(offset) => {
                             offset.clamp(offsets.log_start_offset, offsets.high_watermark)

@@ -1,5 +1,5 @@
 //! `ListOffsets`: earliest, latest, or the first offset at or after a time
-//! (through the time index).
+//! (through the time index), with that record's own timestamp.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use quiver_proto::{ErrorCode, WireError};
 
 use super::check_entries;
 use crate::service::Service;
+use crate::storage::TimeLookup;
 
 pub(crate) async fn handle(
     service: &Service,
@@ -22,18 +23,26 @@ pub(crate) async fn handle(
             .partitions
             .into_iter()
             .map(|p| {
-                let outcome = storage
+                let found = storage
                     .partition(&p.topic, p.partition)
                     .and_then(|partition| match p.spec {
-                        OffsetSpec::Earliest => Ok(partition.offsets().log_start_offset),
-                        OffsetSpec::Latest => Ok(partition.offsets().high_watermark),
-                        OffsetSpec::Timestamp(ts) => storage.offset_for_timestamp(&partition, ts),
+                        OffsetSpec::Earliest => Ok((partition.offsets().log_start_offset, None)),
+                        OffsetSpec::Latest => Ok((partition.offsets().high_watermark, None)),
+                        OffsetSpec::Timestamp(ts) => {
+                            Ok(match storage.find_by_timestamp(&partition, ts)? {
+                                TimeLookup::Found { offset, timestamp } => {
+                                    (offset, Some(timestamp))
+                                }
+                                TimeLookup::AfterAll { high_watermark } => (high_watermark, None),
+                            })
+                        }
                     })
                     .map_err(WireError::from);
                 ListOffsetsResult {
                     topic: p.topic,
                     partition: p.partition,
-                    outcome,
+                    timestamp: found.as_ref().ok().and_then(|(_, ts)| *ts),
+                    outcome: found.map(|(offset, _)| offset),
                 }
             })
             .collect();

@@ -344,13 +344,13 @@ impl Storage {
         Ok(Some(view.base_timestamp()))
     }
 
-    /// The first offset whose record timestamp is at least `timestamp`, or
-    /// the high watermark when there is none. Blocking.
-    pub fn offset_for_timestamp(
+    /// The first record whose timestamp is at least `timestamp`, with that
+    /// timestamp, or the high watermark when there is none. Blocking.
+    pub fn find_by_timestamp(
         &self,
         partition: &Partition,
         timestamp: i64,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<TimeLookup, StorageError> {
         let offsets = partition.offsets();
         let (id, index) = (partition.topic_id(), partition.index());
         let txn = self.db.begin_read()?;
@@ -360,8 +360,11 @@ impl Storage {
             .next()
             .transpose()?
             .map(|(_, base)| base.value());
+        let after_all = TimeLookup::AfterAll {
+            high_watermark: offsets.high_watermark,
+        };
         let Some(first) = first else {
-            return Ok(offsets.high_watermark);
+            return Ok(after_all);
         };
         let batches = txn.open_table(BATCHES)?;
         let start = holding_batch(&batches, id, index, first.max(offsets.log_start_offset))?;
@@ -377,11 +380,14 @@ impl Storage {
                 let record = record.map_err(|e| corrupt_batch(partition, &e))?;
                 let offset = view.base_offset() + u64::from(record.offset_delta.max(0) as u32);
                 if record.timestamp >= timestamp && offset >= offsets.log_start_offset {
-                    return Ok(offset);
+                    return Ok(TimeLookup::Found {
+                        offset,
+                        timestamp: record.timestamp,
+                    });
                 }
             }
         }
-        Ok(offsets.high_watermark)
+        Ok(after_all)
     }
 
     /// Reads whole batches from `offset` on, up to about `max_bytes` (at least
@@ -561,6 +567,34 @@ fn stamp_format_version(db: &Database) -> Result<(), StorageError> {
     }
     txn.commit()?;
     Ok(())
+}
+
+/// What a lookup by time found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeLookup {
+    /// The first record at or after the time: its offset and timestamp.
+    Found {
+        /// Its offset.
+        offset: u64,
+        /// Its timestamp.
+        timestamp: i64,
+    },
+    /// No record is that recent: reading goes on from the high watermark
+    /// the lookup saw.
+    AfterAll {
+        /// The high watermark.
+        high_watermark: u64,
+    },
+}
+
+impl TimeLookup {
+    /// Where reading from that time starts.
+    pub fn offset(self) -> u64 {
+        match self {
+            Self::Found { offset, .. } => offset,
+            Self::AfterAll { high_watermark } => high_watermark,
+        }
+    }
 }
 
 /// The key of the batch holding `offset` in partition `(id, index)`: the

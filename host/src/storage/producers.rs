@@ -23,7 +23,7 @@ use super::StorageError;
 
 /// Batches remembered per producer and partition (Kafka's limit of
 /// batches in flight per connection with idempotence).
-pub const REMEMBERED_BATCHES: usize = 5;
+pub const REMEMBERED_BATCHES: usize = quiver_proto::limits::REMEMBERED_PRODUCER_BATCHES;
 
 /// A producer's state on a partition is forgotten after this long without
 /// a batch (Kafka's `producer.id.expiration.ms`).

@@ -311,7 +311,7 @@ async fn offset_for_timestamp_uses_the_time_index() {
         append_at(&storage, "t", &format!("v{i}"), ts).await;
     }
     let partition = storage.partition("t", 0).unwrap();
-    let find = |ts| storage.offset_for_timestamp(&partition, ts).unwrap();
+    let find = |ts| storage.find_by_timestamp(&partition, ts).unwrap().offset();
     assert_eq!(find(0), 0);
     assert_eq!(find(100), 0);
     assert_eq!(find(150), 1);
@@ -616,7 +616,10 @@ async fn a_log_start_inside_a_batch_keeps_that_batch_and_hides_what_is_below() {
         Err(StorageError::OffsetOutOfRange { .. })
     ));
     // A time lookup starts inside the kept batch too, not after it.
-    assert_eq!(storage.offset_for_timestamp(&partition, 0).unwrap(), 4);
+    assert_eq!(
+        storage.find_by_timestamp(&partition, 0).unwrap().offset(),
+        4
+    );
     // Retention by size still sees the kept batch first.
     let plan = storage
         .retention_plan(0, RetentionDefaults::default())

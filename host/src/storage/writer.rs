@@ -653,10 +653,11 @@ impl Writer {
                 .next_back()
                 .transpose()?
                 .map(|(key, value)| {
-                    let holds = BatchView::parse(value.value())
-                        .is_ok_and(|view| view.last_offset() >= before);
-                    (key.value().2, holds)
-                });
+                    BatchView::parse(value.value())
+                        .map(|view| (key.value().2, view.last_offset() >= before))
+                        .map_err(|e| super::corrupt_batch(partition, &e))
+                })
+                .transpose()?;
             let keep_from = match straddling {
                 Some((base, true)) => base,
                 _ => before,

@@ -34,7 +34,7 @@ use quiver_proto::api::{InitProducerRequest, ProduceBatch, ProduceRequest, Produ
 use quiver_proto::batch::{BatchBuilder, Compression, Header, NewRecord, compress, set_producer};
 use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_HEAD_BYTES, MAX_PARTITIONS_PER_REQUEST,
-    MAX_RECORDS_PER_BATCH,
+    MAX_RECORDS_PER_BATCH, REMEMBERED_PRODUCER_BATCHES,
 };
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::task::JoinHandle;
@@ -609,12 +609,18 @@ fn take_sendable(shared: &Shared, linger: Duration) -> Vec<TopicRequest> {
         let Some(queue) = state.ready.get_mut(&key) else {
             continue;
         };
-        // At least one batch; more while they fit one request.
+        // At least one batch; more while they fit one request (and, for an
+        // idempotent producer, while the broker would recognise them all
+        // if the request had to be sent again).
+        let most = if shared.config.idempotence {
+            REMEMBERED_PRODUCER_BATCHES
+        } else {
+            MAX_PARTITIONS_PER_REQUEST
+        };
         let mut taken = Vec::new();
         let mut bytes = 0;
         while let Some(batch) = queue.front() {
-            let full = bytes + batch.bytes.len() > MAX_REQUEST_BODY_BYTES
-                || taken.len() >= MAX_PARTITIONS_PER_REQUEST;
+            let full = bytes + batch.bytes.len() > MAX_REQUEST_BODY_BYTES || taken.len() >= most;
             if !taken.is_empty() && full {
                 break;
             }
@@ -659,10 +665,19 @@ async fn send_request(
     let config = &shared.config;
     let deadline = Instant::now() + config.delivery_timeout;
     let mut done = Vec::with_capacity(batches.len());
-    match stamp(&shared, topic, &mut batches).await {
+    let mut backoff = Backoff::new();
+    let stamped = loop {
+        match stamp(&shared, topic, &mut batches).await {
+            // Asking for an identity is retried as a produce would be.
+            Err(e) if config.idempotence && Instant::now() < deadline && worth_retrying(&e) => {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            stamped => break stamped,
+        }
+    };
+    match stamped {
         Ok(()) => {
             compress_batches(config.compression, &mut batches);
-            let mut backoff = Backoff::new();
             loop {
                 let outcomes = attempt(&shared, &name, &batches).await;
                 // Only stamped batches are sent again: the broker stores a

@@ -84,8 +84,10 @@ impl RequestKind {
             // Version 2 of the topic kinds: topic configs carry
             // `compression.type`. Of DeployTransform and ListTransforms: each
             // partition of a transform's status carries its own error. Of
-            // TransformLogs: paged (`since_ms`, `tail`, `more`).
-            Self::CreateTopic
+            // TransformLogs: paged (`since_ms`, `tail`, `more`). Of
+            // ListOffsets: a lookup by time answers the record's timestamp.
+            Self::ListOffsets
+            | Self::CreateTopic
             | Self::ListTopics
             | Self::DescribeTopic
             | Self::AlterTopic
@@ -641,6 +643,9 @@ pub struct ListOffsetsResult {
     pub partition: u32,
     /// The offset, or why there is none.
     pub outcome: Result<u64, WireError>,
+    /// For a lookup by time that found a record: that record's own
+    /// timestamp (at or after the one asked for).
+    pub timestamp: Option<i64>,
 }
 
 /// A topic and where each of its partitions stands.

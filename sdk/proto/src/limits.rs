@@ -22,6 +22,13 @@ pub const MAX_DECOMPRESSED_BATCH_BYTES: u32 = 32 * 1024 * 1024;
 /// checked by decompressing it, so this bounds a request's work).
 pub const MAX_DECOMPRESSED_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Batches the broker remembers per idempotent producer and partition, to
+/// recognise a retry (Kafka's limit of batches in flight per connection
+/// with idempotence). A producer sends at most this many batches of one
+/// partition in one request, so that all of a lost reply's batches are
+/// still recognised when they are sent again.
+pub const REMEMBERED_PRODUCER_BATCHES: usize = 5;
+
 /// Most records in one batch.
 pub const MAX_RECORDS_PER_BATCH: u32 = 100_000;
 

@@ -27,6 +27,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -37,12 +38,12 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    ProducerId, SyncGroupRequest, TopicName, TransactionalId,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, ProducerId, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -358,6 +359,10 @@ fn delete_records_moves_the_log_start_even_inside_a_batch() {
     assert_eq!(delete("events", &[(0, 31)]), [(0, -1, 1)], "past the end");
     assert_eq!(delete("events", &[(0, 3)]), [(0, 15, 0)], "below the start");
     assert_eq!(delete("nowhere", &[(0, 1)]), [(0, -1, 3)]);
+    assert_eq!(
+        delete("events", &[(-1, 1), (0, -5)]),
+        [(-1, -1, 3), (0, -1, 1)]
+    );
     let read = kcat_read(kafka, "events", "%o %s\n");
     let expected = (15..30).fold(String::new(), |mut lines, i| {
         let _ = writeln!(lines, "{i} v{i}");
@@ -368,6 +373,49 @@ fn delete_records_moves_the_log_start_even_inside_a_batch() {
     assert_eq!(through_quic, expected);
     assert_eq!(delete("events", &[(0, -1)]), [(0, 30, 0)]);
     assert_eq!(kcat_read(kafka, "events", "%o %s\n"), "");
+}
+
+/// `ListOffsets` by time answers the first record at or after the time
+/// with that record's own timestamp (not the one asked for), -1 when no
+/// record is that recent, and the log start and high watermark for -2 and
+/// -1.
+#[test]
+fn list_offsets_by_time_answers_the_found_record_s_timestamp() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    quiver(&broker, &["topic", "create", "clicks"], None);
+    for ts in ["1000", "2000", "3000"] {
+        quiver(
+            &broker,
+            &["produce", "clicks", "--timestamp", ts],
+            Some("a\nb\nc\nd\ne\n"),
+        );
+    }
+    let mut wire = KafkaWire::connect(kafka);
+    let mut lookup = |timestamp: i64| {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(topic("clicks"))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let answer = wire.call(&request, 6);
+        let p = &answer.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        (p.offset, p.timestamp)
+    };
+    assert_eq!(lookup(1500), (5, 2000));
+    assert_eq!(lookup(2000), (5, 2000));
+    assert_eq!(lookup(0), (0, 1000));
+    assert_eq!(lookup(3001), (-1, -1));
+    assert_eq!(lookup(-2), (0, -1));
+    assert_eq!(lookup(-1), (15, -1));
 }
 
 /// Produces `batch` to partition 0 of `name` with acks=-1 on a new

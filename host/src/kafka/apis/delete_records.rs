@@ -38,14 +38,18 @@ async fn delete_topic_records(
         };
         match (u32::try_from(partition.partition_index), before) {
             (Ok(index), Ok(before)) => asked.push((index, before)),
-            _ => results.push(refused(
+            (Err(_), _) => results.push(refused(
+                partition.partition_index,
+                &WireError::new(
+                    ErrorCode::UnknownPartition,
+                    format!("no partition {}", partition.partition_index),
+                ),
+            )),
+            (_, Err(_)) => results.push(refused(
                 partition.partition_index,
                 &WireError::new(
                     ErrorCode::OffsetOutOfRange,
-                    format!(
-                        "no partition {} or offset {}",
-                        partition.partition_index, partition.offset
-                    ),
+                    format!("no offset {} to delete records below", partition.offset),
                 ),
             )),
         }

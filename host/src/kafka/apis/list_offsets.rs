@@ -33,7 +33,7 @@ pub(super) async fn handle(context: &Context, request: KafkaListOffsets) -> List
             });
         }
     }
-    let outcomes: Vec<Result<u64, WireError>> = match list_offsets::handle(
+    let outcomes: Vec<Found> = match list_offsets::handle(
         &context.service,
         ListOffsetsRequest {
             partitions: asked.clone(),
@@ -41,7 +41,11 @@ pub(super) async fn handle(context: &Context, request: KafkaListOffsets) -> List
     )
     .await
     {
-        Ok(response) => response.partitions.into_iter().map(|p| p.outcome).collect(),
+        Ok(response) => response
+            .partitions
+            .into_iter()
+            .map(|p| p.outcome.map(|offset| (offset, p.timestamp)))
+            .collect(),
         Err(e) => asked.iter().map(|_| Err(e.clone())).collect(),
     };
     let mut outcomes = outcomes.into_iter();
@@ -56,13 +60,7 @@ pub(super) async fn handle(context: &Context, request: KafkaListOffsets) -> List
                     let outcome = outcomes.next().unwrap_or_else(|| {
                         Err(WireError::new(ErrorCode::UnknownServerError, "no lookup"))
                     });
-                    answer(
-                        context,
-                        &topic.name.0,
-                        p.partition_index,
-                        p.timestamp,
-                        outcome,
-                    )
+                    answer(p.partition_index, p.timestamp, outcome)
                 })
                 .collect();
             ListOffsetsTopicResponse::default()
@@ -73,36 +71,18 @@ pub(super) async fn handle(context: &Context, request: KafkaListOffsets) -> List
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn answer(
-    context: &Context,
-    topic: &str,
-    index: i32,
-    timestamp: i64,
-    outcome: Result<u64, WireError>,
-) -> ListOffsetsPartitionResponse {
+/// An offset and, for a lookup by time that found a record, its timestamp.
+type Found = Result<(u64, Option<i64>), WireError>;
+
+fn answer(index: i32, timestamp: i64, outcome: Found) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
         .with_timestamp(-1);
     match outcome {
-        // Kafka answers -1 when no record is that recent; the service
-        // answers the high watermark then.
-        Ok(offset) if timestamp >= 0 && is_high_watermark(context, topic, index, offset) => {
-            response.with_offset(-1)
-        }
-        // The found record's own timestamp is not looked up: the one asked
-        // for, which it is at or after, stands in (Kafka clients refuse a
-        // negative timestamp beside an offset found by time).
-        Ok(offset) if timestamp >= 0 => response
-            .with_offset(offset as i64)
-            .with_timestamp(timestamp),
-        Ok(offset) => response.with_offset(offset as i64),
+        Ok((offset, Some(found))) => response.with_offset(offset as i64).with_timestamp(found),
+        // Kafka answers -1 when no record is that recent.
+        Ok((_, None)) if timestamp >= 0 => response.with_offset(-1),
+        Ok((offset, None)) => response.with_offset(offset as i64),
         Err(e) => response.with_error_code(error_code(&e)).with_offset(-1),
     }
-}
-
-fn is_high_watermark(context: &Context, topic: &str, index: i32, offset: u64) -> bool {
-    u32::try_from(index)
-        .ok()
-        .and_then(|index| context.service.storage.partition(topic, index).ok())
-        .is_some_and(|p| p.offsets().high_watermark == offset)
 }
