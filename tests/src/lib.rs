@@ -230,6 +230,14 @@ impl BrokerProcess {
         Self::spawn_command(command, data_dir)
     }
 
+    /// [`spawn`](Self::spawn) off the async threads, for async tests.
+    pub async fn start(data_dir: &Path) -> Self {
+        let data_dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::spawn(&data_dir))
+            .await
+            .expect("start the broker process")
+    }
+
     /// Starts `command` (a `quiver serve` command line, with its own working
     /// directory and environment), whose data directory is `data_dir`, and
     /// waits for its "listening" line to learn the port.

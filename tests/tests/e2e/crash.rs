@@ -133,13 +133,6 @@ async fn produce_until_stopped(client: Client, id: usize, shared: Arc<Shared>) -
     }
 }
 
-async fn spawn_broker(dir: &Path) -> BrokerProcess {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
-        .await
-        .expect("spawn the broker")
-}
-
 async fn create_topic(broker: &BrokerProcess) {
     let description = Admin::new(broker.client().await)
         .create_topic(TOPIC, PARTITIONS, TopicConfig::default())
@@ -160,7 +153,7 @@ enum Stop {
 /// returns the data directory, the acknowledged records and the reports.
 async fn produce_then_stop(stop: Stop) -> (tempfile::TempDir, Vec<Acked>, Vec<ProducerReport>) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let broker = spawn_broker(dir.path()).await;
+    let broker = BrokerProcess::start(dir.path()).await;
     create_topic(&broker).await;
 
     let (acked_count, mut acks_seen) = watch::channel(0usize);
@@ -401,7 +394,7 @@ async fn assert_offsets_continue(broker: &BrokerProcess, watermarks: &[u64]) {
 
 /// Restarts on `dir` and checks everything that must survive a stop.
 async fn restart_and_verify(dir: &Path, acked: &[Acked], reports: &[ProducerReport]) -> Vec<u64> {
-    let broker = spawn_broker(dir).await;
+    let broker = BrokerProcess::start(dir).await;
     let (watermarks, stored) = read_everything(&broker).await;
     assert_contiguous(&watermarks, &stored);
     assert_acked_present(acked, &stored);
@@ -412,7 +405,7 @@ async fn restart_and_verify(dir: &Path, acked: &[Acked], reports: &[ProducerRepo
     tokio::task::spawn_blocking(move || broker.kill())
         .await
         .expect("kill the broker");
-    let broker = spawn_broker(&dir).await;
+    let broker = BrokerProcess::start(&dir).await;
     let (again, stored) = read_everything(&broker).await;
     let expected: Vec<u64> = watermarks.iter().map(|hw| hw + 1).collect();
     assert_eq!(again, expected);
@@ -448,7 +441,7 @@ async fn sigterm_while_producing_keeps_every_acknowledged_record() {
 async fn sigterm_after_producing_keeps_every_record() {
     const RECORDS: u64 = 600;
     let dir = tempfile::tempdir().unwrap();
-    let broker = spawn_broker(dir.path()).await;
+    let broker = BrokerProcess::start(dir.path()).await;
     create_topic(&broker).await;
     let producer = Producer::new(broker.client().await, ProducerConfig::default());
     let mut pending = Vec::new();
@@ -490,7 +483,7 @@ async fn sigterm_after_producing_keeps_every_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_tells_connected_clients_the_broker_is_shutting_down() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = spawn_broker(dir.path()).await;
+    let broker = BrokerProcess::start(dir.path()).await;
     create_topic(&broker).await;
     let admin = Admin::new(broker.client().await);
     assert_eq!(admin.list_topics().await.unwrap().len(), 1);

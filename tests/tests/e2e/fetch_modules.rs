@@ -15,6 +15,21 @@ use quiver_tests::{TestBroker, guest_component, quiver_command};
 /// Records produced; every third is an upload, the rest clicks.
 const EVENTS: u64 = 300;
 
+/// A broker with topic `topic` and the `filter` module uploaded, and a
+/// client.
+async fn with_filter_module(topic: &str, partitions: u32) -> (TestBroker, Client) {
+    let broker = TestBroker::start().await;
+    broker.create_topic(topic, partitions).await;
+    let client = broker.client().await;
+    broker
+        .admin()
+        .await
+        .upload_module("filter", guest_component("filter").into())
+        .await
+        .expect("upload the filter module");
+    (broker, client)
+}
+
 fn filter(equals: &str) -> FetchModule {
     FetchModule {
         name: "filter".into(),
@@ -95,15 +110,7 @@ fn summary(records: &[ConsumerRecord]) -> Vec<(u32, u64, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_at_fetch_time_returns_only_matches_with_their_offsets() {
-    let mut broker = TestBroker::start().await;
-    broker.create_topic("events", 2).await;
-    let client = broker.client().await;
-    broker
-        .admin()
-        .await
-        .upload_module("filter", guest_component("filter").into())
-        .await
-        .unwrap();
+    let (mut broker, client) = with_filter_module("events", 2).await;
     produce_events(&client).await;
 
     let everything = read_all(&client, None).await;
@@ -213,15 +220,7 @@ async fn unknown_and_failing_fetch_modules_fail_the_fetch() {
 async fn a_large_answer_is_spread_over_fetches() {
     const RECORD: usize = 900 * 1024;
     const RECORDS: u64 = 24;
-    let broker = TestBroker::start().await;
-    broker.create_topic("big", 1).await;
-    let client = broker.client().await;
-    broker
-        .admin()
-        .await
-        .upload_module("filter", guest_component("filter").into())
-        .await
-        .unwrap();
+    let (_broker, client) = with_filter_module("big", 1).await;
     let mut value = br#"{"action": "click", "pad": ""#.to_vec();
     value.resize(RECORD - 2, b'x');
     value.extend_from_slice(br#""}"#);

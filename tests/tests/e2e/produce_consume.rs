@@ -391,12 +391,7 @@ async fn reading_ahead_neither_skips_nor_repeats() {
 async fn compressed_batches_round_trip_and_a_topic_can_recompress_them() {
     const PER_CODEC: usize = 200;
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = {
-        let dir = dir.path().to_path_buf();
-        tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
-            .await
-            .expect("spawn")
-    };
+    let process = BrokerProcess::start(dir.path()).await;
     let kafka = process.kafka_addr().expect("a Kafka listener");
     let client = process.client().await;
     let admin = Admin::new(client.clone());
@@ -509,12 +504,7 @@ async fn a_poll_decompresses_a_bounded_amount() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_carry_the_producer_s_id_and_gapless_sequences() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = {
-        let dir = dir.path().to_path_buf();
-        tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
-            .await
-            .expect("spawn")
-    };
+    let process = BrokerProcess::start(dir.path()).await;
     let kafka = process.kafka_addr().expect("a Kafka listener");
     let client = process.client().await;
     let admin = Admin::new(client.clone());

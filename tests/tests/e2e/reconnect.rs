@@ -380,12 +380,7 @@ async fn an_idempotent_producer_retries_across_a_broker_kill_without_duplicates(
     const RECORDS: u32 = 20_000;
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().to_path_buf();
-    let broker = {
-        let data_dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || BrokerProcess::spawn(&data_dir))
-            .await
-            .expect("spawn")
-    };
+    let broker = BrokerProcess::start(&data_dir).await;
     let addr = broker.addr();
     // A request to the killed broker is given up after 3 s (and retried),
     // not the default 30 s.

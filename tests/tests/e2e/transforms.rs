@@ -33,7 +33,6 @@
 //! that a paused transform stays still for longer than a tick interval.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -289,6 +288,20 @@ async fn round_trip(client: &Client, topic: &str) {
     assert_eq!(read[&0][0].offset, meta[0].offset);
 }
 
+/// Topic `click` (4 partitions) and transform `page-counts` counting its
+/// clicks per page and minute.
+async fn deploy_page_counts(admin: &Admin) {
+    admin
+        .create_topic("click", 4, TopicConfig::default())
+        .await
+        .expect("create topic click");
+    upload(admin, "click-aggregate", "click_aggregate").await;
+    admin
+        .deploy_transform(aggregate_request("page-counts"))
+        .await
+        .expect("deploy page-counts");
+}
+
 /// Counting clicks per page and minute over topic `click`.
 fn aggregate_request(name: &str) -> DeployTransformRequest {
     deploy_request(
@@ -512,14 +525,6 @@ async fn assert_only_sentinels_open(admin: &Admin, name: &str, partitions: u32) 
     assert_eq!(highs, vec![SENTINEL_TS.to_string(); partitions as usize]);
 }
 
-/// Starts `quiver serve` off the async threads.
-async fn spawn_process(dir: &Path) -> BrokerProcess {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || BrokerProcess::spawn(&dir))
-        .await
-        .expect("spawn the broker")
-}
-
 /// Shuts the broker down, which stops every transform worker first; fails
 /// if that does not finish within [`WAIT`].
 async fn shut_down(mut broker: TestBroker) {
@@ -581,17 +586,9 @@ async fn click_aggregate_counts_equal_the_ground_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_aggregate_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let process = spawn_process(dir.path()).await;
+    let process = BrokerProcess::start(dir.path()).await;
     let admin = Admin::new(process.client().await);
-    admin
-        .create_topic("click", 4, TopicConfig::default())
-        .await
-        .unwrap();
-    upload(&admin, "click-aggregate", "click_aggregate").await;
-    admin
-        .deploy_transform(aggregate_request("page-counts"))
-        .await
-        .unwrap();
+    deploy_page_counts(&admin).await;
 
     // Produce while the transform runs, and kill the broker once it has
     // committed some of the records, with more arriving.
@@ -616,7 +613,7 @@ async fn click_aggregate_survives_sigkill() {
     producer_client.close().await;
     let acked = producing.await.unwrap();
 
-    let process = spawn_process(dir.path()).await;
+    let process = BrokerProcess::start(dir.path()).await;
     let client = process.client().await;
     let admin = Admin::new(client.clone());
     let resumed = admin.transform_status("page-counts").await.unwrap();
@@ -654,19 +651,11 @@ async fn click_aggregate_survives_sigkill() {
 async fn click_aggregate_counts_events_compressed_with_every_codec() {
     const PER_CODEC: usize = 500;
     let dir = tempfile::tempdir().unwrap();
-    let process = spawn_process(dir.path()).await;
+    let process = BrokerProcess::start(dir.path()).await;
     let kafka = process.kafka_addr().expect("a Kafka listener");
     let client = process.client().await;
     let admin = Admin::new(client.clone());
-    admin
-        .create_topic("click", 4, TopicConfig::default())
-        .await
-        .unwrap();
-    upload(&admin, "click-aggregate", "click_aggregate").await;
-    admin
-        .deploy_transform(aggregate_request("page-counts"))
-        .await
-        .unwrap();
+    deploy_page_counts(&admin).await;
     let zstd = TopicCompression::Codec(Compression::Zstd);
     let altered = admin
         .alter_topic(AlterTopicRequest {
