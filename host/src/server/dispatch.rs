@@ -113,7 +113,8 @@ async fn run(
         RequestKind::Produce => {
             let request = decode::<ProduceRequest>(version, head)?;
             let batches = split_batches(&request, body)?;
-            let results = produce::handle(service, &request.topic, batches).await?;
+            let budget = produce::DecompressionBudget::new();
+            let results = produce::handle(service, &request.topic, batches, &budget).await?;
             Reply::new(version, &ProduceResponse { results }, Vec::new())
         }
         RequestKind::Fetch => {

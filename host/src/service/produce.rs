@@ -11,6 +11,7 @@
 //! batch limit is kept as sent).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use futures_util::future::join_all;
@@ -19,20 +20,48 @@ use quiver_proto::api::{ProduceResult, TimestampType, TopicCompression};
 use quiver_proto::batch::{
     BatchError, BatchSummary, BatchView, Compression, recompress, set_log_append_time, validate,
 };
-use quiver_proto::limits::{MAX_BATCH_BYTES, MAX_DECOMPRESSED_REQUEST_BYTES};
+use quiver_proto::limits::{
+    MAX_BATCH_BYTES, MAX_DECOMPRESSED_BATCH_BYTES, MAX_DECOMPRESSED_REQUEST_BYTES,
+};
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
 use super::check_entries;
 use crate::service::Service;
 use crate::storage::ProducerBatch;
 
+/// What one produce request may still decompress, shared by its topics
+/// (a Kafka produce request names several): [`MAX_DECOMPRESSED_REQUEST_BYTES`]
+/// at first.
+#[derive(Debug)]
+pub(crate) struct DecompressionBudget(AtomicU64);
+
+impl DecompressionBudget {
+    /// A fresh request's budget.
+    pub(crate) fn new() -> Self {
+        Self(AtomicU64::new(MAX_DECOMPRESSED_REQUEST_BYTES))
+    }
+
+    fn exhausted(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 0
+    }
+
+    fn spend(&self, bytes: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(bytes))
+            });
+    }
+}
+
 /// Appends `batches` (partition, batch bytes) to `topic` and answers per
 /// batch once its commit is durable (or why it was refused). An unknown
-/// topic fails the whole call.
+/// topic fails the whole call. Compressed batches spend `budget`.
 pub(crate) async fn handle(
     service: &Service,
     topic_name: &str,
     batches: Vec<(u32, BytesMut)>,
+    budget: &DecompressionBudget,
 ) -> Result<Vec<ProduceResult>, WireError> {
     let _timer = service.metrics.time_produce();
     check_entries(batches.len(), "batches")?;
@@ -43,8 +72,6 @@ pub(crate) async fn handle(
     // batches of one partition are appended in the order sent; only then
     // are the commits awaited, together.
     let mut queued = Vec::with_capacity(batches.len());
-    // Decompressed bytes of this request's compressed batches so far.
-    let mut decompressed = 0u64;
     for (partition, mut batch) in batches {
         let bytes = batch.len() as u64;
         let checked = topic
@@ -58,7 +85,7 @@ pub(crate) async fn handle(
                     ),
                 )
             })
-            .and_then(|p| Ok((p.clone(), check_batch(&batch, &mut decompressed)?)));
+            .and_then(|p| Ok((p.clone(), check_batch(&batch, budget)?)));
         if let (Ok((_, summary)), TopicCompression::Codec(codec)) =
             (&checked, topic.config.compression)
         {
@@ -130,13 +157,15 @@ fn producer_batch(summary: &BatchSummary, now_ms: i64) -> Option<ProducerBatch> 
     })
 }
 
-/// Validates one batch, counting what a compressed one decompresses to in
-/// `decompressed`; compressed batches past the request's budget are refused.
-fn check_batch(batch: &[u8], decompressed: &mut u64) -> Result<BatchSummary, WireError> {
+/// Validates one batch. A compressed one spends `budget`: what its records
+/// decompressed to, or the most a batch may when it failed (its work was
+/// done all the same); once the budget is spent, compressed batches are
+/// refused without being decompressed.
+fn check_batch(batch: &[u8], budget: &DecompressionBudget) -> Result<BatchSummary, WireError> {
     let compressed = BatchView::parse(batch)
         .and_then(|view| view.compression())
         .is_ok_and(|codec| codec != Compression::None);
-    if compressed && *decompressed >= MAX_DECOMPRESSED_REQUEST_BYTES {
+    if compressed && budget.exhausted() {
         return Err(WireError::new(
             ErrorCode::BatchTooLarge,
             format!(
@@ -144,13 +173,18 @@ fn check_batch(batch: &[u8], decompressed: &mut u64) -> Result<BatchSummary, Wir
             ),
         ));
     }
-    match validate(batch) {
-        Ok(summary) => {
-            if compressed {
-                *decompressed += summary.records_bytes as u64;
-            }
-            Ok(summary)
-        }
+    let checked = validate(batch);
+    if compressed {
+        budget.spend(
+            checked
+                .as_ref()
+                .map_or(u64::from(MAX_DECOMPRESSED_BATCH_BYTES), |summary| {
+                    summary.records_bytes as u64
+                }),
+        );
+    }
+    match checked {
+        Ok(summary) => Ok(summary),
         Err(e @ BatchError::TooLarge { size, .. }) => Err(WireError::new(
             ErrorCode::BatchTooLarge,
             e.to_string(),

@@ -98,7 +98,8 @@ pub(crate) enum Command {
     /// A transform call's outputs, state changes and position, in one
     /// transaction.
     CommitTransform(TransformCommit),
-    /// Delete a partition's batches below `before`, a batch boundary.
+    /// Move a partition's log start to `before` (which may fall inside a
+    /// batch), deleting the batches that end below it.
     Truncate {
         partition: Arc<Partition>,
         before: u64,

@@ -239,8 +239,9 @@ impl Storage {
         .await?
     }
 
-    /// Deletes a partition's batches below `before` (a batch boundary) and
-    /// moves its log start offset there.
+    /// Moves a partition's log start offset to `before` (which may fall
+    /// inside a batch: that batch stays) and deletes the batches that end
+    /// below it.
     pub async fn truncate(
         &self,
         partition: Arc<Partition>,
@@ -324,7 +325,8 @@ impl Storage {
 
     /// The first stored batch's base timestamp (its records' earliest, for
     /// a producer whose clock moves forward), or `None` when the partition
-    /// is empty. Blocking.
+    /// is empty. After a `DeleteRecords` into a batch, that batch's: its
+    /// first records may be below the log start. Blocking.
     pub fn first_timestamp(&self, partition: &Partition) -> Result<Option<i64>, StorageError> {
         let offsets = partition.offsets();
         if offsets.log_start_offset >= offsets.high_watermark {

@@ -305,7 +305,7 @@ async fn size_retention_keeps_at_least_the_limit() {
 }
 
 #[tokio::test]
-async fn offset_for_timestamp_uses_the_time_index() {
+async fn find_by_timestamp_uses_the_time_index() {
     let (_dir, storage) = with_topic("t", 1, TopicConfig::default()).await;
     for (i, ts) in [100, 300, 200, 400, 400, 900].into_iter().enumerate() {
         append_at(&storage, "t", &format!("v{i}"), ts).await;
@@ -620,13 +620,31 @@ async fn a_log_start_inside_a_batch_keeps_that_batch_and_hides_what_is_below() {
         storage.find_by_timestamp(&partition, 0).unwrap().offset(),
         4
     );
-    // Retention by size still sees the kept batch first.
+    // Retention by size starts at the kept batch: with a limit of 1 byte it
+    // removes that batch and keeps the last (starting after the log start
+    // instead, it would weigh the last batch first and remove it too).
+    storage
+        .alter_topic(
+            "t".into(),
+            |config| TopicConfig {
+                retention_bytes: Some(1),
+                ..config
+            },
+            None,
+        )
+        .await
+        .unwrap();
     let plan = storage
         .retention_plan(0, RetentionDefaults::default())
         .unwrap();
-    assert!(plan.is_empty(), "no limits, nothing to remove");
+    let plan: Vec<(u32, u64)> = plan
+        .iter()
+        .map(|(p, before)| (p.index(), *before))
+        .collect();
+    assert_eq!(plan, [(0, 6)]);
 
     // Passing the kept batch's end deletes it.
+    let partition = storage.partition("t", 0).unwrap();
     let truncated = storage.truncate(Arc::clone(&partition), 6).await.unwrap();
     assert_eq!(truncated.batches, 1);
     let read = storage.read(&partition, 6, 1 << 20).unwrap();

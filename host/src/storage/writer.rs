@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::api::TopicConfig;
 use quiver_proto::api::modules::ModuleDescription;
+use quiver_proto::batch::BatchView;
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,8 +28,6 @@ use super::log::{PartitionUpdate, append_batch, store_partition_updates};
 use super::modules::{NewModule, decode_record, describe, module_versions, prune_module_code};
 use super::partition::{LogStats, Offsets, Partition, Topic};
 use super::producers::{self, ProducerState, Verdict};
-use quiver_proto::batch::BatchView;
-
 use super::tables::{
     BATCHES, COMMITTED_OFFSETS, META, MODULE_CODE, MODULES, ModuleRecord, NEXT_PRODUCER_ID_KEY,
     NEXT_TOPIC_ID_KEY, PARTITION_STATE, PRODUCER_STATE, TIME_INDEX, TOPICS, TRANSFORMS,

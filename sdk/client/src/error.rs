@@ -102,8 +102,9 @@ impl ClientError {
     /// work: compilations, fetch-time instances), its storage takes no
     /// writes for now (a full disk), the connection was lost or timed out,
     /// or the broker could not be reached. A consumer retries these
-    /// with backoff; a producer does not (a retried produce could store its
-    /// records twice).
+    /// with backoff; so does an idempotent producer, except a full disk (the
+    /// broker stores a retried batch once); a producer without idempotence
+    /// does not (a retried produce could store its records twice).
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::ConnectTimeout { .. } | Self::Timeout(_) => true,

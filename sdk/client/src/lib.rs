@@ -5,8 +5,8 @@
 //!   re-dialled when lost; every other type sends its requests through it.
 //!   [`ClientConfig`] says where, which certificate authority to trust, and
 //!   how long to wait.
-//! - `reconnect.rs`: the backoff with which a [`Consumer`] retries a lost
-//!   broker.
+//! - `reconnect.rs`: the backoff with which a [`Consumer`] and an
+//!   idempotent [`Producer`] retry a lost broker.
 //! - [`Producer`] (`producer.rs`): batching by size and linger, keyed
 //!   partitioning ([`partitioner`]), durable acknowledgements.
 //! - [`Consumer`] (`consumer.rs`): assigned partitions, seek, long-poll;

@@ -4,8 +4,9 @@
 //! The [`Client`](crate::Client) itself re-dials lazily: a request that
 //! finds its connection closed dials a new one first. What to retry is the
 //! caller's choice: [`Consumer::poll`](crate::Consumer::poll) retries
-//! [retriable](crate::ClientError::is_retriable) failures with this backoff;
-//! producers and admin calls never retry.
+//! [retriable](crate::ClientError::is_retriable) failures with this backoff,
+//! and so does an idempotent [`Producer`](crate::Producer) (a full disk
+//! excepted) until its delivery timeout; admin calls never retry.
 
 use std::time::{Duration, Instant};
 

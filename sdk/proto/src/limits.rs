@@ -14,7 +14,8 @@ pub const MAX_HEAD_BYTES: u32 = 1024 * 1024;
 pub const MAX_BATCH_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Most bytes a compressed batch's records may decompress to (checked as
-/// they decompress, so a compression bomb costs at most this much memory).
+/// they decompress, so a compression bomb costs at most about twice this
+/// much memory: the buffer grows by doubling).
 pub const MAX_DECOMPRESSED_BATCH_BYTES: u32 = 32 * 1024 * 1024;
 
 /// Most bytes the compressed batches of one produce request may decompress

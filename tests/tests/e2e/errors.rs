@@ -640,7 +640,13 @@ async fn batches_that_do_not_decompress_are_refused() {
     let length = (huge.len() - 12) as i32;
     huge[8..12].copy_from_slice(&length.to_be_bytes());
     batches.push((0, compress(&huge, Compression::Zstd).expect("compress")));
-    let results = produce_raw(&client, "z", batches).await;
+    // Each in its own request: a compressed batch that fails spends the
+    // most a batch may decompress to of its request's budget, so that
+    // failing batches cannot be sent to decompress without end.
+    let mut results = Vec::new();
+    for batch in batches {
+        results.extend(produce_raw(&client, "z", vec![batch]).await);
+    }
     assert_eq!(results[0].outcome, Ok(0));
     for (codec, result) in (1..).zip(&results[1..8]) {
         let expected = if codec <= 4 {
@@ -651,6 +657,20 @@ async fn batches_that_do_not_decompress_are_refused() {
         assert_eq!(refused(result).code, expected, "codec {codec}");
     }
     assert_eq!(refused(&results[8]).code, ErrorCode::BatchTooLarge);
+    // In one request, the third failing compressed batch finds the budget
+    // spent and is refused without being decompressed.
+    let mut corrupt = Vec::new();
+    for codec in 1..=3u8 {
+        let mut bad = good.clone();
+        bad[ATTRIBUTES_AT + 1] |= codec;
+        reseal(&mut bad);
+        corrupt.push((0, bad));
+    }
+    let together = produce_raw(&client, "z", corrupt).await;
+    assert_eq!(refused(&together[1]).code, ErrorCode::CorruptBatch);
+    let spent = refused(&together[2]);
+    assert_eq!(spent.code, ErrorCode::BatchTooLarge);
+    assert!(spent.message.contains("in all"), "{spent:?}");
     let records = read_from(&client, "z", 0, 0, 1).await;
     assert_eq!(records[0].value, "plain");
     let description = Admin::new(client.clone())

@@ -212,15 +212,18 @@ async fn unknown_and_failing_fetch_modules_fail_the_fetch() {
     broker.shutdown().await;
 }
 
-/// A fetch-time module's answer is bounded per fetch, not failed: 24
-/// records of 900 KiB (21 MiB), compressed to a few KiB each and fetched at
-/// once, are all kept by the filter and handed out over several fetches,
-/// each once and in order.
+/// A fetch-time module's answer is bounded per fetch, not failed: five
+/// partitions of six 900 KiB records, compressed to a few KiB each and so
+/// read in one fetch, are kept by the filter (a call takes about 4 MiB of a
+/// partition's input, so about 18 MiB for the five, more than one answer
+/// may hold) and handed out over several fetches, each record once and in
+/// order per partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_answer_is_spread_over_fetches() {
     const RECORD: usize = 900 * 1024;
-    const RECORDS: u64 = 24;
-    let (_broker, client) = with_filter_module("big", 1).await;
+    const PARTITIONS: u32 = 5;
+    const PER_PARTITION: u64 = 6;
+    let (_broker, client) = with_filter_module("big", PARTITIONS).await;
     let mut value = br#"{"action": "click", "pad": ""#.to_vec();
     value.resize(RECORD - 2, b'x');
     value.extend_from_slice(br#""}"#);
@@ -229,9 +232,11 @@ async fn a_large_answer_is_spread_over_fetches() {
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client.clone(), config);
-    for _ in 0..RECORDS {
-        let record = ProducerRecord::new("big", value.clone()).partition(0);
-        producer.send(record).await.expect("acknowledged");
+    for _ in 0..PER_PARTITION {
+        for partition in 0..PARTITIONS {
+            let record = ProducerRecord::new("big", value.clone()).partition(partition);
+            producer.send(record).await.expect("acknowledged");
+        }
     }
     let config = ConsumerConfig {
         module: Some(filter("click")),
@@ -239,16 +244,24 @@ async fn a_large_answer_is_spread_over_fetches() {
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
-    consumer.assign(vec![TopicPartition::new("big", 0)]);
-    let mut offsets = Vec::new();
+    let partitions: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new("big", p))
+        .collect();
+    consumer.assign(partitions);
+    let mut offsets = vec![Vec::new(); PARTITIONS as usize];
     let mut polls = 0;
-    while (offsets.len() as u64) < RECORDS {
+    let total = PARTITIONS as usize * PER_PARTITION as usize;
+    while offsets.iter().map(Vec::len).sum::<usize>() < total {
         let records = consumer.poll(Duration::from_secs(10)).await.expect("poll");
-        assert!(!records.is_empty(), "stalled at {}", offsets.len());
-        assert!(records.iter().all(|r| r.value.len() == RECORD));
-        offsets.extend(records.iter().map(|r| r.offset));
+        assert!(!records.is_empty(), "stalled at {offsets:?}");
+        for record in records {
+            assert_eq!(record.value.len(), RECORD);
+            offsets[record.partition as usize].push(record.offset);
+        }
         polls += 1;
     }
-    assert_eq!(offsets, (0..RECORDS).collect::<Vec<u64>>());
-    assert!(polls > 2, "21 MiB cannot fit two answers");
+    for partition_offsets in offsets {
+        assert_eq!(partition_offsets, (0..PER_PARTITION).collect::<Vec<u64>>());
+    }
+    assert!(polls > 3, "27 MiB cannot fit three answers");
 }

@@ -3,7 +3,9 @@
 //! handled the same and not answered (see `apis::handle`).
 //!
 //! Each partition carries exactly one record batch (Kafka's rule since
-//! version 3), stored as sent.
+//! version 3), stored as sent (recompressed when the topic's
+//! `compression.type` names another codec). One decompression budget
+//! covers the whole request, all its topics.
 
 use bytes::BytesMut;
 use futures_util::future::join_all;
@@ -21,17 +23,22 @@ use crate::service::produce;
 pub(super) async fn handle(context: &Context, request: ProduceRequest) -> ProduceResponse {
     // Topics are independent: their appends are queued and committed
     // together (one group commit can hold them all).
+    let budget = produce::DecompressionBudget::new();
     let responses = join_all(
         request
             .topic_data
             .into_iter()
-            .map(|topic| produce_topic(context, topic)),
+            .map(|topic| produce_topic(context, topic, &budget)),
     )
     .await;
     ProduceResponse::default().with_responses(responses)
 }
 
-async fn produce_topic(context: &Context, topic: TopicProduceData) -> TopicProduceResponse {
+async fn produce_topic(
+    context: &Context,
+    topic: TopicProduceData,
+    budget: &produce::DecompressionBudget,
+) -> TopicProduceResponse {
     let name = topic.name.0.to_string();
     let mut batches = Vec::with_capacity(topic.partition_data.len());
     let mut answers = Vec::with_capacity(topic.partition_data.len());
@@ -54,7 +61,7 @@ async fn produce_topic(context: &Context, topic: TopicProduceData) -> TopicProdu
         }
     }
     let indexes: Vec<u32> = batches.iter().map(|(index, _)| *index).collect();
-    match produce::handle(&context.service, &name, batches).await {
+    match produce::handle(&context.service, &name, batches, budget).await {
         Ok(results) => answers.extend(results.into_iter().map(|result| {
             let index = result.partition as i32;
             match result.outcome {

@@ -142,11 +142,14 @@ mod codecs {
     pub fn decompress(batch: &[u8]) -> Result<Cow<'_, [u8]>, BatchError> {
         let view = BatchView::parse(batch)?;
         let codec = codec_of(view.as_bytes())?;
+        if codec == Compression::None {
+            return Ok(Cow::Borrowed(batch));
+        }
         let records = &batch[HEADER_BYTES..];
         // Records are decompressed straight after a copy of the header.
         let mut out = batch[..HEADER_BYTES].to_vec();
         match codec {
-            Compression::None => return Ok(Cow::Borrowed(batch)),
+            Compression::None => {}
             Compression::Gzip => {
                 read_bounded(flate2::read::MultiGzDecoder::new(records), codec, &mut out)?;
             }
