@@ -15,23 +15,12 @@
 #   cargo build --release && bench/kafka.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QUIVER=$(realpath "${QUIVER:-target/release/quiver}")
+. bench/lib.sh
 RECORDS=${RECORDS:-2000000}
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 python3 -c "import sys; sys.stdout.buffer.write((b'x' * 99 + b'\n') * $RECORDS)" >"$work/records"
-(cd "$work" && exec "$QUIVER" serve --listen 127.0.0.1:7731 --http off \
-    --kafka-listen 127.0.0.1:19094 2>"$work/serve.log") &
-pid=$!
-until grep -q "listen=" "$work/serve.log" 2>/dev/null; do sleep 0.05; done
-"$QUIVER" topic create bench --partitions 4 --broker 127.0.0.1:7731 \
-    --ca "$work/quiver-data/tls/cert.pem" >/dev/null
+fresh_broker 7731 127.0.0.1:19094
+"$QUIVER" topic create bench --partitions 4 >/dev/null
 
 broker_cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 measure() {
@@ -55,41 +44,31 @@ measure produce kcat -P -b 127.0.0.1:19094 -t bench -l "$work/records" -X linger
     -X queue.buffering.max.kbytes=2097151 -X acks=all
 measure consume kcat -C -b 127.0.0.1:19094 -t bench -o beginning -e -q -f '%o\n' \
     -X fetch.max.bytes=52428800
-kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+stop_broker
 
 # The broker's Kafka path with batches built ahead, then QUIC, each on a
 # fresh broker.
-fresh() {
-    rm -rf "$work/b" && mkdir -p "$work/b"
-    (cd "$work/b" && exec "$QUIVER" serve --listen 127.0.0.1:7731 --http off \
-        --kafka-listen 127.0.0.1:19094 2>"$work/b.log") &
-    pid=$!
-    until grep -q "listen=" "$work/b.log" 2>/dev/null; do sleep 0.05; done
-}
-export QUIVER_BROKER=127.0.0.1:7731
 for bench in kafka-produce produce; do
-    fresh
+    fresh_broker 7731 127.0.0.1:19094
     extra=()
     [ "$bench" = kafka-produce ] && extra=(--kafka 127.0.0.1:19094 --keep)
     echo "$bench:"
-    QUIVER_CA="$work/b/quiver-data/tls/cert.pem" \
-        "$QUIVER" bench "$bench" --records 5000000 --producers 4 --partitions 4 \
+    "$QUIVER" bench "$bench" --records 5000000 --producers 4 --partitions 4 \
         --batch-size 1000 --broker-pid "$pid" "${extra[@]}" | grep -v "^wrote"
     if [ "$bench" = kafka-produce ]; then
         # What it wrote, read back through the Kafka listener.
         echo "kafka-consume:"
-        QUIVER_CA="$work/b/quiver-data/tls/cert.pem" "$QUIVER" bench kafka-consume \
+        "$QUIVER" bench kafka-consume \
             --kafka 127.0.0.1:19094 --records 5000000 --broker-pid "$pid" | grep -v "^read"
     fi
-    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    stop_broker
 done
 
 for codec in ${CODECS:-none gzip snappy lz4 zstd}; do
-    fresh
+    fresh_broker 7731 127.0.0.1:19094
     echo "kafka-produce --compression $codec:"
-    QUIVER_CA="$work/b/quiver-data/tls/cert.pem" \
-        "$QUIVER" bench kafka-produce --kafka 127.0.0.1:19094 --records 2000000 \
+    "$QUIVER" bench kafka-produce --kafka 127.0.0.1:19094 --records 2000000 \
         --producers 4 --partitions 4 --batch-size 1000 --compression "$codec" \
         --broker-pid "$pid" | grep -v "^wrote"
-    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    stop_broker
 done
