@@ -82,7 +82,7 @@ fn main() {
         builder
             .push(&NewRecord {
                 key: Some(b"user-1"),
-                value: &value,
+                value: Some(&value),
                 headers: &[],
                 timestamp: 1_700_000_000_000,
             })

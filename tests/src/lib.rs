@@ -508,3 +508,21 @@ pub fn frame(kind: u16, version: u16, head: &[u8], body: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(body);
     bytes
 }
+
+/// The value of a consumed record, for tests that write no tombstones.
+pub trait RecordValue {
+    /// The value's bytes. Panics on a null value, so that a tombstone
+    /// where none was written fails the test.
+    fn value_bytes(&self) -> &[u8];
+}
+
+impl RecordValue for quiver_client::ConsumerRecord {
+    fn value_bytes(&self) -> &[u8] {
+        self.value.as_deref().unwrap_or_else(|| {
+            panic!(
+                "{}/{}@{} has a null value",
+                self.topic, self.partition, self.offset
+            )
+        })
+    }
+}

@@ -176,7 +176,7 @@ impl<S: Store> Aggregator<'_, S> {
     /// A record's `ts`, its window start and its group value, or why it is
     /// malformed.
     fn read(&self, record: &InputRecord<'_>) -> Result<(i64, i64, String), String> {
-        let [ts, group] = json::fields(record.value, ["ts", &self.config.group_by])
+        let [ts, group] = json::fields(record.value_or_empty(), ["ts", &self.config.group_by])
             .map_err(|e| format!("{}: {e}", record.position()))?;
         let ts = ts.as_ref().and_then(json::as_i64).ok_or_else(|| {
             format!(

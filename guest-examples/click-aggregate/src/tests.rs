@@ -24,11 +24,11 @@ fn click(partition: u32, offset: u64, page: &str, ts: i64) -> InputRecord<'stati
         offset,
         timestamp: ts,
         key: None,
-        value: format!(
-            r#"{{"user_id": {offset}, "page": "{page}", "action": "click", "ts": {ts}}}"#
-        )
-        .into_bytes()
-        .leak(),
+        value: Some(
+            format!(r#"{{"user_id": {offset}, "page": "{page}", "action": "click", "ts": {ts}}}"#)
+                .into_bytes()
+                .leak(),
+        ),
         headers: Vec::new(),
     }
 }
@@ -38,7 +38,7 @@ fn counts(outputs: &[OutputRecord]) -> Vec<(String, i64, i64, u64)> {
     outputs
         .iter()
         .map(|o| {
-            let v: Value = serde_json::from_slice(&o.value).unwrap();
+            let v: Value = serde_json::from_slice(o.value.as_deref().unwrap()).unwrap();
             let key = v["key"].as_str().unwrap().to_string();
             assert_eq!(o.key.as_deref(), Some(key.as_bytes()));
             assert_eq!(o.output, None);
@@ -194,10 +194,18 @@ fn bad_records_are_skipped_with_one_log_line() {
     let c = config(&[("window_ms", "100")]);
     let mut state = State::new(MemStore::default());
     let mut bad = click(2, 41, "/a", 0);
-    bad.value = b"nope";
+    bad.value = Some(b"nope");
     let mut late = click(2, 42, "/a", 0);
-    late.value = br#"{"page": "/a", "ts": -5}"#;
-    let batch = [click(2, 40, "/a", 0), bad, late, click(2, 43, "/a", 100)];
+    late.value = Some(br#"{"page": "/a", "ts": -5}"#);
+    let mut tombstone = click(2, 43, "/a", 0);
+    tombstone.value = None;
+    let batch = [
+        click(2, 40, "/a", 0),
+        bad,
+        late,
+        tombstone,
+        click(2, 44, "/a", 100),
+    ];
     let (out, malformed) = Aggregator {
         config: &c,
         state: &mut state,
@@ -205,10 +213,10 @@ fn bad_records_are_skipped_with_one_log_line() {
     .process(&batch)
     .unwrap();
     assert_eq!(counts(&out), vec![("/a".into(), 0, 100, 1)]);
-    assert_eq!(malformed.skipped(), 2);
+    assert_eq!(malformed.skipped(), 3);
     let line = malformed.summary().unwrap();
     assert!(
-        line.starts_with("skipped 2 malformed records; the first: click/2@41: invalid JSON"),
+        line.starts_with("skipped 3 malformed records; the first: click/2@41: invalid JSON"),
         "{line}"
     );
 }
@@ -225,7 +233,7 @@ fn bad_records_fail_the_batch_naming_them() {
         (r#"{"page": null, "ts": 1}"#, "click/2@41: field `page`"),
         (r#"{"ts": 1}"#, "click/2@41: field `page`"),
     ] {
-        bad.value = value.as_bytes();
+        bad.value = Some(value.as_bytes());
         let err = run(&c, &mut state, &[click(2, 40, "/a", 0), bad.clone()]).unwrap_err();
         assert!(err.starts_with(want), "{err}");
     }
@@ -352,7 +360,13 @@ fn ground_truth_across_partitions_with_failed_calls() {
         positions[partition] = to;
         let high = batch
             .iter()
-            .map(|r| json::get(r.value, "ts").unwrap().unwrap().as_i64().unwrap())
+            .map(|r| {
+                json::get(r.value_or_empty(), "ts")
+                    .unwrap()
+                    .unwrap()
+                    .as_i64()
+                    .unwrap()
+            })
             .max()
             .unwrap();
         highs[partition] = highs[partition].max(high);

@@ -10,6 +10,11 @@
 //! `on_malformed=skip` (the default) it is dropped with a log line, so the
 //! filter also suits fetch-time filtering; with `on_malformed=fail` it
 //! fails the call.
+//!
+//! A record with a null value (a tombstone: in a compacted topic, "delete
+//! this key") has no field to match. Parameter `tombstones`: `drop` (the
+//! default) leaves tombstones out; `keep` passes every one through
+//! unchanged, so that a consumer of the output also sees the deletes.
 
 use quiver_guest::json;
 use quiver_guest::{
@@ -21,6 +26,8 @@ struct Config {
     field: String,
     equals: String,
     on_malformed: OnMalformed,
+    /// `tombstones=keep`.
+    keep_tombstones: bool,
 }
 
 static CONFIG: InitCell<Config> = InitCell::new();
@@ -41,7 +48,13 @@ fn filter(
     let mut malformed = Malformed::new(config.on_malformed);
     let mut out = Vec::new();
     for record in batch {
-        match matches(config, record.value) {
+        let Some(value) = record.value else {
+            if config.keep_tombstones {
+                out.push(OutputRecord::forward(&record));
+            }
+            continue;
+        };
+        match matches(config, value) {
             Ok(true) => out.push(OutputRecord::forward(&record)),
             Ok(false) => {}
             Err(e) => malformed.record(format!("{}: {e}", record.position()))?,
@@ -55,11 +68,21 @@ struct Filter;
 impl Guest for Filter {
     fn init(params: Vec<(String, String)>) -> Result<(), String> {
         let params = Params::new(params);
-        params.only(&["field", "equals", malformed::PARAM])?;
+        params.only(&["field", "equals", "tombstones", malformed::PARAM])?;
+        let keep_tombstones = match params.get("tombstones") {
+            None | Some("drop") => false,
+            Some("keep") => true,
+            Some(other) => {
+                return Err(format!(
+                    "parameter `tombstones` must be `drop` or `keep`, not {other:?}"
+                ));
+            }
+        };
         CONFIG.set(Config {
             field: params.required("field")?.to_string(),
             equals: params.required("equals")?.to_string(),
             on_malformed: OnMalformed::from_params(&params)?,
+            keep_tombstones,
         });
         Ok(())
     }
@@ -88,6 +111,7 @@ mod tests {
             field: "action".into(),
             equals: "click".into(),
             on_malformed: OnMalformed::Skip,
+            keep_tombstones: false,
         };
         let matches = |c: &Config, v: &[u8]| matches(c, v).unwrap_or(false);
         assert!(matches(&c, br#"{"action": "click", "ts": 1}"#));
@@ -100,6 +124,7 @@ mod tests {
             field: "user_id".into(),
             equals: "42".into(),
             on_malformed: OnMalformed::Skip,
+            keep_tombstones: false,
         };
         assert!(matches(&n, br#"{"user_id": 42}"#));
         assert!(matches(&n, br#"{"user_id": "42"}"#));
@@ -112,8 +137,9 @@ mod tests {
             field: "action".into(),
             equals: "click".into(),
             on_malformed: OnMalformed::Skip,
+            keep_tombstones: false,
         };
-        let record = |offset, value: &'static [u8]| InputRecord {
+        let record = |offset, value: Option<&'static [u8]>| InputRecord {
             topic: "events",
             partition: 0,
             offset,
@@ -124,20 +150,31 @@ mod tests {
         };
         let batch = || {
             vec![
-                record(0, br#"{"action": "click"}"#),
-                record(1, br#"{"action": "upload"}"#),
-                record(2, b"not json"),
-                record(3, br#"{"page": "/"}"#),
+                record(0, Some(br#"{"action": "click"}"#)),
+                record(1, Some(br#"{"action": "upload"}"#)),
+                record(2, Some(b"not json")),
+                record(3, Some(br#"{"page": "/"}"#)),
+                record(4, None),
             ]
         };
         let (out, malformed) = filter(&config, batch()).unwrap();
         assert_eq!(malformed.skipped(), 1, "only the record that is not JSON");
         assert!(malformed.summary().unwrap().contains("events/0@2"));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].value, br#"{"action": "click"}"#);
+        assert_eq!(out.len(), 1, "the tombstone is dropped by default");
+        assert_eq!(
+            out[0].value.as_deref(),
+            Some(&br#"{"action": "click"}"#[..])
+        );
         assert_eq!(out[0].key.as_deref(), Some(&b"u1"[..]));
         assert_eq!(out[0].timestamp, Some(5));
         assert_eq!(out[0].output, None);
+        config.keep_tombstones = true;
+        let (out, _) = filter(&config, batch()).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[1].key.as_deref(), &out[1].value),
+            (Some(&b"u1"[..]), &None)
+        );
         config.on_malformed = OnMalformed::Fail;
         let error = filter(&config, batch()).unwrap_err();
         assert!(error.starts_with("events/0@2: invalid JSON"), "{error}");
@@ -158,5 +195,9 @@ mod tests {
         );
         assert!(Filter::init(p(&[("field", "a"), ("equals", "b"), ("x", "")])).is_err());
         assert!(Filter::init(p(&[("field", "a"), ("equals", "b")])).is_ok());
+        let keep = p(&[("field", "a"), ("equals", "b"), ("tombstones", "keep")]);
+        assert!(Filter::init(keep).is_ok());
+        let bad = p(&[("field", "a"), ("equals", "b"), ("tombstones", "yes")]);
+        assert!(Filter::init(bad).unwrap_err().contains("`tombstones`"));
     }
 }

@@ -44,7 +44,7 @@ fn rekey(
 
 /// The new key of `r`, or why it is malformed.
 fn key_of(config: &Config, r: &InputRecord<'_>) -> Result<String, String> {
-    json::get(r.value, &config.field)
+    json::get(r.value_or_empty(), &config.field)
         .map_err(|e| format!("{}: {e}", r.position()))?
         .and_then(json::into_text)
         .ok_or_else(|| {
@@ -94,7 +94,7 @@ mod tests {
             offset: 4,
             timestamp: 9,
             key: Some(b"user-1"),
-            value: value.as_bytes(),
+            value: Some(value.as_bytes()),
             headers: vec![("h", None)],
         }
     }
@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(malformed.skipped(), 1);
         assert_eq!(out[0].key.as_deref(), Some(&b"/home"[..]));
         assert_eq!(out[1].key.as_deref(), Some(&b"3"[..]));
-        assert_eq!(out[0].value, br#"{"page": "/home"}"#);
+        assert_eq!(out[0].value.as_deref(), Some(&br#"{"page": "/home"}"#[..]));
         assert_eq!(out[0].timestamp, Some(9));
         assert_eq!(out[0].headers, vec![("h".to_string(), None)]);
         c.on_malformed = OnMalformed::Fail;

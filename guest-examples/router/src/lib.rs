@@ -51,7 +51,7 @@ fn run(
     let mut malformed = Malformed::new(config.on_malformed);
     let mut out = Vec::new();
     for record in batch {
-        match route(config, record.value) {
+        match route(config, record.value_or_empty()) {
             Ok(output) => {
                 let mut forwarded = OutputRecord::forward(&record);
                 forwarded.output = output;
@@ -158,11 +158,11 @@ mod tests {
             offset: 9,
             timestamp: 77,
             key: Some(b"u"),
-            value: br#"{"action": "click"}"#,
+            value: Some(br#"{"action": "click"}"#),
             headers: Vec::new(),
         };
         let mut garbage = input.clone();
-        garbage.value = b"garbage";
+        garbage.value = Some(b"garbage");
         let (out, malformed) = run(&c, vec![input.clone(), garbage.clone()]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].output.as_deref(), Some("click"));

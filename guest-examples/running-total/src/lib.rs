@@ -65,7 +65,7 @@ fn amount(config: &Config, record: &InputRecord<'_>) -> Result<i64, String> {
     let Some(field) = &config.field else {
         return Ok(1);
     };
-    json::get(record.value, field)
+    json::get(record.value_or_empty(), field)
         .map_err(|e| format!("{}: {e}", record.position()))?
         .as_ref()
         .and_then(json::as_i64)
@@ -115,7 +115,7 @@ mod tests {
             offset: 3,
             timestamp: 0,
             key: key.map(str::as_bytes),
-            value: value.as_bytes(),
+            value: Some(value.as_bytes()),
             headers: Vec::new(),
         }
     }

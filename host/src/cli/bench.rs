@@ -358,7 +358,10 @@ async fn consume_share(
         }
         let _ = histogram.record(micros(sent));
         count += batch.len() as u64;
-        bytes += batch.iter().map(|r| r.value.len() as u64).sum::<u64>();
+        bytes += batch
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64))
+            .sum::<u64>();
         progress.inc(batch.len() as u64);
     }
     Ok((count, bytes, histogram))

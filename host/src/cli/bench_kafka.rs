@@ -189,7 +189,7 @@ impl Job {
         for i in first..first + count {
             builder.push(&NewRecord {
                 key: None,
-                value: &self.values[i as usize % self.values.len()],
+                value: Some(&self.values[i as usize % self.values.len()]),
                 headers: &[],
                 timestamp: 0,
             })?;

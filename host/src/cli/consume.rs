@@ -51,6 +51,10 @@ pub(crate) struct ConsumeArgs {
     /// How values are printed (hex and base64 for values that are not text).
     #[arg(long, value_enum, default_value = "text")]
     value_format: ValueFormat,
+    /// What a template prints for a null key or value (a tombstone); by
+    /// default nothing, as kcat. `json` always prints `null`.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    null_marker: String,
     /// A stored module the broker runs on each record before sending it
     /// (e.g. the filter): only what it keeps is printed.
     #[arg(long)]
@@ -152,6 +156,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             let out = Output {
                 format,
                 values: args.value_format,
+                null: args.null_marker.clone(),
             };
             match args.group.clone() {
                 Some(group) => run_in_group(&args, client.clone(), &group, &out).await,
@@ -168,6 +173,8 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
 struct Output {
     format: RecordFormat,
     values: ValueFormat,
+    /// `--null-marker`.
+    null: String,
 }
 
 /// Assigned mode: every partition (or `--partition`), from `--from`.
@@ -261,8 +268,12 @@ async fn run_assigned(
             {
                 continue;
             }
-            writeln!(stdout, "{}", out.format.render(record, out.values))
-                .context("cannot write to stdout")?;
+            writeln!(
+                stdout,
+                "{}",
+                out.format.render(record, out.values, &out.null)
+            )
+            .context("cannot write to stdout")?;
             printed += 1;
         }
         stdout.flush().context("cannot write to stdout")?;
@@ -338,8 +349,12 @@ async fn run_in_group(
             {
                 continue;
             }
-            writeln!(stdout, "{}", out.format.render(record, out.values))
-                .context("cannot write to stdout")?;
+            writeln!(
+                stdout,
+                "{}",
+                out.format.render(record, out.values, &out.null)
+            )
+            .context("cannot write to stdout")?;
             printed_up_to.insert(tp, record.offset + 1);
             printed += 1;
             uncommitted = true;

@@ -2,8 +2,10 @@
 //!
 //! Template placeholders: `%t` topic, `%p` partition, `%o` offset, `%k`
 //! key, `%v` value, `%T` timestamp (ms), `%h` headers (`k=v,k=v`), `%%` a
-//! percent sign; escapes `\t`, `\n` and `\\`. `json` prints one object per
-//! record (`key` is `null` when the record has none).
+//! percent sign; escapes `\t`, `\n` and `\\`. A template prints a null key
+//! or value (a tombstone) as the `--null-marker` text, empty by default as
+//! in kcat. `json` prints one object per record, a null key or value as
+//! `null`.
 
 use anyhow::bail;
 use quiver_client::ConsumerRecord;
@@ -86,23 +88,32 @@ impl RecordFormat {
     }
 
     /// The record as one output line (without the newline).
-    pub(crate) fn render(&self, record: &ConsumerRecord, values: ValueFormat) -> String {
+    /// `null` is the text for a null key or value in a template.
+    pub(crate) fn render(
+        &self,
+        record: &ConsumerRecord,
+        values: ValueFormat,
+        null: &str,
+    ) -> String {
         match self {
             Self::Json => render_json(record, values),
             Self::Template(pieces) => {
-                let mut out = String::with_capacity(record.value.len() + 32);
+                let size = record.value.as_ref().map_or(0, bytes::Bytes::len);
+                let mut out = String::with_capacity(size + 32);
                 for piece in pieces {
                     match piece {
                         Piece::Text(text) => out.push_str(text),
                         Piece::Topic => out.push_str(&record.topic),
                         Piece::Partition => out.push_str(&record.partition.to_string()),
                         Piece::Offset => out.push_str(&record.offset.to_string()),
-                        Piece::Key => {
-                            if let Some(key) = &record.key {
-                                out.push_str(&String::from_utf8_lossy(key));
-                            }
-                        }
-                        Piece::Value => out.push_str(&values.encode(&record.value)),
+                        Piece::Key => match &record.key {
+                            Some(key) => out.push_str(&String::from_utf8_lossy(key)),
+                            None => out.push_str(null),
+                        },
+                        Piece::Value => match &record.value {
+                            Some(value) => out.push_str(&values.encode(value)),
+                            None => out.push_str(null),
+                        },
                         Piece::Timestamp => out.push_str(&record.timestamp.to_string()),
                         Piece::Headers => {
                             let headers: Vec<String> = record
@@ -140,7 +151,7 @@ fn render_json(record: &ConsumerRecord, values: ValueFormat) -> String {
         "offset": record.offset,
         "timestamp": record.timestamp,
         "key": record.key.as_deref().map(String::from_utf8_lossy),
-        "value": values.encode(&record.value),
+        "value": record.value.as_deref().map(|v| values.encode(v)),
         "headers": headers,
     })
     .to_string()
@@ -158,7 +169,7 @@ mod tests {
             offset: 41,
             timestamp: 1_700,
             key: key.map(Bytes::from_static),
-            value: Bytes::from_static(b"hi"),
+            value: Some(Bytes::from_static(b"hi")),
             headers: vec![quiver_client::Header {
                 key: "h".into(),
                 value: Some(Bytes::from_static(b"x")),
@@ -170,23 +181,48 @@ mod tests {
     fn templates_fill_every_placeholder_and_escape() {
         let format = RecordFormat::parse("%t/%p@%o %k=%v %T %h 100%%\\t|\\n\\\\").unwrap();
         assert_eq!(
-            format.render(&record(Some(b"u1")), ValueFormat::Text),
+            format.render(&record(Some(b"u1")), ValueFormat::Text, ""),
             "click/2@41 u1=hi 1700 h=x 100%\t|\n\\"
         );
         let hex = RecordFormat::parse("%v").unwrap();
-        assert_eq!(hex.render(&record(None), ValueFormat::Hex), "6869");
+        assert_eq!(hex.render(&record(None), ValueFormat::Hex, ""), "6869");
+    }
+
+    #[test]
+    fn a_null_key_or_value_prints_as_the_marker_or_null() {
+        let tombstone = ConsumerRecord {
+            value: None,
+            ..record(None)
+        };
+        let format = RecordFormat::parse("%k|%v").unwrap();
+        assert_eq!(format.render(&tombstone, ValueFormat::Text, ""), "|");
+        assert_eq!(
+            format.render(&tombstone, ValueFormat::Hex, "NULL"),
+            "NULL|NULL"
+        );
+        let empty = ConsumerRecord {
+            value: Some(Bytes::new()),
+            ..record(Some(b""))
+        };
+        assert_eq!(format.render(&empty, ValueFormat::Text, "NULL"), "|");
+        let line = RecordFormat::Json.render(&tombstone, ValueFormat::Base64, "NULL");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (&value["key"], &value["value"]),
+            (&json!(null), &json!(null))
+        );
     }
 
     #[test]
     fn json_shows_a_missing_key_as_null() {
-        let line = RecordFormat::Json.render(&record(None), ValueFormat::Text);
+        let line = RecordFormat::Json.render(&record(None), ValueFormat::Text, "");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
             value,
             json!({"topic": "click", "partition": 2, "offset": 41, "timestamp": 1700,
                    "key": null, "value": "hi", "headers": [{"key": "h", "value": "x"}]})
         );
-        let keyed = RecordFormat::Json.render(&record(Some(b"u1")), ValueFormat::Base64);
+        let keyed = RecordFormat::Json.render(&record(Some(b"u1")), ValueFormat::Base64, "");
         assert!(keyed.contains(r#""key":"u1""#) && keyed.contains(r#""value":"aGk=""#));
     }
 

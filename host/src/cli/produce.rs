@@ -7,7 +7,11 @@
 //! - with `--key-separator`, a line without the separator is an error naming
 //!   the line (Kafka's console producer does the same); the records before
 //!   it are still acknowledged, and the error says how many;
-//! - `--value-format hex|base64` reads values that are not text.
+//! - `--value-format hex|base64` reads values that are not text;
+//! - with `--null-marker TEXT`, a key or value that is exactly TEXT is
+//!   sent as null: no key, or a null value (a tombstone). Kafka's console
+//!   producer calls it `null.marker`; `--null-marker ''` with
+//!   `--key-separator` makes `KEY<SEP>` a tombstone, as kcat's `-Z`.
 
 use std::collections::VecDeque;
 
@@ -42,6 +46,10 @@ pub(crate) struct ProduceArgs {
     /// How values are written on the input lines.
     #[arg(long, value_enum, default_value = "text")]
     value_format: ValueFormat,
+    /// A key or value that is exactly TEXT is sent as null (a null value
+    /// is a tombstone); matched before --value-format decoding.
+    #[arg(long, value_name = "TEXT")]
+    null_marker: Option<String>,
     /// A header `k=v` on every record. Repeatable.
     #[arg(long = "header", value_name = "K=V", value_parser = super::transform::parse_pair)]
     headers: Vec<(String, String)>,
@@ -163,9 +171,14 @@ fn to_record(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> 
         }
         (None, None) => (None, line),
     };
-    let value = args.value_format.decode(value)?;
-    let mut record = ProducerRecord::new(&args.topic, value);
-    if let Some(key) = key {
+    let is_null = |field: &[u8]| args.null_marker.as_deref().map(str::as_bytes) == Some(field);
+    let mut record = ProducerRecord::new(&args.topic, Vec::new());
+    record.value = if is_null(value) {
+        None
+    } else {
+        Some(args.value_format.decode(value)?.into())
+    };
+    if let Some(key) = key.filter(|key| !is_null(key)) {
         record = record.key(key);
     }
     if let Some(partition) = args.partition {

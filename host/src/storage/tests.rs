@@ -13,7 +13,7 @@ fn batch(values: &[&str]) -> (BytesMut, u32) {
         builder
             .push(&NewRecord {
                 key: None,
-                value: value.as_bytes(),
+                value: Some(value.as_bytes()),
                 headers: &[],
                 timestamp: 1_000,
             })
@@ -31,7 +31,10 @@ fn values_from(bytes: &[u8], from: u64) -> Vec<(u64, String)> {
             let record = record.unwrap();
             let offset = view.base_offset() + record.offset_delta as u64;
             if offset >= from {
-                out.push((offset, String::from_utf8(record.value.to_vec()).unwrap()));
+                out.push((
+                    offset,
+                    String::from_utf8(record.value.unwrap_or_default().to_vec()).unwrap(),
+                ));
             }
         }
     }
@@ -211,7 +214,7 @@ async fn append_at(storage: &Storage, topic: &str, value: &str, timestamp: i64) 
     builder
         .push(&NewRecord {
             key: None,
-            value: value.as_bytes(),
+            value: Some(value.as_bytes()),
             headers: &[],
             timestamp,
         })

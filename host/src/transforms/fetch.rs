@@ -166,7 +166,7 @@ impl FetchModules {
             let headers = output_headers(kept.headers);
             let new = NewRecord {
                 key: kept.key.as_deref(),
-                value: &kept.value,
+                value: kept.value.as_deref(),
                 headers: &headers,
                 timestamp: kept.timestamp.unwrap_or(record.timestamp),
             };

@@ -52,7 +52,7 @@ struct Row<'a> {
     offset: u64,
     timestamp: i64,
     key: Option<&'a [u8]>,
-    value: &'a [u8],
+    value: Option<&'a [u8]>,
     headers: std::ops::Range<usize>,
     /// Index of its stored batch in [`InputBatch::batches`].
     batch: usize,
@@ -310,7 +310,7 @@ pub fn encode_outputs(
         let headers = output_headers(record.headers);
         let new = NewRecord {
             key: record.key.as_deref(),
-            value: &record.value,
+            value: record.value.as_deref(),
             headers: &headers,
             timestamp: record.timestamp.unwrap_or(now_ms),
         };
@@ -369,7 +369,7 @@ pub fn dead_letters(records: &[InputRecord<'_>], error: &str) -> Vec<OutputRecor
             OutputRecord {
                 output: None,
                 key: record.key.map(<[u8]>::to_vec),
-                value: record.value.to_vec(),
+                value: record.value.map(<[u8]>::to_vec),
                 headers,
                 timestamp: Some(record.timestamp),
             }
@@ -411,7 +411,7 @@ mod tests {
             builder
                 .push(&NewRecord {
                     key: None,
-                    value: value.as_bytes(),
+                    value: Some(value.as_bytes()),
                     headers: &[],
                     timestamp: 7,
                 })
@@ -426,7 +426,7 @@ mod tests {
         batch
             .records()
             .iter()
-            .map(|r| String::from_utf8_lossy(r.value).into_owned())
+            .map(|r| String::from_utf8_lossy(r.value.unwrap_or_default()).into_owned())
             .collect()
     }
 

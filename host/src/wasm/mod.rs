@@ -2,7 +2,8 @@
 //! component must pass, and the sandbox deployed transforms run in.
 //!
 //! - [`validate`]: a component may import only the `quiver:transform`
-//!   contract (at one of the versions this broker speaks, 0.2.0 or 0.1.0)
+//!   contract (at one of the versions this broker speaks, 0.3.0, 0.2.0 or
+//!   0.1.0)
 //!   and the locked-down WASI set, and must export the contract's `guest`
 //!   interface.
 //! - [`sandbox`]: a compiled module ([`Sandbox`]) and its warm instances
@@ -33,7 +34,7 @@ use std::time::Duration;
 
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
-pub use bindings::v1::quiver::transform::types::{InputRecord, OutputRecord};
+pub use bindings::v3::quiver::transform::types::OutputRecord;
 pub use limits::{Busy, CompileGate, CompilePermit, WasmLimits};
 pub use logbook::Logbook;
 pub use sandbox::{CallError, GuestInstance, Sandbox, SandboxLimits};
@@ -43,6 +44,25 @@ pub use validate::{
     ALLOWED_WASI_PACKAGES, CONTRACT_IMPORTS, CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS,
     Contract, GUEST_EXPORT, ModuleError, ModuleInfo, precheck,
 };
+
+/// A record passed to a guest, borrowed from its stored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: u32,
+    /// The record's offset.
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The value; `None` is a null value (a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// The headers, in order: (name, value), a null value as `None`.
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
 
 /// How often the engine's epoch advances; call deadlines are counted in
 /// these ticks, so a call overruns its deadline by at most about one tick.

@@ -20,7 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use quiver_proto::batch::{BatchBuilder, NewRecord, set_base_offset};
 
-use super::bindings::{v1, v2};
+use super::bindings::{v1, v2, v3};
 use super::logbook::{LogStream, Logbook};
 use super::state::{CallState, StateChanges, StateSnapshot, StateSource};
 use super::validate::check_exports;
@@ -140,6 +140,7 @@ pub struct Sandbox {
 enum Pre {
     V1(v1::TransformPre<GuestData>),
     V2(v2::TransformPre<GuestData>),
+    V3(v3::TransformPre<GuestData>),
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -174,6 +175,12 @@ impl Sandbox {
                     .map_err(not_runnable)?;
                 let pre = linker.instantiate_pre(&component).map_err(not_runnable)?;
                 Pre::V2(v2::TransformPre::new(pre).map_err(not_runnable)?)
+            }
+            Contract::V3 => {
+                v3::Transform::add_to_linker::<GuestData, HasSelf<GuestData>>(&mut linker, |d| d)
+                    .map_err(not_runnable)?;
+                let pre = linker.instantiate_pre(&component).map_err(not_runnable)?;
+                Pre::V3(v3::TransformPre::new(pre).map_err(not_runnable)?)
             }
         };
         Ok(Self {
@@ -222,16 +229,17 @@ struct Live {
 enum Bindings {
     V1(v1::Transform),
     V2(v2::Transform),
+    V3(v3::Transform),
 }
 
 /// A `process` call's input: records of one partition, in both shapes the
 /// contract versions take.
 #[derive(Debug, Clone, Copy)]
 pub struct CallInput<'a> {
-    /// The records, non-empty, as 0.1.0 modules take them.
+    /// The records, non-empty.
     pub records: &'a [InputRecord<'a>],
-    /// The stored batches holding them, as 0.2.0 modules take them (they
-    /// may hold records before and after `records`).
+    /// The stored batches holding them, as 0.2.0 and later modules take
+    /// them (they may hold records before and after `records`).
     pub batches: &'a [&'a [u8]],
 }
 
@@ -269,26 +277,38 @@ impl GuestInstance {
         let (Some(first), Some(last)) = (input.records.first(), input.records.last()) else {
             return Ok(CallOutput::default());
         };
-        self.call(|bindings, store| match bindings {
-            Bindings::V1(b) => b
-                .quiver_transform_guest()
-                .call_process(store, input.records),
-            Bindings::V2(b) => {
-                let batch = v2::quiver::transform::types::InputBatch {
+        // 0.2.0 and 0.3.0 take the same input, in types of their own.
+        macro_rules! input_batch {
+            ($v:ident) => {
+                $v::quiver::transform::types::InputBatch {
                     topic: first.topic,
                     partition: first.partition,
                     batches: input.batches,
                     first_offset: first.offset,
                     end_offset: last.offset.saturating_add(1),
-                };
-                let result = b.quiver_transform_guest().call_process(store, batch)?;
+                }
+            };
+        }
+        self.call(|bindings, store| match bindings {
+            Bindings::V1(b) => {
+                let records: Vec<_> = input.records.iter().map(to_v1).collect();
+                let result = b.quiver_transform_guest().call_process(store, &records)?;
+                Ok(result.map(|outputs| outputs.into_iter().map(from_v1).collect()))
+            }
+            Bindings::V2(b) => {
+                let result = b
+                    .quiver_transform_guest()
+                    .call_process(store, input_batch!(v2))?;
                 Ok(result.map(|outputs| outputs.into_iter().map(from_v2).collect()))
             }
+            Bindings::V3(b) => b
+                .quiver_transform_guest()
+                .call_process(store, input_batch!(v3)),
         })
     }
 
     /// Calls `process` on one record (fetch-time modules answer record by
-    /// record); a 0.2.0 module gets it in a batch of its own.
+    /// record); a 0.2.0 or later module gets it in a batch of its own.
     pub fn process_one(&mut self, record: &InputRecord<'_>) -> Result<CallOutput, CallError> {
         let records = std::slice::from_ref(record);
         if matches!(self.sandbox.pre, Pre::V1(_)) {
@@ -325,11 +345,15 @@ impl GuestInstance {
     /// Calls `on-tick` with the event-time watermark.
     pub fn on_tick(&mut self, watermark: i64) -> Result<CallOutput, CallError> {
         self.call(|bindings, store| match bindings {
-            Bindings::V1(b) => b.quiver_transform_guest().call_on_tick(store, watermark),
+            Bindings::V1(b) => {
+                let result = b.quiver_transform_guest().call_on_tick(store, watermark)?;
+                Ok(result.map(|outputs| outputs.into_iter().map(from_v1).collect()))
+            }
             Bindings::V2(b) => {
                 let result = b.quiver_transform_guest().call_on_tick(store, watermark)?;
                 Ok(result.map(|outputs| outputs.into_iter().map(from_v2).collect()))
             }
+            Bindings::V3(b) => b.quiver_transform_guest().call_on_tick(store, watermark),
         })
     }
 
@@ -427,6 +451,10 @@ impl GuestInstance {
             Pre::V2(pre) => pre.instantiate(&mut store).and_then(|b| {
                 let init = b.quiver_transform_guest().call_init(&mut store, &params)?;
                 Ok((Bindings::V2(b), init))
+            }),
+            Pre::V3(pre) => pre.instantiate(&mut store).and_then(|b| {
+                let init = b.quiver_transform_guest().call_init(&mut store, &params)?;
+                Ok((Bindings::V3(b), init))
             }),
         }
         .map_err(|e| self.classify(&e, &store))?;
@@ -583,7 +611,7 @@ fn check_outputs(outputs: &[OutputRecord]) -> Result<(), CallError> {
 /// Bytes of a record's key, value and headers.
 pub fn output_size(record: &OutputRecord) -> usize {
     record.key.as_ref().map_or(0, Vec::len)
-        + record.value.len()
+        + record.value.as_ref().map_or(0, Vec::len)
         + record
             .headers
             .iter()
@@ -655,17 +683,39 @@ macro_rules! host_imports {
 
 host_imports!(v1);
 host_imports!(v2);
+host_imports!(v3);
 
-/// A 0.2.0 output record as the host's (0.1.0's, field for field).
-fn from_v2(record: v2::quiver::transform::types::OutputRecord) -> OutputRecord {
-    OutputRecord {
-        output: record.output,
-        key: record.key,
-        value: record.value,
-        headers: record.headers,
+/// An input record as a 0.1.0 module takes it: a null value reads as empty.
+fn to_v1<'a>(record: &InputRecord<'a>) -> v1::quiver::transform::types::InputRecord<'a> {
+    v1::quiver::transform::types::InputRecord {
+        topic: record.topic,
+        partition: record.partition,
+        offset: record.offset,
         timestamp: record.timestamp,
+        key: record.key,
+        value: record.value.unwrap_or_default(),
+        headers: record.headers,
     }
 }
+
+/// A 0.1.0 or 0.2.0 output record (whose value is never null) as the
+/// host's, field for field.
+macro_rules! from_older {
+    ($name:ident, $v:ident) => {
+        fn $name(record: $v::quiver::transform::types::OutputRecord) -> OutputRecord {
+            OutputRecord {
+                output: record.output,
+                key: record.key,
+                value: Some(record.value),
+                headers: record.headers,
+                timestamp: record.timestamp,
+            }
+        }
+    };
+}
+
+from_older!(from_v1, v1);
+from_older!(from_v2, v2);
 
 /// Caps the instance's linear memories, all of them together, and
 /// remembers a refused growth, so that the trap that follows (the guest's

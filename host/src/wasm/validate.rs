@@ -26,7 +26,11 @@ pub const CONTRACT_PACKAGE: &str = "quiver:transform";
 /// The current contract version, which new modules are built for.
 pub const CONTRACT_VERSION: &str = Contract::CURRENT.version();
 /// Every contract version this broker speaks, newest first.
-pub const CONTRACT_VERSIONS: [&str; 2] = [Contract::V2.version(), Contract::V1.version()];
+pub const CONTRACT_VERSIONS: [&str; 3] = [
+    Contract::V3.version(),
+    Contract::V2.version(),
+    Contract::V1.version(),
+];
 
 /// A version of the contract this broker speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,22 +40,26 @@ pub enum Contract {
     V1,
     /// `quiver:transform@0.2.0`: `process` takes the stored batches.
     V2,
+    /// `quiver:transform@0.3.0`: as 0.2.0, and an output record's value
+    /// may be null (a tombstone).
+    V3,
 }
 
 impl Contract {
     /// The version new modules are built for.
-    pub const CURRENT: Self = Self::V2;
+    pub const CURRENT: Self = Self::V3;
 
     /// The package version, e.g. `0.2.0`.
     pub const fn version(self) -> &'static str {
         match self {
             Self::V1 => "0.1.0",
             Self::V2 => "0.2.0",
+            Self::V3 => "0.3.0",
         }
     }
 
     fn of(version: &str) -> Option<Self> {
-        [Self::V2, Self::V1]
+        [Self::V3, Self::V2, Self::V1]
             .into_iter()
             .find(|c| c.version() == version)
     }
@@ -105,7 +113,8 @@ pub enum ModuleError {
     },
     /// Built for another version of the contract.
     #[error(
-        "module was built for {found}; this broker speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (and @0.1.0), one version per module: rebuild it against the current contract"
+        "module was built for {found}; this broker speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (and {}), one version per module: rebuild it against the current contract",
+        older_versions()
     )]
     ContractVersion {
         /// The import or export naming the other version.
@@ -113,7 +122,8 @@ pub enum ModuleError {
     },
     /// Does not export the contract's guest interface.
     #[error(
-        "module does not export {CONTRACT_PACKAGE}/{GUEST_EXPORT}@{CONTRACT_VERSION} (or @0.1.0) (exports: {exports})"
+        "module does not export {CONTRACT_PACKAGE}/{GUEST_EXPORT}@{CONTRACT_VERSION} (or {}) (exports: {exports})",
+        older_versions()
     )]
     MissingGuest {
         /// What it exports instead.
@@ -255,6 +265,16 @@ fn forbidden(import: &str) -> ModuleError {
 }
 
 /// `"a", "b"` for the message.
+/// The versions spoken besides the current one, for messages:
+/// `@0.2.0, @0.1.0`.
+fn older_versions() -> String {
+    CONTRACT_VERSIONS[1..]
+        .iter()
+        .map(|v| format!("@{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn quoted(items: &[String]) -> String {
     items
         .iter()
@@ -345,9 +365,10 @@ mod tests {
     fn imports_are_checked_by_package_and_version() {
         assert_eq!(check_import("quiver:transform/log@0.1.0"), Ok(()));
         assert_eq!(check_import("quiver:transform/log@0.2.0"), Ok(()));
+        assert_eq!(check_import("quiver:transform/log@0.3.0"), Ok(()));
         assert_eq!(check_import("wasi:io/streams@0.2.6"), Ok(()));
         assert!(matches!(
-            check_import("quiver:transform/log@0.3.0"),
+            check_import("quiver:transform/log@0.4.0"),
             Err(ModuleError::ContractVersion { .. })
         ));
         assert_eq!(
@@ -379,10 +400,16 @@ mod tests {
             check_exports(&["quiver:transform/guest@0.2.0".into()]),
             Ok(Contract::V2)
         );
-        assert!(matches!(
+        assert_eq!(
             check_exports(&["quiver:transform/guest@0.3.0".into()]),
-            Err(ModuleError::ContractVersion { .. })
-        ));
+            Ok(Contract::V3)
+        );
+        let newer = check_exports(&["quiver:transform/guest@0.4.0".into()]).unwrap_err();
+        assert!(matches!(newer, ModuleError::ContractVersion { .. }));
+        assert!(
+            newer.to_string().contains("@0.3.0 (and @0.2.0, @0.1.0)"),
+            "{newer}"
+        );
         // Imports at another version than the export's.
         let mixed = ["quiver:transform/state@0.1.0".to_owned()];
         assert!(matches!(

@@ -95,8 +95,8 @@ pub struct ConsumerRecord {
     pub timestamp: i64,
     /// The key, if any.
     pub key: Option<Bytes>,
-    /// The value.
-    pub value: Bytes,
+    /// The value; `None` is a null value (a tombstone), not an empty one.
+    pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<Header>,
 }
@@ -571,11 +571,13 @@ fn decode_into(
                 offset,
                 timestamp: record.timestamp,
                 key: record.key.map(|k| bytes.slice_ref(k)),
-                value: if record.value.is_empty() {
-                    Bytes::new()
-                } else {
-                    bytes.slice_ref(record.value)
-                },
+                value: record.value.map(|v| {
+                    if v.is_empty() {
+                        Bytes::new()
+                    } else {
+                        bytes.slice_ref(v)
+                    }
+                }),
                 headers: record
                     .headers()
                     .map(|(key, value)| Header {

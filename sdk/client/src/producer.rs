@@ -185,8 +185,9 @@ pub struct ProducerRecord {
     pub partition: Option<u32>,
     /// The key; records with one key land on one partition.
     pub key: Option<Bytes>,
-    /// The value.
-    pub value: Bytes,
+    /// The value; `None` sends a null value (a tombstone: in Kafka's
+    /// compacted topics, "delete this key"), not an empty one.
+    pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<Header>,
     /// Timestamp in ms since the epoch; the producer's clock when `None`.
@@ -200,7 +201,19 @@ impl ProducerRecord {
             topic: topic.into(),
             partition: None,
             key: None,
-            value: value.into(),
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// A tombstone for `key` in `topic`: a record with a null value.
+    pub fn tombstone(topic: impl Into<TopicName>, key: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: Some(key.into()),
+            value: None,
             headers: Vec::new(),
             timestamp: None,
         }
@@ -430,7 +443,7 @@ impl Producer {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let new = NewRecord {
             key: record.key.as_deref(),
-            value: &record.value,
+            value: record.value.as_deref(),
             headers: &record.headers,
             timestamp,
         };

@@ -1,5 +1,5 @@
 //! A `process` call's input: the stored record batches the host passes
-//! (contract 0.2.0), decoded into records that borrow from them.
+//! (since contract 0.2.0), decoded into records that borrow from them.
 
 use quiver_proto::batch::BatchView;
 
@@ -23,10 +23,19 @@ pub struct InputRecord<'a> {
     pub timestamp: i64,
     /// The key, if the record has one.
     pub key: Option<&'a [u8]>,
-    /// The value (a null value reads as empty).
-    pub value: &'a [u8],
+    /// The value; `None` is a null value (a tombstone: in a compacted
+    /// topic, "delete this key"), which is not an empty one.
+    pub value: Option<&'a [u8]>,
     /// The headers, in order.
     pub headers: Vec<HeaderRef<'a>>,
+}
+
+impl<'a> InputRecord<'a> {
+    /// The value, a null one as empty: for modules that parse values (as
+    /// JSON, say), where a tombstone is input they cannot read either.
+    pub fn value_or_empty(&self) -> &'a [u8] {
+        self.value.unwrap_or_default()
+    }
 }
 
 /// The records of `input` with offsets in its range, in order. Fails on a
@@ -83,7 +92,7 @@ mod tests {
             builder
                 .push(&NewRecord {
                     key: Some(b"k"),
-                    value: value.as_bytes(),
+                    value: Some(value.as_bytes()),
                     headers: if i == 0 { &headers } else { &[] },
                     timestamp: 1_000 + i as i64,
                 })
@@ -104,7 +113,7 @@ mod tests {
             end_offset: 14,
         };
         let records = decode(&input).unwrap();
-        let values: Vec<&[u8]> = records.iter().map(|r| r.value).collect();
+        let values: Vec<&[u8]> = records.iter().map(InputRecord::value_or_empty).collect();
         assert_eq!(values, [&b"b"[..], b"c", b"d"]);
         assert_eq!(records[0].offset, 11);
         assert_eq!(records[2].offset, 13);

@@ -17,7 +17,10 @@
 //!     fn process(batch: Vec<InputRecord<'_>>) -> Result<Vec<OutputRecord>, String> {
 //!         Ok(batch
 //!             .iter()
-//!             .map(|r| OutputRecord::forward(r).with_value(r.value.to_ascii_uppercase()))
+//!             .map(|r| match r.value {
+//!                 Some(value) => OutputRecord::forward(r).with_value(value.to_ascii_uppercase()),
+//!                 None => OutputRecord::forward(r), // a tombstone stays one
+//!             })
 //!             .collect())
 //!     }
 //!     fn on_tick(_watermark: i64) -> Result<Vec<OutputRecord>, String> {
@@ -32,7 +35,7 @@
 //! the `.wasm` that cargo writes is already a component.
 //!
 //! The host passes each call's input as the stored record batches
-//! (contract 0.2.0); the SDK decodes them ([`input`]) into records that
+//! (contract 0.3.0); the SDK decodes them ([`input`]) into records that
 //! borrow from them, so a record costs the guest no allocation unless it
 //! has headers.
 //!
@@ -82,7 +85,7 @@ pub use params::{InitCell, Params};
 pub use state::State;
 
 /// The version of the `quiver:transform` package these bindings speak.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// A transform: what a module implements. The calling model and the
 /// exactly-once contract are those of `wit/transform.wit`.

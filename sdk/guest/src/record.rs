@@ -9,19 +9,31 @@ impl OutputRecord {
         Self {
             output: None,
             key: None,
-            value,
+            value: Some(value),
+            headers: Headers::new(),
+            timestamp: None,
+        }
+    }
+
+    /// A tombstone for `key` on the default output: a record with a null
+    /// value (in a compacted topic, "delete this key").
+    pub fn tombstone(key: Vec<u8>) -> Self {
+        Self {
+            output: None,
+            key: Some(key),
+            value: None,
             headers: Headers::new(),
             timestamp: None,
         }
     }
 
     /// The input record passed through unchanged (key, value, headers and
-    /// timestamp) to the default output.
+    /// timestamp; a tombstone stays one) to the default output.
     pub fn forward(input: &InputRecord<'_>) -> Self {
         Self {
             output: None,
             key: input.key.map(<[u8]>::to_vec),
-            value: input.value.to_vec(),
+            value: input.value.map(<[u8]>::to_vec),
             headers: input
                 .headers
                 .iter()
@@ -49,7 +61,7 @@ impl OutputRecord {
     /// Replaces the value.
     #[must_use]
     pub fn with_value(mut self, value: Vec<u8>) -> Self {
-        self.value = value;
+        self.value = Some(value);
         self
     }
 
@@ -87,7 +99,7 @@ mod tests {
             offset: 7,
             timestamp: 1_000,
             key: Some(b"k"),
-            value: b"v",
+            value: Some(b"v"),
             headers: vec![("h", None)],
         }
     }
@@ -97,7 +109,7 @@ mod tests {
         let out = OutputRecord::forward(&input());
         assert_eq!(out.output, None);
         assert_eq!(out.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(out.value, b"v");
+        assert_eq!(out.value.as_deref(), Some(&b"v"[..]));
         assert_eq!(out.headers, vec![("h".to_string(), None)]);
         assert_eq!(out.timestamp, Some(1_000));
     }
@@ -112,5 +124,17 @@ mod tests {
         assert_eq!(out.key.as_deref(), Some(&b"a"[..]));
         assert_eq!(out.timestamp, Some(5));
         assert_eq!(input().position(), "click/2@7");
+    }
+
+    #[test]
+    fn a_tombstone_stays_one() {
+        let tombstone = InputRecord {
+            value: None,
+            ..input()
+        };
+        assert_eq!(OutputRecord::forward(&tombstone).value, None);
+        assert_eq!(tombstone.value_or_empty(), b"");
+        let out = OutputRecord::tombstone(b"k".to_vec());
+        assert_eq!((out.key.as_deref(), out.value), (Some(&b"k"[..]), None));
     }
 }

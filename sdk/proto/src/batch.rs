@@ -34,7 +34,7 @@
 //!   offset_delta      varint   0, 1, 2, ... within the batch
 //!   key_length        varint   -1 for no key
 //!   key               bytes
-//!   value_length      varint   -1 for null (read as empty)
+//!   value_length      varint   -1 for null (a tombstone, not an empty value)
 //!   value             bytes
 //!   header_count      varint
 //!     header_key_length   varint, header_key (UTF-8)
@@ -542,8 +542,9 @@ pub struct RecordView<'a> {
     pub timestamp: i64,
     /// The key, if any.
     pub key: Option<&'a [u8]>,
-    /// The value (a null value reads as empty).
-    pub value: &'a [u8],
+    /// The value; `None` is Kafka's null value (a tombstone), which is not
+    /// the same as an empty one.
+    pub value: Option<&'a [u8]>,
     header_count: u32,
     headers: &'a [u8],
 }
@@ -643,7 +644,7 @@ impl<'a> Records<'a> {
                 .log_append_time
                 .unwrap_or(self.base_timestamp.wrapping_add(timestamp_delta)),
             key,
-            value: value.unwrap_or_default(),
+            value,
             header_count,
             headers: &record[headers_start..end],
         })
@@ -732,8 +733,8 @@ pub fn split_batches(mut bytes: &[u8]) -> impl Iterator<Item = Result<BatchView<
 pub struct NewRecord<'a> {
     /// The key, if any; keyed records are partitioned by it.
     pub key: Option<&'a [u8]>,
-    /// The value.
-    pub value: &'a [u8],
+    /// The value; `None` writes Kafka's null value (a tombstone).
+    pub value: Option<&'a [u8]>,
     /// Headers.
     pub headers: &'a [Header],
     /// Timestamp, ms since the epoch.
@@ -751,7 +752,7 @@ impl NewRecord<'_> {
     fn body_len(&self, timestamp_delta: i64, offset_delta: i32) -> usize {
         let mut len = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta);
         len += nullable_len(self.key);
-        len += nullable_len(Some(self.value));
+        len += nullable_len(self.value);
         len += varint_len(self.headers.len() as i32);
         for header in self.headers {
             len += nullable_len(Some(header.key.as_bytes()));
@@ -848,7 +849,7 @@ impl BatchBuilder {
         write_varlong(buf, timestamp_delta);
         write_varint(buf, offset_delta);
         write_nullable(buf, record.key);
-        write_nullable(buf, Some(record.value));
+        write_nullable(buf, record.value);
         write_varint(buf, record.headers.len() as i32);
         for header in record.headers {
             write_nullable(buf, Some(header.key.as_bytes()));

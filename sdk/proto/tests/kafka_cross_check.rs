@@ -10,8 +10,6 @@
 //!   record has the smallest timestamp the two encoders agree byte for byte.
 //! - `kafka-protocol` keeps headers in an `IndexMap`, so repeated header keys
 //!   (legal in Kafka) collapse to one entry, last value winning.
-//! - A null record value (Kafka's tombstone) reads back as empty through
-//!   [`RecordView::value`](quiver_proto::batch::RecordView).
 //! - `kafka-protocol` starts a new batch whenever `offset - sequence` changes
 //!   between records, so a single batch with `base_sequence = -1` needs the
 //!   records' `sequence` set to `offset - base_offset - 1`, not to -1.
@@ -33,8 +31,8 @@ use quiver_proto::batch::{
 #[derive(Debug, Clone)]
 struct TestRecord {
     key: Option<Vec<u8>>,
-    /// `None` is a null value; only the `kafka-protocol` direction uses it,
-    /// since [`NewRecord`] always carries a value.
+    /// `None` is a null value (a tombstone), which both codecs keep apart
+    /// from an empty one.
     value: Option<Vec<u8>>,
     /// Distinct keys, in generated order.
     headers: Vec<(String, Option<Vec<u8>>)>,
@@ -59,15 +57,10 @@ fn headers_strategy() -> impl Strategy<Value = Vec<(String, Option<Vec<u8>>)>> {
     })
 }
 
-fn record_strategy(nullable_value: bool) -> impl Strategy<Value = TestRecord> {
-    let value = if nullable_value {
-        option::weighted(0.9, bytes_strategy(64)).boxed()
-    } else {
-        bytes_strategy(64).prop_map(Some).boxed()
-    };
+fn record_strategy() -> impl Strategy<Value = TestRecord> {
     (
         option::of(bytes_strategy(24)),
-        value,
+        option::weighted(0.9, bytes_strategy(64)),
         headers_strategy(),
         TIMESTAMPS,
     )
@@ -79,8 +72,8 @@ fn record_strategy(nullable_value: bool) -> impl Strategy<Value = TestRecord> {
         })
 }
 
-fn records_strategy(nullable_value: bool) -> impl Strategy<Value = Vec<TestRecord>> {
-    vec(record_strategy(nullable_value), 1..=24)
+fn records_strategy() -> impl Strategy<Value = Vec<TestRecord>> {
+    vec(record_strategy(), 1..=24)
 }
 
 /// Builds a batch with our builder and gives it `base_offset`.
@@ -102,10 +95,7 @@ fn build_quiver(records: &[TestRecord], base_offset: u64) -> Vec<u8> {
         builder
             .push(&NewRecord {
                 key: record.key.as_deref(),
-                value: record
-                    .value
-                    .as_deref()
-                    .expect("builder records have values"),
+                value: record.value.as_deref(),
                 headers,
                 timestamp: record.timestamp,
             })
@@ -199,7 +189,7 @@ fn assert_kafka_sees(decoded: &[Record], records: &[TestRecord], base_offset: i6
 }
 
 /// Checks a batch through our validator and reader against the records it
-/// was encoded from. Null values read as empty.
+/// was encoded from.
 fn assert_quiver_sees(batch: &[u8], records: &[TestRecord], base_offset: u64) {
     let summary = validate(batch).expect("our validator accepts the batch");
     assert_eq!(summary.record_count as usize, records.len());
@@ -223,11 +213,7 @@ fn assert_quiver_sees(batch: &[u8], records: &[TestRecord], base_offset: u64) {
         assert_eq!(got.offset_delta, i);
         assert_eq!(got.timestamp, want.timestamp, "record {i}");
         assert_eq!(got.key, want.key.as_deref(), "record {i}");
-        assert_eq!(
-            got.value,
-            want.value.as_deref().unwrap_or_default(),
-            "record {i}"
-        );
+        assert_eq!(got.value, want.value.as_deref(), "record {i}");
         let headers: Vec<_> = got.headers().collect();
         let expected: Vec<_> = want
             .headers
@@ -255,7 +241,7 @@ proptest! {
     /// (a) Our batches decode in `kafka-protocol` to the same records.
     #[test]
     fn quiver_batches_decode_in_kafka_protocol(
-        records in records_strategy(false),
+        records in records_strategy(),
         base_offset in base_offsets(),
     ) {
         let batch = build_quiver(&records, base_offset);
@@ -267,7 +253,7 @@ proptest! {
     /// same, null values reading as empty.
     #[test]
     fn kafka_protocol_batches_validate_and_read_back(
-        records in records_strategy(true),
+        records in records_strategy(),
         base_offset in base_offsets(),
     ) {
         let kafka = kafka_records(&records, base_offset as i64);
@@ -285,7 +271,7 @@ proptest! {
     /// choose the same base timestamp and must agree on every byte.
     #[test]
     fn encoders_agree_byte_for_byte(
-        mut records in records_strategy(false),
+        mut records in records_strategy(),
         base_offset in base_offsets(),
     ) {
         let min = records.iter().map(|r| r.timestamp).min().expect("non-empty");
@@ -299,7 +285,7 @@ proptest! {
     /// it: both still describe the same records.
     #[test]
     fn out_of_order_timestamps_differ_only_in_base(
-        records in records_strategy(false),
+        records in records_strategy(),
     ) {
         let ours = build_quiver(&records, 0);
         let ours_view = BatchView::parse(&ours).expect("header parses");
@@ -312,7 +298,7 @@ proptest! {
     /// Concatenated batches from either side split the same way.
     #[test]
     fn concatenated_batches_split_alike(
-        batches in vec(records_strategy(false), 1..=4),
+        batches in vec(records_strategy(), 1..=4),
     ) {
         let mut ours = Vec::new();
         let mut theirs = Vec::new();
@@ -362,7 +348,7 @@ fn repeated_header_keys_are_kept_by_us_and_collapsed_by_kafka_protocol() {
     builder
         .push(&NewRecord {
             key: None,
-            value: b"v",
+            value: Some(b"v"),
             headers: &headers,
             timestamp: 1_700_000_000_000,
         })
@@ -390,10 +376,10 @@ fn repeated_header_keys_are_kept_by_us_and_collapsed_by_kafka_protocol() {
     assert_eq!(theirs, vec![("trace", Some(&b"b"[..])), ("other", None)]);
 }
 
-/// A tombstone (null value) written by `kafka-protocol` is accepted, but our
-/// reader cannot tell it from an empty value.
+/// A tombstone (null value) written by `kafka-protocol` reads back as null,
+/// and an empty value as empty.
 #[test]
-fn null_value_reads_as_empty() {
+fn a_null_value_is_kept_apart_from_an_empty_one() {
     let records = [
         TestRecord {
             key: Some(b"k".to_vec()),
@@ -412,8 +398,8 @@ fn null_value_reads_as_empty() {
     validate(&batch).unwrap();
     let view = BatchView::parse(&batch).unwrap();
     let read: Vec<_> = view.records().collect::<Result<_, _>>().unwrap();
-    assert_eq!(read[0].value, read[1].value);
-    assert_eq!(read[0].value, b"");
+    assert_eq!(read[0].value, None);
+    assert_eq!(read[1].value, Some(&b""[..]));
 }
 
 /// With every record's `sequence` left at -1, `kafka-protocol` sees

@@ -16,6 +16,7 @@ use quiver_client::{
     ErrorCode, Offset, Producer, ProducerConfig, ProducerRecord, TopicConfig,
 };
 use quiver_tests::BrokerProcess;
+use quiver_tests::RecordValue as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -302,7 +303,7 @@ fn assert_acked_present(acked: &[Acked], stored: &BTreeMap<u32, Vec<ConsumerReco
             });
         assert_eq!(record.offset, ack.offset);
         assert_eq!(
-            &record.value[..],
+            record.value_bytes(),
             ack.value.as_bytes(),
             "a different record is stored at the acknowledged {}/{}",
             ack.partition,
@@ -322,7 +323,7 @@ fn assert_stored_is_sent_prefix(
     let mut stored_seqs: HashMap<(usize, u32), Vec<u64>> = HashMap::new();
     for (&partition, records) in stored {
         for record in records {
-            let value = std::str::from_utf8(&record.value).expect("UTF-8 value");
+            let value = std::str::from_utf8(record.value_bytes()).expect("UTF-8 value");
             let (producer, seq) = parse_value(value);
             assert!(seen.insert(value.to_owned()), "{value:?} is stored twice");
             assert!(

@@ -11,6 +11,7 @@ use quiver_client::{
     Consumer, ConsumerConfig, ErrorCode, Offset, Producer, ProducerConfig, ProducerRecord,
     TopicPartition,
 };
+use quiver_tests::RecordValue;
 use quiver_tests::cli::run_quiver;
 use quiver_tests::{TestBroker, quiver_bin};
 
@@ -57,7 +58,7 @@ async fn a_lost_batch_stops_the_consumer_with_a_storage_error() {
         .poll(Duration::from_secs(5))
         .await
         .expect("before the hole");
-    let values: Vec<&[u8]> = first.iter().map(|r| &r.value[..]).collect();
+    let values: Vec<&[u8]> = first.iter().map(RecordValue::value_bytes).collect();
     assert_eq!(values, [&b"a"[..], b"b"]);
     let error = consumer
         .poll(Duration::from_secs(5))

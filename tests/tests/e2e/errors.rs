@@ -44,6 +44,7 @@ use quiver_proto::limits::{
     MAX_BATCH_BYTES, MAX_FRAME_BYTES, MAX_PARTITIONS_PER_TOPIC, MAX_TOPIC_NAME_BYTES,
 };
 use quiver_proto::varint::{write_varint, write_varlong};
+use quiver_tests::RecordValue;
 use quiver_tests::{RawConnection, RawReply, TestBroker, frame};
 
 /// Long enough for any answer that is already there; a poll returns as soon
@@ -142,7 +143,7 @@ async fn assert_serving_on(client: &Client, tag: &str) {
         .unwrap_or_else(|e| panic!("produce after {tag}: {e}"));
     let records = read_from(client, ALIVE, 0, ack.offset, 1).await;
     assert_eq!(records[0].offset, ack.offset);
-    assert_eq!(records[0].value, value.as_bytes());
+    assert_eq!(records[0].value_bytes(), value.as_bytes());
     assert_eq!(records[0].key.as_deref(), Some(tag.as_bytes()));
 }
 
@@ -190,7 +191,7 @@ fn batch_of(values: &[&str]) -> Vec<u8> {
         builder
             .push(&NewRecord {
                 key: None,
-                value: value.as_bytes(),
+                value: Some(value.as_bytes()),
                 headers: &[],
                 timestamp: 1_700_000_000_000 + i as i64,
             })
@@ -469,10 +470,10 @@ async fn unknown_partition_from_producer_and_consumer() {
 
     // Only the good records were stored.
     let p0 = read_from(&client, "two", 0, 0, 2).await;
-    assert_eq!(p0[0].value, "y");
-    assert_eq!(p0[1].value, "z");
+    assert_eq!(p0[0].value_bytes(), b"y");
+    assert_eq!(p0[1].value_bytes(), b"z");
     let p1 = read_from(&client, "two", 1, 0, 1).await;
-    assert_eq!(p1[0].value, "kept");
+    assert_eq!(p1[0].value_bytes(), b"kept");
     let description = Admin::new(client.clone())
         .describe_topic("two")
         .await
@@ -519,7 +520,7 @@ async fn offset_above_high_watermark_is_out_of_range_with_the_valid_range() {
     // Acting on the detail: seek into the range and read everything.
     consumer.seek(&tp, Offset::At(0)).unwrap();
     let records = consumer.poll(POLL).await.unwrap();
-    let values: Vec<&[u8]> = records.iter().map(|r| &r.value[..]).collect();
+    let values: Vec<&[u8]> = records.iter().map(RecordValue::value_bytes).collect();
     assert_eq!(values, vec![&b"r0"[..], b"r1", b"r2"]);
     assert_eq!(consumer.position(&tp), Some(high_watermark));
     assert_serving(&broker, &client, "offset out of range").await;
@@ -566,8 +567,8 @@ async fn corrupt_batches_are_refused_one_by_one_and_not_stored() {
     }
     // Only the intact batch is in the log.
     let records = read_from(&client, "c", 0, 0, 2).await;
-    assert_eq!(records[0].value, "first");
-    assert_eq!(records[1].value, "second");
+    assert_eq!(records[0].value_bytes(), b"first");
+    assert_eq!(records[1].value_bytes(), b"second");
     let description = Admin::new(client.clone())
         .describe_topic("c")
         .await
@@ -587,7 +588,7 @@ async fn batch_above_the_batch_limit_is_refused_with_its_size() {
     let results = produce_raw(&client, "big", vec![(0, one_record_batch(limit))]).await;
     assert_eq!(results[0].outcome, Ok(0));
     let records = read_from(&client, "big", 0, 0, 1).await;
-    let value = &records[0].value;
+    let value = records[0].value_bytes();
     assert_eq!(value.len(), limit - 74);
     assert!(value.iter().enumerate().all(|(i, &b)| b == pattern(i)));
 
@@ -672,7 +673,7 @@ async fn batches_that_do_not_decompress_are_refused() {
     assert_eq!(spent.code, ErrorCode::BatchTooLarge);
     assert!(spent.message.contains("in all"), "{spent:?}");
     let records = read_from(&client, "z", 0, 0, 1).await;
-    assert_eq!(records[0].value, "plain");
+    assert_eq!(records[0].value_bytes(), b"plain");
     let description = Admin::new(client.clone())
         .describe_topic("z")
         .await
@@ -695,7 +696,7 @@ async fn a_produce_request_s_decompression_is_bounded() {
     builder
         .push(&NewRecord {
             key: None,
-            value: &zeros,
+            value: Some(&zeros),
             headers: &[],
             timestamp: 1_700_000_000_000,
         })
@@ -790,7 +791,7 @@ async fn creating_a_topic_twice_is_refused_and_keeps_the_first() {
     assert_eq!(description.partitions.len(), 3);
     assert_eq!(description.config, TopicConfig::default());
     let records = read_from(&client, "dup", 2, 0, 1).await;
-    assert_eq!(records[0].value, "before");
+    assert_eq!(records[0].value_bytes(), b"before");
     assert_serving(&broker, &client, "topic already exists").await;
 }
 
@@ -967,7 +968,7 @@ async fn requests_after_shutdown_fail_with_shutting_down() {
     broker.restart().await;
     let fresh = broker.client().await;
     let records = read_from(&fresh, "kept", 0, 0, 1).await;
-    assert_eq!(records[0].value, "durable");
+    assert_eq!(records[0].value_bytes(), b"durable");
     assert_serving_on(&fresh, "restart").await;
 
     // The broker closes its connections with ShuttingDown as the close code

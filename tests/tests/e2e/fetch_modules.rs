@@ -10,6 +10,7 @@ use quiver_client::{
     Client, Compression, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, FetchModule, Offset,
     Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
+use quiver_tests::RecordValue as _;
 use quiver_tests::{TestBroker, guest_component, quiver_command};
 
 /// Records produced; every third is an upload, the rest clicks.
@@ -104,7 +105,7 @@ async fn read_all(client: &Client, module: Option<FetchModule>) -> Vec<ConsumerR
 fn summary(records: &[ConsumerRecord]) -> Vec<(u32, u64, Vec<u8>)> {
     records
         .iter()
-        .map(|r| (r.partition, r.offset, r.value.to_vec()))
+        .map(|r| (r.partition, r.offset, r.value_bytes().to_vec()))
         .collect()
 }
 
@@ -118,7 +119,7 @@ async fn filter_at_fetch_time_returns_only_matches_with_their_offsets() {
     let expected: Vec<_> = everything
         .iter()
         .filter(|r| {
-            std::str::from_utf8(&r.value)
+            std::str::from_utf8(r.value_bytes())
                 .unwrap()
                 .contains(r#""click""#)
         })
@@ -255,7 +256,7 @@ async fn a_large_answer_is_spread_over_fetches() {
         let records = consumer.poll(Duration::from_secs(10)).await.expect("poll");
         assert!(!records.is_empty(), "stalled at {offsets:?}");
         for record in records {
-            assert_eq!(record.value.len(), RECORD);
+            assert_eq!(record.value_bytes().len(), RECORD);
             offsets[record.partition as usize].push(record.offset);
         }
         polls += 1;

@@ -15,6 +15,7 @@ use quiver_client::{
     Admin, ClientError, Consumer, ConsumerConfig, ErrorCode, Offset, Producer, ProducerConfig,
     ProducerRecord, TopicConfig, TopicPartition, TransformAction,
 };
+use quiver_tests::RecordValue as _;
 use quiver_tests::cli::run_quiver;
 use quiver_tests::http::get;
 use quiver_tests::transforms::{WAIT, all_logs, deploy_request, failure, upload, wait_for_status};
@@ -108,7 +109,7 @@ async fn a_full_disk_refuses_produce_until_a_delete_frees_space_and_loses_nothin
         read.extend(
             records
                 .iter()
-                .map(|r| String::from_utf8(r.value.to_vec()).expect("UTF-8")),
+                .map(|r| String::from_utf8(r.value_bytes().to_vec()).expect("UTF-8")),
         );
     }
     assert_eq!(read, acknowledged);

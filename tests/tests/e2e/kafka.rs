@@ -442,7 +442,7 @@ fn one_record_batch() -> Vec<u8> {
     builder
         .push(&NewRecord {
             key: None,
-            value: b"value",
+            value: Some(b"value"),
             headers: &[],
             timestamp: 1_700_000_000_000,
         })
@@ -1245,7 +1245,7 @@ fn announced_kafka_requests_hold_no_memory() {
         builder
             .push(&NewRecord {
                 key: None,
-                value: &value,
+                value: Some(&value),
                 headers: &[],
                 timestamp: 1_700_000_000_000,
             })

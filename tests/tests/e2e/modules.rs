@@ -41,7 +41,7 @@ async fn guest_components_are_stored_versioned_and_kept() {
         counted
             .imports
             .iter()
-            .any(|i| i.starts_with("quiver:transform/state@0.2.0")),
+            .any(|i| i.starts_with("quiver:transform/state@0.3.0")),
         "{:?}",
         counted.imports
     );
@@ -79,7 +79,7 @@ async fn uploads_that_are_not_contract_components_are_refused() {
     );
 
     let newer =
-        wat::parse_str(r#"(component (import "quiver:transform/log@0.3.0" (instance)))"#).unwrap();
+        wat::parse_str(r#"(component (import "quiver:transform/log@0.4.0" (instance)))"#).unwrap();
     let error = refusal(
         admin
             .upload_module("newer", newer.into())
@@ -87,7 +87,7 @@ async fn uploads_that_are_not_contract_components_are_refused() {
             .unwrap_err(),
     );
     assert_eq!(error.code, ErrorCode::InvalidModule);
-    assert!(error.message.contains("0.3.0"), "{}", error.message);
+    assert!(error.message.contains("0.4.0"), "{}", error.message);
 
     let no_guest = wat::parse_str("(component)").unwrap();
     let error = refusal(
@@ -98,7 +98,7 @@ async fn uploads_that_are_not_contract_components_are_refused() {
     );
     assert_eq!(error.code, ErrorCode::InvalidModule);
     assert!(
-        error.message.contains("quiver:transform/guest@0.2.0"),
+        error.message.contains("quiver:transform/guest@0.3.0"),
         "{}",
         error.message
     );

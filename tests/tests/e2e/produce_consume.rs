@@ -12,6 +12,7 @@ use quiver_client::{
     MAX_DECOMPRESSED_POLL_BYTES, Offset, Producer, ProducerConfig, ProducerRecord,
     TopicCompression, TopicConfig, TopicPartition,
 };
+use quiver_tests::RecordValue as _;
 use quiver_tests::kafka::{stored_batches, stored_codecs};
 use quiver_tests::{BrokerProcess, TestBroker};
 
@@ -84,7 +85,7 @@ async fn keyed_records_keep_order_per_partition_and_key() {
     for record in by_partition.values().flatten() {
         let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
         assert_eq!(record.partition, partition_for_key(key.as_bytes(), 4));
-        let value = String::from_utf8(record.value.to_vec()).unwrap();
+        let value = String::from_utf8(record.value_bytes().to_vec()).unwrap();
         let seq: u32 = value.rsplit(':').next().unwrap().parse().unwrap();
         if let Some(&(partition, previous)) = last_seen.get(&key) {
             assert_eq!(partition, record.partition);
@@ -100,7 +101,7 @@ async fn keyed_records_keep_order_per_partition_and_key() {
         .collect();
     for (i, ack) in acked.iter().enumerate() {
         let record = index[&(ack.partition, ack.offset)];
-        assert!(record.value.ends_with(format!(":{i}").as_bytes()));
+        assert!(record.value_bytes().ends_with(format!(":{i}").as_bytes()));
     }
 }
 
@@ -137,7 +138,10 @@ async fn explicit_round_robin_headers_and_timestamps() {
     );
 
     let records = consume_all(broker.client().await, "t", 7).await;
-    let pinned = records.iter().find(|r| &r.value[..] == b"pinned").unwrap();
+    let pinned = records
+        .iter()
+        .find(|r| r.value_bytes() == b"pinned")
+        .unwrap();
     assert_eq!(pinned.partition, 2);
     assert_eq!(pinned.timestamp, 1_700_000_000_123);
     assert_eq!(pinned.headers.len(), 1);
@@ -148,7 +152,7 @@ async fn explicit_round_robin_headers_and_timestamps() {
     assert!(
         records
             .iter()
-            .filter(|r| r.value != "pinned")
+            .filter(|r| r.value_bytes() != b"pinned")
             .all(|r| r.timestamp > 1_700_000_000_000)
     );
 }
@@ -186,7 +190,7 @@ async fn seek_earliest_latest_and_offset() {
     let records = consumer.poll(Duration::from_secs(10)).await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(
-        (records[0].offset, &records[0].value[..]),
+        (records[0].offset, records[0].value_bytes()),
         (10, &b"new"[..])
     );
 }
@@ -250,7 +254,7 @@ async fn long_poll_wakes_on_append() {
     let (_consumer, records) = waiting.await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(
-        (records[0].partition, &records[0].value[..]),
+        (records[0].partition, records[0].value_bytes()),
         (1, &b"wake"[..])
     );
 }
@@ -275,7 +279,7 @@ async fn deleted_topic_is_gone_and_name_reusable() {
         .unwrap();
     assert_eq!(ack.offset, 0);
     let records = consume_all(broker.client().await, "d", 1).await;
-    assert_eq!(&records[0].value[..], b"new");
+    assert_eq!(records[0].value_bytes(), b"new");
 }
 
 #[tokio::test]
@@ -430,7 +434,7 @@ async fn compressed_batches_round_trip_and_a_topic_can_recompress_them() {
         let read = consume_all(client.clone(), topic, sent.len()).await;
         let values: Vec<String> = read
             .iter()
-            .map(|r| String::from_utf8(r.value.to_vec()).expect("UTF-8"))
+            .map(|r| String::from_utf8(r.value_bytes().to_vec()).expect("UTF-8"))
             .collect();
         assert_eq!(values, sent, "{topic}");
         for (i, record) in read.iter().enumerate() {
@@ -485,7 +489,7 @@ async fn a_poll_decompresses_a_bounded_amount() {
     while offsets.len() < 12 {
         let batch = consumer.poll(Duration::from_secs(10)).await.expect("poll");
         assert!(!batch.is_empty(), "stalled at {}", offsets.len());
-        assert!(batch.iter().all(|r| r.value.len() == RECORD));
+        assert!(batch.iter().all(|r| r.value_bytes().len() == RECORD));
         polls.push(batch.len());
         offsets.extend(batch.iter().map(|r| r.offset));
     }

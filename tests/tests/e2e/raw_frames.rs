@@ -23,6 +23,7 @@ use quiver_proto::api::{
 };
 use quiver_proto::frame::{FrameError, FrameHeader, HEADER_BYTES};
 use quiver_proto::limits::{MAX_FRAME_BYTES, MAX_HEAD_BYTES};
+use quiver_tests::RecordValue as _;
 use quiver_tests::{RawConnection, RawReply, TestBroker, frame};
 use tokio::task::JoinSet;
 
@@ -98,9 +99,9 @@ impl Witness {
                 seen.len()
             );
             for record in records {
-                let key = record.key.expect("witness records have keys");
+                let key = record.key.clone().expect("witness records have keys");
                 let key = String::from_utf8(key.to_vec()).expect("UTF-8 key");
-                let value = String::from_utf8(record.value.to_vec()).expect("UTF-8 value");
+                let value = String::from_utf8(record.value_bytes().to_vec()).expect("UTF-8 value");
                 let previous = seen.insert((record.partition, record.offset), (key, value));
                 assert!(previous.is_none(), "round {round}: a record came twice");
             }

@@ -15,6 +15,7 @@ use quiver_client::{
     Admin, Client, Consumer, ConsumerConfig, GroupSettings, Offset, Producer, ProducerConfig,
     ProducerRecord, RebalanceEvent, TopicConfig, TopicPartition,
 };
+use quiver_tests::RecordValue as _;
 use quiver_tests::cli::{acknowledged, run_quiver};
 use quiver_tests::{BrokerProcess, quiver_command};
 use tokio::sync::mpsc as async_mpsc;
@@ -96,7 +97,7 @@ async fn an_assigned_consumer_resumes_from_its_positions_after_a_restart() {
         // Until the test stops listening.
         while !tx.is_closed() {
             for record in consumer.poll(Duration::from_millis(300)).await? {
-                let value = String::from_utf8(record.value.to_vec()).expect("UTF-8");
+                let value = String::from_utf8(record.value_bytes().to_vec()).expect("UTF-8");
                 let _ = tx.send(value);
             }
         }
@@ -167,7 +168,7 @@ async fn a_group_member_rejoins_and_resumes_from_committed_offsets_after_a_resta
                 consumer.commit().await?;
             }
             for record in records {
-                let value = String::from_utf8(record.value.to_vec()).expect("UTF-8");
+                let value = String::from_utf8(record.value_bytes().to_vec()).expect("UTF-8");
                 let _ = tx.send(value);
             }
         }
@@ -434,7 +435,7 @@ async fn an_idempotent_producer_retries_across_a_broker_kill_without_duplicates(
             .expect("poll");
         assert!(!records.is_empty(), "stalled at {} records", stored.len());
         for record in records {
-            let i: u32 = std::str::from_utf8(&record.value)
+            let i: u32 = std::str::from_utf8(record.value_bytes())
                 .expect("UTF-8")
                 .parse()
                 .expect("a number");

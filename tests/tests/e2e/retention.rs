@@ -11,6 +11,7 @@ use quiver_client::{
     ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
 };
 use quiver_host::clock::ManualClock;
+use quiver_tests::RecordValue;
 use quiver_tests::TestBroker;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -141,7 +142,7 @@ async fn altered_size_retention_keeps_the_newest_records() {
     );
     consumer.assign_topic("sized").await.unwrap();
     let records = consumer.poll(Duration::from_secs(5)).await.unwrap();
-    let values: Vec<&[u8]> = records.iter().map(|r| &r.value[..]).collect();
+    let values: Vec<&[u8]> = records.iter().map(RecordValue::value_bytes).collect();
     assert_eq!(values, vec![&b"r7"[..], b"r8", b"r9"]);
 
     // Clearing the limit stops further deletion.

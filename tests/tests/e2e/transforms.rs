@@ -48,9 +48,11 @@ use quiver_proto::api::transforms::{
     DeployTransformRequest, LogLevel, LogLine, OnError, RunState, StartFrom, TransformAction,
     TransformPartition, TransformStatus,
 };
+use quiver_tests::RecordValue;
+use quiver_tests::cli::run_quiver;
 use quiver_tests::kafka::{kcat_read, python, stored_codecs};
 use quiver_tests::transforms::{WAIT, all_logs, deploy_request, failure, upload, wait_for_status};
-use quiver_tests::{BrokerProcess, TestBroker, guest_component};
+use quiver_tests::{BrokerProcess, TestBroker, guest_component, quiver_command};
 
 /// How long one consumer poll waits for data.
 const POLL: Duration = Duration::from_millis(100);
@@ -283,7 +285,7 @@ async fn round_trip(client: &Client, topic: &str) {
         .expect("create the round-trip topic");
     let meta = produce(client, vec![ProducerRecord::new(topic, "ping")]).await;
     let read = read_topic(client, topic).await;
-    let values: Vec<&[u8]> = read[&0].iter().map(|r| &r.value[..]).collect();
+    let values: Vec<&[u8]> = read[&0].iter().map(RecordValue::value_bytes).collect();
     assert_eq!(values, vec![&b"ping"[..]]);
     assert_eq!(read[&0][0].offset, meta[0].offset);
 }
@@ -352,7 +354,7 @@ fn action_of(value: &[u8]) -> Option<String> {
 }
 
 /// What a transform that forwards records must not change.
-type Forwarded = (Option<Bytes>, Bytes, Vec<Header>, i64);
+type Forwarded = (Option<Bytes>, Option<Bytes>, Vec<Header>, i64);
 
 fn forwarded(record: &ConsumerRecord) -> Forwarded {
     (
@@ -376,7 +378,7 @@ fn assert_filtered(
     for (partition, records) in input {
         let expected: Vec<Forwarded> = records
             .iter()
-            .filter(|r| action_of(&r.value).as_deref() == Some(action))
+            .filter(|r| action_of(r.value_bytes()).as_deref() == Some(action))
             .map(forwarded)
             .collect();
         let got: Vec<Forwarded> = output[partition].iter().map(forwarded).collect();
@@ -469,7 +471,7 @@ fn summed_partials(output: &BTreeMap<u32, Vec<ConsumerRecord>>) -> BTreeMap<(i64
     for (&partition, records) in output {
         for record in records {
             let json: serde_json::Value =
-                serde_json::from_slice(&record.value).expect("a count is JSON");
+                serde_json::from_slice(record.value_bytes()).expect("a count is JSON");
             let key = json["key"].as_str().expect("a count has a key");
             let start = json["window_start"].as_i64().expect("window_start");
             let end = json["window_end"].as_i64().expect("window_end");
@@ -633,7 +635,7 @@ async fn click_aggregate_survives_sigkill() {
     // The ground truth is what the input holds: every event, and maybe
     // twice some whose acknowledgement the kill cut off.
     let input = read_topic(&client, "click").await;
-    let truth = window_counts(input.values().flatten().map(|r| r.value.clone()));
+    let truth = window_counts(input.values().flatten().map(|r| r.value_bytes().to_vec()));
     let stored = truth.values().sum::<u64>();
     assert!(stored >= 4_000, "{stored} events stored");
     let output = read_topic(&client, "page-counts-out").await;
@@ -703,7 +705,7 @@ async fn click_aggregate_counts_events_compressed_with_every_codec() {
         .await
         .values()
         .flatten()
-        .map(|r| String::from_utf8(r.value.to_vec()).expect("UTF-8"))
+        .map(|r| String::from_utf8(r.value_bytes().to_vec()).expect("UTF-8"))
         .collect();
     by_sdk.sort_unstable();
     assert_eq!(by_sdk, sent);
@@ -717,6 +719,153 @@ async fn click_aggregate_counts_events_compressed_with_every_codec() {
         .await
         .unwrap();
     assert_eq!(codecs, BTreeSet::from([Compression::Zstd]));
+}
+
+/// A null value (a tombstone) is not an empty value, through every path:
+/// confluent-kafka writes tombstones and an empty value; the SDK producer
+/// (`ProducerRecord::tombstone`) and `quiver produce --null-marker` write
+/// more; the SDK consumer, `quiver consume` (template and JSON) and
+/// confluent-kafka read each as it was written; and the filter, deployed
+/// with `tombstones=keep` and run at fetch time, passes tombstones through
+/// as tombstones while the empty value stays malformed input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_stay_null_through_clients_cli_and_transforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = BrokerProcess::start(dir.path()).await;
+    let kafka = process.kafka_addr().expect("a Kafka listener");
+    let client = process.client().await;
+    let admin = Admin::new(client.clone());
+    admin
+        .create_topic("profiles", 1, TopicConfig::default())
+        .await
+        .expect("create the topic");
+    let (addr, ca) = (process.addr(), process.ca().to_path_buf());
+    // Arguments split at spaces.
+    let cli = move |args: &'static str, input: Option<&'static str>| {
+        let ca = ca.clone();
+        blocking(move || {
+            let mut command = quiver_command(addr, &ca);
+            command.args(args.split(' '));
+            run_quiver(command, input.map(str::as_bytes)).ok()
+        })
+    };
+    let kafka_client =
+        |args: &'static [&'static str]| blocking(move || python("tombstones.py", kafka, args).ok());
+    kafka_client(&["produce", "profiles"]).await;
+    let tombstone = ProducerRecord::tombstone("profiles", "user-4");
+    produce(&client, vec![tombstone]).await;
+    let lines = "user-5=\nuser-6={\"action\": \"click\", \"page\": \"/d\"}\n";
+    cli(
+        "produce profiles --key-separator = --null-marker=",
+        Some(lines),
+    )
+    .await;
+
+    let written = profiles_written();
+    let by_sdk: Vec<_> = read_topic(&client, "profiles").await[&0]
+        .iter()
+        .map(key_and_value)
+        .collect();
+    assert_eq!(by_sdk, written);
+    let by_kafka = kafka_client(&["read", "profiles", "9"]).await;
+    assert_eq!(as_json(&by_kafka), written);
+    let by_cli = cli("consume profiles --format json", None).await;
+    assert_eq!(as_json(&by_cli), written);
+    let template = cli("consume profiles --format %k=%v --null-marker NULL", None).await;
+    let lines: Vec<&str> = template.lines().collect();
+    assert_eq!(&lines[1..3], ["user-1=NULL", "user-2="]);
+    assert_eq!(lines[5], format!("NULL={}", profile_click("/c")));
+
+    // The filter keeps clicks and tombstones; the empty value is not JSON.
+    upload(&admin, "filter", "filter").await;
+    let params = [
+        ("field", "action"),
+        ("equals", "click"),
+        ("tombstones", "keep"),
+    ];
+    admin
+        .deploy_transform(deploy_request("clean", "filter", "profiles", &params))
+        .await
+        .expect("deploy");
+    wait_until_caught_up(&admin, "clean").await;
+    let kept: Vec<_> = written
+        .iter()
+        .filter(|(_, value)| value.as_deref().is_none_or(|v| v.contains("click")))
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), 7);
+    let mut expected = kept.clone();
+    expected.sort_unstable();
+    let mut output: Vec<_> = read_topic(&client, "clean-out")
+        .await
+        .values()
+        .flatten()
+        .map(key_and_value)
+        .collect();
+    output.sort_unstable();
+    assert_eq!(output, expected);
+    let mut by_kafka = as_json(&kafka_client(&["read", "clean-out", "7"]).await);
+    by_kafka.sort_unstable();
+    assert_eq!(by_kafka, expected);
+
+    // The same filter at fetch time.
+    let args = "consume profiles --format json --module filter --param field=action --param equals=click --param tombstones=keep";
+    let fetched = cli(args, None).await;
+    assert_eq!(as_json(&fetched), kept);
+}
+
+/// A key or value as text, or `None` for null.
+type KeyValue = (Option<String>, Option<String>);
+
+fn profile_click(page: &str) -> String {
+    format!(r#"{{"action": "click", "page": "{page}"}}"#)
+}
+
+/// What `tombstones_stay_null_...` writes to `profiles`, in offset order.
+fn profiles_written() -> Vec<KeyValue> {
+    let user = |n: u32| Some(format!("user-{n}"));
+    vec![
+        (user(1), Some(profile_click("/a"))),
+        (user(1), None),
+        (user(2), Some(String::new())),
+        (
+            user(2),
+            Some(r#"{"action": "upload", "page": "/b"}"#.into()),
+        ),
+        (user(3), None),
+        (None, Some(profile_click("/c"))),
+        (user(4), None),
+        (user(5), None),
+        (user(6), Some(profile_click("/d"))),
+    ]
+}
+
+fn key_and_value(record: &ConsumerRecord) -> KeyValue {
+    let text = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|b| String::from_utf8(b.to_vec()).expect("UTF-8"))
+    };
+    (text(&record.key), text(&record.value))
+}
+
+/// JSON lines with `key` and `value` (as `tombstones.py read` and
+/// `quiver consume --format json` print them).
+fn as_json(lines: &str) -> Vec<KeyValue> {
+    lines
+        .lines()
+        .map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let field = |name: &str| json[name].as_str().map(str::to_owned);
+            (field("key"), field("value"))
+        })
+        .collect()
+}
+
+/// Runs blocking work (a child process) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("the blocking task")
 }
 
 // ---------------------------------------------------------------------------
@@ -763,11 +912,18 @@ async fn assert_deploy_refusals(admin: &Admin) {
     assert_eq!(code(missing), Some(ErrorCode::UnknownTopic));
 }
 
-/// A module built for the previous contract (0.1.0, records passed one
-/// list element each) runs beside 0.2.0 ones: every record reaches the
-/// output transformed, with its key, headers and timestamp.
+/// Modules built for the previous contracts (0.1.0, records passed one
+/// list element each; 0.2.0, stored batches but values never null) run
+/// beside current ones: every record reaches the output transformed, with
+/// its key, headers and timestamp.
 #[tokio::test]
-async fn a_module_built_for_contract_0_1_0_still_runs() {
+async fn modules_built_for_contracts_0_1_0_and_0_2_0_still_run() {
+    for (module, version) in [("upper_v1", "0.1.0"), ("upper_v2", "0.2.0")] {
+        an_older_module_runs(module, version).await;
+    }
+}
+
+async fn an_older_module_runs(module: &str, version: &str) {
     let broker = TestBroker::start().await;
     broker.create_topic("words", 2).await;
     let client = broker.client().await;
@@ -783,14 +939,15 @@ async fn a_module_built_for_contract_0_1_0_still_runs() {
     produce(&client, (40..60).map(record).collect()).await;
 
     let module = admin
-        .upload_module("upper", guest_component("upper_v1").into())
+        .upload_module("upper", guest_component(module).into())
         .await
-        .expect("a 0.1.0 module is accepted");
+        .expect("an older module is accepted");
+    let at_version = format!("@{version}");
     assert!(
         module
             .imports
             .iter()
-            .all(|i| !i.starts_with("quiver:transform/") || i.ends_with("@0.1.0")),
+            .all(|i| !i.starts_with("quiver:transform/") || i.ends_with(&at_version)),
         "{:?}",
         module.imports
     );
@@ -806,7 +963,7 @@ async fn a_module_built_for_contract_0_1_0_still_runs() {
             .values()
             .flatten()
             .map(|r| {
-                let value = String::from_utf8(r.value.to_vec()).expect("UTF-8");
+                let value = String::from_utf8(r.value_bytes().to_vec()).expect("UTF-8");
                 let value = if upper {
                     value.to_ascii_uppercase()
                 } else {
@@ -876,13 +1033,13 @@ async fn filter_and_router_fill_their_outputs() {
     for (action, topic) in [("click", "click-events"), ("upload", "upload-events")] {
         let output = read_topic(&client, topic).await;
         assert_routed(&input, &output, |r| {
-            action_of(&r.value).as_deref() == Some(action)
+            action_of(r.value_bytes()).as_deref() == Some(action)
         });
     }
     let default = read_topic(&client, "split-out").await;
     assert_eq!(count(&default), 1);
     assert_routed(&input, &default, |r| {
-        action_of(&r.value).is_none() && &r.value[..] != b"not json"
+        action_of(r.value_bytes()).is_none() && r.value_bytes() != b"not json"
     });
     assert_deploy_refusals(&admin).await;
     shut_down(broker).await;
@@ -1311,7 +1468,7 @@ async fn a_bad_record_inside_a_batch_is_isolated() {
     let dead = read_topic(&client, "letters-dlq").await;
     let letters: Vec<_> = dead.values().flatten().collect();
     assert_eq!(letters.len(), 1, "{letters:?}");
-    assert_eq!(&letters[0].value[..], b"not json");
+    assert_eq!(letters[0].value_bytes(), b"not json");
     shut_down(broker).await;
 }
 

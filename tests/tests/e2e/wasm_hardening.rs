@@ -336,7 +336,7 @@ async fn uploads_are_checked_before_compiling_and_compiled_a_few_at_a_time() {
     assert!(
         error
             .to_string()
-            .contains("does not export quiver:transform/guest@0.2.0"),
+            .contains("does not export quiver:transform/guest@0.3.0"),
         "{error}"
     );
     assert_eq!(files_under(&cache), 0, "nothing was compiled ({took:?})");

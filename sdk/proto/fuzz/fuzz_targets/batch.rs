@@ -129,7 +129,7 @@ fn read_everything(view: &BatchView<'_>) -> usize {
         );
         let _ = (
             record.key.map(<[u8]>::len),
-            record.value.len(),
+            record.value.map(<[u8]>::len),
             record.timestamp,
         );
     }

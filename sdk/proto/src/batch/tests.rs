@@ -12,7 +12,7 @@ fn sample_batch(n: u32) -> Vec<u8> {
         builder
             .push(&NewRecord {
                 key: (i % 2 == 0).then_some(key.as_bytes()),
-                value: value.as_bytes(),
+                value: Some(value.as_bytes()),
                 headers: if i == 1 { &headers } else { &[] },
                 timestamp: 1_700_000_000_000 + i64::from(i) * 7 - 3 * i64::from(i % 3),
             })
@@ -33,13 +33,34 @@ fn built_batch_validates_and_reads_back() {
     assert_eq!(records.len(), 5);
     assert_eq!(records[0].key, Some(&b"user-0"[..]));
     assert_eq!(records[1].key, None);
-    assert_eq!(records[3].value, b"value-3");
+    assert_eq!(records[3].value, Some(&b"value-3"[..]));
     let headers: Vec<_> = records[1].headers().collect();
     assert_eq!(headers, vec![("source", Some(&b"web"[..]))]);
     assert_eq!(
         records.iter().map(|r| r.timestamp).max(),
         Some(summary.max_timestamp)
     );
+}
+
+#[test]
+fn a_null_value_is_not_an_empty_one() {
+    let mut builder = BatchBuilder::default();
+    for value in [None, Some(&b""[..]), Some(&b"x"[..])] {
+        let record = NewRecord {
+            key: Some(b"user-1"),
+            value,
+            headers: &[],
+            timestamp: 1,
+        };
+        builder.push(&record).unwrap();
+    }
+    let batch = builder.finish();
+    let values: Vec<_> = BatchView::parse(&batch)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().value)
+        .collect();
+    assert_eq!(values, [None, Some(&b""[..]), Some(&b"x"[..])]);
 }
 
 #[test]
@@ -164,7 +185,7 @@ fn builder_refuses_records_past_the_limit() {
     let mut builder = BatchBuilder::default();
     let result = builder.push(&NewRecord {
         key: None,
-        value: &big,
+        value: Some(&big),
         headers: &[],
         timestamp: 0,
     });
@@ -180,7 +201,7 @@ fn size_of_a_typical_batch_is_compact() {
         builder
             .push(&NewRecord {
                 key: None,
-                value: &value,
+                value: Some(&value),
                 headers: &[],
                 timestamp: 1_700_000_000_000,
             })
@@ -203,7 +224,7 @@ mod properties {
     #[derive(Debug, Clone)]
     struct OwnedRecord {
         key: Option<Vec<u8>>,
-        value: Vec<u8>,
+        value: Option<Vec<u8>>,
         headers: Vec<Header>,
         timestamp: i64,
     }
@@ -212,7 +233,7 @@ mod properties {
         fn as_new(&self) -> NewRecord<'_> {
             NewRecord {
                 key: self.key.as_deref(),
-                value: &self.value,
+                value: self.value.as_deref(),
                 headers: &self.headers,
                 timestamp: self.timestamp,
             }
@@ -240,8 +261,9 @@ mod properties {
     fn record() -> impl Strategy<Value = OwnedRecord> {
         (
             option::of(vec(any::<u8>(), 0..32)),
-            // Values of up to 300 bytes: length varints of one and two bytes.
-            vec(any::<u8>(), 0..300),
+            // Values of up to 300 bytes (length varints of one and two
+            // bytes), and null values.
+            option::weighted(0.9, vec(any::<u8>(), 0..300)),
             vec(header(), 0..4),
             timestamp(),
         )
@@ -334,7 +356,7 @@ mod properties {
                 prop_assert_eq!(got.offset_delta, i);
                 prop_assert_eq!(got.timestamp, want.timestamp);
                 prop_assert_eq!(got.key, want.key.as_deref());
-                prop_assert_eq!(got.value, &want.value[..]);
+                prop_assert_eq!(got.value, want.value.as_deref());
                 let headers: Vec<_> = got.headers().collect();
                 let expected: Vec<_> = want
                     .headers

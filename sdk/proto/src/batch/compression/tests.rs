@@ -23,7 +23,7 @@ fn clicks(n: u32) -> Vec<u8> {
         builder
             .push(&NewRecord {
                 key: Some(key.as_bytes()),
-                value: value.as_bytes(),
+                value: Some(value.as_bytes()),
                 headers: &[],
                 timestamp: 1_700_000_000_000 + i64::from(i),
             })
