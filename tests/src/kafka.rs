@@ -104,6 +104,13 @@ impl KafkaWire {
 
     /// Sends `request` at `version` and decodes the response.
     pub fn call<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
+        let correlation_id = self.send(request, version);
+        self.receive::<R>(correlation_id, version)
+    }
+
+    /// Sends `request` at `version` without waiting for its answer (as a
+    /// client pipelines requests); its correlation id.
+    pub fn send<R: Request>(&mut self, request: &R, version: i16) -> i32 {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let mut header = RequestHeader::default();
@@ -117,13 +124,22 @@ impl KafkaWire {
             .expect("encode header");
         request.encode(&mut body, version).expect("encode request");
         self.send_frame(&body);
+        correlation_id
+    }
+
+    /// Reads the next response, which must answer `correlation_id` (an
+    /// `R` sent at `version`), and decodes it.
+    pub fn receive<R: Request>(&mut self, correlation_id: i32, version: i16) -> R::Response {
         let mut response = self.read_frame().expect("a response");
         let header = ResponseHeader::decode(
             &mut response,
             <R::Response as HeaderVersion>::header_version(version),
         )
         .expect("response header");
-        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(
+            header.correlation_id, correlation_id,
+            "answers come in the order of the requests"
+        );
         R::Response::decode(&mut response, version).expect("decode response")
     }
 

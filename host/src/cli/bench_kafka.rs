@@ -3,10 +3,10 @@
 //! and a Kafka consumer would drive it.
 //!
 //! Each producer opens its own TCP connection and sends `Produce` requests
-//! (version 9, `acks=-1`) one after another, each holding one batch of
-//! `--batch-size` records for the next partition in turn; a batch is built
-//! once per request with Quiver's `BatchBuilder` and framed with the
-//! `kafka-protocol` crate. So the client's cost per record is small and
+//! (version 9, `acks=-1`), up to `--in-flight` unanswered at once as Kafka
+//! clients pipeline them, each holding one batch of `--batch-size` records
+//! for the next partition in turn; a batch is built once per request with
+//! Quiver's `BatchBuilder` and framed with the `kafka-protocol` crate. So the client's cost per record is small and
 //! the figure shows what the broker's Kafka path carries, where a client
 //! library such as librdkafka spends about a microsecond per record of its
 //! own (see `bench/kafka.sh` for kcat).
@@ -61,6 +61,11 @@ pub(crate) struct KafkaProduceBench {
     /// Concurrent producers, each on its own connection.
     #[arg(long, default_value_t = 4)]
     producers: u32,
+    /// Requests a producer sends before it waits for the oldest one's
+    /// answer (Kafka clients' `max.in.flight.requests.per.connection`,
+    /// 5 by default).
+    #[arg(long, default_value_t = 5)]
+    in_flight: u32,
     /// Compress each batch before sending: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: Compression,
@@ -68,8 +73,8 @@ pub(crate) struct KafkaProduceBench {
 
 pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
     let common = &args.common;
-    if args.producers == 0 || args.batch_size == 0 || common.records == 0 {
-        bail!("--producers, --batch-size and --records must be at least 1");
+    if args.producers == 0 || args.batch_size == 0 || args.in_flight == 0 || common.records == 0 {
+        bail!("--producers, --batch-size, --in-flight and --records must be at least 1");
     }
     let topic = BenchTopic::ensure(common).await?;
     let progress = progress_bar(common);
@@ -85,6 +90,7 @@ pub(crate) async fn run(args: KafkaProduceBench) -> anyhow::Result<()> {
             partitions: topic.partitions(),
             first_partition: i as u32,
             batch_size: u64::from(args.batch_size),
+            in_flight: args.in_flight as usize,
             values: Arc::clone(&values),
             compression: args.compression,
         };
@@ -146,13 +152,14 @@ struct Job {
     partitions: u32,
     first_partition: u32,
     batch_size: u64,
+    in_flight: usize,
     values: Arc<Vec<Bytes>>,
     compression: Compression,
 }
 
 impl Job {
-    /// Sends `records` in batches, one request at a time; the request
-    /// latencies.
+    /// Sends `records` in batches, up to `in_flight` requests unanswered;
+    /// the request latencies.
     async fn produce(
         self,
         mut wire: Wire,
@@ -160,22 +167,31 @@ impl Job {
         progress: &indicatif::ProgressBar,
     ) -> anyhow::Result<Histogram<u64>> {
         let mut latency = new_histogram();
+        // Sent and not yet answered: (correlation id, sent at, records).
+        let mut unanswered = std::collections::VecDeque::with_capacity(self.in_flight);
         let mut sent = 0;
         let mut turn = 0;
-        while sent < records {
-            let count = self.batch_size.min(records - sent);
-            let partition = (self.first_partition + turn) % self.partitions;
-            let request = self.request(partition, sent, count)?;
-            let started = Instant::now();
-            let answer = wire.call(&request, PRODUCE_VERSION).await?;
+        while sent < records || !unanswered.is_empty() {
+            if sent < records && unanswered.len() < self.in_flight {
+                let count = self.batch_size.min(records - sent);
+                let partition = (self.first_partition + turn) % self.partitions;
+                let request = self.request(partition, sent, count)?;
+                let id = wire.send(&request, PRODUCE_VERSION).await?;
+                unanswered.push_back((id, Instant::now(), count));
+                sent += count;
+                turn += 1;
+                continue;
+            }
+            let Some((id, started, count)) = unanswered.pop_front() else {
+                break;
+            };
+            let answer = wire.receive::<ProduceRequest>(id, PRODUCE_VERSION).await?;
             for partition in answer.responses.iter().flat_map(|t| &t.partition_responses) {
                 if partition.error_code != 0 {
                     bail!("produce refused with Kafka error {}", partition.error_code);
                 }
             }
             let _ = latency.record(micros(started));
-            sent += count;
-            turn += 1;
             progress.inc(count);
         }
         Ok(latency)
@@ -356,6 +372,12 @@ impl Wire {
 
     /// Sends `request` at `version` and reads its answer.
     async fn call<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
+        let id = self.send(request, version).await?;
+        self.receive::<R>(id, version).await
+    }
+
+    /// Sends `request` at `version`; its correlation id.
+    async fn send<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<i32> {
         self.correlation_id += 1;
         let mut header = RequestHeader::default();
         header.request_api_key = R::KEY;
@@ -369,6 +391,11 @@ impl Wire {
         let size = i32::try_from(frame.len() - 4)?;
         frame[..4].copy_from_slice(&size.to_be_bytes());
         self.connection.write_all(&frame).await?;
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the next answer, which must be the one to request `id`.
+    async fn receive<R: Request>(&mut self, id: i32, version: i16) -> anyhow::Result<R::Response> {
         let read = async {
             let size = usize::try_from(self.connection.read_i32().await?)
                 .context("negative response size")?;
@@ -381,12 +408,8 @@ impl Wire {
             .context("no answer in time")??;
         let mut answer = self.buffer.split().freeze();
         let header = ResponseHeader::decode(&mut answer, R::Response::header_version(version))?;
-        if header.correlation_id != self.correlation_id {
-            bail!(
-                "answer {} to request {}",
-                header.correlation_id,
-                self.correlation_id
-            );
+        if header.correlation_id != id {
+            bail!("answer {} to request {id}", header.correlation_id);
         }
         R::Response::decode(&mut answer, version)
     }

@@ -1,8 +1,15 @@
 //! One Kafka connection: read a size-prefixed request, answer it, repeat.
 //!
-//! Requests on one connection are handled one at a time, in order, as
-//! Kafka's own broker does (clients pipeline, and read the answers in the
-//! order they sent). The size is checked against
+//! Answers go out in the order the requests came, as Kafka clients expect.
+//! Clients pipeline produce requests (librdkafka and the Java client send
+//! up to five at once): a produce request's batches are queued for the
+//! writer as it arrives, and the connection reads the next request while
+//! that commit is under way, up to [`MAX_PIPELINED_PRODUCES`] unanswered,
+//! so that one connection's requests can share group commits. Since each
+//! request's batches are queued before the next request is read, batches
+//! are appended in the order sent. Any other request is handled once the
+//! produces before it are answered, one at a time, as Kafka's own broker
+//! takes every request. The size is checked against
 //! [`MAX_KAFKA_REQUEST_BYTES`] before anything else is read; as for QUIC
 //! frames, nothing is reserved until the request's first bytes arrive
 //! ([`FIRST_PIECE_BYTES`] within [`FRAME_READ_BASE`]); then a request above
@@ -19,9 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::ApiVersionsResponse;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use quiver_proto::kafka::{
-    self, ApiKey, DecodeError, MAX_KAFKA_REQUEST_BYTES, SIZE_BYTES, request_size,
+    self, ApiKey, DecodeError, MAX_KAFKA_REQUEST_BYTES, Request, SIZE_BYTES, request_size,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::OwnedSemaphorePermit;
@@ -32,6 +40,11 @@ use crate::service::Session;
 
 /// How long writing one response may take.
 const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Produce requests a connection may have queued and not yet answered:
+/// what Kafka clients send at once by default
+/// (`max.in.flight.requests.per.connection`).
+pub const MAX_PIPELINED_PRODUCES: usize = 5;
 
 /// Kafka's error code for a version not served.
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -44,17 +57,38 @@ where
     let _open = context.service.metrics.connection_opened();
     tracing::debug!(%peer, listener = %context.listener, "Kafka connection open");
     let (mut reader, mut writer) = tokio::io::split(stream);
+    let answers = Answers {
+        context: &context,
+        session: &session,
+        peer,
+    };
+    // Produce requests queued for the writer, answered in order as their
+    // commits become durable.
+    let mut pending = FuturesOrdered::new();
     // A client that connects and sends nothing is let go sooner than one
     // that has been talking.
     let mut idle = context.first_request_timeout;
-    loop {
-        let request = tokio::select! {
-            request = read_request(&mut reader, &context, idle) => request,
-            () = context.shutdown.cancelled() => break,
+    'connection: loop {
+        while pending.len() >= MAX_PIPELINED_PRODUCES {
+            let Some(reply) = pending.next().await else {
+                break;
+            };
+            if !answers.send(&mut writer, reply).await {
+                break 'connection;
+            }
+        }
+        let Some(request) =
+            next_request(&mut reader, &mut writer, &answers, &mut pending, idle).await
+        else {
+            break;
         };
         let (frame, memory) = match request {
             Ok(Some(request)) => request,
-            Ok(None) => break,
+            // The client sent all it will: answer what it sent.
+            Ok(None) => {
+                drain(&answers, &mut writer, &mut pending).await;
+                break;
+            }
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "Kafka connection closed");
                 break;
@@ -62,72 +96,169 @@ where
         };
         idle = KAFKA_IDLE_TIMEOUT;
         let request_bytes = frame.len() as u64;
-        let (api, answer) = match kafka::decode_request(frame.freeze()) {
-            Ok(framed) => {
-                let api = framed.api;
-                // Only a produce keeps its request's bytes (its batches are
-                // slices of them); the others give their share of the
-                // budget back now, so a fetch waiting for room for its
-                // answer never holds room its request no longer needs.
-                let _memory = (api == ApiKey::Produce).then_some(memory);
-                (api, apis::handle(&context, &session, framed).await)
-            }
+        let framed = match kafka::decode_request(frame.freeze()) {
+            Ok(framed) => framed,
             Err(DecodeError::UnsupportedVersion {
                 api: ApiKey::ApiVersions,
                 correlation_id,
                 ..
-            }) => (
-                ApiKey::ApiVersions,
-                kafka::encode_response(correlation_id, 0, &unsupported_api_versions()).map(
-                    |bytes| apis::Answer {
-                        bytes: Some(bytes),
-                        memory: None,
-                    },
-                ),
-            ),
+            }) => {
+                let reply = unsupported_api_versions(correlation_id, request_bytes);
+                if drain(&answers, &mut writer, &mut pending).await
+                    && answers.send(&mut writer, reply).await
+                {
+                    continue;
+                }
+                break;
+            }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "Kafka request refused; closing the connection");
                 break;
             }
         };
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(reason) => {
-                tracing::warn!(%peer, ?api, %reason, "cannot answer a Kafka request; closing the connection");
-                context.service.metrics.record_request(
-                    session.listener.as_str(),
-                    &format!("{api:?}"),
+        let api = framed.api;
+        if let Request::Produce(request) = framed.request {
+            // Queued now, in the order sent; answered once durable. The
+            // request's bytes (its batches are slices of them) and their
+            // share of the memory budget are held until then.
+            let header = framed.header;
+            let answer = apis::start_produce(
+                &context,
+                header.correlation_id,
+                header.request_api_version,
+                request,
+            )
+            .await;
+            pending.push_back(async move {
+                let answer = answer.await;
+                drop(memory);
+                Reply {
+                    api,
                     request_bytes,
-                    0,
-                    true,
-                );
-                break;
-            }
-        };
-        let response_bytes = answer.bytes.as_ref().map_or(0, |b| b.len() as u64);
-        context.service.metrics.record_request(
-            session.listener.as_str(),
-            &format!("{api:?}"),
+                    answer,
+                }
+            });
+            continue;
+        }
+        // Any other request waits for the produces before it, so it sees
+        // what they wrote, as when requests are taken one at a time. It
+        // gives its share of the budget back now: a fetch waiting for room
+        // for its answer never holds room its request no longer needs.
+        drop(memory);
+        if !drain(&answers, &mut writer, &mut pending).await {
+            break;
+        }
+        let reply = Reply {
+            api,
             request_bytes,
-            response_bytes,
-            false,
-        );
-        // acks=0 produce requests get no answer at all.
-        if let Some(bytes) = &answer.bytes {
-            match tokio::time::timeout(RESPONSE_WRITE_TIMEOUT, writer.write_all(bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "Kafka client went away");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(%peer, "Kafka client did not read its response in time");
-                    break;
-                }
-            }
+            answer: apis::handle(&context, &session, framed).await,
+        };
+        if !answers.send(&mut writer, reply).await {
+            break;
         }
     }
     tracing::debug!(%peer, "Kafka connection closed");
+}
+
+/// A request's answer, with what the metrics count of it.
+struct Reply {
+    api: ApiKey,
+    request_bytes: u64,
+    /// `Err`: no answer can be encoded; the connection closes.
+    answer: Result<apis::Answer, String>,
+}
+
+/// Where a connection's answers go, and what it counts of them.
+struct Answers<'a> {
+    context: &'a Context,
+    session: &'a Session,
+    peer: SocketAddr,
+}
+
+impl Answers<'_> {
+    /// Counts `reply` and writes its answer, if it has one (acks=0 produce
+    /// requests get none); `false` when the connection must close.
+    async fn send(&self, writer: &mut (impl AsyncWrite + Unpin), reply: Reply) -> bool {
+        let peer = self.peer;
+        let (api, metrics) = (reply.api, &self.context.service.metrics);
+        let listener = self.session.listener.as_str();
+        let answer = match reply.answer {
+            Ok(answer) => answer,
+            Err(reason) => {
+                tracing::warn!(%peer, ?api, %reason, "cannot answer a Kafka request; closing the connection");
+                metrics.record_request(listener, &format!("{api:?}"), reply.request_bytes, 0, true);
+                return false;
+            }
+        };
+        let response_bytes = answer.bytes.as_ref().map_or(0, |b| b.len() as u64);
+        metrics.record_request(
+            listener,
+            &format!("{api:?}"),
+            reply.request_bytes,
+            response_bytes,
+            false,
+        );
+        let Some(bytes) = &answer.bytes else {
+            return true;
+        };
+        match tokio::time::timeout(RESPONSE_WRITE_TIMEOUT, writer.write_all(bytes)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "Kafka client went away");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "Kafka client did not read its response in time");
+                false
+            }
+        }
+    }
+}
+
+/// Reads the next request while the answers of queued produces go out as
+/// their commits become durable (the read is never cancelled halfway);
+/// `None` when the connection is to close.
+async fn next_request<F: Future<Output = Reply>>(
+    reader: &mut (impl AsyncRead + Unpin),
+    writer: &mut (impl AsyncWrite + Unpin),
+    answers: &Answers<'_>,
+    pending: &mut FuturesOrdered<F>,
+    idle: Duration,
+) -> Option<RequestRead> {
+    let context = answers.context;
+    let read = read_request(reader, context, idle);
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            () = context.shutdown.cancelled() => return None,
+            Some(reply) = pending.next() => {
+                if !answers.send(writer, reply).await {
+                    return None;
+                }
+            }
+            request = &mut read => return Some(request),
+        }
+    }
+}
+
+/// What reading a request gave: the request and its share of the memory
+/// budget, `None` when the client stopped sending, or why it failed.
+type RequestRead = Result<Option<(BytesMut, Option<OwnedSemaphorePermit>)>, String>;
+
+/// Writes the answers of every queued produce, in order; `false` when the
+/// connection must close.
+async fn drain(
+    answers: &Answers<'_>,
+    writer: &mut (impl AsyncWrite + Unpin),
+    pending: &mut FuturesOrdered<impl Future<Output = Reply>>,
+) -> bool {
+    while let Some(reply) = pending.next().await {
+        if !answers.send(writer, reply).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Reads one request (the bytes after the size), holding its share of the
@@ -137,7 +268,7 @@ async fn read_request(
     reader: &mut (impl AsyncRead + Unpin),
     context: &Context,
     idle: Duration,
-) -> Result<Option<(BytesMut, Option<OwnedSemaphorePermit>)>, String> {
+) -> RequestRead {
     let mut prefix = [0u8; SIZE_BYTES];
     match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
         Err(_) => return Ok(None),
@@ -196,6 +327,15 @@ async fn read_into(
 
 /// The KIP-511 answer to an `ApiVersions` request at a version not served:
 /// version 0, `UNSUPPORTED_VERSION`, and the versions served.
-fn unsupported_api_versions() -> ApiVersionsResponse {
-    apis::api_versions::served().with_error_code(UNSUPPORTED_VERSION)
+fn unsupported_api_versions(correlation_id: i32, request_bytes: u64) -> Reply {
+    let response = apis::api_versions::served().with_error_code(UNSUPPORTED_VERSION);
+    let answer = kafka::encode_response(correlation_id, 0, &response).map(|bytes| apis::Answer {
+        bytes: Some(bytes),
+        memory: None,
+    });
+    Reply {
+        api: ApiKey::ApiVersions,
+        request_bytes,
+        answer,
+    }
 }

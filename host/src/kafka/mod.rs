@@ -16,6 +16,8 @@ mod apis;
 mod connection;
 mod topic_configs;
 
+pub use connection::MAX_PIPELINED_PRODUCES;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;

@@ -25,9 +25,12 @@ use quiver_proto::limits::{
 };
 use quiver_proto::{ErrorCode, ErrorDetail, WireError};
 
+use tokio::sync::oneshot;
+
 use super::check_entries;
+use crate::metrics::Timer;
 use crate::service::Service;
-use crate::storage::ProducerBatch;
+use crate::storage::{ProducerBatch, StorageError};
 
 /// What one produce request may still decompress, shared by its topics
 /// (a Kafka produce request names several): [`MAX_DECOMPRESSED_REQUEST_BYTES`]
@@ -63,14 +66,49 @@ pub(crate) async fn handle(
     batches: Vec<(u32, BytesMut)>,
     budget: &DecompressionBudget,
 ) -> Result<Vec<ProduceResult>, WireError> {
-    let _timer = service.metrics.time_produce();
+    Ok(queue(service, topic_name, batches, budget)
+        .await?
+        .results()
+        .await)
+}
+
+/// A produce's batches, queued for the writer in the order sent; each
+/// answered once its commit is durable.
+pub(crate) struct Queued<'a> {
+    service: &'a Service,
+    topic_name: String,
+    batches: Vec<QueuedBatch>,
+    _timer: Timer<'a>,
+}
+
+/// One batch of a [`Queued`] produce.
+struct QueuedBatch {
+    partition: u32,
+    bytes: u64,
+    /// The writer's reply and the batch's record count, or why the batch
+    /// was not queued.
+    pending: Result<(AppendReply, u32), WireError>,
+}
+
+/// The writer's answer to one queued batch: its base offset once durable.
+type AppendReply = oneshot::Receiver<Result<u64, StorageError>>;
+
+/// The first half of [`handle`]: validates `batches` and queues them for
+/// the writer one after another, so that batches of one partition are
+/// appended in the order sent, whatever comes after. The Kafka listener
+/// queues a connection's next produce request while this one's commit is
+/// still under way.
+pub(crate) async fn queue<'a>(
+    service: &'a Service,
+    topic_name: &str,
+    batches: Vec<(u32, BytesMut)>,
+    budget: &DecompressionBudget,
+) -> Result<Queued<'a>, WireError> {
+    let timer = service.metrics.time_produce();
     check_entries(batches.len(), "batches")?;
     let topic = service.storage.topic(topic_name)?;
     let log_append_time = (topic.config.timestamp_type == TimestampType::LogAppendTime)
         .then(|| service.clock.now_ms());
-    // Batches are queued for the writer one after another, so a request's
-    // batches of one partition are appended in the order sent; only then
-    // are the commits awaited, together.
     let mut queued = Vec::with_capacity(batches.len());
     for (partition, mut batch) in batches {
         let bytes = batch.len() as u64;
@@ -109,11 +147,30 @@ pub(crate) async fn handle(
                 .map_err(WireError::from),
             Err(e) => Err(e),
         };
-        queued.push((partition, bytes, pending));
+        queued.push(QueuedBatch {
+            partition,
+            bytes,
+            pending,
+        });
     }
-    let results = queued
-        .into_iter()
-        .map(|(partition, bytes, pending)| async move {
+    Ok(Queued {
+        service,
+        topic_name: topic_name.to_owned(),
+        batches: queued,
+        _timer: timer,
+    })
+}
+
+impl Queued<'_> {
+    /// Each batch's outcome, once the commits holding them are durable.
+    pub(crate) async fn results(self) -> Vec<ProduceResult> {
+        let (service, topic_name) = (self.service, self.topic_name.as_str());
+        let results = self.batches.into_iter().map(|batch| async move {
+            let QueuedBatch {
+                partition,
+                bytes,
+                pending,
+            } = batch;
             let outcome = match pending {
                 Ok((reply, records)) => reply
                     .await
@@ -129,7 +186,8 @@ pub(crate) async fn handle(
             };
             ProduceResult { partition, outcome }
         });
-    Ok(join_all(results).await)
+        join_all(results).await
+    }
 }
 
 /// Recompresses a validated batch with `codec` when it was sent with

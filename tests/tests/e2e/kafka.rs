@@ -50,7 +50,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType as RecordTimestampType,
 };
-use quiver_host::kafka::KafkaConfig;
+use quiver_host::kafka::{KafkaConfig, MAX_PIPELINED_PRODUCES};
 use quiver_host::service::MAX_INFLIGHT_REQUEST_BYTES;
 use quiver_proto::batch::{BatchBuilder, NewRecord};
 use quiver_proto::kafka::MAX_KAFKA_REQUEST_BYTES;
@@ -434,6 +434,78 @@ fn produce_to_first_partition(addr: SocketAddr, name: &str, batch: Vec<u8>) -> i
         ]);
     let answer = KafkaWire::connect(addr).call(&produce, 9);
     answer.responses[0].partition_responses[0].error_code
+}
+
+/// Produce requests pipelined on one connection (librdkafka and the Java
+/// client send up to five at once), three times as many as the broker
+/// queues at once, are appended in the order sent and answered in order; a
+/// `ListOffsets` request behind them is answered after them and sees
+/// everything they wrote; kcat reads the records in the order sent.
+#[test]
+fn pipelined_produce_requests_are_appended_and_answered_in_order() {
+    const PER_BATCH: usize = 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::spawn(dir.path());
+    let kafka = broker.kafka_addr().expect("Kafka listener");
+    quiver(&broker, &["topic", "create", "piped"], None);
+    let requests = 3 * MAX_PIPELINED_PRODUCES;
+    let value = |i: usize, j: usize| format!("request {i} record {j}");
+    let mut wire = KafkaWire::connect(kafka);
+    let sent: Vec<i32> = (0..requests)
+        .map(|i| {
+            let mut builder = BatchBuilder::default();
+            for j in 0..PER_BATCH {
+                let value = value(i, j);
+                let record = NewRecord {
+                    key: None,
+                    value: Some(value.as_bytes()),
+                    headers: &[],
+                    timestamp: 1_700_000_000_000,
+                };
+                builder.push(&record).expect("push");
+            }
+            let request = ProduceRequest::default()
+                .with_acks(-1)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(topic("piped"))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(builder.finish().into())),
+                        ]),
+                ]);
+            wire.send(&request, 9)
+        })
+        .collect();
+    let latest = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic("piped"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    let asked = wire.send(&latest, 6);
+    for (i, id) in sent.into_iter().enumerate() {
+        let answer = wire.receive::<ProduceRequest>(id, 9);
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.base_offset, (i * PER_BATCH) as i64);
+    }
+    let end = wire.receive::<ListOffsetsRequest>(asked, 6);
+    assert_eq!(
+        end.topics[0].partitions[0].offset,
+        (requests * PER_BATCH) as i64
+    );
+    let read = kcat_read(kafka, "piped", "%s\n");
+    let expected: Vec<String> = (0..requests)
+        .flat_map(|i| (0..PER_BATCH).map(move |j| value(i, j)))
+        .collect();
+    assert_eq!(read.lines().collect::<Vec<_>>(), expected);
 }
 
 /// A batch of one record, as the Quiver SDK builds it.

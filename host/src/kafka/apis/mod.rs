@@ -27,7 +27,7 @@ mod produce;
 mod sync_group;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use quiver_proto::kafka::{Framed, Request, encode_response};
 use quiver_proto::{ErrorCode, WireError};
@@ -77,15 +77,9 @@ pub(super) async fn handle(
         Request::ApiVersions(_) => answer!(api_versions::served()),
         Request::Metadata(r) => answer!(metadata::handle(context, r, version).await),
         Request::Produce(r) => {
-            let acks = r.acks;
-            let response = produce::handle(context, r).await;
-            if acks == 0 {
-                return Ok(Answer {
-                    bytes: None,
-                    memory: None,
-                });
-            }
-            answer!(response)
+            start_produce(context, correlation_id, version, r)
+                .await
+                .await
         }
         Request::Fetch(r) => {
             let (response, memory) = fetch::handle(context, r).await;
@@ -119,6 +113,29 @@ pub(super) async fn handle(
         Request::IncrementalAlterConfigs(r) => {
             answer!(incremental_alter_configs::handle(context, r).await)
         }
+    }
+}
+
+/// Queues a produce request's batches for the writer (in the order sent)
+/// and returns what answers it once they are durable: `None` bytes for
+/// acks=0, which gets no answer.
+pub(super) async fn start_produce(
+    context: &Context,
+    correlation_id: i32,
+    version: i16,
+    request: ProduceRequest,
+) -> impl Future<Output = Result<Answer, String>> + '_ {
+    let acks = request.acks;
+    let response = produce::start(context, request).await;
+    async move {
+        let response = response.await;
+        if acks == 0 {
+            return Ok(Answer {
+                bytes: None,
+                memory: None,
+            });
+        }
+        Answer::of(correlation_id, version, &response)
     }
 }
 
