@@ -1,7 +1,7 @@
 //! `quiver consume TOPIC`: print records, one per line.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -268,17 +268,38 @@ async fn run_assigned(
             {
                 continue;
             }
-            writeln!(
-                stdout,
-                "{}",
-                out.format.render(record, out.values, &out.null)
-            )
-            .context("cannot write to stdout")?;
+            if !print_line(
+                &mut stdout,
+                &out.format.render(record, out.values, &out.null),
+            )? {
+                return Ok(());
+            }
             printed += 1;
         }
-        stdout.flush().context("cannot write to stdout")?;
+        if !flush(&mut stdout)? {
+            return Ok(());
+        }
     }
     Ok(())
+}
+
+/// Writes one line; `Ok(false)` when the reader has gone (a closed pipe,
+/// as with `| head`): the consume then stops quietly, as Unix tools do.
+fn print_line(out: &mut impl Write, line: &str) -> anyhow::Result<bool> {
+    gone_is_false(writeln!(out, "{line}"))
+}
+
+/// Flushes standard output; `Ok(false)` when the reader has gone.
+fn flush(out: &mut impl Write) -> anyhow::Result<bool> {
+    gone_is_false(out.flush())
+}
+
+fn gone_is_false(written: std::io::Result<()>) -> anyhow::Result<bool> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
 }
 
 /// `--from` as the user wrote it, for messages.
@@ -327,6 +348,7 @@ async fn run_in_group(
     let mut printed_up_to: BTreeMap<TopicPartition, u64> = BTreeMap::new();
     let mut printed = 0u64;
     let mut uncommitted = false;
+    let mut reader_gone = false;
     let stdout = std::io::stdout();
     loop {
         if args.count.is_some_and(|n| printed >= n) {
@@ -349,17 +371,24 @@ async fn run_in_group(
             {
                 continue;
             }
-            writeln!(
-                stdout,
-                "{}",
-                out.format.render(record, out.values, &out.null)
-            )
-            .context("cannot write to stdout")?;
+            if !print_line(
+                &mut stdout,
+                &out.format.render(record, out.values, &out.null),
+            )? {
+                reader_gone = true;
+                break;
+            }
             printed_up_to.insert(tp, record.offset + 1);
             printed += 1;
             uncommitted = true;
         }
-        stdout.flush().context("cannot write to stdout")?;
+        reader_gone |= !flush(&mut stdout)?;
+        drop(stdout);
+        if reader_gone {
+            // What was written is committed below; the rest is read again
+            // by the group's next member.
+            break;
+        }
         if uncommitted {
             match commit_printed(&mut consumer, &printed_up_to).await {
                 Ok(()) => uncommitted = false,

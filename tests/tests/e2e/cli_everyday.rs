@@ -367,3 +367,48 @@ fn bench_connections_holds_them_and_reports_the_broker_memory() {
     assert!(out.contains("broker resident memory: "), "{out}");
     assert!(out.ends_with(" KiB per connection\n"), "{out}");
 }
+
+/// `quiver consume | head` stops quietly when its reader goes, in both
+/// modes, as Unix tools do; in a group it commits what it wrote.
+#[test]
+fn consume_stops_quietly_when_its_reader_goes() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let cli = CliFixture::start();
+    cli.create_topic("many", 1);
+    let lines: Vec<String> = (0..50_000).map(|i| format!("record {i}")).collect();
+    cli.produce(&["many"], &lines);
+    for args in [
+        &["consume", "many"][..],
+        &["consume", "many", "--group", "g"],
+    ] {
+        let mut child = cli
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn quiver consume");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("a line");
+        assert_eq!(first, "record 0\n");
+        drop(stdout);
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    let described = cli.run(&["group", "describe", "g"]).ok();
+    let committed: u64 = described
+        .lines()
+        .find(|l| l.starts_with("many\t"))
+        .and_then(|l| l.split('\t').nth(3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a committed offset in {described}"));
+    assert!(
+        (1..50_000).contains(&committed),
+        "committed {committed}: what was written, not all"
+    );
+}
