@@ -185,6 +185,9 @@ fn transport_config() -> TransportConfig {
                 .try_into()
                 .unwrap_or(quinn::IdleTimeout::from(VarInt::from_u32(60_000))),
         ));
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.max_ack_delay(Some(quiver_proto::PEER_MAX_ACK_DELAY));
+    transport.ack_frequency_config(Some(acks));
     transport
 }
 

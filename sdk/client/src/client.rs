@@ -490,6 +490,9 @@ fn transport_config() -> TransportConfig {
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
         .send_window(u64::from(CONNECTION_WINDOW_BYTES))
         .keep_alive_interval(Some(Duration::from_secs(10)));
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.max_ack_delay(Some(quiver_proto::PEER_MAX_ACK_DELAY));
+    transport.ack_frequency_config(Some(acks));
     transport
 }
 
