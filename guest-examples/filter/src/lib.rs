@@ -35,8 +35,7 @@ static CONFIG: InitCell<Config> = InitCell::new();
 /// Whether `value` (a record value) matches `config`; an error if it is
 /// not a JSON object.
 fn matches(config: &Config, value: &[u8]) -> Result<bool, String> {
-    Ok(json::get(value, &config.field)?
-        .is_some_and(|v| json::text(&v).is_some_and(|t| t == config.equals)))
+    json::field_text_is(value, &config.field, &config.equals)
 }
 
 /// The records of `batch` that match, passed through, and the malformed

@@ -56,6 +56,23 @@ pub fn get(bytes: &[u8], name: &str) -> Result<Option<Value>, String> {
     Ok(value)
 }
 
+/// Whether the top-level field `name` of the JSON object in `bytes` has
+/// the text `expected` (see [`text`]; `false` when the field is absent,
+/// `null`, an array or an object). Fails as [`fields`] does. For plain
+/// objects it compares the field's raw text, building nothing.
+pub fn field_text_is(bytes: &[u8], name: &str, expected: &str) -> Result<bool, String> {
+    if let Some([raw]) = crate::scan::raw_fields(bytes, &[name]) {
+        let known = match raw {
+            None => Some(false),
+            Some(raw) => crate::scan::raw_text_is(raw, expected),
+        };
+        if let Some(is) = known {
+            return Ok(is);
+        }
+    }
+    Ok(get(bytes, name)?.is_some_and(|v| text(&v).is_some_and(|t| t == expected)))
+}
+
 /// A scalar as text: a string as itself, a number or boolean as its JSON
 /// text (`42`, `1.5`, `true`). `null`, arrays and objects have no text.
 pub fn text(value: &Value) -> Option<Cow<'_, str>> {

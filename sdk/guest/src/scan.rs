@@ -23,20 +23,55 @@ pub(crate) fn fields<const N: usize>(
     bytes: &[u8],
     names: &[&str; N],
 ) -> Option<[Option<Value>; N]> {
-    let mut s = Scanner { bytes, pos: 0 };
+    let raw = raw_fields(bytes, names)?;
     let mut out = [const { None }; N];
+    for (out, raw) in out.iter_mut().zip(raw) {
+        if let Some(raw) = raw {
+            *out = Some(picked(raw)?);
+        }
+    }
+    Some(out)
+}
+
+/// The raw text of the top-level fields `names` of the JSON object in
+/// `bytes` (the last occurrence of each), checked as [`fields`] checks
+/// them, or `None` when the text is not a simple, well-formed object.
+pub(crate) fn raw_fields<'a, const N: usize>(
+    bytes: &'a [u8],
+    names: &[&str; N],
+) -> Option<[Option<&'a [u8]>; N]> {
+    let mut s = Scanner { bytes, pos: 0 };
+    let mut out = [None; N];
     s.skip_ws();
     if s.peek()? != b'{' {
         return None;
     }
     s.object(0, false, |key, value| {
         if let Some(i) = names.iter().position(|name| name.as_bytes() == key) {
-            out[i] = Some(picked(value)?);
+            out[i] = Some(value);
         }
         Some(())
     })?;
     s.skip_ws();
     (s.pos == bytes.len()).then_some(out)
+}
+
+/// Whether the raw text of a scalar checked by the scan has the text
+/// `expected` as [`crate::json::text`] gives it, when that can be told
+/// from the raw text alone: a string without escapes, `true`, `false`, or
+/// an integer that `serde_json` keeps as one. `None` otherwise.
+pub(crate) fn raw_text_is(raw: &[u8], expected: &str) -> Option<bool> {
+    match raw {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => Some(inner == expected.as_bytes()),
+        b"true" | b"false" | b"null" => Some(raw == expected.as_bytes() && raw != b"null"),
+        [b'-' | b'0'..=b'9', ..] => match picked(raw)? {
+            Value::Number(n) if n.is_i64() || n.is_u64() => Some(raw == expected.as_bytes()),
+            _ => None,
+        },
+        // Arrays and objects have no text.
+        [b'[' | b'{', ..] => Some(false),
+        _ => None,
+    }
 }
 
 /// A picked value, checked by the scan: simple scalars are built here as
@@ -101,10 +136,8 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         let mut ascii = true;
         loop {
-            // Runs of plain ASCII are skipped in one tight loop.
-            let special = self.bytes[self.pos..]
-                .iter()
-                .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f | 0x80..))?;
+            // Runs of plain ASCII are skipped eight bytes at a time.
+            let special = first_special(&self.bytes[self.pos..])?;
             self.pos += special;
             match self.next()? {
                 b'"' => break,
@@ -214,10 +247,66 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Whether `b` ends a run of plain string contents: a quote, a backslash,
+/// a control character or a byte of a non-ASCII character.
+fn is_special(b: u8) -> bool {
+    matches!(b, b'"' | b'\\' | 0..=0x1f | 0x80..)
+}
+
+/// The index of the first [special](is_special) byte of `bytes`. Eight
+/// bytes at a time as one `u64` (SWAR; guests are built without wasm SIMD):
+/// `v - 0x01..01 & !v & 0x80..80` marks the bytes of `v` that are zero,
+/// and `x - 0x20..20 & !x & 0x80..80` those of `x` below 0x20. A borrow can
+/// mark a byte falsely, but only one after a true mark, so the first mark
+/// is exact.
+fn first_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let quote = zero(x ^ (ONES * u64::from(b'"')));
+        let backslash = zero(x ^ (ONES * u64::from(b'\\')));
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let marks = (quote | backslash | control | x) & HIGHS;
+        if marks != 0 {
+            return Some(offset + (marks.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter().position(|&b| is_special(b)).map(|i| offset + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_first_special_byte_is_found_in_any_word_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0, 0x1f, 0x80, 0xff] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    assert_eq!(first_special(&bytes), Some(at), "{bytes:?}");
+                    // Later specials, and bytes just outside the classes,
+                    // do not move it.
+                    bytes.push(b'"');
+                    if at > 0 {
+                        bytes[at - 1] = if at % 2 == 0 { 0x20 } else { 0x7f };
+                    }
+                    assert_eq!(first_special(&bytes), Some(at), "{bytes:?}");
+                }
+            }
+            assert_eq!(first_special(&vec![b'!'; len]), None);
+        }
+    }
 
     /// What `serde_json` says: the fields, or `None` for an error.
     fn serde_fields<const N: usize>(bytes: &[u8], names: [&str; N]) -> Option<[Option<Value>; N]> {
@@ -310,12 +399,47 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
         #[test]
+        fn first_special_agrees_with_a_byte_by_byte_search(
+            bytes in prop::collection::vec(prop_oneof![0x20u8..0x7f, any::<u8>()], 0..40),
+        ) {
+            prop_assert_eq!(
+                first_special(&bytes),
+                bytes.iter().position(|&b| is_special(b))
+            );
+        }
+
+        #[test]
         fn agrees_with_serde_json_on_valid_objects(text in json_object()) {
             let fast = fields(text.as_bytes(), &["ts", "page"]);
             let slow = serde_fields(text.as_bytes(), ["ts", "page"]);
             prop_assert!(slow.is_some(), "generated text is valid: {}", text);
             // Nothing here needs `serde_json`'s path: the fast one answers.
             prop_assert_eq!(fast, slow, "{}", text);
+        }
+
+        #[test]
+        fn field_text_is_agrees_with_the_text_of_the_parsed_field(
+            text in json_object(),
+            other in "[a-z0-9./-]{0,4}",
+        ) {
+            for name in ["ts", "page"] {
+                let parsed = serde_fields(text.as_bytes(), [name]).and_then(|[v]| v);
+                let own = parsed
+                    .as_ref()
+                    .and_then(crate::json::text)
+                    .map(std::borrow::Cow::into_owned);
+                for expected in own.iter().map(String::as_str).chain([other.as_str()]) {
+                    let slow = parsed
+                        .as_ref()
+                        .and_then(crate::json::text)
+                        .is_some_and(|t| t == expected);
+                    prop_assert_eq!(
+                        crate::json::field_text_is(text.as_bytes(), name, expected),
+                        Ok(slow),
+                        "{} {} {}", text, name, expected
+                    );
+                }
+            }
         }
 
         #[test]
