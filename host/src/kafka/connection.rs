@@ -29,12 +29,13 @@ use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
 use quiver_proto::kafka::{
-    self, ApiKey, DecodeError, MAX_KAFKA_REQUEST_BYTES, Request, SIZE_BYTES, request_size,
+    self, ApiKey, DecodeError, MAX_KAFKA_REQUEST_BYTES, SIZE_BYTES, request_size,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Context, KAFKA_IDLE_TIMEOUT, apis, request_read_deadline};
+use super::apis::{self, Handled};
+use super::{Context, KAFKA_IDLE_TIMEOUT, request_read_deadline};
 use crate::server::{FIRST_PIECE_BYTES, FRAME_READ_BASE, SMALL_REQUEST_BYTES};
 use crate::service::Session;
 
@@ -84,11 +85,7 @@ where
         };
         let (frame, memory) = match request {
             Ok(Some(request)) => request,
-            // The client sent all it will: answer what it sent.
-            Ok(None) => {
-                drain(&answers, &mut writer, &mut pending).await;
-                break;
-            }
+            Ok(None) => break,
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "Kafka connection closed");
                 break;
@@ -117,19 +114,19 @@ where
             }
         };
         let api = framed.api;
-        if let Request::Produce(request) = framed.request {
-            // Queued now, in the order sent; answered once durable. The
-            // request's bytes (its batches are slices of them) and their
-            // share of the memory budget are held until then.
-            let header = framed.header;
-            let answer = apis::start_produce(
-                &context,
-                header.correlation_id,
-                header.request_api_version,
-                request,
-            )
-            .await;
-            pending.push_back(async move {
+        // A produce is queued and answered once durable, while the next
+        // request is read; its request's bytes (its batches are slices of
+        // them) and their share of the memory budget are held until then.
+        // Any other request first waits for the produces before it, so it
+        // sees what they wrote, as when requests are taken one at a time,
+        // and gives its share of the budget back now: a fetch waiting for
+        // room for its answer never holds room its request no longer needs.
+        let memory = memory.filter(|_| api == ApiKey::Produce);
+        if api != ApiKey::Produce && !drain(&answers, &mut writer, &mut pending).await {
+            break;
+        }
+        match apis::handle(&context, &session, framed).await {
+            Handled::Queued(answer) => pending.push_back(async move {
                 let answer = answer.await;
                 drop(memory);
                 Reply {
@@ -137,26 +134,24 @@ where
                     request_bytes,
                     answer,
                 }
-            });
-            continue;
-        }
-        // Any other request waits for the produces before it, so it sees
-        // what they wrote, as when requests are taken one at a time. It
-        // gives its share of the budget back now: a fetch waiting for room
-        // for its answer never holds room its request no longer needs.
-        drop(memory);
-        if !drain(&answers, &mut writer, &mut pending).await {
-            break;
-        }
-        let reply = Reply {
-            api,
-            request_bytes,
-            answer: apis::handle(&context, &session, framed).await,
-        };
-        if !answers.send(&mut writer, reply).await {
-            break;
+            }),
+            Handled::Now(answer) => {
+                let reply = Reply {
+                    api,
+                    request_bytes,
+                    answer,
+                };
+                if !answers.send(&mut writer, reply).await {
+                    break;
+                }
+            }
         }
     }
+    // Produces already queued are answered before the connection closes,
+    // whatever closes it (the client's end, a request refused, the
+    // broker's shutdown, which lets in-flight requests finish), unless the
+    // client is gone.
+    drain(&answers, &mut writer, &mut pending).await;
     tracing::debug!(%peer, "Kafka connection closed");
 }
 

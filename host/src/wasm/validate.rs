@@ -264,7 +264,6 @@ fn forbidden(import: &str) -> ModuleError {
     }
 }
 
-/// `"a", "b"` for the message.
 /// The versions spoken besides the current one, for messages:
 /// `@0.2.0, @0.1.0`.
 fn older_versions() -> String {
@@ -275,6 +274,7 @@ fn older_versions() -> String {
         .join(", ")
 }
 
+/// `"a", "b"` for the message.
 fn quoted(items: &[String]) -> String {
     items
         .iter()

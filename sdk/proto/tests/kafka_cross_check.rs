@@ -250,7 +250,7 @@ proptest! {
     }
 
     /// (b) `kafka-protocol`'s batches pass our validator and read back the
-    /// same, null values reading as empty.
+    /// same, null values as null.
     #[test]
     fn kafka_protocol_batches_validate_and_read_back(
         records in records_strategy(),

@@ -394,18 +394,7 @@ fn list_offsets_by_time_answers_the_found_record_s_timestamp() {
     }
     let mut wire = KafkaWire::connect(kafka);
     let mut lookup = |timestamp: i64| {
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                ListOffsetsTopic::default()
-                    .with_name(topic("clicks"))
-                    .with_partitions(vec![
-                        ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(timestamp),
-                    ]),
-            ]);
-        let answer = wire.call(&request, 6);
+        let answer = wire.call(&first_partition_offset("clicks", timestamp), 6);
         let p = &answer.topics[0].partitions[0];
         assert_eq!(p.error_code, 0);
         (p.offset, p.timestamp)
@@ -416,6 +405,22 @@ fn list_offsets_by_time_answers_the_found_record_s_timestamp() {
     assert_eq!(lookup(3001), (-1, -1));
     assert_eq!(lookup(-2), (0, -1));
     assert_eq!(lookup(-1), (15, -1));
+}
+
+/// A `ListOffsets` request for partition 0 of `name` at `timestamp` (-1
+/// latest, -2 earliest, else by time).
+fn first_partition_offset(name: &str, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp),
+                ]),
+        ])
 }
 
 /// Produces `batch` to partition 0 of `name` with acks=-1 on a new
@@ -478,18 +483,7 @@ fn pipelined_produce_requests_are_appended_and_answered_in_order() {
             wire.send(&request, 9)
         })
         .collect();
-    let latest = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(topic("piped"))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let asked = wire.send(&latest, 6);
+    let asked = wire.send(&first_partition_offset("piped", -1), 6);
     for (i, id) in sent.into_iter().enumerate() {
         let answer = wire.receive::<ProduceRequest>(id, 9);
         let partition = &answer.responses[0].partition_responses[0];

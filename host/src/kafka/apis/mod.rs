@@ -26,6 +26,8 @@ mod offset_fetch;
 mod produce;
 mod sync_group;
 
+use std::pin::Pin;
+
 use bytes::BytesMut;
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
@@ -58,13 +60,22 @@ impl Answer {
     }
 }
 
-/// Answers one request. An `Err` (a response that cannot be encoded)
-/// closes the connection.
-pub(super) async fn handle(
-    context: &Context,
+/// What handling a request gave. An `Err` answer (a response that cannot
+/// be encoded) closes the connection.
+pub(super) enum Handled<'a> {
+    /// The answer, now.
+    Now(Result<Answer, String>),
+    /// A produce, its batches queued for the writer: what answers it once
+    /// they are durable (see `connection` for why it is not awaited here).
+    Queued(Pin<Box<dyn Future<Output = Result<Answer, String>> + Send + 'a>>),
+}
+
+/// Handles one request.
+pub(super) async fn handle<'a>(
+    context: &'a Context,
     session: &Session,
     framed: Framed,
-) -> Result<Answer, String> {
+) -> Handled<'a> {
     let correlation_id = framed.header.correlation_id;
     let version = framed.header.request_api_version;
     let client_id = framed.header.client_id.as_deref().unwrap_or_default();
@@ -73,19 +84,19 @@ pub(super) async fn handle(
             Answer::of(correlation_id, version, &$response)
         };
     }
-    match framed.request {
+    let answer = match framed.request {
         Request::ApiVersions(_) => answer!(api_versions::served()),
         Request::Metadata(r) => answer!(metadata::handle(context, r, version).await),
         Request::Produce(r) => {
-            start_produce(context, correlation_id, version, r)
-                .await
-                .await
+            let answer = start_produce(context, correlation_id, version, r).await;
+            return Handled::Queued(Box::pin(answer));
         }
         Request::Fetch(r) => {
             let (response, memory) = fetch::handle(context, r).await;
-            let mut answer = answer!(response)?;
-            answer.memory = memory;
-            Ok(answer)
+            answer!(response).map(|mut answer| {
+                answer.memory = memory;
+                answer
+            })
         }
         Request::ListOffsets(r) => answer!(list_offsets::handle(context, r).await),
         Request::InitProducerId(r) => answer!(init_producer_id::handle(context, &r).await),
@@ -113,13 +124,14 @@ pub(super) async fn handle(
         Request::IncrementalAlterConfigs(r) => {
             answer!(incremental_alter_configs::handle(context, r).await)
         }
-    }
+    };
+    Handled::Now(answer)
 }
 
 /// Queues a produce request's batches for the writer (in the order sent)
 /// and returns what answers it once they are durable: `None` bytes for
 /// acks=0, which gets no answer.
-pub(super) async fn start_produce(
+async fn start_produce(
     context: &Context,
     correlation_id: i32,
     version: i16,
