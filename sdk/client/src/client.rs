@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::buffers::{BufferPool, MIN_POOLED_BYTES};
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Endpoint, TransportConfig, VarInt};
 use quiver_proto::api::{Request, decode_head, encode_request};
@@ -111,6 +113,8 @@ struct Inner {
     dialing: tokio::sync::Mutex<()>,
     /// Set by [`Client::close`]: no more re-dials.
     closed: AtomicBool,
+    /// Receive buffers for large response bodies, reused.
+    buffers: Arc<BufferPool>,
 }
 
 impl Drop for Inner {
@@ -132,6 +136,7 @@ impl Client {
                 current: Mutex::new(connection),
                 dialing: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
+                buffers: Arc::default(),
             }),
         })
     }
@@ -162,7 +167,8 @@ impl Client {
         // A re-dial has its own timeout, outside the request's.
         let connection = self.connection().await?;
         let timeout = self.inner.request_timeout + extra_wait;
-        tokio::time::timeout(timeout, exchange(&connection, request, body))
+        let exchange = exchange(&connection, &self.inner.buffers, request, body);
+        tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ClientError::Timeout(timeout))?
     }
@@ -218,6 +224,7 @@ impl Client {
 
 async fn exchange<R: Request>(
     connection: &quinn::Connection,
+    buffers: &Arc<BufferPool>,
     request: &R,
     body: Vec<Bytes>,
 ) -> Result<(R::Response, Bytes), ClientError> {
@@ -235,9 +242,16 @@ async fn exchange<R: Request>(
     let mut header = [0u8; HEADER_BYTES];
     recv.read_exact(&mut header).await?;
     let header = FrameHeader::parse(&header)?;
-    let mut rest = BytesMut::zeroed(header.rest_len());
-    recv.read_exact(&mut rest).await?;
-    let rest = rest.freeze();
+    let len = header.rest_len();
+    let rest = if len >= MIN_POOLED_BYTES {
+        let mut rest = buffers.take(len);
+        recv.read_exact(&mut rest).await?;
+        BufferPool::share(buffers, rest)
+    } else {
+        let mut rest = BytesMut::zeroed(len);
+        recv.read_exact(&mut rest).await?;
+        rest.freeze()
+    };
     let (head, _) = frame::split(&header, &rest)?;
     if header.code() != 0 {
         return Err(ClientError::Broker(decode_head::<WireError>(head)?));

@@ -28,6 +28,7 @@
 
 mod ack;
 mod admin;
+mod buffers;
 mod client;
 mod consumer;
 mod error;
