@@ -23,6 +23,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -62,6 +63,7 @@ where
         context: &context,
         session: &session,
         peer,
+        broken: AtomicBool::new(false),
     };
     // Produce requests queued for the writer, answered in order as their
     // commits become durable.
@@ -149,8 +151,8 @@ where
     }
     // Produces already queued are answered before the connection closes,
     // whatever closes it (the client's end, a request refused, the
-    // broker's shutdown, which lets in-flight requests finish), unless the
-    // client is gone.
+    // broker's shutdown, which lets in-flight requests finish), unless an
+    // answer could not go out.
     drain(&answers, &mut writer, &mut pending).await;
     tracing::debug!(%peer, "Kafka connection closed");
 }
@@ -168,12 +170,27 @@ struct Answers<'a> {
     context: &'a Context,
     session: &'a Session,
     peer: SocketAddr,
+    /// Set once an answer could not be written or encoded: no later answer
+    /// may go out, since the client reads them by position.
+    broken: AtomicBool,
 }
 
 impl Answers<'_> {
     /// Counts `reply` and writes its answer, if it has one (acks=0 produce
     /// requests get none); `false` when the connection must close.
     async fn send(&self, writer: &mut (impl AsyncWrite + Unpin), reply: Reply) -> bool {
+        if self.broken.load(Ordering::Relaxed) {
+            return false;
+        }
+        let sent = self.write(writer, reply).await;
+        if !sent {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Counts `reply` and writes its answer; `false` if it cannot.
+    async fn write(&self, writer: &mut (impl AsyncWrite + Unpin), reply: Reply) -> bool {
         let peer = self.peer;
         let (api, metrics) = (reply.api, &self.context.service.metrics);
         let listener = self.session.listener.as_str();
