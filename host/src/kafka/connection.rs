@@ -265,6 +265,10 @@ async fn drain(
     writer: &mut (impl AsyncWrite + Unpin),
     pending: &mut FuturesOrdered<impl Future<Output = Reply>>,
 ) -> bool {
+    // Nothing can go out once an answer did not: no waiting for commits.
+    if answers.broken.load(Ordering::Relaxed) {
+        return false;
+    }
     while let Some(reply) = pending.next().await {
         if !answers.send(writer, reply).await {
             return false;

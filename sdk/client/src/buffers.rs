@@ -27,8 +27,9 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    /// A buffer of `len` initialised bytes to read a body into: an idle one
-    /// large enough if there is one (the smallest such), else a new one.
+    /// A buffer of at least `len` initialised bytes to read a body into
+    /// (its first `len`): an idle one large enough if there is one (the
+    /// smallest such), else a new one of `len`.
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let fitting = idle
@@ -37,27 +38,25 @@ impl BufferPool {
             .filter(|(_, buf)| buf.len() >= len)
             .min_by_key(|(_, buf)| buf.len())
             .map(|(i, _)| i);
-        let mut buf = match fitting {
+        match fitting {
             Some(i) => idle.swap_remove(i),
-            None => return vec![0; len],
-        };
-        drop(idle);
-        buf.truncate(len);
-        buf
+            None => vec![0; len],
+        }
     }
 
     /// `buf[..len]` as `Bytes` that give the buffer back to `pool` when the
     /// last clone or slice of them is dropped.
-    pub(crate) fn share(pool: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+    pub(crate) fn share(pool: &Arc<Self>, buf: Vec<u8>, len: usize) -> Bytes {
         Bytes::from_owner(Pooled {
+            len: len.min(buf.len()),
             buf,
             pool: Arc::downgrade(pool),
         })
     }
 
-    fn put(&self, mut buf: Vec<u8>) {
-        // Whole again: the next `take` truncates without touching the bytes.
-        buf.resize(buf.capacity(), 0);
+    /// Keeps `buf` (whole, never truncated: a later body uses its first
+    /// bytes without the rest being touched) within the byte bound.
+    fn put(&self, buf: Vec<u8>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.push(buf);
         idle.sort_unstable_by_key(|buf| std::cmp::Reverse(buf.len()));
@@ -75,12 +74,14 @@ impl BufferPool {
 /// A buffer lent out as `Bytes`.
 struct Pooled {
     buf: Vec<u8>,
+    /// The body's length: `buf` may be longer.
+    len: usize,
     pool: Weak<BufferPool>,
 }
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.len]
     }
 }
 
@@ -102,7 +103,7 @@ mod tests {
         let mut buf = pool.take(MIN_POOLED_BYTES);
         buf[0] = 7;
         let address = buf.as_ptr();
-        let body = BufferPool::share(&pool, buf);
+        let body = BufferPool::share(&pool, buf, MIN_POOLED_BYTES);
         let slice = body.slice(0..10);
         drop(body);
         assert!(
@@ -111,13 +112,13 @@ mod tests {
         );
         assert_eq!(slice[0], 7);
         drop(slice);
-        // The same memory, for a body as large or smaller.
+        // The same memory, whole, for a body as large or smaller; shared,
+        // it shows the body's length only.
         let again = pool.take(MIN_POOLED_BYTES - 1);
-        assert_eq!(
-            (again.as_ptr(), again.len()),
-            (address, MIN_POOLED_BYTES - 1)
-        );
-        // None idle now (`again` is out): a new one.
+        assert_eq!((again.as_ptr(), again.len()), (address, MIN_POOLED_BYTES));
+        let shorter = BufferPool::share(&pool, again, MIN_POOLED_BYTES - 1);
+        assert_eq!((shorter.len(), shorter[0]), (MIN_POOLED_BYTES - 1, 7));
+        // None idle now (`shorter` holds it): a new one.
         let fresh = pool.take(MIN_POOLED_BYTES);
         assert_ne!(fresh.as_ptr(), address);
     }
@@ -128,7 +129,7 @@ mod tests {
         let sizes = [8, 16, 24, 4].map(|mib| mib * 1024 * 1024);
         let bodies: Vec<Bytes> = sizes
             .iter()
-            .map(|&len| BufferPool::share(&pool, pool.take(len)))
+            .map(|&len| BufferPool::share(&pool, pool.take(len), len))
             .collect();
         drop(bodies);
         let mut idle: Vec<usize> = pool.idle.lock().unwrap().iter().map(Vec::len).collect();
@@ -141,7 +142,7 @@ mod tests {
     #[test]
     fn a_dropped_pool_frees_what_comes_back() {
         let pool = Arc::new(BufferPool::default());
-        let body = BufferPool::share(&pool, pool.take(MIN_POOLED_BYTES));
+        let body = BufferPool::share(&pool, pool.take(MIN_POOLED_BYTES), MIN_POOLED_BYTES);
         drop(pool);
         drop(body);
     }

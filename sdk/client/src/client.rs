@@ -245,8 +245,8 @@ async fn exchange<R: Request>(
     let len = header.rest_len();
     let rest = if len >= MIN_POOLED_BYTES {
         let mut rest = buffers.take(len);
-        recv.read_exact(&mut rest).await?;
-        BufferPool::share(buffers, rest)
+        recv.read_exact(&mut rest[..len]).await?;
+        BufferPool::share(buffers, rest, len)
     } else {
         let mut rest = BytesMut::zeroed(len);
         recv.read_exact(&mut rest).await?;
