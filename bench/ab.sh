@@ -14,13 +14,7 @@ NEW=$(realpath "$2")
 ROUNDS=${ROUNDS:-3}
 RECORDS=${RECORDS:-5000000}
 PORT=${PORT:-7720}
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 export QUIVER_BROKER=127.0.0.1:$PORT
 
 run() {

@@ -25,19 +25,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUIVER=$(realpath "${QUIVER:-target/release/quiver}")
 GUESTS=${GUESTS:-guest-examples/target/wasm32-wasip2/release}
 RECORDS=${RECORDS:-5000000}
 ROUNDS=${ROUNDS:-2}
 PORT=${PORT:-7710}
 IGGY_DIR=${IGGY_DIR:-}
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 export QUIVER_BROKER=127.0.0.1:$PORT
 
 # A fresh broker with its defaults, from an empty directory.

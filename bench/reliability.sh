@@ -10,18 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUIVER=${QUIVER:-target/release/quiver}
 RECORDS=${RECORDS:-2000000}
 CONNECTIONS=${CONNECTIONS:-1000}
 PORT=${PORT:-7700}
 HTTP_PORT=$((PORT + 1))
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 export QUIVER_BROKER=127.0.0.1:$PORT QUIVER_CA=$work/data/tls/cert.pem
 
 now() { date +%s.%N; }
