@@ -393,11 +393,13 @@ impl RawConnection {
             .with_root_certificates(roots)
             .with_no_client_auth();
         crypto.alpn_protocols = vec![quiver_proto::ALPN.to_vec()];
-        let config = quinn::ClientConfig::new(Arc::new(
+        let mut config = quinn::ClientConfig::new(Arc::new(
             quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC TLS config"),
         ));
+        config.transport_config(Arc::new(quiver_client::quic::transport_config()));
         let mut endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
+            quiver_client::quic::endpoint("127.0.0.1:0".parse().expect("address"), None)
+                .expect("endpoint");
         endpoint.set_default_client_config(config);
         let connection = endpoint
             .connect(addr, "localhost")
@@ -419,6 +421,12 @@ impl RawConnection {
     /// stalls mid-frame), and reads the reply.
     pub async fn send_unfinished(&self, bytes: &[u8]) -> RawReply {
         self.send_then(bytes, false).await
+    }
+
+    /// The largest UDP payload path MTU discovery has found so far towards
+    /// the broker.
+    pub fn path_mtu(&self) -> u16 {
+        self.connection.stats().path.current_mtu
     }
 
     /// Waits until the broker closes the connection; returns why.

@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quinn::{Endpoint, Incoming, TransportConfig, VarInt};
+use quiver_client::quic;
 use quiver_proto::ErrorCode;
-use quiver_proto::limits::{MAX_CONNECTIONS, MAX_FRAME_BYTES, MAX_STREAMS_PER_CONNECTION};
+use quiver_proto::limits::{MAX_CONNECTIONS, MAX_STREAMS_PER_CONNECTION};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -80,9 +81,6 @@ impl Default for ConnectionLimits {
 /// How long shutdown waits for in-flight requests before closing anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Per-connection receive window; a connection may have this much unread.
-const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
-
 /// Shared by every connection and request task.
 #[derive(Debug)]
 pub(crate) struct Context {
@@ -112,10 +110,11 @@ impl Server {
         let crypto = cert.quic_config()?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(Arc::new(transport_config()));
-        let endpoint = Endpoint::server(config, listen).map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let endpoint =
+            quic::endpoint(listen, Some(config)).map_err(|source| ServerError::Bind {
+                addr: listen,
+                source,
+            })?;
         let shutdown = service.shutdown.child_token();
         let tasks = TaskTracker::new();
         let context = Arc::new(Context {
@@ -173,21 +172,15 @@ pub enum ServerError {
 }
 
 fn transport_config() -> TransportConfig {
-    let mut transport = TransportConfig::default();
+    let mut transport = quic::transport_config();
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .stream_receive_window(VarInt::from_u32(MAX_FRAME_BYTES))
-        .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
-        .send_window(u64::from(CONNECTION_WINDOW_BYTES))
         .max_idle_timeout(Some(
             IDLE_TIMEOUT
                 .try_into()
                 .unwrap_or(quinn::IdleTimeout::from(VarInt::from_u32(60_000))),
         ));
-    let mut acks = quinn::AckFrequencyConfig::default();
-    acks.max_ack_delay(Some(quiver_proto::PEER_MAX_ACK_DELAY));
-    transport.ack_frequency_config(Some(acks));
     transport
 }
 

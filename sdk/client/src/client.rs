@@ -16,10 +16,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::buffers::{BufferPool, MIN_POOLED_BYTES};
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{Endpoint, TransportConfig, VarInt};
+use quinn::{Endpoint, VarInt};
 use quiver_proto::api::{Request, decode_head, encode_request};
 use quiver_proto::frame::{self, FrameHeader, HEADER_BYTES};
-use quiver_proto::limits::MAX_FRAME_BYTES;
 use quiver_proto::{ALPN, WireError};
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
@@ -30,6 +29,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::error::ClientError;
+use crate::quic;
 
 /// The broker address used when none is given.
 pub const DEFAULT_BROKER: &str = "127.0.0.1:7400";
@@ -41,9 +41,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request may take unless [`ClientConfig::request_timeout`]
 /// says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Per-connection flow-control window.
-const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
 
 /// Where to connect and whom to trust.
 #[derive(Debug, Clone)]
@@ -294,13 +291,15 @@ impl Dialer {
         let mut client_config = quinn::ClientConfig::new(Arc::new(
             QuicClientConfig::try_from(crypto).map_err(|e| ClientError::Config(e.to_string()))?,
         ));
-        client_config.transport_config(Arc::new(transport_config()));
+        let mut transport = quic::transport_config();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        client_config.transport_config(Arc::new(transport));
         let bind = if addr.is_ipv6() {
             SocketAddr::from(([0u16; 8], 0))
         } else {
             SocketAddr::from(([0u8; 4], 0))
         };
-        let mut endpoint = Endpoint::client(bind).map_err(|e| ClientError::Connect {
+        let mut endpoint = quic::endpoint(bind, None).map_err(|e| ClientError::Connect {
             broker: config.broker.clone(),
             reason: e.to_string(),
         })?;
@@ -495,19 +494,6 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn transport_config() -> TransportConfig {
-    let mut transport = TransportConfig::default();
-    transport
-        .stream_receive_window(VarInt::from_u32(MAX_FRAME_BYTES))
-        .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
-        .send_window(u64::from(CONNECTION_WINDOW_BYTES))
-        .keep_alive_interval(Some(Duration::from_secs(10)));
-    let mut acks = quinn::AckFrequencyConfig::default();
-    acks.max_ack_delay(Some(quiver_proto::PEER_MAX_ACK_DELAY));
-    transport.ack_frequency_config(Some(acks));
-    transport
 }
 
 /// The CA file's certificates, or the system's roots.

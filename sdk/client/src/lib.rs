@@ -13,6 +13,7 @@
 //!   or consumer-group membership (`group.rs`): subscribe, cooperative
 //!   rebalancing, committed offsets.
 //! - [`Admin`] (`admin.rs`): create, list, describe and delete topics.
+//! - [`quic`]: the endpoint and transport settings the broker shares.
 //! - [`ClientError`] (`error.rs`): every failure, typed, with the broker's
 //!   stable error code where there is one.
 //!
@@ -36,6 +37,7 @@ mod group;
 mod prefetch;
 pub use quiver_proto::partitioner;
 mod producer;
+pub mod quic;
 mod reconnect;
 
 pub use admin::Admin;

@@ -37,3 +37,13 @@ pub const ALPN: &[u8] = b"quiver/1";
 /// for their ACK hold the requests behind them. At 2 ms, `quiver bench
 /// produce`'s request p99 fell from about 40 ms to about 19 ms.
 pub const PEER_MAX_ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The largest UDP payload a QUIC endpoint accepts and its path MTU
+/// discovery probes for (quinn's defaults stop at Ethernet's 1,472 and
+/// 1,452). A path that carries larger datagrams (loopback, jumbo frames)
+/// then takes fewer packets per request, each with its own encryption and
+/// acknowledgement; a path that does not loses only the probes. Not QUIC's
+/// maximum (65,527): quinn hands the kernel up to 10 datagrams in one
+/// segmentation-offload send, and Linux refuses a send over 64 KiB in all,
+/// so 10 of these plus IPv6 and UDP headers must fit in 65,535 bytes.
+pub const MAX_UDP_PAYLOAD: u16 = 6_500;

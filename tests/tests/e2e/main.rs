@@ -23,4 +23,5 @@ mod reconnect;
 mod retention;
 mod slow_clients;
 mod transforms;
+mod transport;
 mod wasm_hardening;
