@@ -6,13 +6,16 @@
 #   bench/ab.sh OLD/quiver NEW/quiver
 #
 # ROUNDS (default 3) alternations; RECORDS (default 5,000,000) 100-byte
-# records per run, 4 producers, 4 partitions, batches of 1,000.
+# records per run, 4 producers, 4 partitions, batches of 1,000. WORKLOAD
+# replaces the `quiver bench` arguments, e.g.
+#   WORKLOAD="consume --records 5000000 --partitions 4" bench/ab.sh OLD NEW
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=$(realpath "$1")
 NEW=$(realpath "$2")
 ROUNDS=${ROUNDS:-3}
 RECORDS=${RECORDS:-5000000}
+WORKLOAD=${WORKLOAD:-produce --records $RECORDS --producers 4 --partitions 4 --batch-size 1000}
 PORT=${PORT:-7720}
 . bench/lib.sh
 export QUIVER_BROKER=127.0.0.1:$PORT
@@ -31,8 +34,8 @@ run() {
         kill -0 "$pid" 2>/dev/null || { tail -5 "$work/serve.log"; exit 1; }
         sleep 0.05
     done
-    "$bin" bench produce --records "$RECORDS" --producers 4 --partitions 4 \
-        --batch-size 1000 --broker-pid "$pid" --json | tail -1
+    # shellcheck disable=SC2086
+    "$bin" bench $WORKLOAD --broker-pid "$pid" --json | tail -1
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
 

@@ -337,7 +337,7 @@ impl Consumer {
             let assigned = self.assigned.len();
             self.prefetch = Some(Prefetch::start(&self.client, fetching, request, assigned));
         }
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(records_in(&body));
         let mut updates = Vec::with_capacity(fetching.len());
         let mut cursor = 0usize;
         let mut budget = MAX_DECOMPRESSED_POLL_BYTES;
@@ -524,6 +524,22 @@ struct Decoded {
 /// Compressed batches are decompressed while `budget` (bytes, shared by
 /// the partitions of one poll) lasts; once it is spent, decoding stops
 /// before the next compressed batch, unless `out` is still empty.
+/// How many records the batches of a fetch body hold, from their headers:
+/// the capacity to decode them into at once (growing the vector as it
+/// fills cost a copy of everything before and fresh pages each time). At
+/// most as many as the body could hold uncompressed, so a header's claim
+/// cannot make it allocate more than real records could.
+fn records_in(body: &[u8]) -> usize {
+    // A record's length, attributes, timestamp and offset deltas, key and
+    // value lengths and header count take a byte each at least.
+    const SMALLEST_RECORD_BYTES: usize = 7;
+    let claimed: usize = split_batches(body)
+        .map_while(Result::ok)
+        .map(|batch| batch.record_count() as usize)
+        .sum();
+    claimed.min(body.len() / SMALLEST_RECORD_BYTES)
+}
+
 fn decode_into(
     bytes: &Bytes,
     assigned: &Assigned,
@@ -599,4 +615,40 @@ fn decode_into(
         next,
         complete: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_proto::batch::{BatchBuilder, NewRecord};
+
+    use super::records_in;
+
+    fn batch(records: usize) -> Vec<u8> {
+        let mut builder = BatchBuilder::default();
+        for _ in 0..records {
+            let record = NewRecord {
+                key: None,
+                value: Some(b"value"),
+                headers: &[],
+                timestamp: 0,
+            };
+            builder.push(&record).expect("push");
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn records_in_counts_every_batch_of_a_body() {
+        let body = [batch(3), batch(2)].concat();
+        assert_eq!(records_in(&body), 5);
+        assert_eq!(records_in(&[]), 0);
+    }
+
+    #[test]
+    fn records_in_believes_no_more_records_than_the_body_could_hold() {
+        let mut body = batch(1);
+        // The header's record count (bytes 57..61 of the v2 layout).
+        body[57..61].copy_from_slice(&1_000_000i32.to_be_bytes());
+        assert_eq!(records_in(&body), body.len() / 7);
+    }
 }
