@@ -39,6 +39,7 @@ pub use quiver_proto::partitioner;
 mod producer;
 pub mod quic;
 mod reconnect;
+mod wall_clock;
 
 pub use admin::Admin;
 pub use client::{

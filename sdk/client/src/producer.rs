@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quiver_proto::api::{InitProducerRequest, ProduceBatch, ProduceRequest, ProducerIdentity};
@@ -45,6 +45,7 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::partitioner::partition_for_key;
 use crate::reconnect::Backoff;
+use crate::wall_clock::WallClock;
 use quiver_proto::ErrorCode;
 
 /// How long an idempotent producer retries a batch by default (Kafka's
@@ -337,6 +338,8 @@ struct State {
     identity: Option<ProducerIdentity>,
     /// Each partition's next sequence number under `identity`.
     sequences: FxHashMap<Key, i32>,
+    /// Timestamps for records that come without one.
+    clock: WallClock,
 }
 
 impl State {
@@ -440,15 +443,10 @@ impl Producer {
     /// Adds a record to its partition's batch and returns a future for its
     /// acknowledgement. Waits only when the buffer is full.
     pub async fn enqueue(&self, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let new = NewRecord {
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &record.headers,
-            timestamp,
-        };
-        // An upper bound of the encoded size, for the buffer reservation.
-        let size = new.max_encoded_len();
+        // An upper bound of the encoded size, for the buffer reservation
+        // (the timestamp, taken when the record joins its batch, does not
+        // change it).
+        let size = new_record(&record, 0).max_encoded_len();
         let max =
             (MAX_BATCH_BYTES as usize - quiver_proto::batch::HEADER_BYTES).min(self.buffer_bytes);
         if size > max {
@@ -457,12 +455,12 @@ impl Producer {
         // Given back if this call fails or is dropped before the record is
         // in a batch.
         let permit = self.reserve(size).await?;
-        let appended = if let Some(appended) = self.append(&record, &new, size) {
+        let appended = if let Some(appended) = self.append(&record, size) {
             appended
         } else {
             // A topic new to this producer: learn its partition count.
             self.learn_topic(&record.topic).await?;
-            self.append(&record, &new, size)
+            self.append(&record, size)
                 .unwrap_or_else(|| Err(ClientError::Protocol("topic forgotten".into())))
         };
         if appended.is_ok() {
@@ -477,11 +475,14 @@ impl Producer {
     fn append(
         &self,
         record: &ProducerRecord,
-        new: &NewRecord<'_>,
         size: usize,
     ) -> Option<Result<DeliveryFuture, ClientError>> {
         let mut state = self.shared.state();
         let topic = *state.topics.get(record.topic.as_str())?;
+        let timestamp = match record.timestamp {
+            Some(timestamp) => timestamp,
+            None => state.clock.now_ms(),
+        };
         let partition = match (record.partition, &record.key) {
             (Some(partition), _) => partition,
             (None, Some(key)) => partition_for_key(key, topic.partitions),
@@ -506,7 +507,7 @@ impl Producer {
             ack: AckSender::default(),
             reserved: 0,
         });
-        if let Err(e) = open.builder.push(new) {
+        if let Err(e) = open.builder.push(&new_record(record, timestamp)) {
             return Some(Err(ClientError::Protocol(format!(
                 "cannot add record: {e}"
             ))));
@@ -576,10 +577,14 @@ impl Producer {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// `record` as the batch encoder takes it, stamped `timestamp`.
+fn new_record(record: &ProducerRecord, timestamp: i64) -> NewRecord<'_> {
+    NewRecord {
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers: &record.headers,
+        timestamp,
+    }
 }
 
 /// Seals lingering batches and sends what is ready, one request per topic
