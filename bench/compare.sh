@@ -88,10 +88,14 @@ print(float(m.group(1)) * (1000 if m.group(2) == 'G' else 1))")
             "$(field broker_cpu_us_per_record <<<"$json")"
     done
 
-    json=$(bench consume --records "$RECORDS" --partitions 4)
-    echo "consume: $json"
-    row consume "$(field records_per_sec <<<"$json")" "" "" \
-        "$(field client_cpu_us_per_record <<<"$json")" "$(field broker_cpu_us_per_record <<<"$json")"
+    # One consumer, and four (as produce has four producers).
+    for consumers in 1 4; do
+        json=$(bench consume --records "$RECORDS" --partitions 4 --consumers "$consumers")
+        echo "consume x$consumers: $json"
+        row "consume$consumers" "$(field records_per_sec <<<"$json")" "" "" \
+            "$(field client_cpu_us_per_record <<<"$json")" \
+            "$(field broker_cpu_us_per_record <<<"$json")"
+    done
 
     for t in "filter:filter.wasm --param field=action --param equals=click" \
         "click-aggregate:click_aggregate.wasm --param window_ms=60000"; do
@@ -171,7 +175,9 @@ print(f"| produce 100 B, 4 producers | {rng('p4', 0, 1e-6)} M rec/s | Iggy {rng(
 print(f"| Iggy, issue 10's command (QUIC, no fsync) | | {rng('iggy', 0, 1e-6)} M msg/s | | {rng('iggy', 3)} | {rng('iggy', 4)} | {rng('iggy', 2)} |")
 print(f"| produce 100 B, 1 producer | {rng('p1', 0, 1e-6)} M rec/s | | | {rng('p1', 3)} | {rng('p1', 4)} | {rng('p1', 2)} |")
 print(f"| produce 1 KiB, 4 producers | {rng('k4', 1, fmt='{:.0f}')} MB/s | dd {rng('dd', 0, fmt='{:.0f}')} MB/s | {ratio('k4', 1, 'dd', 0)} of dd | {rng('k4', 3)} | {rng('k4', 4)} | {rng('k4', 2)} |")
-print(f"| consume 100 B | {rng('consume', 0, 1e-6)} M rec/s | produce, 4 producers | {ratio('consume', 0, 'p4', 0)} of produce | {rng('consume', 3)} | {rng('consume', 4)} | |")
+for n in (1, 4):
+    name = f"consume{n}"
+    print(f"| consume 100 B, {n} consumer{'s' if n > 1 else ''} | {rng(name, 0, 1e-6)} M rec/s | produce, 4 producers | {ratio(name, 0, 'p4', 0)} of produce | {rng(name, 3)} | {rng(name, 4)} | |")
 print(f"| transform filter | {rng('filter', 0, 1e-6)} M rec/s | | | | | |")
 print(f"| transform click-aggregate | {rng('click-aggregate', 0, 1e-6)} M ev/s | | | | | |")
 EOF

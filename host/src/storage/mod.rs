@@ -458,6 +458,17 @@ impl Storage {
             if !may_exceed && batches.len() + bytes.len() > max_bytes {
                 break;
             }
+            if batches.is_empty() {
+                // Sized once, from the first batch's bytes per record times
+                // the records up to the high watermark, within the budget:
+                // grown batch by batch, a multi-MiB read copied everything
+                // before at each doubling, into fresh pages.
+                let per_record = bytes.len() / view.record_count().max(1) as usize;
+                let records = offsets.high_watermark.saturating_sub(view.base_offset());
+                let estimate =
+                    per_record.saturating_mul(usize::try_from(records).unwrap_or(usize::MAX));
+                batches.reserve(estimate.min(max_bytes).max(bytes.len()));
+            }
             batches.extend_from_slice(bytes);
             if batches.len() >= max_bytes {
                 break;
