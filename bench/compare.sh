@@ -102,10 +102,12 @@ print(float(m.group(1)) * (1000 if m.group(2) == 'G' else 1))")
         name=${t%%:*}
         start_quiver
         # shellcheck disable=SC2086
-        json=$("$QUIVER" bench transform --records 2000000 --json --module-file "$GUESTS"/${t#*:} | tail -1)
+        json=$("$QUIVER" bench transform --records 2000000 --json --broker-pid "$pid" \
+            --module-file "$GUESTS"/${t#*:} | tail -1)
         stop_quiver
         echo "transform $name: $json"
-        row "$name" "$(field records_per_sec <<<"$json")"
+        row "$name" "$(field records_per_sec <<<"$json")" "" "" "" \
+            "$(field broker_cpu_us_per_record <<<"$json")"
     done
 
     if [ -n "$IGGY_DIR" ]; then
@@ -178,6 +180,6 @@ print(f"| produce 1 KiB, 4 producers | {rng('k4', 1, fmt='{:.0f}')} MB/s | dd {r
 for n in (1, 4):
     name = f"consume{n}"
     print(f"| consume 100 B, {n} consumer{'s' if n > 1 else ''} | {rng(name, 0, 1e-6)} M rec/s | produce, 4 producers | {ratio(name, 0, 'p4', 0)} of produce | {rng(name, 3)} | {rng(name, 4)} | |")
-print(f"| transform filter | {rng('filter', 0, 1e-6)} M rec/s | | | | | |")
-print(f"| transform click-aggregate | {rng('click-aggregate', 0, 1e-6)} M ev/s | | | | | |")
+print(f"| transform filter | {rng('filter', 0, 1e-6)} M rec/s | | | | {rng('filter', 4)} | |")
+print(f"| transform click-aggregate | {rng('click-aggregate', 0, 1e-6)} M ev/s | | | | {rng('click-aggregate', 4)} | |")
 EOF

@@ -20,6 +20,7 @@ use quiver_proto::api::transforms::{
 };
 
 use super::ClientArgs;
+use super::procfs::CpuClock;
 
 /// How often the bench asks for the transform's progress.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -50,6 +51,10 @@ pub(crate) struct TransformBench {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
+    /// The broker's process id (a broker on this machine): its CPU time
+    /// while the transform runs is reported per input record.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -95,9 +100,11 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
             memory_bytes: None,
         })
         .await?;
+    let cpu = CpuClock::start(args.broker_pid)?;
     let started = Instant::now();
     let result = wait_caught_up(&admin, &name, args.records).await;
     let seconds = started.elapsed().as_secs_f64();
+    let broker_cpu = cpu.used()?.broker;
     let records_out = result.as_ref().map_or(0, |&out| out);
     admin
         .control_transform(&name, TransformAction::Delete)
@@ -109,6 +116,7 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
     client.close().await;
     result?;
     let rate = args.records as f64 / seconds;
+    let broker_us_per_record = broker_cpu.map(|s| s * 1e6 / args.records as f64);
     if args.json {
         println!(
             "{}",
@@ -121,6 +129,8 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
                 "records_out": records_out,
                 "seconds": seconds,
                 "records_per_sec": rate,
+                "broker_cpu_s": broker_cpu,
+                "broker_cpu_us_per_record": broker_us_per_record,
             })
         );
     } else {
@@ -130,6 +140,9 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
             args.records,
             args.record_size,
         );
+        if let (Some(seconds), Some(per_record)) = (broker_cpu, broker_us_per_record) {
+            println!("  broker CPU {seconds:.2} s ({per_record:.2} us/input record)");
+        }
     }
     Ok(())
 }

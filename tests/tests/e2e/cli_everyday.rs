@@ -3,7 +3,7 @@
 //! (with "did you mean"), offsets past a partition's end, lines that are not
 //! records, binary values, kcat-style `--from` and `--format`, headers and
 //! timestamps, a topic a transform uses, `topic describe`'s sizes and
-//! times, and `bench` cleaning up after itself.
+//! times, and `bench` reporting and cleaning up after itself.
 
 use quiver_tests::cli::{CliFixture, acknowledged};
 
@@ -343,6 +343,52 @@ fn bench_removes_what_it_created_unless_kept() {
         "{consume}"
     );
     assert_eq!(cli.run(&["topic", "list"]).ok(), "bench\tpartitions=4\n");
+}
+
+#[test]
+fn bench_transform_reports_records_out_and_the_broker_cpu_and_cleans_up() {
+    let cli = CliFixture::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let module = dir.path().join("filter.wasm");
+    std::fs::write(&module, quiver_tests::guest_component("filter")).expect("write module");
+    // The broker runs in this test process.
+    let pid = std::process::id().to_string();
+    let out = cli
+        .run(&[
+            "bench",
+            "transform",
+            "--module-file",
+            module.to_str().expect("UTF-8 path"),
+            "--param",
+            "field=action",
+            "--param",
+            "equals=click",
+            "--records",
+            "2000",
+            "--partitions",
+            "2",
+            "--broker-pid",
+            &pid,
+            "--json",
+        ])
+        .ok();
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(summary["bench"], "transform", "{out}");
+    assert_eq!(summary["records"], 2000, "{out}");
+    // Every other event is a click.
+    assert_eq!(summary["records_out"], 1000, "{out}");
+    assert!(
+        summary["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+        "{out}"
+    );
+    assert!(
+        summary["broker_cpu_us_per_record"]
+            .as_f64()
+            .is_some_and(|c| c >= 0.0),
+        "{out}"
+    );
+    assert_eq!(cli.run(&["topic", "list"]).ok(), "");
+    assert_eq!(cli.run(&["transform", "list"]).ok(), "");
 }
 
 #[test]
