@@ -467,6 +467,15 @@ impl Config {
                 "tls_cert and tls_key go together: set both or neither".into(),
             ));
         }
+        // The TLS port is part of the Kafka listener; asked for alone it would
+        // silently not run.
+        if self.kafka_tls_listen.addr().is_some() && self.kafka_listen.addr().is_none() {
+            return Err(ConfigError::Invalid(
+                "kafka_tls_listen needs the Kafka listener, but kafka_listen is off: \
+                 set both (e.g. --kafka-listen 127.0.0.1:9092 --kafka-tls-listen 0.0.0.0:9093)"
+                    .into(),
+            ));
+        }
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_CEILING {
             return Err(ConfigError::Invalid(format!(
                 "max_connections is {}; it must be 1 to {MAX_CONNECTIONS_CEILING}",
@@ -839,6 +848,30 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(off.broker_config().http, None);
+    }
+
+    #[test]
+    fn a_kafka_tls_port_without_the_kafka_listener_is_refused() {
+        let error = Config::resolve(flags(&[
+            "--kafka-listen",
+            "off",
+            "--kafka-tls-listen",
+            "127.0.0.1:0",
+        ]))
+        .expect_err("refused");
+        assert!(error.to_string().contains("kafka_listen is off"), "{error}");
+        let both = Config::resolve(flags(&[
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--kafka-tls-listen",
+            "127.0.0.1:0",
+        ]))
+        .expect("valid");
+        assert!(
+            both.broker_config()
+                .kafka
+                .is_some_and(|k| k.tls_listen.is_some())
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - `transform.rs`: deploy and operate transforms.
 //! - `bench.rs`: produce and consume benchmarks; `bench_transform.rs`:
 //!   throughput through a deployed transform.
+//! - `storage.rs`: check a stopped broker's data directory.
+//! - `tls.rs`: a certificate authority and the brokers' certificates.
 
 mod bench;
 mod bench_connections;
@@ -27,6 +29,7 @@ mod produce;
 mod serve;
 mod storage;
 mod text;
+mod tls;
 mod topic;
 mod transform;
 
@@ -71,6 +74,9 @@ enum Command {
     /// Check a stopped broker's data directory.
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// Make a certificate authority and sign brokers' certificates.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
 }
 
 /// Where the broker is, whom to trust and how long to wait; shared by every
@@ -156,6 +162,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transform(command) => transform::run(command).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Storage(command) => storage::run(command),
+        Command::Tls(command) => tls::run(command),
     }
 }
 

@@ -22,6 +22,7 @@ mod readme;
 mod reconnect;
 mod retention;
 mod slow_clients;
+mod tls;
 mod transforms;
 mod transport;
 mod wasm_hardening;

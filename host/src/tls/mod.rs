@@ -1,5 +1,8 @@
 //! The broker's TLS certificate: the user's PEM files, or a self-signed one
 //! generated on first start under `DATA/tls/` and reused afterwards.
+//! `authority.rs`: a CA of one's own, and certificates it signs.
+
+pub mod authority;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,23 @@ pub enum TlsError {
     /// Only one of `--tls-cert` and `--tls-key` was given.
     #[error("--tls-cert and --tls-key must be given together")]
     HalfConfigured,
+    /// A file to be written exists; nothing is overwritten.
+    #[error("{path} exists; remove it or write elsewhere (--out)")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate was asked for without a host to be valid for.
+    #[error("give at least one --host (a name or IP address clients connect to)")]
+    NoHost,
+    /// A host is neither an IP address nor a valid DNS name.
+    #[error("cannot put {hosts} in a certificate: {reason}")]
+    BadHost {
+        /// The hosts given.
+        hosts: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The certificate the broker serves.
@@ -153,23 +173,33 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
         move |source| TlsError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())
-        .map_err(write_error(key_path))?;
+    // Replaced if there: a start that wrote the key but not the
+    // certificate generates both again.
+    write_file(
+        key_path,
+        certified.signing_key.serialize_pem().as_bytes(),
+        0o600,
+        true,
+    )
+    .map_err(write_error(key_path))?;
     std::fs::write(cert_path, certified.cert.pem()).map_err(write_error(cert_path))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate");
     Ok(())
 }
 
-/// Writes a file readable by its owner only.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// Writes and syncs a file created with permissions `mode`; with `replace`
+/// false, fails if it exists.
+fn write_file(path: &Path, contents: &[u8], mode: u32, replace: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(mode);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }
