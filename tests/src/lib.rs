@@ -214,6 +214,12 @@ impl BrokerProcess {
     /// address of a broker just stopped, to restart it where its clients
     /// look), and waits for its "listening" line.
     pub fn spawn_on(data_dir: &Path, addr: SocketAddr) -> Self {
+        Self::spawn_with(data_dir, addr, &[])
+    }
+
+    /// [`spawn_on`](Self::spawn_on) with more `quiver serve` flags (e.g. a
+    /// TLS listener or the user's certificate).
+    pub fn spawn_with(data_dir: &Path, addr: SocketAddr, flags: &[&str]) -> Self {
         let mut command = Command::new(quiver_bin());
         command
             .args(["serve", "--listen"])
@@ -226,7 +232,8 @@ impl BrokerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
-            .args(TEST_RESERVE_ARGS);
+            .args(TEST_RESERVE_ARGS)
+            .args(flags);
         Self::spawn_command(command, data_dir)
     }
 

@@ -1169,24 +1169,11 @@ fn a_sigkill_loses_nothing_a_kafka_producer_saw_acknowledged() {
 #[test]
 fn kafka_clients_connect_over_tls() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new(quiver_bin());
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--kafka-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--kafka-tls-listen",
-            "127.0.0.1:0",
-            "--http",
-            "off",
-            "--data-dir",
-        ])
-        .arg(dir.path());
-    let broker = BrokerProcess::spawn_command(command, dir.path());
+    let broker = BrokerProcess::spawn_with(
+        dir.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &["--kafka-tls-listen", "127.0.0.1:0"],
+    );
     let tls = broker.kafka_tls_addr().expect("the TLS listener runs");
     let ca = format!("ssl.ca.location={}", broker.ca().display());
     let with_tls = |args: &[&str]| -> Vec<String> {

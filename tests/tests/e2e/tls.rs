@@ -4,6 +4,7 @@
 //! listeners, clients that trust the CA, and a client that trusts another
 //! CA and is refused.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,21 +69,19 @@ fn a_broker_with_a_certificate_from_its_own_ca_is_trusted_through_the_ca() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca, other_ca, node) = make_certificates(dir.path());
     let data = dir.path().join("data");
-    let mut serve = Command::new(quiver_bin());
-    serve
-        .args([
-            "serve",
-            "--listen",
+    let (cert, key) = (node.join("cert.pem"), node.join("key.pem"));
+    let broker = BrokerProcess::spawn_with(
+        &data,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &[
+            "--kafka-tls-listen",
             "127.0.0.1:0",
-            "--kafka-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--kafka-tls-listen", "127.0.0.1:0", "--http", "off"])
-        .args(["--tls-cert", path(&node.join("cert.pem"))])
-        .args(["--tls-key", path(&node.join("key.pem"))])
-        .arg("--data-dir")
-        .arg(&data);
-    let broker = BrokerProcess::spawn_command(serve, &data);
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+        ],
+    );
     assert!(
         !data.join("tls").exists(),
         "the broker generated a certificate of its own"
