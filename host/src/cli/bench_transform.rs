@@ -74,6 +74,9 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
     if args.records == 0 || args.partitions == 0 {
         bail!("--records and --partitions must be at least 1");
     }
+    // Checked before anything is created, so that a wrong --broker-pid
+    // leaves nothing behind.
+    CpuClock::start(args.broker_pid)?;
     let client = args.client.connect().await?;
     let admin = Admin::new(client.clone());
     let run_id = std::time::SystemTime::now()
@@ -100,11 +103,12 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
             memory_bytes: None,
         })
         .await?;
-    let cpu = CpuClock::start(args.broker_pid)?;
+    let cpu = CpuClock::start(args.broker_pid);
     let started = Instant::now();
     let result = wait_caught_up(&admin, &name, args.records).await;
     let seconds = started.elapsed().as_secs_f64();
-    let broker_cpu = cpu.used()?.broker;
+    // Failures wait until the cleanup below is done.
+    let used = cpu.and_then(|cpu| cpu.used());
     let records_out = result.as_ref().map_or(0, |&out| out);
     admin
         .control_transform(&name, TransformAction::Delete)
@@ -115,6 +119,7 @@ pub(crate) async fn run(args: TransformBench) -> anyhow::Result<()> {
     admin.delete_module(&name).await?;
     client.close().await;
     result?;
+    let broker_cpu = used?.broker;
     let rate = args.records as f64 / seconds;
     let broker_us_per_record = broker_cpu.map(|s| s * 1e6 / args.records as f64);
     if args.json {

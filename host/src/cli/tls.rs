@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use quiver_host::tls::authority::{self, CA_CERT_FILE, IssueRequest};
+use quiver_host::tls::authority::{self, IssueRequest};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TlsCommand {
@@ -25,7 +25,7 @@ pub(crate) enum TlsCommand {
     /// Sign a broker's certificate with a CA made by `init-ca`:
     /// OUT/cert.pem and OUT/key.pem, for `quiver serve --tls-cert --tls-key`.
     Issue {
-        /// The CA's directory (its ca.pem and ca-key.pem).
+        /// The CA's directory (its ca.pem and ca-key.pem), or its ca.pem.
         #[arg(long)]
         ca: PathBuf,
         /// A host name or IP address clients connect to; repeatable.
@@ -70,11 +70,11 @@ pub(crate) fn run(command: TlsCommand) -> anyhow::Result<()> {
             };
             let written = authority::issue(&ca, &request, &out)?;
             println!(
-                "wrote {} and {} for {}, signed by {}",
+                "wrote {} and {} for {}, signed by the CA in {}",
                 written.cert.display(),
                 written.key.display(),
                 request.hosts.join(", "),
-                ca.join(CA_CERT_FILE).display()
+                ca.display()
             );
             println!(
                 "serve with: quiver serve --tls-cert {} --tls-key {}",

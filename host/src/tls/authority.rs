@@ -78,11 +78,16 @@ pub fn init_ca(out: &Path, name: &str, days: u32) -> Result<Written, TlsError> {
     )
 }
 
-/// Signs a certificate for `request` with the CA in `ca_dir`, into `out`
-/// (created if missing).
-pub fn issue(ca_dir: &Path, request: &IssueRequest, out: &Path) -> Result<Written, TlsError> {
+/// Signs a certificate for `request` with the CA in `ca` (its directory,
+/// or the `ca.pem` in it, as clients are given it), into `out` (created if
+/// missing).
+pub fn issue(ca: &Path, request: &IssueRequest, out: &Path) -> Result<Written, TlsError> {
     let Some(first_host) = request.hosts.first() else {
         return Err(TlsError::NoHost);
+    };
+    let ca_dir = match ca.parent() {
+        Some(parent) if ca.is_file() => parent,
+        _ => ca,
     };
     let ca_cert = read_pem(&ca_dir.join(CA_CERT_FILE), "CA certificate")?;
     let ca_key_path = ca_dir.join(CA_KEY_FILE);
@@ -166,7 +171,11 @@ fn write_pair(
     };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
     super::write_file(&key, key_pem.as_bytes(), 0o600, false).map_err(write_error(&key))?;
-    super::write_file(&cert, cert_pem.as_bytes(), 0o644, false).map_err(write_error(&cert))?;
+    if let Err(e) = super::write_file(&cert, cert_pem.as_bytes(), 0o644, false) {
+        // A key without its certificate would only block the next try.
+        let _ = std::fs::remove_file(&key);
+        return Err(write_error(&cert)(e));
+    }
     Ok(Written {
         cert,
         key,
@@ -276,7 +285,13 @@ mod tests {
         ));
         // Nothing was written by the refused calls.
         assert!(!dir.path().join("n").exists());
-        issue(&ca_dir, &request(&["h"]), &dir.path().join("n")).expect("issue");
+        // The CA's certificate file names its directory too.
+        issue(
+            &ca_dir.join(CA_CERT_FILE),
+            &request(&["h"]),
+            &dir.path().join("n"),
+        )
+        .expect("issue");
         assert!(matches!(
             issue(&ca_dir, &request(&["h"]), &dir.path().join("n")),
             Err(TlsError::Exists { .. })

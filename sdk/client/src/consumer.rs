@@ -9,7 +9,9 @@ use bytes::Bytes;
 use quiver_proto::api::{
     FetchModule, FetchPartition, FetchRequest, ListOffsetsPartition, OffsetSpec,
 };
-use quiver_proto::batch::{BatchView, Compression, Header, decompress, split_batches};
+use quiver_proto::batch::{
+    BatchView, Compression, HEADER_BYTES, Header, decompress, split_batches,
+};
 use quiver_proto::limits::{MAX_FETCH_BYTES, MAX_PARTITIONS_PER_REQUEST};
 
 use crate::admin::Admin;
@@ -520,26 +522,29 @@ struct Decoded {
     complete: bool,
 }
 
-/// Decodes one partition's batches, keeping records at or after `from`.
-/// Compressed batches are decompressed while `budget` (bytes, shared by
-/// the partitions of one poll) lasts; once it is spent, decoding stops
-/// before the next compressed batch, unless `out` is still empty.
 /// How many records the batches of a fetch body hold, from their headers:
 /// the capacity to decode them into at once (growing the vector as it
-/// fills cost a copy of everything before and fresh pages each time). At
-/// most as many as the body could hold uncompressed, so a header's claim
-/// cannot make it allocate more than real records could.
+/// fills cost a copy of everything before and fresh pages each time). No
+/// batch counts for more records than its bytes could hold uncompressed,
+/// so a header's claim cannot reserve more than real records would take
+/// (a compressed batch's records beyond that grow the vector as they come).
 fn records_in(body: &[u8]) -> usize {
     // A record's length, attributes, timestamp and offset deltas, key and
     // value lengths and header count take a byte each at least.
     const SMALLEST_RECORD_BYTES: usize = 7;
-    let claimed: usize = split_batches(body)
+    split_batches(body)
         .map_while(Result::ok)
-        .map(|batch| batch.record_count() as usize)
-        .sum();
-    claimed.min(body.len() / SMALLEST_RECORD_BYTES)
+        .map(|batch| {
+            let room = batch.as_bytes().len().saturating_sub(HEADER_BYTES) / SMALLEST_RECORD_BYTES;
+            (batch.record_count() as usize).min(room)
+        })
+        .sum()
 }
 
+/// Decodes one partition's batches, keeping records at or after `from`.
+/// Compressed batches are decompressed while `budget` (bytes, shared by
+/// the partitions of one poll) lasts; once it is spent, decoding stops
+/// before the next compressed batch, unless `out` is still empty.
 fn decode_into(
     bytes: &Bytes,
     assigned: &Assigned,
@@ -619,7 +624,7 @@ fn decode_into(
 
 #[cfg(test)]
 mod tests {
-    use quiver_proto::batch::{BatchBuilder, NewRecord};
+    use quiver_proto::batch::{BatchBuilder, HEADER_BYTES, NewRecord};
 
     use super::records_in;
 
@@ -649,6 +654,9 @@ mod tests {
         let mut body = batch(1);
         // The header's record count (bytes 57..61 of the v2 layout).
         body[57..61].copy_from_slice(&1_000_000i32.to_be_bytes());
-        assert_eq!(records_in(&body), body.len() / 7);
+        assert_eq!(records_in(&body), (body.len() - HEADER_BYTES) / 7);
+        // A batch's claim is bounded by its own bytes, not the body's.
+        let two = [body.clone(), batch(2)].concat();
+        assert_eq!(records_in(&two), (body.len() - HEADER_BYTES) / 7 + 2);
     }
 }

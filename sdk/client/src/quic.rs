@@ -31,13 +31,26 @@ pub fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> io::Re
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
-    // Best effort: a smaller buffer than asked for still works.
-    for (what, result) in [
-        ("receive", socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES)),
-        ("send", socket.set_send_buffer_size(SOCKET_BUFFER_BYTES)),
-    ] {
-        if let Err(error) = result {
-            tracing::debug!(%error, "cannot size the UDP {what} buffer");
+    // Best effort: a smaller buffer than asked for still works, and a
+    // broker says so (Linux caps the request at net.core.rmem_max and
+    // reports twice what it grants).
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < SOCKET_BUFFER_BYTES {
+        let hint = "raise net.core.rmem_max and wmem_max (sysctl) for fewer dropped datagrams";
+        if server.is_some() {
+            tracing::info!(
+                granted,
+                asked = SOCKET_BUFFER_BYTES,
+                "small UDP receive buffer: {hint}"
+            );
+        } else {
+            tracing::debug!(
+                granted,
+                asked = SOCKET_BUFFER_BYTES,
+                "small UDP receive buffer: {hint}"
+            );
         }
     }
     socket.bind(&bind.into())?;
