@@ -128,8 +128,10 @@ mod tests {
         let (counter, mock) = quanta::Clock::mock();
         mock.increment(Duration::from_secs(100));
         let mut clock = WallClock::with_counter(counter);
-        assert_follows(&mut clock);
-        // Reset (a resume, a restored VM): not stuck at the anchor's time.
+        // Reset (a resume, a restored VM): the next reading re-anchors, so
+        // it is not stuck at the first anchor's time, 100 ms behind. (The
+        // mock counter stands still: only an anchor taken inside `now_ms`
+        // can fall between the system clock's readings around it.)
         mock.decrement(Duration::from_secs(50));
         std::thread::sleep(Duration::from_millis(100));
         assert_follows(&mut clock);
