@@ -15,7 +15,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
-use super::{TlsError, fingerprint};
+use super::{TlsError, fingerprint, write_error};
 
 /// The CA's certificate in its directory: what clients and brokers trust.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -165,10 +165,6 @@ fn write_pair(
             return Err(TlsError::Exists { path: path.clone() });
         }
     }
-    let write_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| TlsError::Write { path, source }
-    };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
     super::write_file(&key, key_pem.as_bytes(), 0o600, false).map_err(write_error(&key))?;
     if let Err(e) = super::write_file(&cert, cert_pem.as_bytes(), 0o644, false) {

@@ -168,10 +168,6 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
         .map(|&n| n.to_owned())
         .collect();
     let certified = rcgen::generate_simple_self_signed(names)?;
-    let write_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| TlsError::Write { path, source }
-    };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
     // Replaced if there: a start that wrote the key but not the
     // certificate generates both again.
@@ -185,6 +181,12 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
     std::fs::write(cert_path, certified.cert.pem()).map_err(write_error(cert_path))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate");
     Ok(())
+}
+
+/// A `map_err` for a failed write of `path`.
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError {
+    let path = path.to_owned();
+    move |source| TlsError::Write { path, source }
 }
 
 /// Writes and syncs a file created with permissions `mode`; with `replace`

@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-
-use crate::buffers::{BufferPool, MIN_POOLED_BYTES};
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Endpoint, VarInt};
 use quiver_proto::api::{Request, decode_head, encode_request};
@@ -28,6 +26,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
+use crate::buffers::{BufferPool, MIN_POOLED_BYTES};
 use crate::error::ClientError;
 use crate::quic;
 
